@@ -1,0 +1,1 @@
+"""pymm: a NUMA-aware memory manager engine (placeholder until the engine lands)."""
