@@ -1,0 +1,339 @@
+"""Discover the NUMA topology of a real machine from sysfs.
+
+:func:`discover` reads ``ROOT/sys/devices/system/node`` (and, when the kernel exposes it,
+``ROOT/sys/devices/virtual/memory_tiering``) and returns a machine description of the same
+shape as the files in ``pymm/catalog/``, so the engine can consume either. ``ROOT`` is a
+parameter so that tests can point it at a fixture tree.
+
+Memory-kind rule
+----------------
+Each node is labelled ``DRAM``, ``HBM``, ``CXL`` or ``unknown`` by :func:`memory_kind`. The
+first step that reaches a verdict wins:
+
+1. A node with CPUs is ``DRAM`` (memoryless CPU nodes too: they are sockets/dies whose
+   controllers carry no DIMMs, not a different memory technology).
+2. A node with neither CPUs nor memory is ``unknown``.
+3. Memory tiers (the kernel's own verdict, which already folds in HMAT): a CPU-less node in a
+   lower-numbered (faster) tier than every DRAM node is ``HBM``; in a higher-numbered (slower)
+   tier than every DRAM node it is ``CXL``. Same tier: no verdict.
+4. HMAT (``nodeN/access0/initiators``): read bandwidth above every DRAM node's is ``HBM``;
+   otherwise read latency above every DRAM node's is ``CXL``. Otherwise no verdict.
+5. SLIT distances. ``near`` is the node's distance to the nearest CPU node and ``remote`` the
+   largest distance between two CPU nodes (never less than the kernel's REMOTE_DISTANCE, 20):
+
+   * ``near <= 13`` -- within 30% of local DRAM (10): on-package memory, ``HBM``;
+   * ``13 < near < remote`` -- farther than on-package memory but nearer than a remote
+     socket: a memory expander on a socket's link, ``CXL``;
+   * ``near >= remote`` or no distances -- ``unknown`` (could be CXL behind a switch,
+     persistent memory, or a socket with its CPUs offline).
+
+On the catalog machines this gives ``HBM`` for xeon-max-2s-hbm-flat (near 13), ``CXL`` for
+spr-2s-cxl (near 14, remote 21) and ``DRAM`` everywhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pymm.errors import SysfsError
+
+__all__ = [
+    "MEMORY_KIND_RULE",
+    "discover",
+    "format_list",
+    "memory_kind",
+    "parse_list",
+]
+
+# Kernel SLIT constants (include/linux/topology.h): a node's distance to itself and the
+# conventional distance of "another socket".
+LOCAL_DISTANCE = 10
+REMOTE_DISTANCE = 20
+# 1.3x local: on-package HBM is reported at 13 on Xeon Max; off-package expanders start at 14.
+ON_PACKAGE_MAX_DISTANCE = 13
+
+MEMORY_KIND_RULE = (
+    "kind: CPU node = DRAM; CPU-less node: faster memory tier or higher HMAT bandwidth than "
+    "DRAM = HBM, slower tier or higher HMAT latency = CXL; else SLIT distance to nearest CPU "
+    f"node <= {ON_PACKAGE_MAX_DISTANCE} = HBM, below the remote-socket distance = CXL, "
+    "otherwise unknown"
+)
+
+_NODE_DIR = Path("sys/devices/system/node")
+_TIER_DIR = Path("sys/devices/virtual/memory_tiering")
+_MEMTOTAL = re.compile(r"^Node\s+\d+\s+MemTotal:\s+(\d+)\s*kB\s*$", re.MULTILINE)
+_HUGEPAGE_DIR = re.compile(r"^hugepages-(\d+)kB$")
+_TIER_NAME = re.compile(r"^memory_tier(\d+)$")
+_ACCESS_FILES = {
+    "read_latency_ns": "read_latency",
+    "write_latency_ns": "write_latency",
+    "read_bandwidth_mbps": "read_bandwidth",
+    "write_bandwidth_mbps": "write_bandwidth",
+}
+
+
+def parse_list(text: str) -> list[int]:
+    """Parse a kernel list such as ``"0-3,8,10-11"`` (or kubelet's ``"0,1"``) into sorted ids.
+
+    Raises :class:`ValueError` on malformed input.
+    """
+    ids: set[int] = set()
+    text = text.strip()
+    if not text:
+        return []
+    for part in text.split(","):
+        part = part.strip()
+        lo_s, sep, hi_s = part.partition("-")
+        if not lo_s.isdigit() or (sep and not hi_s.isdigit()):
+            raise ValueError(f"malformed list element {part!r} in {text!r}")
+        lo = int(lo_s)
+        hi = int(hi_s) if sep else lo
+        if hi < lo:
+            raise ValueError(f"descending range {part!r} in {text!r}")
+        ids.update(range(lo, hi + 1))
+    return sorted(ids)
+
+
+def format_list(ids: Sequence[int] | set[int] | frozenset[int]) -> str:
+    """Format ids the way the kernel prints them: ``[0, 1, 2, 5]`` -> ``"0-2,5"``."""
+    out: list[str] = []
+    ordered = sorted(set(ids))
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        out.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ",".join(out)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise SysfsError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _read_list(path: Path) -> list[int]:
+    text = _read(path)
+    try:
+        return parse_list(text)
+    except ValueError as exc:
+        raise SysfsError(f"{path}: {exc}") from exc
+
+
+def _read_int(path: Path) -> int:
+    text = _read(path).strip()
+    try:
+        return int(text)
+    except ValueError:
+        raise SysfsError(f"{path}: expected an integer, got {text[:40]!r}") from None
+
+
+def _optional_list(path: Path) -> list[int] | None:
+    return _read_list(path) if path.exists() else None
+
+
+def _memtotal_bytes(path: Path) -> int:
+    match = _MEMTOTAL.search(_read(path))
+    if match is None:
+        raise SysfsError(f"{path}: no 'Node N MemTotal: <n> kB' line")
+    return int(match.group(1)) * 1024
+
+
+def _hugepages(node_dir: Path) -> list[dict[str, int]]:
+    hp_dir = node_dir / "hugepages"
+    if not hp_dir.is_dir():
+        return []
+    pools: list[dict[str, int]] = []
+    for entry in hp_dir.iterdir():
+        match = _HUGEPAGE_DIR.match(entry.name)
+        if match is None:
+            continue
+        pools.append(
+            {
+                "page_size_kib": int(match.group(1)),
+                "num_pages": _read_int(entry / "nr_hugepages"),
+            }
+        )
+    return sorted(pools, key=lambda p: p["page_size_kib"])
+
+
+def _access(node_dir: Path) -> dict[str, int | None] | None:
+    initiators = node_dir / "access0" / "initiators"
+    if not initiators.is_dir():
+        return None
+    return {
+        key: _read_int(initiators / name) if (initiators / name).exists() else None
+        for key, name in _ACCESS_FILES.items()
+    }
+
+
+def _tiers(root: Path) -> dict[int, int]:
+    tier_dir = root / _TIER_DIR
+    if not tier_dir.is_dir():
+        return {}
+    tier_of: dict[int, int] = {}
+    for entry in tier_dir.iterdir():
+        match = _TIER_NAME.match(entry.name)
+        if match is None or not (entry / "nodelist").exists():
+            continue
+        for node in _read_list(entry / "nodelist"):
+            tier_of[node] = int(match.group(1))
+    return tier_of
+
+
+def _distances(node_dir: Path, ids: list[int]) -> list[list[int]] | None:
+    rows: list[list[int]] = []
+    for node_id in ids:
+        path = node_dir / f"node{node_id}" / "distance"
+        if not path.exists():
+            return None
+        fields = _read(path).split()
+        try:
+            row = [int(f) for f in fields]
+        except ValueError:
+            raise SysfsError(f"{path}: non-numeric distance row {fields!r}") from None
+        # The kernel prints one column per online node; a mismatch means the tree changed
+        # under us (hotplug) or is not a node directory at all.
+        if len(row) != len(ids):
+            raise SysfsError(f"{path}: {len(row)} distances for {len(ids)} online nodes")
+        rows.append(row)
+    return rows
+
+
+def discover(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
+    """Read the NUMA topology under ``root`` (``"/"`` for this machine).
+
+    Returns a machine dict shaped like the catalog files (see the module docstring for the
+    memory-kind rule). Raises :class:`~pymm.errors.SysfsError` naming the offending file.
+    """
+    root_path = Path(root)
+    node_dir = root_path / _NODE_DIR
+    if not node_dir.is_dir():
+        raise SysfsError(f"{node_dir}: no such directory (missing root or kernel without NUMA)")
+    ids = _read_list(node_dir / "online")
+    if not ids:
+        raise SysfsError(f"{node_dir / 'online'}: no online nodes")
+    has_cpu = _optional_list(node_dir / "has_cpu")
+    has_memory = _optional_list(node_dir / "has_memory")
+    has_normal = _optional_list(node_dir / "has_normal_memory")
+    tier_of = _tiers(root_path)
+
+    nodes: list[dict[str, Any]] = []
+    for node_id in ids:
+        ndir = node_dir / f"node{node_id}"
+        if not ndir.is_dir():
+            raise SysfsError(f"{ndir}: listed in {node_dir / 'online'} but missing")
+        cpulist_path = ndir / "cpulist"
+        cpus = _read_list(cpulist_path)
+        memory = _memtotal_bytes(ndir / "meminfo")
+        node_has_memory = node_id in has_memory if has_memory is not None else memory > 0
+        nodes.append(
+            {
+                "id": node_id,
+                "memory_bytes": memory,
+                "cpus": len(cpus),
+                "cpulist": format_list(cpus),
+                "kind": "unknown",
+                "kind_reason": "",
+                "hugepages": _hugepages(ndir),
+                "has_cpu": node_id in has_cpu if has_cpu is not None else bool(cpus),
+                "has_memory": node_has_memory,
+                "has_normal_memory": (
+                    node_id in has_normal if has_normal is not None else node_has_memory
+                ),
+                "tier": tier_of.get(node_id),
+                "access": _access(ndir),
+            }
+        )
+    distances = _distances(node_dir, ids)
+    for index, node in enumerate(nodes):
+        node["kind"], node["kind_reason"] = memory_kind(index, nodes, distances)
+
+    kinds = sorted({n["kind"] for n in nodes})
+    label = "/" if os.fspath(root) == "/" else os.fspath(root)
+    name = socket.gethostname() if label == "/" else (root_path.resolve().name or "sysfs")
+    return {
+        "name": name,
+        "description": (f"{len(nodes)} NUMA node(s) discovered from sysfs ({', '.join(kinds)})"),
+        "source": f"sysfs:{label}",
+        "nodes": nodes,
+        "distances": distances,
+    }
+
+
+def _node_cpus(node: Mapping[str, Any]) -> int:
+    return int(node.get("cpus", 0))
+
+
+def _has_memory(node: Mapping[str, Any]) -> bool:
+    if "has_memory" in node:
+        return bool(node["has_memory"])
+    return int(node.get("memory_bytes", 0)) > 0
+
+
+def memory_kind(
+    index: int,
+    nodes: Sequence[Mapping[str, Any]],
+    distances: Sequence[Sequence[int]] | None,
+) -> tuple[str, str]:
+    """Classify ``nodes[index]`` as ``DRAM``/``HBM``/``CXL``/``unknown``; return (kind, reason).
+
+    ``nodes`` need ``cpus`` and ``memory_bytes`` (catalog entries qualify); ``tier`` and
+    ``access`` (HMAT, as produced by :func:`discover`) are used when present. ``distances``
+    rows follow the order of ``nodes``. The rule is described in the module docstring.
+    """
+    node = nodes[index]
+    if _node_cpus(node) > 0:
+        if not _has_memory(node):
+            return "DRAM", "has CPUs but no memory (memoryless CPU node)"
+        return "DRAM", "has CPUs: socket-local memory"
+    if not _has_memory(node):
+        return "unknown", "no CPUs and no memory"
+
+    dram = [n for n in nodes if _node_cpus(n) > 0 and _has_memory(n)]
+
+    tier = node.get("tier")
+    dram_tiers = [n["tier"] for n in dram if n.get("tier") is not None]
+    if tier is not None and dram_tiers:
+        if tier < min(dram_tiers):
+            return "HBM", f"CPU-less, memory tier {tier} faster than DRAM tier {min(dram_tiers)}"
+        if tier > max(dram_tiers):
+            return "CXL", f"CPU-less, memory tier {tier} slower than DRAM tier {max(dram_tiers)}"
+
+    access = node.get("access") or {}
+    dram_access = [n["access"] for n in dram if n.get("access")]
+    bandwidth = access.get("read_bandwidth_mbps")
+    dram_bw = [a["read_bandwidth_mbps"] for a in dram_access if a.get("read_bandwidth_mbps")]
+    if bandwidth is not None and dram_bw and bandwidth > max(dram_bw):
+        return "HBM", f"CPU-less, HMAT read bandwidth {bandwidth} MB/s > DRAM {max(dram_bw)} MB/s"
+    latency = access.get("read_latency_ns")
+    dram_lat = [a["read_latency_ns"] for a in dram_access if a.get("read_latency_ns")]
+    if latency is not None and dram_lat and latency > max(dram_lat):
+        return "CXL", f"CPU-less, HMAT read latency {latency} ns > DRAM {max(dram_lat)} ns"
+
+    cpu_idx = [i for i, n in enumerate(nodes) if _node_cpus(n) > 0]
+    if distances is None or not cpu_idx:
+        return "unknown", "CPU-less memory with no tier, HMAT or distance evidence"
+    near = min(distances[index][i] for i in cpu_idx)
+    remote = max([REMOTE_DISTANCE] + [distances[i][j] for i in cpu_idx for j in cpu_idx if i != j])
+    if near <= ON_PACKAGE_MAX_DISTANCE:
+        return "HBM", f"CPU-less, distance {near} to nearest CPU node (on-package memory)"
+    if near < remote:
+        return (
+            "CXL",
+            f"CPU-less, distance {near} to nearest CPU node: beyond on-package, "
+            f"nearer than a remote socket ({remote})",
+        )
+    return (
+        "unknown",
+        f"CPU-less, distance {near} to nearest CPU node is no nearer than a remote socket "
+        f"({remote})",
+    )
