@@ -1,0 +1,512 @@
+//! The manager: topology-manager admission around a memory-manager policy, with the kubelet's
+//! glue (stale-state removal, container start, removal), and a trace of every hint call and
+//! Allocate for replay and debugging.
+
+use crate::checkpoint;
+use crate::error::{EngineError, Result};
+use crate::hints::{ProviderHints, TopologyHint};
+use crate::machine::Machine;
+use crate::nodemask::NodeMask;
+use crate::policy::{MemoryPolicy, NonePolicy, StaticPolicy};
+use crate::quantity::Quantity;
+use crate::request::Pod;
+use crate::reserved::{get_system_reserved, sum_of_reservations, MemoryReservation, SystemReserved};
+use crate::state::{Block, State};
+use crate::topology::{policy_merge, MergeContext, Policy, PolicyOptions};
+use crate::version::KubeletVersion;
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Container,
+    Pod,
+}
+
+impl Scope {
+    pub fn parse(s: &str) -> Result<Scope> {
+        match s {
+            "container" => Ok(Scope::Container),
+            "pod" => Ok(Scope::Pod),
+            other => Err(EngineError::Config(format!(
+                "unknown topology manager scope {other:?} (expected container or pod)"
+            ))),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Container => "container",
+            Scope::Pod => "pod",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `Static` or `None`.
+    pub memory_policy: String,
+    pub topology_policy: Policy,
+    pub scope: Scope,
+    pub options: BTreeMap<String, String>,
+    pub version: KubeletVersion,
+    pub reserved: Vec<MemoryReservation>,
+    /// kube-reserved + system-reserved + eviction-hard; `None` means "consistent with the
+    /// reservations" (their per-resource sum).
+    pub node_allocatable: Option<BTreeMap<String, Quantity>>,
+}
+
+/// Hints from a provider other than the memory manager (a CPU or device manager of the
+/// caller's): per container for container scope, and one answer for pod scope.
+#[derive(Debug, Clone, Default)]
+pub struct ExtraProvider {
+    pub name: String,
+    pub containers: BTreeMap<String, ProviderHints>,
+    pub pod: ProviderHints,
+}
+
+#[derive(Debug, Clone)]
+pub struct HintCall {
+    pub container: String,
+    pub scope: Scope,
+    /// Provider name and answer; filled only when tracing.
+    pub providers: Vec<(String, ProviderHints)>,
+    pub merged: TopologyHint,
+    pub admit: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AllocationRecord {
+    pub container: String,
+    pub affinity_from_store: TopologyHint,
+    pub error: Option<String>,
+    pub blocks: Option<Vec<Block>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdmitResult {
+    pub admit: bool,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub hint_calls: Vec<HintCall>,
+    pub allocations: Vec<AllocationRecord>,
+}
+
+pub const TOPOLOGY_AFFINITY_ERROR: &str = "TopologyAffinityError";
+pub const UNEXPECTED_ADMISSION_ERROR: &str = "UnexpectedAdmissionError";
+
+pub struct Manager {
+    machine: Machine,
+    config: Config,
+    ctx: MergeContext,
+    policy: Box<dyn MemoryPolicy>,
+    state: State,
+    system_reserved: SystemReserved,
+    store: HashMap<(String, String), TopologyHint>,
+    /// container id -> (pod uid, container name)
+    container_map: BTreeMap<String, (String, String)>,
+    active: BTreeMap<String, Pod>,
+}
+
+fn build_policy(
+    machine: &Machine,
+    config: &Config,
+) -> Result<(Box<dyn MemoryPolicy>, SystemReserved)> {
+    match config.memory_policy.as_str() {
+        "None" => Ok((Box::new(NonePolicy), SystemReserved::new())),
+        "Static" => {
+            let node_alloc = config
+                .node_allocatable
+                .clone()
+                .unwrap_or_else(|| sum_of_reservations(&config.reserved));
+            let sr = get_system_reserved(machine, &node_alloc, &config.reserved)?;
+            let p = StaticPolicy::new(machine.clone(), sr.clone(), config.version)?;
+            Ok((Box::new(p), sr))
+        }
+        "BestEffort" => Err(EngineError::Config(
+            "policy \"BestEffort\" is not available for platform \"linux\"".into(),
+        )),
+        other => Err(EngineError::Config(format!("unknown policy: {other:?}"))),
+    }
+}
+
+fn merge_context(machine: &Machine, config: &Config) -> Result<MergeContext> {
+    let opts = PolicyOptions::parse(&config.options, config.version.has_max_allowable_option())?;
+    let n = machine.nodes.len();
+    if config.topology_policy != Policy::None && n > opts.max_allowable_numa_nodes {
+        return Err(EngineError::Config(format!(
+            "unsupported on machines with more than {} NUMA Nodes",
+            opts.max_allowable_numa_nodes
+        )));
+    }
+    let default = NodeMask::new(machine.node_ids().map(i64::from))?;
+    let closest = if opts.prefer_closest_numa_nodes {
+        let Some(_) = machine.distances else {
+            return Err(EngineError::Config(
+                "cannot discover NUMA topology: error getting NUMA distances from cadvisor".into(),
+            ));
+        };
+        let max = machine.node_ids().max().unwrap_or(0) as usize;
+        let mut d = vec![vec![0u64; max + 1]; max + 1];
+        for a in machine.node_ids() {
+            for b in machine.node_ids() {
+                d[a as usize][b as usize] = machine.distance(a, b).unwrap_or(0);
+            }
+        }
+        Some(d)
+    } else {
+        None
+    };
+    Ok(MergeContext { default, closest })
+}
+
+impl Manager {
+    /// Builds a manager as the kubelet's start-up does: topology manager first, then the
+    /// memory manager, then restoring `checkpoint` (the state file's text, if there is one)
+    /// and validating it against the machine. `state_path` only appears in error messages.
+    pub fn new(machine: Machine, config: Config, checkpoint_text: Option<&str>, state_path: &str) -> Result<Manager> {
+        let machine = machine.validated()?;
+        let ctx = merge_context(&machine, &config)?;
+        let (mut policy, system_reserved) = build_policy(&machine, &config)?;
+        let mut state = match checkpoint_text {
+            Some(t) => checkpoint::restore(t, policy.name(), state_path)?,
+            None => State::default(),
+        };
+        policy.start(&mut state)?;
+        Ok(Manager {
+            machine,
+            config,
+            ctx,
+            policy,
+            state,
+            system_reserved,
+            store: HashMap::new(),
+            container_map: BTreeMap::new(),
+            active: BTreeMap::new(),
+        })
+    }
+
+    /// A restart: a new manager from the state file, keeping the running containers.
+    pub fn restart(&mut self, machine: Option<Machine>, config: Option<Config>, checkpoint_text: &str, state_path: &str) -> Result<()> {
+        let machine = machine.unwrap_or_else(|| self.machine.clone());
+        let config = config.unwrap_or_else(|| self.config.clone());
+        let mut fresh = Manager::new(machine, config, Some(checkpoint_text), state_path)?;
+        fresh.container_map = std::mem::take(&mut self.container_map);
+        fresh.active = std::mem::take(&mut self.active);
+        *self = fresh;
+        Ok(())
+    }
+
+    pub fn machine(&self) -> &Machine {
+        &self.machine
+    }
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+    pub fn system_reserved(&self) -> &SystemReserved {
+        &self.system_reserved
+    }
+    pub fn policy_name(&self) -> &'static str {
+        self.policy.name()
+    }
+    pub fn active_pods(&self) -> impl Iterator<Item = &Pod> {
+        self.active.values()
+    }
+
+    /// The state file as the kubelet would write it now.
+    pub fn checkpoint_json(&self) -> String {
+        checkpoint::to_json(self.policy.name(), &self.state)
+    }
+
+    pub fn allocatable_memory(&self) -> Vec<Block> {
+        self.policy.allocatable_memory(&self.state)
+    }
+
+    /// `removeStaleState`: forget containers of pods that are neither active nor `keep`.
+    pub fn remove_stale_state(&mut self, keep: Option<&Pod>) {
+        let alive = |pod: &str, c: &str| {
+            self.active.get(pod).is_some_and(|p| p.container(c).is_some())
+                || keep.is_some_and(|p| p.uid == pod && p.container(c).is_some())
+        };
+        let mut stale: Vec<(String, String)> = Vec::new();
+        for (pod, ctrs) in &self.state.entries {
+            for c in ctrs.keys() {
+                if !alive(pod, c) {
+                    stale.push((pod.clone(), c.clone()));
+                }
+            }
+        }
+        let stale_ids: Vec<String> = self
+            .container_map
+            .iter()
+            .filter(|(_, (p, c))| !alive(p, c))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for (pod, c) in stale {
+            self.policy.remove_container(&mut self.state, &pod, &c);
+        }
+        for id in stale_ids {
+            self.container_map.remove(&id);
+        }
+    }
+
+    /// The memory manager's hints for a container (or, with `None`, for the pod, pod scope).
+    pub fn memory_hints(&self, pod: &Pod, container: Option<&str>) -> Result<ProviderHints> {
+        match container {
+            Some(c) => self.policy.container_hints(&self.state, pod, c),
+            None => self.policy.pod_hints(&self.state, pod),
+        }
+    }
+
+    /// The kubelet's `Allocate(pod, container)` with the hint the topology manager stored.
+    pub fn allocate(&mut self, pod: &Pod, container: &str) -> Result<()> {
+        let hint = self
+            .store
+            .get(&(pod.uid.clone(), container.to_string()))
+            .copied()
+            .unwrap_or(TopologyHint { affinity: None, preferred: false });
+        self.policy.allocate(&mut self.state, pod, container, hint)
+    }
+
+    /// Sets what the topology-manager store returns for a container.
+    pub fn set_stored_hint(&mut self, pod_uid: &str, container: &str, hint: TopologyHint) {
+        self.store.insert((pod_uid.to_string(), container.to_string()), hint);
+    }
+
+    fn record_allocation(&mut self, pod: &Pod, container: &str, out: &mut AdmitResult) -> Result<()> {
+        let hint = self
+            .store
+            .get(&(pod.uid.clone(), container.to_string()))
+            .copied()
+            .unwrap_or(TopologyHint { affinity: None, preferred: false });
+        let r = self.policy.allocate(&mut self.state, pod, container, hint);
+        out.allocations.push(AllocationRecord {
+            container: container.to_string(),
+            affinity_from_store: hint,
+            error: r.as_ref().err().map(|e| e.message().to_string()),
+            blocks: self.state.blocks(&pod.uid, container).cloned(),
+        });
+        r
+    }
+
+    fn hint_call(&mut self, pod: &Pod, container: Option<&str>, extra: &[ExtraProvider], trace: bool) -> Result<HintCall> {
+        let mm = self.memory_hints(pod, container)?;
+        let extra_answers: Vec<&ProviderHints> = extra
+            .iter()
+            .map(|p| match container {
+                Some(c) => p.containers.get(c).unwrap_or(&None),
+                None => &p.pod,
+            })
+            .collect();
+        let mut all: Vec<&ProviderHints> = extra_answers.clone();
+        all.push(&mm);
+        let (merged, admit) = policy_merge(self.config.topology_policy, &all, &self.ctx);
+        let providers = if trace {
+            let mut v: Vec<(String, ProviderHints)> = extra
+                .iter()
+                .zip(&extra_answers)
+                .map(|(p, a)| (p.name.clone(), (*a).clone()))
+                .collect();
+            v.push(("memory".into(), mm.clone()));
+            v
+        } else {
+            vec![]
+        };
+        Ok(HintCall {
+            container: container.unwrap_or("").to_string(),
+            scope: self.config.scope,
+            providers,
+            merged,
+            admit,
+        })
+    }
+
+    /// Topology-manager admission of a pod, as `Admit` in the kubelet's scopes. On success the
+    /// pod becomes active; a rejected pod's partial allocations stay until the next admission
+    /// removes them as stale, as in the kubelet.
+    pub fn admit(&mut self, pod: &Pod, extra: &[ExtraProvider], trace: bool) -> AdmitResult {
+        let mut out = AdmitResult {
+            admit: true,
+            reason: None,
+            message: None,
+            hint_calls: vec![],
+            allocations: vec![],
+        };
+        self.remove_stale_state(Some(pod));
+        let reject = |out: &mut AdmitResult, reason: &str, msg: String| {
+            out.admit = false;
+            out.reason = Some(reason.to_string());
+            out.message = Some(msg);
+        };
+        let unexpected = |e: &EngineError| format!("Allocate failed due to {}, which is unexpected", e.message());
+        let names: Vec<String> = pod.all_containers().map(|c| c.name.clone()).collect();
+        if self.config.topology_policy == Policy::None {
+            for c in &names {
+                if let Err(e) = self.record_allocation(pod, c, &mut out) {
+                    reject(&mut out, UNEXPECTED_ADMISSION_ERROR, unexpected(&e));
+                    return out;
+                }
+            }
+        } else if self.config.scope == Scope::Container {
+            for c in &names {
+                let call = match self.hint_call(pod, Some(c), extra, trace) {
+                    Ok(call) => call,
+                    Err(e) => {
+                        reject(&mut out, UNEXPECTED_ADMISSION_ERROR, e.message().to_string());
+                        return out;
+                    }
+                };
+                let (merged, ok) = (call.merged, call.admit);
+                out.hint_calls.push(call);
+                if !ok {
+                    reject(&mut out, TOPOLOGY_AFFINITY_ERROR, "Resources cannot be allocated with Topology locality".into());
+                    return out;
+                }
+                self.set_stored_hint(&pod.uid, c, merged);
+                if let Err(e) = self.record_allocation(pod, c, &mut out) {
+                    reject(&mut out, UNEXPECTED_ADMISSION_ERROR, unexpected(&e));
+                    return out;
+                }
+            }
+        } else {
+            let call = match self.hint_call(pod, None, extra, trace) {
+                Ok(call) => call,
+                Err(e) => {
+                    reject(&mut out, UNEXPECTED_ADMISSION_ERROR, e.message().to_string());
+                    return out;
+                }
+            };
+            let (merged, ok) = (call.merged, call.admit);
+            out.hint_calls.push(call);
+            if !ok {
+                reject(&mut out, TOPOLOGY_AFFINITY_ERROR, "Resources cannot be allocated with Topology locality".into());
+                return out;
+            }
+            for c in &names {
+                self.set_stored_hint(&pod.uid, c, merged);
+            }
+            for c in &names {
+                if let Err(e) = self.record_allocation(pod, c, &mut out) {
+                    reject(&mut out, UNEXPECTED_ADMISSION_ERROR, unexpected(&e));
+                    return out;
+                }
+            }
+        }
+        self.active.insert(pod.uid.clone(), pod.clone());
+        out
+    }
+
+    /// `AddContainer`: the container started; earlier regular init containers have finished,
+    /// so their memory goes back.
+    pub fn add_container(&mut self, pod: &Pod, container: &str, container_id: &str) {
+        self.container_map
+            .insert(container_id.to_string(), (pod.uid.clone(), container.to_string()));
+        for ic in &pod.init_containers {
+            if ic.name == container {
+                break;
+            }
+            if self.config.version.has_sidecars() && ic.restartable {
+                continue;
+            }
+            self.policy.remove_container(&mut self.state, &pod.uid, &ic.name);
+            self.container_map.retain(|_, (p, c)| !(p == &pod.uid && c == &ic.name));
+        }
+    }
+
+    /// Starts every container of an admitted pod in order (init containers first).
+    pub fn start_pod(&mut self, pod_uid: &str) -> Result<()> {
+        let pod = self
+            .active
+            .get(pod_uid)
+            .cloned()
+            .ok_or_else(|| EngineError::Pod(format!("pod {pod_uid:?} is not admitted")))?;
+        for c in pod.all_containers() {
+            let id = container_id(pod_uid, &c.name);
+            self.add_container(&pod, &c.name, &id);
+        }
+        Ok(())
+    }
+
+    /// `RemoveContainer(containerID)`: an unknown id is not an error.
+    pub fn remove_container_by_id(&mut self, container_id: &str) {
+        if let Some((pod, c)) = self.container_map.remove(container_id) {
+            self.policy.remove_container(&mut self.state, &pod, &c);
+        }
+    }
+
+    /// A container stopped. One that never started has nothing to release.
+    pub fn remove_container(&mut self, pod_uid: &str, container: &str) {
+        self.remove_container_by_id(&container_id(pod_uid, container));
+    }
+
+    /// Every container of the pod stopped, and the pod is gone. Unlike `remove_container`, this
+    /// also releases containers that were admitted but never started.
+    pub fn remove_pod(&mut self, pod_uid: &str) {
+        let names: Vec<String> = match self.active.get(pod_uid) {
+            Some(p) => p.all_containers().map(|c| c.name.clone()).collect(),
+            None => self
+                .state
+                .entries
+                .get(pod_uid)
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default(),
+        };
+        for c in names {
+            self.remove_container(pod_uid, &c);
+        }
+        self.active.remove(pod_uid);
+    }
+
+    /// Forget a pod's state regardless of container starts (used by `remove_pod` callers that
+    /// want the memory back even for containers that never ran).
+    pub fn release_pod(&mut self, pod_uid: &str) {
+        let names: Vec<String> = self
+            .state
+            .entries
+            .get(pod_uid)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        for c in names {
+            self.policy.remove_container(&mut self.state, pod_uid, &c);
+        }
+        self.container_map.retain(|_, (p, _)| p != pod_uid);
+        self.active.remove(pod_uid);
+    }
+
+    /// `GetMemoryNUMANodes`: the union of the container's block affinities.
+    pub fn container_nodes(&self, pod_uid: &str, container: &str) -> Option<Vec<i64>> {
+        let blocks = self.state.blocks(pod_uid, container)?;
+        let mut ids: Vec<i64> = blocks.iter().flat_map(|b| b.affinity().iter().copied()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            None
+        } else {
+            Some(ids)
+        }
+    }
+
+    /// The `cpuset.mems` value the kubelet hands to the runtime: ids joined by `,`.
+    pub fn cpuset_mems(&self, pod_uid: &str, container: &str) -> Option<String> {
+        self.container_nodes(pod_uid, container)
+            .map(|ids| ids.iter().map(i64::to_string).collect::<Vec<_>>().join(","))
+    }
+
+    /// Replaces the state (conformance tests start from given states).
+    pub fn set_state(&mut self, state: State) {
+        self.state = state;
+    }
+    pub fn register_container(&mut self, pod_uid: &str, container: &str, container_id: &str) {
+        self.container_map
+            .insert(container_id.to_string(), (pod_uid.to_string(), container.to_string()));
+    }
+    pub fn set_active(&mut self, pods: Vec<Pod>) {
+        self.active = pods.into_iter().map(|p| (p.uid.clone(), p)).collect();
+    }
+}
+
+/// The synthetic container id pymm uses for a started container.
+pub fn container_id(pod_uid: &str, container: &str) -> String {
+    format!("{pod_uid}/{container}")
+}

@@ -1,0 +1,164 @@
+//! Sets of NUMA node ids, with the kubelet's `bitmask` semantics: bit `i` is node id `i`,
+//! "narrower" means fewer nodes and then a lower numeric value, and masks are enumerated by
+//! size and then lexicographically.
+
+use crate::error::{EngineError, Result};
+use std::fmt;
+
+/// The largest node id a mask can hold. The kubelet's mask is one `uint64`.
+pub const MAX_NODE_ID: u32 = 63;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct NodeMask(u64);
+
+impl NodeMask {
+    pub const EMPTY: NodeMask = NodeMask(0);
+
+    pub fn new<I: IntoIterator<Item = i64>>(ids: I) -> Result<NodeMask> {
+        let mut m = 0u64;
+        for id in ids {
+            if !(0..=MAX_NODE_ID as i64).contains(&id) {
+                return Err(EngineError::Machine(
+                    "bit number must be in range 0-63".to_string(),
+                ));
+            }
+            m |= 1 << id;
+        }
+        Ok(NodeMask(m))
+    }
+
+    pub const fn from_raw(v: u64) -> NodeMask {
+        NodeMask(v)
+    }
+    pub const fn raw(self) -> u64 {
+        self.0
+    }
+    pub const fn count(self) -> u32 {
+        self.0.count_ones()
+    }
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    pub const fn and(self, o: NodeMask) -> NodeMask {
+        NodeMask(self.0 & o.0)
+    }
+    pub const fn or(self, o: NodeMask) -> NodeMask {
+        NodeMask(self.0 | o.0)
+    }
+    pub const fn is_set(self, id: u32) -> bool {
+        id <= MAX_NODE_ID && self.0 & (1 << id) != 0
+    }
+    pub const fn is_subset_of(self, o: NodeMask) -> bool {
+        self.0 & !o.0 == 0
+    }
+    /// `IsNarrowerThan`: fewer bits, or as many bits and a lower value.
+    pub fn is_narrower_than(self, o: NodeMask) -> bool {
+        let (a, b) = (self.count(), o.count());
+        a < b || (a == b && self.0 < o.0)
+    }
+    pub fn ids(self) -> Ids {
+        Ids(self.0)
+    }
+    pub fn to_vec(self) -> Vec<i64> {
+        self.ids().map(i64::from).collect()
+    }
+}
+
+/// Ascending node ids of a mask.
+pub struct Ids(u64);
+impl Iterator for Ids {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        if self.0 == 0 {
+            return None;
+        }
+        let b = self.0.trailing_zeros();
+        self.0 &= self.0 - 1;
+        Some(b)
+    }
+}
+
+impl fmt::Debug for NodeMask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.ids()).finish()
+    }
+}
+
+/// Visits every non-empty combination of `n` positions in the kubelet's order: by size, then
+/// lexicographically (`{0},{1},{2},{0,1},{0,2},{1,2},{0,1,2}`). The callback receives the
+/// combination as a mask over positions `0..n` and may stop the walk by returning `false`.
+pub fn for_each_combination(n: usize, min_size: usize, mut f: impl FnMut(u64) -> bool) {
+    let mut idx = [0usize; 64];
+    for k in min_size.max(1)..=n {
+        for (i, slot) in idx.iter_mut().enumerate().take(k) {
+            *slot = i;
+        }
+        loop {
+            let mut m = 0u64;
+            for &i in &idx[..k] {
+                m |= 1 << i;
+            }
+            if !f(m) {
+                return;
+            }
+            // Advance: bump the rightmost index that can still move, reset the ones after it.
+            let Some(i) = (0..k).rev().find(|&i| idx[i] < n - k + i) else {
+                break;
+            };
+            idx[i] += 1;
+            for j in i + 1..k {
+                idx[j] = idx[j - 1] + 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubelet_iteration_order() {
+        let mut seen = vec![];
+        for_each_combination(3, 1, |m| {
+            seen.push(m);
+            true
+        });
+        assert_eq!(seen, vec![0b001, 0b010, 0b100, 0b011, 0b101, 0b110, 0b111]);
+        let mut four = vec![];
+        for_each_combination(4, 2, |m| {
+            if m.count_ones() == 2 {
+                four.push(NodeMask::from_raw(m).to_vec());
+            }
+            true
+        });
+        // {0,3} precedes {1,2} lexicographically even though its value is larger.
+        assert_eq!(
+            four,
+            vec![vec![0, 1], vec![0, 2], vec![0, 3], vec![1, 2], vec![1, 3], vec![2, 3]]
+        );
+    }
+
+    #[test]
+    fn combination_count_is_two_to_the_n_minus_one() {
+        for n in 1..=10 {
+            let mut c = 0u64;
+            for_each_combination(n, 1, |_| {
+                c += 1;
+                true
+            });
+            assert_eq!(c, (1 << n) - 1);
+        }
+    }
+
+    #[test]
+    fn narrower_and_range() {
+        let a = NodeMask::new([0, 3]).unwrap();
+        let b = NodeMask::new([1, 2]).unwrap();
+        assert!(b.is_narrower_than(a));
+        assert!(NodeMask::new([2]).unwrap().is_narrower_than(b));
+        assert!(NodeMask::new([64]).is_err());
+        assert!(NodeMask::new([-1]).is_err());
+        assert_eq!(a.ids().collect::<Vec<_>>(), vec![0, 3]);
+    }
+}

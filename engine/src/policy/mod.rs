@@ -1,0 +1,33 @@
+//! Memory-manager policies. Each policy is one file; the manager talks to them through
+//! [`MemoryPolicy`].
+
+mod none;
+mod static_policy;
+
+pub use none::NonePolicy;
+pub use static_policy::StaticPolicy;
+
+use crate::error::Result;
+use crate::hints::{ProviderHints, TopologyHint};
+use crate::request::Pod;
+use crate::state::{Block, State};
+
+/// A memory-manager policy. Contract, as in the kubelet's `policy.go`: `allocate` is
+/// idempotent (a container that already has blocks keeps them and nothing changes), and so
+/// is `remove_container` (removing an unknown container does nothing).
+pub trait MemoryPolicy: Send + Sync {
+    /// The name written into the state file (`Static`, `None`).
+    fn name(&self) -> &'static str;
+    /// Validates (or initialises) a restored state at start-up.
+    fn start(&mut self, state: &mut State) -> Result<()>;
+    /// Container-scope hints. `Err` only where the kubelet itself would crash.
+    fn container_hints(&self, state: &State, pod: &Pod, container: &str) -> Result<ProviderHints>;
+    /// Pod-scope hints.
+    fn pod_hints(&self, state: &State, pod: &Pod) -> Result<ProviderHints>;
+    /// Reserves memory for one container following the topology manager's hint.
+    fn allocate(&mut self, state: &mut State, pod: &Pod, container: &str, hint: TopologyHint) -> Result<()>;
+    /// Releases a container's memory.
+    fn remove_container(&mut self, state: &mut State, pod_uid: &str, container: &str);
+    /// `GetAllocatableMemory`: one block per node and resource with allocatable > 0.
+    fn allocatable_memory(&self, state: &State) -> Vec<Block>;
+}

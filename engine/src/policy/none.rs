@@ -1,0 +1,32 @@
+//! The `None` policy: no hints, no reservations; the state file still exists.
+
+use super::MemoryPolicy;
+use crate::error::Result;
+use crate::hints::{ProviderHints, TopologyHint};
+use crate::request::Pod;
+use crate::state::{Block, State};
+
+#[derive(Debug, Default)]
+pub struct NonePolicy;
+
+impl MemoryPolicy for NonePolicy {
+    fn name(&self) -> &'static str {
+        "None"
+    }
+    fn start(&mut self, _state: &mut State) -> Result<()> {
+        Ok(())
+    }
+    fn container_hints(&self, _: &State, _: &Pod, _: &str) -> Result<ProviderHints> {
+        Ok(None)
+    }
+    fn pod_hints(&self, _: &State, _: &Pod) -> Result<ProviderHints> {
+        Ok(None)
+    }
+    fn allocate(&mut self, _: &mut State, _: &Pod, _: &str, _: TopologyHint) -> Result<()> {
+        Ok(())
+    }
+    fn remove_container(&mut self, _: &mut State, _: &str, _: &str) {}
+    fn allocatable_memory(&self, _: &State) -> Vec<Block> {
+        Vec::new()
+    }
+}

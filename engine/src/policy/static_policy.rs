@@ -1,0 +1,354 @@
+//! The `Static` policy (kubelet `policy_static.go`, reference §4).
+
+use super::MemoryPolicy;
+use crate::error::{EngineError, Result};
+use crate::hints::{calculate_hints, find_best_hint, provider_answer, ProviderHints, Reusable, TopologyHint};
+use crate::machine::Machine;
+use crate::nodemask::NodeMask;
+use crate::request::{container_requested, pod_requested, Pod, QosClass, Requested};
+use crate::reserved::SystemReserved;
+use crate::state::{validate_state, Block, MachineState, State};
+use crate::version::KubeletVersion;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub struct StaticPolicy {
+    machine: Machine,
+    system_reserved: SystemReserved,
+    version: KubeletVersion,
+    /// Init-container memory the pod being admitted may reuse. Held in memory only, for one pod
+    /// at a time, and lost on restart, as in the kubelet.
+    reusable: BTreeMap<String, Reusable>,
+}
+
+fn alloc_err(msg: &str) -> EngineError {
+    EngineError::Allocation(format!("[memorymanager] {msg}"))
+}
+
+fn mask_of(ids: &[i64]) -> Result<NodeMask> {
+    NodeMask::new(ids.iter().copied())
+}
+
+impl StaticPolicy {
+    pub fn new(machine: Machine, system_reserved: SystemReserved, version: KubeletVersion) -> Result<Self> {
+        let total: u64 = system_reserved
+            .values()
+            .filter_map(|m| m.get("memory"))
+            .fold(0u64, |a, b| a.wrapping_add(*b));
+        if total == 0 {
+            return Err(EngineError::ReservedMemory(
+                "[memorymanager] you should specify the system reserved memory".into(),
+            ));
+        }
+        Ok(StaticPolicy {
+            machine,
+            system_reserved,
+            version,
+            reusable: BTreeMap::new(),
+        })
+    }
+
+    /// Seeds the reusable init-container memory of a pod (restoring kubelet test fixtures).
+    pub fn set_reusable(&mut self, pod_uid: &str, reusable: Reusable) {
+        self.reusable.insert(pod_uid.to_string(), reusable);
+    }
+
+    fn skips(&self, pod: &Pod) -> bool {
+        pod.qos_class() != QosClass::Guaranteed
+            || (self.version.skips_pod_level_resources() && pod.pod_level_resources)
+    }
+
+    fn is_regular_init(&self, pod: &Pod, container: &str) -> bool {
+        pod.init_containers
+            .iter()
+            .any(|c| c.name == container && !(self.version.has_sidecars() && c.restartable))
+    }
+
+    fn reusable_for(&self, pod: &Pod) -> Option<&Reusable> {
+        self.reusable.get(&pod.uid)
+    }
+
+    fn hints(&self, ms: &MachineState, pod: &Pod, req: &Requested) -> Result<Vec<TopologyHint>> {
+        calculate_hints(ms, req, self.reusable_for(pod))
+    }
+
+    fn container_req(&self, pod: &Pod, container: &str) -> Result<Requested> {
+        let c = pod.container(container).ok_or_else(|| {
+            EngineError::Pod(format!("pod {:?} has no container {container:?}", pod.uid))
+        })?;
+        container_requested(c)
+    }
+
+    fn update_reusable(&mut self, pod: &Pod, container: &str, blocks: &[Block]) -> Result<()> {
+        self.reusable.retain(|uid, _| *uid == pod.uid);
+        let regular_init = self.is_regular_init(pod, container);
+        let entry = self.reusable.entry(pod.uid.clone()).or_default();
+        for b in blocks {
+            let m = mask_of(b.affinity())?;
+            if regular_init {
+                let e = entry.entry(m).or_default().entry(b.resource.clone()).or_insert(0);
+                *e = (*e).max(b.size);
+            } else if let Some(r) = entry.get_mut(&m).and_then(|x| x.get_mut(&b.resource)) {
+                *r = r.saturating_sub(b.size);
+            }
+        }
+        Ok(())
+    }
+
+    /// Shrinks earlier regular init containers' blocks by what this container reuses, so that
+    /// a pod's blocks add up to the memory really reserved for it.
+    fn update_init_blocks(&self, state: &mut State, pod: &Pod, container: &str, blocks: &[Block]) {
+        for cb in blocks {
+            let mut left = cb.size;
+            for ic in &pod.init_containers {
+                if ic.name == container || left == 0 {
+                    break;
+                }
+                if self.version.has_sidecars() && ic.restartable {
+                    continue;
+                }
+                let Some(mut ibs) = state.blocks(&pod.uid, &ic.name).cloned() else {
+                    continue;
+                };
+                if ibs.is_empty() {
+                    continue;
+                }
+                for ib in ibs.iter_mut() {
+                    if ib.size == 0 || ib.resource != cb.resource || !same_set(ib.affinity(), cb.affinity()) {
+                        continue;
+                    }
+                    let d = ib.size.min(left);
+                    ib.size -= d;
+                    left -= d;
+                }
+                state.set_blocks(&pod.uid, &ic.name, ibs);
+            }
+        }
+    }
+}
+
+fn same_set(a: &[i64], b: &[i64]) -> bool {
+    let (mut x, mut y) = (a.to_vec(), b.to_vec());
+    x.sort_unstable();
+    y.sort_unstable();
+    x == y
+}
+
+/// `regenerateHints`: after a restart, the stored affinity is the only preferred hint.
+fn regenerate_hints(blocks: &[Block], req: &Requested) -> ProviderHints {
+    if blocks.len() != req.len() {
+        return None;
+    }
+    let mut out: BTreeMap<String, Vec<TopologyHint>> = req.keys().map(|k| (k.clone(), vec![])).collect();
+    for b in blocks {
+        if req.get(&b.resource) != Some(&b.size) {
+            return None;
+        }
+        let m = mask_of(b.affinity()).ok()?;
+        out.get_mut(&b.resource)?.push(TopologyHint::new(m, true));
+    }
+    Some(out.into_iter().map(|(k, v)| (k, Some(Arc::new(v)))).collect())
+}
+
+fn free_satisfies(ms: &MachineState, mask: NodeMask, req: &Requested) -> bool {
+    req.iter().all(|(name, want)| {
+        let free = mask
+            .ids()
+            .filter_map(|id| ms.get(&i64::from(id)))
+            .filter_map(|n| n.memory_map.get(name))
+            .fold(0u64, |a, t| a.wrapping_add(t.free));
+        free >= *want
+    })
+}
+
+/// `isAffinityViolatingNUMAAllocations`: a multi-node mask may only cover unused nodes or
+/// exactly one existing group.
+fn violates_group_rule(ms: &MachineState, mask: NodeMask) -> bool {
+    if mask.count() <= 1 {
+        return false;
+    }
+    let bits = mask.to_vec();
+    mask.ids().filter_map(|id| ms.get(&i64::from(id))).any(|n| {
+        n.number_of_assignments != 0 && (n.cells().len() == 1 || !same_set(n.cells(), &bits))
+    })
+}
+
+impl MemoryPolicy for StaticPolicy {
+    fn name(&self) -> &'static str {
+        "Static"
+    }
+
+    fn start(&mut self, state: &mut State) -> Result<()> {
+        validate_state(state, &self.machine, &self.system_reserved, self.version.group_sum_validation())
+    }
+
+    fn container_hints(&self, state: &State, pod: &Pod, container: &str) -> Result<ProviderHints> {
+        if self.skips(pod) {
+            return Ok(None);
+        }
+        let Ok(req) = self.container_req(pod, container) else {
+            return Ok(None);
+        };
+        if let Some(blocks) = state.blocks(&pod.uid, container) {
+            return Ok(regenerate_hints(blocks, &req));
+        }
+        let hints = self.hints(&state.machine_state, pod, &req)?;
+        Ok(provider_answer(&req.keys().cloned().collect::<Vec<_>>(), hints))
+    }
+
+    fn pod_hints(&self, state: &State, pod: &Pod) -> Result<ProviderHints> {
+        if self.skips(pod) {
+            return Ok(None);
+        }
+        let Ok(req) = pod_requested(pod, self.version.has_sidecars()) else {
+            return Ok(None);
+        };
+        for c in pod.all_containers() {
+            if let Some(blocks) = state.blocks(&pod.uid, &c.name) {
+                return Ok(regenerate_hints(blocks, &req));
+            }
+        }
+        let hints = self.hints(&state.machine_state, pod, &req)?;
+        Ok(provider_answer(&req.keys().cloned().collect::<Vec<_>>(), hints))
+    }
+
+    fn allocate(&mut self, state: &mut State, pod: &Pod, container: &str, hint: TopologyHint) -> Result<()> {
+        if self.skips(pod) {
+            return Ok(());
+        }
+        if let Some(blocks) = state.blocks(&pod.uid, container).cloned() {
+            return self.update_reusable(pod, container, &blocks);
+        }
+        let req = self.container_req(pod, container)?;
+        let mut best = hint;
+        if hint.affinity.is_none() {
+            let hints = self.hints(&state.machine_state, pod, &req)?;
+            if hints.is_empty() {
+                return Err(alloc_err(
+                    "failed to get the default NUMA affinity, no NUMA nodes with enough memory is available",
+                ));
+            }
+            // Only the regular-memory list is consulted; without a memory request there is none.
+            let d = if req.contains_key("memory") {
+                find_best_hint(&hints).unwrap_or(TopologyHint { affinity: None, preferred: false })
+            } else {
+                TopologyHint { affinity: None, preferred: false }
+            };
+            if !d.preferred && hint.preferred {
+                return Err(alloc_err("failed to find the default preferred hint"));
+            }
+            best = d;
+        }
+        let Some(mut mask) = best.affinity else {
+            return Err(alloc_err(
+                "failed to get the default NUMA affinity, no NUMA nodes with enough memory is available",
+            ));
+        };
+        if !free_satisfies(&state.machine_state, mask, &req) {
+            let hints = if req.contains_key("memory") {
+                self.hints(&state.machine_state, pod, &req)?
+            } else {
+                vec![]
+            };
+            let cand: Vec<TopologyHint> = hints
+                .into_iter()
+                .filter(|h| h.affinity.is_some_and(|a| mask.is_subset_of(a)))
+                .collect();
+            let Some(e) = find_best_hint(&cand) else {
+                return Err(alloc_err("failed to find NUMA nodes to extend the current topology hint"));
+            };
+            if !e.preferred && best.preferred {
+                return Err(alloc_err("failed to find the extended preferred hint"));
+            }
+            mask = e.affinity.unwrap_or(mask);
+        }
+        if self.version.checks_group_rule_at_allocate() && violates_group_rule(&state.machine_state, mask) {
+            return Err(alloc_err("preferred hint violates NUMA node allocation"));
+        }
+        let bits = mask.to_vec();
+        let reuse = self.reusable.get(&pod.uid).and_then(|r| r.get(&mask)).cloned();
+        let mut blocks = Vec::with_capacity(req.len());
+        for (name, size) in &req {
+            blocks.push(Block {
+                numa_affinity: Some(bits.clone()),
+                resource: name.clone(),
+                size: *size,
+            });
+            let reusable = reuse.as_ref().and_then(|r| r.get(name)).copied().unwrap_or(0);
+            let mut to_take = size.saturating_sub(reusable);
+            for id in &bits {
+                let Some(ns) = state.machine_state.get_mut(id) else {
+                    continue;
+                };
+                ns.number_of_assignments += 1;
+                ns.cells = Some(bits.clone());
+                if to_take == 0 {
+                    continue;
+                }
+                let Some(t) = ns.memory_map.get_mut(name) else {
+                    continue;
+                };
+                if t.free == 0 {
+                    continue;
+                }
+                let take = t.free.min(to_take);
+                t.reserved += take;
+                t.free -= take;
+                to_take -= take;
+            }
+            // What no node could take stays unaccounted, as in the kubelet.
+        }
+        self.update_reusable(pod, container, &blocks)?;
+        state.set_blocks(&pod.uid, container, blocks.clone());
+        self.update_init_blocks(state, pod, container, &blocks);
+        Ok(())
+    }
+
+    fn remove_container(&mut self, state: &mut State, pod_uid: &str, container: &str) {
+        let Some(blocks) = state.blocks(pod_uid, container).cloned() else {
+            return;
+        };
+        state.delete(pod_uid, container);
+        for b in &blocks {
+            let mut left = b.size;
+            for id in b.affinity() {
+                let Some(ns) = state.machine_state.get_mut(id) else {
+                    continue;
+                };
+                ns.number_of_assignments -= 1;
+                if ns.number_of_assignments == 0 {
+                    ns.cells = Some(vec![*id]);
+                }
+                if left == 0 {
+                    continue;
+                }
+                let Some(t) = ns.memory_map.get_mut(&b.resource) else {
+                    continue;
+                };
+                if t.reserved == 0 {
+                    continue;
+                }
+                let d = t.reserved.min(left);
+                t.reserved -= d;
+                t.free += d;
+                left -= d;
+            }
+        }
+    }
+
+    fn allocatable_memory(&self, state: &State) -> Vec<Block> {
+        let mut out = Vec::new();
+        for (id, n) in &state.machine_state {
+            for (name, t) in &n.memory_map {
+                if t.allocatable > 0 {
+                    out.push(Block {
+                        numa_affinity: Some(vec![*id]),
+                        resource: name.clone(),
+                        size: t.allocatable,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
