@@ -304,9 +304,11 @@ pub fn parse_machine_state(v: &Value) -> Result<MachineState> {
         return Ok(ms);
     };
     for (k, node) in m {
-        let id: i64 = k
-            .parse()
-            .map_err(|_| corrupt(format!("json: cannot unmarshal number {k} into Go value of type int")))?;
+        let id: i64 = k.parse().map_err(|_| {
+            corrupt(format!(
+                "json: cannot unmarshal number {k} into Go value of type int"
+            ))
+        })?;
         let Some(nm) = as_object(node, "state.NUMANodeState")? else {
             continue;
         };
@@ -339,7 +341,10 @@ pub fn parse_machine_state(v: &Value) -> Result<MachineState> {
                     "Go struct field NUMANodeState.numberOfAssignments of type int",
                 )?,
                 memory_map,
-                cells: as_ints(field(nm, "cells"), "Go struct field NUMANodeState.cells of type int")?,
+                cells: as_ints(
+                    field(nm, "cells"),
+                    "Go struct field NUMANodeState.cells of type int",
+                )?,
             },
         );
     }
@@ -371,7 +376,12 @@ pub fn parse_entries(v: &Value) -> Result<Assignments> {
                         let resource = match field(bm, "type") {
                             None | Some(Value::Null) => String::new(),
                             Some(Value::String(s)) => s.clone(),
-                            Some(x) => return Err(type_err("Go struct field Block.type of type v1.ResourceName", x)),
+                            Some(x) => {
+                                return Err(type_err(
+                                    "Go struct field Block.type of type v1.ResourceName",
+                                    x,
+                                ))
+                            }
                         };
                         bl.push(Block {
                             numa_affinity: as_ints(
@@ -379,7 +389,10 @@ pub fn parse_entries(v: &Value) -> Result<Assignments> {
                                 "Go struct field Block.numaAffinity of type int",
                             )?,
                             resource,
-                            size: as_u64(field(bm, "size"), "Go struct field Block.size of type uint64")?,
+                            size: as_u64(
+                                field(bm, "size"),
+                                "Go struct field Block.size of type uint64",
+                            )?,
                         });
                     }
                 }
@@ -426,7 +439,10 @@ pub fn decode(text: &str) -> Result<Checkpoint> {
         Some(x) => parse_entries(x)?,
         None => Assignments::new(),
     };
-    let stored = as_u64(field(top, "checksum"), "Go struct field checksum of type checksum.Checksum")?;
+    let stored = as_u64(
+        field(top, "checksum"),
+        "Go struct field checksum of type checksum.Checksum",
+    )?;
     let state = State {
         machine_state,
         entries,
@@ -482,7 +498,13 @@ mod tests {
     fn go_key_order_and_escaping() {
         let mut st = State::default();
         for id in [2, 10] {
-            st.machine_state.insert(id, NodeState { cells: Some(vec![id]), ..Default::default() });
+            st.machine_state.insert(
+                id,
+                NodeState {
+                    cells: Some(vec![id]),
+                    ..Default::default()
+                },
+            );
         }
         st.set_blocks("<p&>", "c", vec![]);
         let j = to_json("Static", &st);

@@ -241,13 +241,18 @@ pub fn provider_answer(resources: &[String], hints: Vec<TopologyHint>) -> Provid
 }
 
 /// `findBestHint`: a preferred hint beats a non-preferred one; otherwise the narrower wins.
-pub fn find_best_hint<'a>(hints: impl IntoIterator<Item = &'a TopologyHint>) -> Option<TopologyHint> {
+pub fn find_best_hint<'a>(
+    hints: impl IntoIterator<Item = &'a TopologyHint>,
+) -> Option<TopologyHint> {
     let mut best: Option<TopologyHint> = None;
     for h in hints {
         best = match best {
             None => Some(*h),
             Some(b) => {
-                let (hm, bm) = (h.affinity.unwrap_or_default(), b.affinity.unwrap_or_default());
+                let (hm, bm) = (
+                    h.affinity.unwrap_or_default(),
+                    b.affinity.unwrap_or_default(),
+                );
                 if (h.preferred && !b.preferred)
                     || (h.preferred == b.preferred && hm.is_narrower_than(bm))
                 {

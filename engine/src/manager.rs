@@ -10,7 +10,9 @@ use crate::nodemask::NodeMask;
 use crate::policy::{MemoryPolicy, NonePolicy, StaticPolicy};
 use crate::quantity::Quantity;
 use crate::request::Pod;
-use crate::reserved::{get_system_reserved, sum_of_reservations, MemoryReservation, SystemReserved};
+use crate::reserved::{
+    get_system_reserved, sum_of_reservations, MemoryReservation, SystemReserved,
+};
 use crate::state::{Block, State};
 use crate::topology::{policy_merge, MergeContext, Policy, PolicyOptions};
 use crate::version::KubeletVersion;
@@ -162,7 +164,12 @@ impl Manager {
     /// Builds a manager as the kubelet's start-up does: topology manager first, then the
     /// memory manager, then restoring `checkpoint` (the state file's text, if there is one)
     /// and validating it against the machine. `state_path` only appears in error messages.
-    pub fn new(machine: Machine, config: Config, checkpoint_text: Option<&str>, state_path: &str) -> Result<Manager> {
+    pub fn new(
+        machine: Machine,
+        config: Config,
+        checkpoint_text: Option<&str>,
+        state_path: &str,
+    ) -> Result<Manager> {
         let machine = machine.validated()?;
         let ctx = merge_context(&machine, &config)?;
         let (mut policy, system_reserved) = build_policy(&machine, &config)?;
@@ -185,7 +192,13 @@ impl Manager {
     }
 
     /// A restart: a new manager from the state file, keeping the running containers.
-    pub fn restart(&mut self, machine: Option<Machine>, config: Option<Config>, checkpoint_text: &str, state_path: &str) -> Result<()> {
+    pub fn restart(
+        &mut self,
+        machine: Option<Machine>,
+        config: Option<Config>,
+        checkpoint_text: &str,
+        state_path: &str,
+    ) -> Result<()> {
         let machine = machine.unwrap_or_else(|| self.machine.clone());
         let config = config.unwrap_or_else(|| self.config.clone());
         let mut fresh = Manager::new(machine, config, Some(checkpoint_text), state_path)?;
@@ -226,7 +239,9 @@ impl Manager {
     /// `removeStaleState`: forget containers of pods that are neither active nor `keep`.
     pub fn remove_stale_state(&mut self, keep: Option<&Pod>) {
         let alive = |pod: &str, c: &str| {
-            self.active.get(pod).is_some_and(|p| p.container(c).is_some())
+            self.active
+                .get(pod)
+                .is_some_and(|p| p.container(c).is_some())
                 || keep.is_some_and(|p| p.uid == pod && p.container(c).is_some())
         };
         let mut stale: Vec<(String, String)> = Vec::new();
@@ -265,21 +280,33 @@ impl Manager {
             .store
             .get(&(pod.uid.clone(), container.to_string()))
             .copied()
-            .unwrap_or(TopologyHint { affinity: None, preferred: false });
+            .unwrap_or(TopologyHint {
+                affinity: None,
+                preferred: false,
+            });
         self.policy.allocate(&mut self.state, pod, container, hint)
     }
 
     /// Sets what the topology-manager store returns for a container.
     pub fn set_stored_hint(&mut self, pod_uid: &str, container: &str, hint: TopologyHint) {
-        self.store.insert((pod_uid.to_string(), container.to_string()), hint);
+        self.store
+            .insert((pod_uid.to_string(), container.to_string()), hint);
     }
 
-    fn record_allocation(&mut self, pod: &Pod, container: &str, out: &mut AdmitResult) -> Result<()> {
+    fn record_allocation(
+        &mut self,
+        pod: &Pod,
+        container: &str,
+        out: &mut AdmitResult,
+    ) -> Result<()> {
         let hint = self
             .store
             .get(&(pod.uid.clone(), container.to_string()))
             .copied()
-            .unwrap_or(TopologyHint { affinity: None, preferred: false });
+            .unwrap_or(TopologyHint {
+                affinity: None,
+                preferred: false,
+            });
         let r = self.policy.allocate(&mut self.state, pod, container, hint);
         out.allocations.push(AllocationRecord {
             container: container.to_string(),
@@ -290,7 +317,13 @@ impl Manager {
         r
     }
 
-    fn hint_call(&mut self, pod: &Pod, container: Option<&str>, extra: &[ExtraProvider], trace: bool) -> Result<HintCall> {
+    fn hint_call(
+        &mut self,
+        pod: &Pod,
+        container: Option<&str>,
+        extra: &[ExtraProvider],
+        trace: bool,
+    ) -> Result<HintCall> {
         let mm = self.memory_hints(pod, container)?;
         let extra_answers: Vec<&ProviderHints> = extra
             .iter()
@@ -339,7 +372,12 @@ impl Manager {
             out.reason = Some(reason.to_string());
             out.message = Some(msg);
         };
-        let unexpected = |e: &EngineError| format!("Allocate failed due to {}, which is unexpected", e.message());
+        let unexpected = |e: &EngineError| {
+            format!(
+                "Allocate failed due to {}, which is unexpected",
+                e.message()
+            )
+        };
         let names: Vec<String> = pod.all_containers().map(|c| c.name.clone()).collect();
         if self.config.topology_policy == Policy::None {
             for c in &names {
@@ -353,14 +391,22 @@ impl Manager {
                 let call = match self.hint_call(pod, Some(c), extra, trace) {
                     Ok(call) => call,
                     Err(e) => {
-                        reject(&mut out, UNEXPECTED_ADMISSION_ERROR, e.message().to_string());
+                        reject(
+                            &mut out,
+                            UNEXPECTED_ADMISSION_ERROR,
+                            e.message().to_string(),
+                        );
                         return out;
                     }
                 };
                 let (merged, ok) = (call.merged, call.admit);
                 out.hint_calls.push(call);
                 if !ok {
-                    reject(&mut out, TOPOLOGY_AFFINITY_ERROR, "Resources cannot be allocated with Topology locality".into());
+                    reject(
+                        &mut out,
+                        TOPOLOGY_AFFINITY_ERROR,
+                        "Resources cannot be allocated with Topology locality".into(),
+                    );
                     return out;
                 }
                 self.set_stored_hint(&pod.uid, c, merged);
@@ -373,14 +419,22 @@ impl Manager {
             let call = match self.hint_call(pod, None, extra, trace) {
                 Ok(call) => call,
                 Err(e) => {
-                    reject(&mut out, UNEXPECTED_ADMISSION_ERROR, e.message().to_string());
+                    reject(
+                        &mut out,
+                        UNEXPECTED_ADMISSION_ERROR,
+                        e.message().to_string(),
+                    );
                     return out;
                 }
             };
             let (merged, ok) = (call.merged, call.admit);
             out.hint_calls.push(call);
             if !ok {
-                reject(&mut out, TOPOLOGY_AFFINITY_ERROR, "Resources cannot be allocated with Topology locality".into());
+                reject(
+                    &mut out,
+                    TOPOLOGY_AFFINITY_ERROR,
+                    "Resources cannot be allocated with Topology locality".into(),
+                );
                 return out;
             }
             for c in &names {
@@ -400,8 +454,10 @@ impl Manager {
     /// `AddContainer`: the container started; earlier regular init containers have finished,
     /// so their memory goes back.
     pub fn add_container(&mut self, pod: &Pod, container: &str, container_id: &str) {
-        self.container_map
-            .insert(container_id.to_string(), (pod.uid.clone(), container.to_string()));
+        self.container_map.insert(
+            container_id.to_string(),
+            (pod.uid.clone(), container.to_string()),
+        );
         for ic in &pod.init_containers {
             if ic.name == container {
                 break;
@@ -409,8 +465,10 @@ impl Manager {
             if self.config.version.has_sidecars() && ic.restartable {
                 continue;
             }
-            self.policy.remove_container(&mut self.state, &pod.uid, &ic.name);
-            self.container_map.retain(|_, (p, c)| !(p == &pod.uid && c == &ic.name));
+            self.policy
+                .remove_container(&mut self.state, &pod.uid, &ic.name);
+            self.container_map
+                .retain(|_, (p, c)| !(p == &pod.uid && c == &ic.name));
         }
     }
 
@@ -477,7 +535,10 @@ impl Manager {
     /// `GetMemoryNUMANodes`: the union of the container's block affinities.
     pub fn container_nodes(&self, pod_uid: &str, container: &str) -> Option<Vec<i64>> {
         let blocks = self.state.blocks(pod_uid, container)?;
-        let mut ids: Vec<i64> = blocks.iter().flat_map(|b| b.affinity().iter().copied()).collect();
+        let mut ids: Vec<i64> = blocks
+            .iter()
+            .flat_map(|b| b.affinity().iter().copied())
+            .collect();
         ids.sort_unstable();
         ids.dedup();
         if ids.is_empty() {
@@ -498,8 +559,10 @@ impl Manager {
         self.state = state;
     }
     pub fn register_container(&mut self, pod_uid: &str, container: &str, container_id: &str) {
-        self.container_map
-            .insert(container_id.to_string(), (pod_uid.to_string(), container.to_string()));
+        self.container_map.insert(
+            container_id.to_string(),
+            (pod_uid.to_string(), container.to_string()),
+        );
     }
     pub fn set_active(&mut self, pods: Vec<Pod>) {
         self.active = pods.into_iter().map(|p| (p.uid.clone(), p)).collect();

@@ -135,7 +135,14 @@ mod tests {
         // {0,3} precedes {1,2} lexicographically even though its value is larger.
         assert_eq!(
             four,
-            vec![vec![0, 1], vec![0, 2], vec![0, 3], vec![1, 2], vec![1, 3], vec![2, 3]]
+            vec![
+                vec![0, 1],
+                vec![0, 2],
+                vec![0, 3],
+                vec![1, 2],
+                vec![1, 3],
+                vec![2, 3]
+            ]
         );
     }
 

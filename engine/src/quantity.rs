@@ -317,7 +317,9 @@ mod tests {
 
     #[test]
     fn rejects_malformed_and_huge() {
-        for bad in ["", "abc", "1K", "1 Gi", "Gi", ".", "1e", "1e+", "1.2.3", "--1", "1Gib"] {
+        for bad in [
+            "", "abc", "1K", "1 Gi", "Gi", ".", "1e", "1e+", "1.2.3", "--1", "1Gib",
+        ] {
             assert!(
                 matches!(Quantity::parse(bad), Err(EngineError::Quantity(_))),
                 "{bad:?} should not parse"
@@ -331,8 +333,14 @@ mod tests {
 
     #[test]
     fn exact_comparison_across_formats() {
-        assert_eq!(Quantity::parse("1").unwrap(), Quantity::parse("1000m").unwrap());
-        assert_eq!(Quantity::parse("1Ki").unwrap(), Quantity::parse("1024").unwrap());
+        assert_eq!(
+            Quantity::parse("1").unwrap(),
+            Quantity::parse("1000m").unwrap()
+        );
+        assert_eq!(
+            Quantity::parse("1Ki").unwrap(),
+            Quantity::parse("1024").unwrap()
+        );
         assert!(Quantity::parse("1G").unwrap() < Quantity::parse("1Gi").unwrap());
     }
 

@@ -142,7 +142,9 @@ pub fn validate_reserved_memory(
         let alloc = node_allocatable
             .get(t)
             .map_or(Quantity::ZERO, |q| Quantity::ZERO.add(q));
-        let reserved = totals.get(t).map_or(Quantity::ZERO, |q| Quantity::ZERO.add(q));
+        let reserved = totals
+            .get(t)
+            .map_or(Quantity::ZERO, |q| Quantity::ZERO.add(q));
         if alloc != reserved {
             return Err(EngineError::ReservedMemory(format!(
                 "the total amount \"{reserved}\" of type \"{t}\" is not equal to the value \"{alloc}\" determined by Node Allocatable feature"
@@ -210,7 +212,10 @@ pub fn node_allocatable_reservation(
     eviction_hard: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, Quantity>> {
     let mut out: BTreeMap<String, Quantity> = BTreeMap::new();
-    for (flag, m) in [("kube-reserved", kube_reserved), ("system-reserved", system_reserved)] {
+    for (flag, m) in [
+        ("kube-reserved", kube_reserved),
+        ("system-reserved", system_reserved),
+    ] {
         for (name, text) in m {
             if !["cpu", "memory", "ephemeral-storage", "pid"].contains(&name.as_str()) {
                 return Err(EngineError::ReservedMemory(format!(

@@ -280,7 +280,13 @@ pub fn merge(lists: &[&[TopologyHint]], ctx: &MergeContext) -> TopologyHint {
     }
     let b = lists
         .iter()
-        .map(|l| l.iter().filter_map(|h| h.affinity).map(NodeMask::count).min().unwrap_or(0))
+        .map(|l| {
+            l.iter()
+                .filter_map(|h| h.affinity)
+                .map(NodeMask::count)
+                .min()
+                .unwrap_or(0)
+        })
         .max()
         .unwrap_or(0);
     let rank = |m: NodeMask| {
@@ -376,7 +382,10 @@ fn parse_go_bool(s: &str) -> Option<bool> {
 
 impl PolicyOptions {
     /// `with_max_allowable` is false for kubelet 1.26, which has no such option.
-    pub fn parse(opts: &BTreeMap<String, String>, with_max_allowable: bool) -> Result<PolicyOptions> {
+    pub fn parse(
+        opts: &BTreeMap<String, String>,
+        with_max_allowable: bool,
+    ) -> Result<PolicyOptions> {
         let mut o = PolicyOptions::default();
         for (k, v) in opts {
             match k.as_str() {
@@ -424,7 +433,13 @@ mod tests {
     fn brute(lists: &[&[TopologyHint]], ctx: &MergeContext) -> TopologyHint {
         let b = lists
             .iter()
-            .map(|l| l.iter().filter_map(|h| h.affinity).map(NodeMask::count).min().unwrap_or(0))
+            .map(|l| {
+                l.iter()
+                    .filter_map(|h| h.affinity)
+                    .map(NodeMask::count)
+                    .min()
+                    .unwrap_or(0)
+            })
             .max()
             .unwrap_or(0);
         let better = |cur: TopologyHint, cand: TopologyHint| {
@@ -461,7 +476,11 @@ mod tests {
                         if cc > b {
                             better(cur, cand)
                         } else if cc == b {
-                            if dc == b { better(cur, cand) } else { cur }
+                            if dc == b {
+                                better(cur, cand)
+                            } else {
+                                cur
+                            }
                         } else if dc > b {
                             cur
                         } else if dc == b || dc > cc {
@@ -491,8 +510,15 @@ mod tests {
 
     #[test]
     fn merge_matches_the_cartesian_fold_on_awkward_lists() {
-        let ctx = MergeContext { default: NodeMask::from_raw(0b1111), closest: None };
-        let a = vec![h(&[2, 3], false), h(&[0, 1, 2], false), h(&[0, 1, 3], false)];
+        let ctx = MergeContext {
+            default: NodeMask::from_raw(0b1111),
+            closest: None,
+        };
+        let a = vec![
+            h(&[2, 3], false),
+            h(&[0, 1, 2], false),
+            h(&[0, 1, 3], false),
+        ];
         let b = a.clone();
         let lists: Vec<&[TopologyHint]> = vec![&a, &b];
         let got = merge(&lists, &ctx);

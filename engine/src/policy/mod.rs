@@ -25,7 +25,13 @@ pub trait MemoryPolicy: Send + Sync {
     /// Pod-scope hints.
     fn pod_hints(&self, state: &State, pod: &Pod) -> Result<ProviderHints>;
     /// Reserves memory for one container following the topology manager's hint.
-    fn allocate(&mut self, state: &mut State, pod: &Pod, container: &str, hint: TopologyHint) -> Result<()>;
+    fn allocate(
+        &mut self,
+        state: &mut State,
+        pod: &Pod,
+        container: &str,
+        hint: TopologyHint,
+    ) -> Result<()>;
     /// Releases a container's memory.
     fn remove_container(&mut self, state: &mut State, pod_uid: &str, container: &str);
     /// `GetAllocatableMemory`: one block per node and resource with allocatable > 0.

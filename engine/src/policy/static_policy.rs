@@ -2,7 +2,9 @@
 
 use super::MemoryPolicy;
 use crate::error::{EngineError, Result};
-use crate::hints::{calculate_hints, find_best_hint, provider_answer, ProviderHints, Reusable, TopologyHint};
+use crate::hints::{
+    calculate_hints, find_best_hint, provider_answer, ProviderHints, Reusable, TopologyHint,
+};
 use crate::machine::Machine;
 use crate::nodemask::NodeMask;
 use crate::request::{container_requested, pod_requested, Pod, QosClass, Requested};
@@ -30,7 +32,11 @@ fn mask_of(ids: &[i64]) -> Result<NodeMask> {
 }
 
 impl StaticPolicy {
-    pub fn new(machine: Machine, system_reserved: SystemReserved, version: KubeletVersion) -> Result<Self> {
+    pub fn new(
+        machine: Machine,
+        system_reserved: SystemReserved,
+        version: KubeletVersion,
+    ) -> Result<Self> {
         let total: u64 = system_reserved
             .values()
             .filter_map(|m| m.get("memory"))
@@ -86,7 +92,11 @@ impl StaticPolicy {
         for b in blocks {
             let m = mask_of(b.affinity())?;
             if regular_init {
-                let e = entry.entry(m).or_default().entry(b.resource.clone()).or_insert(0);
+                let e = entry
+                    .entry(m)
+                    .or_default()
+                    .entry(b.resource.clone())
+                    .or_insert(0);
                 *e = (*e).max(b.size);
             } else if let Some(r) = entry.get_mut(&m).and_then(|x| x.get_mut(&b.resource)) {
                 *r = r.saturating_sub(b.size);
@@ -114,7 +124,10 @@ impl StaticPolicy {
                     continue;
                 }
                 for ib in ibs.iter_mut() {
-                    if ib.size == 0 || ib.resource != cb.resource || !same_set(ib.affinity(), cb.affinity()) {
+                    if ib.size == 0
+                        || ib.resource != cb.resource
+                        || !same_set(ib.affinity(), cb.affinity())
+                    {
                         continue;
                     }
                     let d = ib.size.min(left);
@@ -139,7 +152,8 @@ fn regenerate_hints(blocks: &[Block], req: &Requested) -> ProviderHints {
     if blocks.len() != req.len() {
         return None;
     }
-    let mut out: BTreeMap<String, Vec<TopologyHint>> = req.keys().map(|k| (k.clone(), vec![])).collect();
+    let mut out: BTreeMap<String, Vec<TopologyHint>> =
+        req.keys().map(|k| (k.clone(), vec![])).collect();
     for b in blocks {
         if req.get(&b.resource) != Some(&b.size) {
             return None;
@@ -147,7 +161,11 @@ fn regenerate_hints(blocks: &[Block], req: &Requested) -> ProviderHints {
         let m = mask_of(b.affinity()).ok()?;
         out.get_mut(&b.resource)?.push(TopologyHint::new(m, true));
     }
-    Some(out.into_iter().map(|(k, v)| (k, Some(Arc::new(v)))).collect())
+    Some(
+        out.into_iter()
+            .map(|(k, v)| (k, Some(Arc::new(v))))
+            .collect(),
+    )
 }
 
 fn free_satisfies(ms: &MachineState, mask: NodeMask, req: &Requested) -> bool {
@@ -179,7 +197,12 @@ impl MemoryPolicy for StaticPolicy {
     }
 
     fn start(&mut self, state: &mut State) -> Result<()> {
-        validate_state(state, &self.machine, &self.system_reserved, self.version.group_sum_validation())
+        validate_state(
+            state,
+            &self.machine,
+            &self.system_reserved,
+            self.version.group_sum_validation(),
+        )
     }
 
     fn container_hints(&self, state: &State, pod: &Pod, container: &str) -> Result<ProviderHints> {
@@ -193,7 +216,10 @@ impl MemoryPolicy for StaticPolicy {
             return Ok(regenerate_hints(blocks, &req));
         }
         let hints = self.hints(&state.machine_state, pod, &req)?;
-        Ok(provider_answer(&req.keys().cloned().collect::<Vec<_>>(), hints))
+        Ok(provider_answer(
+            &req.keys().cloned().collect::<Vec<_>>(),
+            hints,
+        ))
     }
 
     fn pod_hints(&self, state: &State, pod: &Pod) -> Result<ProviderHints> {
@@ -209,10 +235,19 @@ impl MemoryPolicy for StaticPolicy {
             }
         }
         let hints = self.hints(&state.machine_state, pod, &req)?;
-        Ok(provider_answer(&req.keys().cloned().collect::<Vec<_>>(), hints))
+        Ok(provider_answer(
+            &req.keys().cloned().collect::<Vec<_>>(),
+            hints,
+        ))
     }
 
-    fn allocate(&mut self, state: &mut State, pod: &Pod, container: &str, hint: TopologyHint) -> Result<()> {
+    fn allocate(
+        &mut self,
+        state: &mut State,
+        pod: &Pod,
+        container: &str,
+        hint: TopologyHint,
+    ) -> Result<()> {
         if self.skips(pod) {
             return Ok(());
         }
@@ -230,9 +265,15 @@ impl MemoryPolicy for StaticPolicy {
             }
             // Only the regular-memory list is consulted; without a memory request there is none.
             let d = if req.contains_key("memory") {
-                find_best_hint(&hints).unwrap_or(TopologyHint { affinity: None, preferred: false })
+                find_best_hint(&hints).unwrap_or(TopologyHint {
+                    affinity: None,
+                    preferred: false,
+                })
             } else {
-                TopologyHint { affinity: None, preferred: false }
+                TopologyHint {
+                    affinity: None,
+                    preferred: false,
+                }
             };
             if !d.preferred && hint.preferred {
                 return Err(alloc_err("failed to find the default preferred hint"));
@@ -255,18 +296,26 @@ impl MemoryPolicy for StaticPolicy {
                 .filter(|h| h.affinity.is_some_and(|a| mask.is_subset_of(a)))
                 .collect();
             let Some(e) = find_best_hint(&cand) else {
-                return Err(alloc_err("failed to find NUMA nodes to extend the current topology hint"));
+                return Err(alloc_err(
+                    "failed to find NUMA nodes to extend the current topology hint",
+                ));
             };
             if !e.preferred && best.preferred {
                 return Err(alloc_err("failed to find the extended preferred hint"));
             }
             mask = e.affinity.unwrap_or(mask);
         }
-        if self.version.checks_group_rule_at_allocate() && violates_group_rule(&state.machine_state, mask) {
+        if self.version.checks_group_rule_at_allocate()
+            && violates_group_rule(&state.machine_state, mask)
+        {
             return Err(alloc_err("preferred hint violates NUMA node allocation"));
         }
         let bits = mask.to_vec();
-        let reuse = self.reusable.get(&pod.uid).and_then(|r| r.get(&mask)).cloned();
+        let reuse = self
+            .reusable
+            .get(&pod.uid)
+            .and_then(|r| r.get(&mask))
+            .cloned();
         let mut blocks = Vec::with_capacity(req.len());
         for (name, size) in &req {
             blocks.push(Block {
@@ -274,7 +323,11 @@ impl MemoryPolicy for StaticPolicy {
                 resource: name.clone(),
                 size: *size,
             });
-            let reusable = reuse.as_ref().and_then(|r| r.get(name)).copied().unwrap_or(0);
+            let reusable = reuse
+                .as_ref()
+                .and_then(|r| r.get(name))
+                .copied()
+                .unwrap_or(0);
             let mut to_take = size.saturating_sub(reusable);
             for id in &bits {
                 let Some(ns) = state.machine_state.get_mut(id) else {

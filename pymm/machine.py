@@ -1,0 +1,235 @@
+"""Machines: NUMA nodes with memory, hugepage pools and distances.
+
+A :class:`Machine` comes from the embedded catalog of real topologies
+(:meth:`Machine.from_catalog`), from a JSON file, from sysfs (:meth:`Machine.from_sysfs`), or is
+built synthetically for tests and benchmarks (:meth:`Machine.synthetic`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pymm._engine import parse_quantity
+from pymm.errors import MachineError
+
+__all__ = ["DEFAULT_MACHINE", "HugePages", "Machine", "NumaNode", "page_size_kib"]
+
+#: The machine ``pymm demo`` and the CLI use when none is named.
+DEFAULT_MACHINE = "xeon-8480-2s-snc4"
+
+
+def page_size_kib(size: str | int) -> int:
+    """A hugepage size as KiB: ``"2Mi"`` -> 2048, ``"1Gi"`` -> 1048576, ``2048`` -> 2048."""
+    if isinstance(size, int):
+        return size
+    text = size.removeprefix("hugepages-")
+    nbytes = int(parse_quantity(text))
+    if nbytes <= 0 or nbytes % 1024:
+        raise MachineError(f"hugepage size {size!r} is not a positive multiple of 1Ki")
+    return nbytes // 1024
+
+
+@dataclass(frozen=True, slots=True)
+class HugePages:
+    page_size_kib: int
+    num_pages: int
+
+
+@dataclass(frozen=True, slots=True)
+class NumaNode:
+    id: int
+    memory_bytes: int
+    cpus: int = 0
+    kind: str = "DRAM"
+    hugepages: tuple[HugePages, ...] = ()
+
+    @property
+    def hugepage_bytes(self) -> int:
+        return sum(p.page_size_kib * 1024 * p.num_pages for p in self.hugepages)
+
+
+@dataclass(frozen=True, slots=True)
+class Machine:
+    """A machine description. ``distances`` rows follow the order of ``nodes``."""
+
+    name: str
+    nodes: tuple[NumaNode, ...]
+    distances: tuple[tuple[int, ...], ...] | None = None
+    description: str = ""
+    source: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    # -- construction -------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Machine:
+        """From the catalog's JSON shape (``nodes[].memory_bytes``, ``distances``)."""
+        try:
+            nodes = tuple(
+                NumaNode(
+                    id=int(n["id"]),
+                    memory_bytes=int(n.get("memory_bytes", n.get("memory", 0))),
+                    cpus=int(n.get("cpus", 0)),
+                    kind=str(n.get("kind") or "unknown"),
+                    hugepages=tuple(
+                        HugePages(int(p["page_size_kib"]), int(p["num_pages"]))
+                        for p in n.get("hugepages") or ()
+                    ),
+                )
+                for n in data["nodes"]
+            )
+            dist = data.get("distances")
+            distances = tuple(tuple(int(x) for x in row) for row in dist) if dist else None
+        except (KeyError, TypeError, ValueError) as e:
+            raise MachineError(f"invalid machine description: {e!r}") from e
+        known = {"name", "nodes", "distances", "description", "source"}
+        return cls(
+            name=str(data.get("name", "")),
+            nodes=nodes,
+            distances=distances,
+            description=str(data.get("description", "")),
+            source=str(data.get("source", "")),
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Machine:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise MachineError(f"machine description is not valid JSON: {e}") from e
+        if not isinstance(data, dict):
+            raise MachineError("a machine description must be a JSON object")
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Machine:
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise MachineError(f"cannot read machine file {str(path)!r}: {e.strerror}") from e
+        return cls.from_json(text)
+
+    @staticmethod
+    def catalog_names() -> list[str]:
+        """Names of the embedded real machine topologies."""
+        files = resources.files("pymm.catalog").iterdir()
+        return sorted(f.name.removesuffix(".json") for f in files if f.name.endswith(".json"))
+
+    @classmethod
+    def from_catalog(cls, name: str) -> Machine:
+        names = cls.catalog_names()
+        if name not in names:
+            raise MachineError(f"unknown machine {name!r}; known machines: {', '.join(names)}")
+        text = resources.files("pymm.catalog").joinpath(f"{name}.json").read_text()
+        return cls.from_json(text)
+
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> Machine:
+        """A catalog name, or a path to a machine JSON file."""
+        p = Path(name_or_path)
+        if isinstance(name_or_path, Path) or p.suffix == ".json" or p.exists():
+            return cls.from_file(p)
+        return cls.from_catalog(str(name_or_path))
+
+    @classmethod
+    def from_sysfs(cls, root: str | Path = "/") -> Machine:
+        """Discovers the NUMA topology of the machine at ``root`` (see :mod:`pymm.sysfs`)."""
+        from pymm.sysfs import discover
+
+        return cls.from_dict(discover(root))
+
+    @classmethod
+    def synthetic(
+        cls,
+        n: int,
+        *,
+        memory: str | int = "64Gi",
+        hugepages: Mapping[str, int] | None = None,
+        local: int = 10,
+        remote: int = 20,
+        name: str | None = None,
+    ) -> Machine:
+        """``n`` identical nodes; ``hugepages`` maps a page size to pages per node."""
+        mem = int(parse_quantity(memory)) if isinstance(memory, str) else memory
+        pools = tuple(
+            HugePages(page_size_kib(size), count) for size, count in (hugepages or {}).items()
+        )
+        nodes = tuple(NumaNode(i, mem, cpus=1, kind="DRAM", hugepages=pools) for i in range(n))
+        dist = tuple(tuple(local if i == j else remote for j in range(n)) for i in range(n))
+        return cls(name or f"synthetic-{n}", nodes, dist, description=f"{n} identical nodes")
+
+    # -- derived machines ----------------------------------------------------------------
+
+    def with_hugepages(self, pools: Mapping[str, int], nodes: Iterable[int] | None = None) -> Machine:
+        """A copy where the given nodes (default: all) have these hugepage pools (size ->
+        pages); memory stays the same, so hugepages come out of it as on a real node."""
+        chosen = set(nodes) if nodes is not None else {n.id for n in self.nodes}
+        hp = tuple(HugePages(page_size_kib(s), c) for s, c in pools.items())
+        new = tuple(replace(n, hugepages=hp) if n.id in chosen else n for n in self.nodes)
+        return replace(self, nodes=new)
+
+    # -- views ---------------------------------------------------------------------------
+
+    @property
+    def node_ids(self) -> list[int]:
+        return [n.id for n in self.nodes]
+
+    def node(self, node_id: int) -> NumaNode:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise MachineError(f"machine {self.name!r} has no NUMA node {node_id}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain data the engine takes (and the catalog's JSON shape). Every node reports
+        every page size found on any node, with 0 pages where it has none, as the kernel's
+        per-node ``hugepages-<size>kB`` directories (and cadvisor) do."""
+        sizes = sorted({p.page_size_kib for n in self.nodes for p in n.hugepages})
+
+        def pools(n: NumaNode) -> list[dict[str, int]]:
+            have = {p.page_size_kib: p.num_pages for p in n.hugepages}
+            return [{"page_size_kib": s, "num_pages": have.get(s, 0)} for s in sizes]
+
+        return {
+            "name": self.name,
+            "description": self.description,
+            "source": self.source,
+            "nodes": [
+                {
+                    "id": n.id,
+                    "memory_bytes": n.memory_bytes,
+                    "cpus": n.cpus,
+                    "kind": n.kind,
+                    "hugepages": pools(n),
+                }
+                for n in self.nodes
+            ],
+            "distances": [list(r) for r in self.distances] if self.distances else None,
+        }
+
+    def reserve_per_node(self, memory: str = "1Gi") -> list[dict[str, Any]]:
+        """A ``reservedMemory`` list reserving ``memory`` on every node."""
+        return [{"numaNode": n.id, "limits": {"memory": memory}} for n in self.nodes]
+
+    def summary(self) -> str:
+        total = sum(n.memory_bytes for n in self.nodes) / 2**30
+        kinds = sorted({n.kind for n in self.nodes})
+        return f"{len(self.nodes)} NUMA nodes, {total:.0f} GiB, {'/'.join(kinds)}"
+
+
+def as_machine(value: Machine | str | Path | Mapping[str, Any]) -> Machine:
+    if isinstance(value, Machine):
+        return value
+    if isinstance(value, Mapping):
+        return Machine.from_dict(value)
+    return Machine.load(value)
+
+
+def distances_of(rows: Sequence[Sequence[int]] | None) -> list[list[int]] | None:
+    return [list(r) for r in rows] if rows else None

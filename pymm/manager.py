@@ -1,0 +1,407 @@
+"""The :class:`MemoryManager` a user holds: one engine call per operation, plus durable state.
+
+Example::
+
+    >>> from pymm import MemoryManager, Machine, Pod, Container
+    >>> m = Machine.synthetic(2, memory="16Gi")
+    >>> mm = MemoryManager(m, reserved_memory="0:memory=1Gi;1:memory=1Gi",
+    ...                    topology_policy="single-numa-node")
+    >>> a = mm.admit(Pod.of("p1", Container.of("c1", cpu="1", memory="4Gi")))
+    >>> a.admitted, a["c1"].numa_nodes, mm.cpuset_mems("p1", "c1")
+    (True, (0,), '0')
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pymm import _engine
+from pymm.errors import AdmissionError, ConfigError, StateFileError
+from pymm.machine import DEFAULT_MACHINE, Machine, as_machine
+from pymm.pod import Pod
+
+__all__ = [
+    "Admission",
+    "Block",
+    "MemoryManager",
+    "NodeUsage",
+    "Placement",
+    "ReservedMemory",
+    "compile_pod",
+    "reserved_memory_config",
+]
+
+#: Anything that names the reserved memory: ``--reserved-memory`` text (one string, or one per
+#: flag occurrence), or the KubeletConfiguration ``reservedMemory`` list.
+ReservedMemory = str | Sequence[str] | Sequence[Mapping[str, Any]] | None
+
+PodLike = Pod | Mapping[str, Any] | _engine.Pod
+
+
+def reserved_memory_config(value: ReservedMemory) -> list[dict[str, Any]]:
+    """Normalises reserved memory to the ``reservedMemory`` list, parsing flag syntax with
+    the kubelet's rules and error texts."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return list(_engine.parse_reserved_memory([value]))
+    items = list(value)
+    if all(isinstance(v, str) for v in items):
+        return list(_engine.parse_reserved_memory([str(v) for v in items]))
+    out: list[dict[str, Any]] = []
+    for v in items:
+        if not isinstance(v, Mapping):
+            raise ConfigError(f"reserved memory entries must all be strings or mappings, got {v!r}")
+        out.append({"numaNode": v["numaNode"], "limits": dict(v["limits"])})
+    return out
+
+
+def compile_pod(pod: PodLike) -> _engine.Pod:
+    """Parses and checks a pod once; admitting the compiled pod skips that work."""
+    if isinstance(pod, _engine.Pod):
+        return pod
+    if isinstance(pod, Pod):
+        return _engine.Pod(pod.to_dict())
+    return _engine.Pod(Pod.from_dict(pod).to_dict())
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    numa_nodes: tuple[int, ...]
+    resource: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where one container's memory sits."""
+
+    container: str
+    numa_nodes: tuple[int, ...] | None
+    blocks: tuple[Block, ...]
+
+    @property
+    def cpuset_mems(self) -> str | None:
+        """The ``cpuset.mems`` value the kubelet would set (``"0,1"``), or None."""
+        return ",".join(map(str, self.numa_nodes)) if self.numa_nodes else None
+
+
+class Admission:
+    """The verdict of one admission. Truthy when the pod was admitted."""
+
+    __slots__ = ("_raw", "pod_uid")
+
+    def __init__(self, pod_uid: str, raw: _engine.AdmitResult) -> None:
+        self.pod_uid = pod_uid
+        self._raw = raw
+
+    @property
+    def admitted(self) -> bool:
+        return self._raw.admit
+
+    @property
+    def reason(self) -> str | None:
+        """``TopologyAffinityError`` or ``UnexpectedAdmissionError`` when rejected."""
+        return self._raw.reason
+
+    @property
+    def message(self) -> str | None:
+        return self._raw.message
+
+    @property
+    def placements(self) -> dict[str, Placement]:
+        return {
+            name: Placement(
+                name,
+                tuple(nodes) if nodes is not None else None,
+                tuple(Block(tuple(a), r, s) for a, r, s in blocks),
+            )
+            for name, nodes, blocks in self._raw.placements
+        }
+
+    def __getitem__(self, container: str) -> Placement:
+        return self.placements[container]
+
+    def __bool__(self) -> bool:
+        return self.admitted
+
+    @property
+    def hint_calls(self) -> list[dict[str, Any]]:
+        """Each topology-manager consultation (provider lists only with ``trace=True``)."""
+        return list(self._raw.hint_calls)
+
+    @property
+    def allocations(self) -> list[dict[str, Any]]:
+        """Each memory-manager Allocate call with its error and resulting blocks."""
+        return list(self._raw.allocations)
+
+    def raise_for_rejection(self) -> Admission:
+        if not self.admitted:
+            raise AdmissionError(f"pod {self.pod_uid!r} rejected: {self.reason}: {self.message}")
+        return self
+
+    def __repr__(self) -> str:
+        if not self.admitted:
+            return f"<Admission {self.pod_uid!r} rejected {self.reason}: {self.message}>"
+        where = {c: p.numa_nodes for c, p in self.placements.items()}
+        return f"<Admission {self.pod_uid!r} admitted {where}>"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeUsage:
+    node: int
+    resource: str
+    total: int
+    system_reserved: int
+    allocatable: int
+    reserved: int
+    free: int
+
+
+class MemoryManager:
+    """A NUMA memory manager with the kubelet's Static policy and Topology Manager.
+
+    Args:
+        machine: a :class:`Machine`, a catalog name, a JSON file path, or a machine dict.
+        reserved_memory: ``--reserved-memory`` text such as ``"0:memory=1Gi;1:memory=1Gi"``
+            (or a list with one string per flag occurrence), or a ``reservedMemory`` list.
+        node_allocatable: Node Allocatable's reservation per resource (kube-reserved +
+            system-reserved + eviction-hard). Defaults to the sum of ``reserved_memory``, the
+            only value a kubelet accepts together with it.
+        memory_policy: ``"Static"`` or ``"None"``.
+        topology_policy: ``"none"``, ``"best-effort"``, ``"restricted"``, ``"single-numa-node"``.
+        scope: ``"container"`` or ``"pod"``.
+        policy_options: Topology Manager options (``prefer-closest-numa-nodes``,
+            ``max-allowable-numa-nodes``).
+        kubelet_version: ``"latest"`` (1.32+) or ``"1.26"``.
+        state_dir: keep the kubelet-format state file ``memory_manager_state`` here: restored
+            on start, written durably before every mutating call returns, and locked against
+            a second writer.
+        lock_wait: with ``state_dir``, wait for the lock (True, or seconds) instead of failing.
+    """
+
+    def __init__(
+        self,
+        machine: Machine | str | Path | Mapping[str, Any] = DEFAULT_MACHINE,
+        *,
+        reserved_memory: ReservedMemory = None,
+        node_allocatable: Mapping[str, str] | None = None,
+        memory_policy: str = "Static",
+        topology_policy: str = "best-effort",
+        scope: str = "container",
+        policy_options: Mapping[str, str] | None = None,
+        kubelet_version: str = "latest",
+        state_dir: str | Path | None = None,
+        lock_wait: bool | float = False,
+    ) -> None:
+        self.machine = as_machine(machine)
+        self._config: dict[str, Any] = {
+            "memory_policy": memory_policy,
+            "topology_policy": topology_policy,
+            "scope": scope,
+            "options": {k: str(v) for k, v in (policy_options or {}).items()},
+            "kubelet_version": kubelet_version,
+            "reserved_memory": reserved_memory_config(reserved_memory),
+            "node_allocatable": dict(node_allocatable) if node_allocatable is not None else None,
+        }
+        self._store = _DurableStore(Path(state_dir), lock_wait) if state_dir is not None else None
+        text = self._store.read() if self._store else None
+        try:
+            self._engine = _engine.Engine(
+                self.machine.to_dict(), self._config, text, self.state_path or "memory_manager_state"
+            )
+        except BaseException:
+            if self._store:
+                self._store.close()
+            raise
+        if self._store and text is None:
+            # The kubelet writes the initial state when it finds no file.
+            self._persist()
+
+    # -- properties ---------------------------------------------------------------------
+
+    @property
+    def state_path(self) -> str | None:
+        return str(self._store.path) if self._store else None
+
+    @property
+    def policy_name(self) -> str:
+        return self._engine.policy_name
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+    # -- operations ---------------------------------------------------------------------
+
+    def admit(
+        self,
+        pod: PodLike,
+        *,
+        hints: Sequence[Mapping[str, Any]] | None = None,
+        start: bool = True,
+        trace: bool = False,
+    ) -> Admission:
+        """Topology-manager admission of a pod, then (by default) starting its containers.
+
+        ``hints`` adds hint providers of the caller's own (CPU, devices): each is
+        ``{"name": str, "containers": {name: {resource: [hint...] | None}}, "pod": {...}}``
+        where a hint is ``{"affinity": [node ids] | None, "preferred": bool}``.
+        """
+        compiled = compile_pod(pod)
+        raw = self._engine.admit(compiled, list(hints) if hints else None, trace)
+        if raw.admit and start:
+            self._engine.start_pod(compiled.uid)
+        self._persist()
+        return Admission(compiled.uid, raw)
+
+    def hints(self, pod: PodLike, container: str | None = None) -> dict[str, Any] | None:
+        """The memory manager's topology hints for a container (or the pod, pod scope)."""
+        return self._engine.hints(compile_pod(pod), container)  # type: ignore[no-any-return]
+
+    def start(self, pod_uid: str) -> None:
+        """Starts an admitted pod's containers (``admit(..., start=False)`` defers this)."""
+        self._engine.start_pod(pod_uid)
+        self._persist()
+
+    def remove(self, pod_uid: str, container: str | None = None) -> None:
+        """Releases one container's memory, or (without ``container``) the whole pod's."""
+        if container is None:
+            self._engine.release_pod(pod_uid)
+        else:
+            self._engine.remove_container(pod_uid, container)
+        self._persist()
+
+    def stop_pod(self, pod_uid: str) -> None:
+        """The kubelet's view of a pod going away: each started container stops and
+        releases its memory, and the pod is no longer active. Containers that never started
+        keep their reservation until the next admission removes it as stale."""
+        self._engine.remove_pod(pod_uid)
+        self._persist()
+
+    def restart(
+        self,
+        *,
+        machine: Machine | str | Path | Mapping[str, Any] | None = None,
+        reserved_memory: ReservedMemory = None,
+        node_allocatable: Mapping[str, str] | None = None,
+    ) -> None:
+        """Rebuilds the manager from its state file (or current state without one), as a
+        kubelet restart does, possibly with a changed machine or reservation. Running
+        containers stay known. Raises the kubelet's startup errors."""
+        config = dict(self._config)
+        if reserved_memory is not None:
+            config["reserved_memory"] = reserved_memory_config(reserved_memory)
+        if node_allocatable is not None:
+            config["node_allocatable"] = dict(node_allocatable)
+        new_machine = as_machine(machine) if machine is not None else self.machine
+        text = self._store.read() if self._store else self._engine.checkpoint()
+        if text is None:
+            text = self._engine.checkpoint()
+        self._engine.restart(
+            text, self.state_path or "memory_manager_state", new_machine.to_dict(), config
+        )
+        self.machine, self._config = new_machine, config
+
+    # -- views --------------------------------------------------------------------------
+
+    def checkpoint(self) -> str:
+        """The state file text, byte for byte what the kubelet writes."""
+        return self._engine.checkpoint()
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The state as plain data: ``policyName``, ``machineState``, ``entries``, ``checksum``."""
+        return json.loads(self._engine.checkpoint())  # type: ignore[no-any-return]
+
+    def cpuset_mems(self, pod_uid: str, container: str) -> str | None:
+        """The container's NUMA nodes as ``cpuset.mems`` text (``"0,1"``), or None."""
+        return self._engine.cpuset_mems(pod_uid, container)
+
+    def numa_nodes(self, pod_uid: str, container: str) -> tuple[int, ...] | None:
+        nodes = self._engine.container_nodes(pod_uid, container)
+        return tuple(nodes) if nodes is not None else None
+
+    def usage(self) -> list[NodeUsage]:
+        return [NodeUsage(*row) for row in self._engine.usage()]
+
+    def groups(self) -> dict[int, tuple[int, ...]]:
+        """Node id -> the group (nodes pinned together) it belongs to."""
+        return {node: tuple(cells) for node, _, cells in self._engine.groups()}
+
+    def allocatable_memory(self) -> list[tuple[int, str, int]]:
+        return list(self._engine.allocatable_memory())
+
+    @property
+    def active_pods(self) -> list[str]:
+        return list(self._engine.active_pods())
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Releases the state-directory lock."""
+        if self._store:
+            self._store.close()
+
+    def __enter__(self) -> MemoryManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _persist(self) -> None:
+        if self._store:
+            self._store.write(self._engine.checkpoint())
+
+    def __iter__(self) -> Iterator[NodeUsage]:
+        return iter(self.usage())
+
+    def __repr__(self) -> str:
+        return (
+            f"<MemoryManager {self.machine.name!r} {self._config['memory_policy']}/"
+            f"{self._config['topology_policy']}/{self._config['scope']}"
+            f"{' state=' + str(self.state_path) if self._store else ''}>"
+        )
+
+
+class _DurableStore:
+    """The state file in a locked directory, replaced atomically on every write."""
+
+    def __init__(self, directory: Path, wait: bool | float) -> None:
+        from pymm.statefile import STATE_FILE_NAME, StateDirLock, clean_stale_temporaries
+
+        self.directory = directory
+        self.path = directory / STATE_FILE_NAME
+        self._lock = StateDirLock(directory, wait=wait)
+        self._lock.acquire()
+        clean_stale_temporaries(directory)
+        self._last: str | None = None
+
+    def read(self) -> str | None:
+        from pymm.statefile import read_file
+
+        data = read_file(self.path)
+        if data is None:
+            return None
+        try:
+            text = data.decode()
+        except UnicodeDecodeError as e:
+            raise StateFileError(f"{self.path}: the state file is not UTF-8 text") from e
+        self._last = text
+        return text
+
+    def write(self, text: str) -> None:
+        from pymm.statefile import atomic_write
+
+        if text == self._last:
+            return
+        atomic_write(self.path, text.encode())
+        self._last = text
+
+    def close(self) -> None:
+        self._lock.release()
+
