@@ -129,6 +129,19 @@ fn sum_bits(values: &[u64], mut m: u64) -> u64 {
     s
 }
 
+/// How much of the hint list to compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extent {
+    /// Every feasible node set, as the kubelet lists them.
+    Full,
+    /// The preferred ones when there are any: the walk stops after the smallest size that
+    /// could hold the request. Every decision that finds a preferred hint among them is the
+    /// same as with the full list, because preferred hints beat non-preferred ones everywhere
+    /// they are compared. When that size yields nothing, the full list is returned: an empty
+    /// list means "no preference" to the topology manager, not "nothing preferred".
+    Preferred,
+}
+
 /// The hints of `calculateHints`: one list of masks shared by every requested resource (the
 /// kubelet gives all of a request's resources the same list). Empty when nothing fits; the
 /// caller turns that into an empty map, as the kubelet does.
@@ -137,6 +150,16 @@ pub fn calculate_hints(
     req: &Requested,
     reusable: Option<&Reusable>,
 ) -> Result<Vec<TopologyHint>> {
+    calculate_hints_to(ms, req, reusable, Extent::Full)
+}
+
+/// [`calculate_hints`] limited to `extent`.
+pub fn calculate_hints_to(
+    ms: &MachineState,
+    req: &Requested,
+    reusable: Option<&Reusable>,
+    extent: Extent,
+) -> Result<Vec<TopologyHint>> {
     let resources: Vec<&str> = req.keys().map(String::as_str).collect();
     let wants: Vec<u64> = req.values().copied().collect();
     let f = flatten(ms, &resources)?;
@@ -144,7 +167,8 @@ pub fn calculate_hints(
     if n == 0 {
         return Ok(vec![]);
     }
-    let tables = n <= TABLE_LIMIT;
+    // The tables cost 2^n per resource: worth it only when most sets will be visited.
+    let tables = extent == Extent::Full && n <= TABLE_LIMIT && n > 6;
     let (free_t, alloc_t): (Vec<Vec<u64>>, Vec<Vec<u64>>) = if tables {
         (
             f.free.iter().map(|v| subset_sums(v)).collect(),
@@ -182,12 +206,17 @@ pub fn calculate_hints(
     };
     let mut min_size = n as u32;
     let mut masks: Vec<NodeMask> = Vec::new();
+    let mut feasible_seen = false;
     for_each_combination(n, 1, |m| {
+        let size = m.count_ones();
+        if extent == Extent::Preferred && feasible_seen && size > min_size {
+            return false;
+        }
         // (A) capacity: could the set hold the request if it were empty?
         if (0..wants.len()).any(|r| alloc_sum(r, m) < wants[r]) {
             return true;
         }
-        let size = m.count_ones();
+        feasible_seen = true;
         min_size = min_size.min(size);
         if size == 1 {
             // (B) a node inside a multi-node group serves only that group.
@@ -220,6 +249,9 @@ pub fn calculate_hints(
         masks.push(ids);
         true
     });
+    if extent == Extent::Preferred && masks.is_empty() {
+        return calculate_hints_to(ms, req, reusable, Extent::Full);
+    }
     Ok(masks
         .into_iter()
         .map(|m| TopologyHint::new(m, m.count() == min_size))

@@ -4,7 +4,7 @@
 
 use crate::checkpoint;
 use crate::error::{EngineError, Result};
-use crate::hints::{ProviderHints, TopologyHint};
+use crate::hints::{Extent, ProviderHints, TopologyHint};
 use crate::machine::Machine;
 use crate::nodemask::NodeMask;
 use crate::policy::{MemoryPolicy, NonePolicy, StaticPolicy};
@@ -268,9 +268,18 @@ impl Manager {
 
     /// The memory manager's hints for a container (or, with `None`, for the pod, pod scope).
     pub fn memory_hints(&self, pod: &Pod, container: Option<&str>) -> Result<ProviderHints> {
+        self.memory_hints_to(pod, container, Extent::Full)
+    }
+
+    fn memory_hints_to(
+        &self,
+        pod: &Pod,
+        container: Option<&str>,
+        extent: Extent,
+    ) -> Result<ProviderHints> {
         match container {
-            Some(c) => self.policy.container_hints(&self.state, pod, c),
-            None => self.policy.pod_hints(&self.state, pod),
+            Some(c) => self.policy.container_hints(&self.state, pod, c, extent),
+            None => self.policy.pod_hints(&self.state, pod, extent),
         }
     }
 
@@ -324,7 +333,6 @@ impl Manager {
         extra: &[ExtraProvider],
         trace: bool,
     ) -> Result<HintCall> {
-        let mm = self.memory_hints(pod, container)?;
         let extra_answers: Vec<&ProviderHints> = extra
             .iter()
             .map(|p| match container {
@@ -332,9 +340,25 @@ impl Manager {
                 None => &p.pod,
             })
             .collect();
-        let mut all: Vec<&ProviderHints> = extra_answers.clone();
-        all.push(&mm);
-        let (merged, admit) = policy_merge(self.config.topology_policy, &all, &self.ctx);
+        let merge_with = |mm: &ProviderHints| {
+            let mut all: Vec<&ProviderHints> = extra_answers.clone();
+            all.push(mm);
+            policy_merge(self.config.topology_policy, &all, &self.ctx)
+        };
+        // The preferred hints decide the merge whenever it ends preferred (a preferred
+        // permutation needs a preferred hint from every list), so the full list, which can
+        // hold 2^N - 1 sets, is built only when it does not, or when the caller wants it.
+        let first = if trace {
+            Extent::Full
+        } else {
+            Extent::Preferred
+        };
+        let mut mm = self.memory_hints_to(pod, container, first)?;
+        let (mut merged, mut admit) = merge_with(&mm);
+        if !trace && !merged.preferred {
+            mm = self.memory_hints_to(pod, container, Extent::Full)?;
+            (merged, admit) = merge_with(&mm);
+        }
         let providers = if trace {
             let mut v: Vec<(String, ProviderHints)> = extra
                 .iter()

@@ -3,7 +3,7 @@
 //! differed; all must pass.
 
 use pymm_engine::checkpoint::{self, parse_entries, parse_machine_state, spew_text};
-use pymm_engine::hints::{ProviderHints, TopologyHint};
+use pymm_engine::hints::{Extent, ProviderHints, TopologyHint};
 use pymm_engine::machine::{HugePagePool, Machine, NumaNode};
 use pymm_engine::manager::{Config, Manager, Scope};
 use pymm_engine::nodemask::NodeMask;
@@ -303,8 +303,8 @@ fn run_static(v: &Value) -> Outcome {
             ),
             "get_topology_hints" => {
                 let h = match op.get("container").and_then(Value::as_str) {
-                    Some(c) => policy.container_hints(&st, p.as_ref().unwrap(), c),
-                    None => policy.pod_hints(&st, p.as_ref().unwrap()),
+                    Some(c) => policy.container_hints(&st, p.as_ref().unwrap(), c, Extent::Full),
+                    None => policy.pod_hints(&st, p.as_ref().unwrap(), Extent::Full),
                 };
                 o.hints = Some(provider_json(&h.unwrap()));
             }

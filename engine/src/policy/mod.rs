@@ -8,7 +8,7 @@ pub use none::NonePolicy;
 pub use static_policy::StaticPolicy;
 
 use crate::error::Result;
-use crate::hints::{ProviderHints, TopologyHint};
+use crate::hints::{Extent, ProviderHints, TopologyHint};
 use crate::request::Pod;
 use crate::state::{Block, State};
 
@@ -20,10 +20,17 @@ pub trait MemoryPolicy: Send + Sync {
     fn name(&self) -> &'static str;
     /// Validates (or initialises) a restored state at start-up.
     fn start(&mut self, state: &mut State) -> Result<()>;
-    /// Container-scope hints. `Err` only where the kubelet itself would crash.
-    fn container_hints(&self, state: &State, pod: &Pod, container: &str) -> Result<ProviderHints>;
+    /// Container-scope hints, all of them or only the preferred ones. `Err` only where the
+    /// kubelet itself would crash.
+    fn container_hints(
+        &self,
+        state: &State,
+        pod: &Pod,
+        container: &str,
+        extent: Extent,
+    ) -> Result<ProviderHints>;
     /// Pod-scope hints.
-    fn pod_hints(&self, state: &State, pod: &Pod) -> Result<ProviderHints>;
+    fn pod_hints(&self, state: &State, pod: &Pod, extent: Extent) -> Result<ProviderHints>;
     /// Reserves memory for one container following the topology manager's hint.
     fn allocate(
         &mut self,

@@ -2,7 +2,7 @@
 
 use super::MemoryPolicy;
 use crate::error::Result;
-use crate::hints::{ProviderHints, TopologyHint};
+use crate::hints::{Extent, ProviderHints, TopologyHint};
 use crate::request::Pod;
 use crate::state::{Block, State};
 
@@ -16,10 +16,10 @@ impl MemoryPolicy for NonePolicy {
     fn start(&mut self, _state: &mut State) -> Result<()> {
         Ok(())
     }
-    fn container_hints(&self, _: &State, _: &Pod, _: &str) -> Result<ProviderHints> {
+    fn container_hints(&self, _: &State, _: &Pod, _: &str, _: Extent) -> Result<ProviderHints> {
         Ok(None)
     }
-    fn pod_hints(&self, _: &State, _: &Pod) -> Result<ProviderHints> {
+    fn pod_hints(&self, _: &State, _: &Pod, _: Extent) -> Result<ProviderHints> {
         Ok(None)
     }
     fn allocate(&mut self, _: &mut State, _: &Pod, _: &str, _: TopologyHint) -> Result<()> {

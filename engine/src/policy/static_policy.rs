@@ -3,7 +3,8 @@
 use super::MemoryPolicy;
 use crate::error::{EngineError, Result};
 use crate::hints::{
-    calculate_hints, find_best_hint, provider_answer, ProviderHints, Reusable, TopologyHint,
+    calculate_hints_to, find_best_hint, provider_answer, Extent, ProviderHints, Reusable,
+    TopologyHint,
 };
 use crate::machine::Machine;
 use crate::nodemask::NodeMask;
@@ -74,8 +75,31 @@ impl StaticPolicy {
         self.reusable.get(&pod.uid)
     }
 
-    fn hints(&self, ms: &MachineState, pod: &Pod, req: &Requested) -> Result<Vec<TopologyHint>> {
-        calculate_hints(ms, req, self.reusable_for(pod))
+    fn hints(
+        &self,
+        ms: &MachineState,
+        pod: &Pod,
+        req: &Requested,
+        extent: Extent,
+    ) -> Result<Vec<TopologyHint>> {
+        calculate_hints_to(ms, req, self.reusable_for(pod), extent)
+    }
+
+    /// `findBestHint` over the hints that pass `keep`: the preferred ones decide when any
+    /// passes, so the full list is computed only when none does.
+    fn best_hint(
+        &self,
+        ms: &MachineState,
+        pod: &Pod,
+        req: &Requested,
+        keep: impl Fn(&TopologyHint) -> bool,
+    ) -> Result<Option<TopologyHint>> {
+        let preferred = self.hints(ms, pod, req, Extent::Preferred)?;
+        if let Some(h) = find_best_hint(preferred.iter().filter(|h| h.preferred && keep(h))) {
+            return Ok(Some(h));
+        }
+        let all = self.hints(ms, pod, req, Extent::Full)?;
+        Ok(find_best_hint(all.iter().filter(|h| keep(h))))
     }
 
     fn container_req(&self, pod: &Pod, container: &str) -> Result<Requested> {
@@ -205,7 +229,13 @@ impl MemoryPolicy for StaticPolicy {
         )
     }
 
-    fn container_hints(&self, state: &State, pod: &Pod, container: &str) -> Result<ProviderHints> {
+    fn container_hints(
+        &self,
+        state: &State,
+        pod: &Pod,
+        container: &str,
+        extent: Extent,
+    ) -> Result<ProviderHints> {
         if self.skips(pod) {
             return Ok(None);
         }
@@ -215,14 +245,14 @@ impl MemoryPolicy for StaticPolicy {
         if let Some(blocks) = state.blocks(&pod.uid, container) {
             return Ok(regenerate_hints(blocks, &req));
         }
-        let hints = self.hints(&state.machine_state, pod, &req)?;
+        let hints = self.hints(&state.machine_state, pod, &req, extent)?;
         Ok(provider_answer(
             &req.keys().cloned().collect::<Vec<_>>(),
             hints,
         ))
     }
 
-    fn pod_hints(&self, state: &State, pod: &Pod) -> Result<ProviderHints> {
+    fn pod_hints(&self, state: &State, pod: &Pod, extent: Extent) -> Result<ProviderHints> {
         if self.skips(pod) {
             return Ok(None);
         }
@@ -234,7 +264,7 @@ impl MemoryPolicy for StaticPolicy {
                 return Ok(regenerate_hints(blocks, &req));
             }
         }
-        let hints = self.hints(&state.machine_state, pod, &req)?;
+        let hints = self.hints(&state.machine_state, pod, &req, extent)?;
         Ok(provider_answer(
             &req.keys().cloned().collect::<Vec<_>>(),
             hints,
@@ -255,25 +285,26 @@ impl MemoryPolicy for StaticPolicy {
             return self.update_reusable(pod, container, &blocks);
         }
         let req = self.container_req(pod, container)?;
+        let ms = &state.machine_state;
         let mut best = hint;
         if hint.affinity.is_none() {
-            let hints = self.hints(&state.machine_state, pod, &req)?;
-            if hints.is_empty() {
-                return Err(alloc_err(
-                    "failed to get the default NUMA affinity, no NUMA nodes with enough memory is available",
-                ));
-            }
             // Only the regular-memory list is consulted; without a memory request there is none.
             let d = if req.contains_key("memory") {
-                find_best_hint(&hints).unwrap_or(TopologyHint {
+                self.best_hint(ms, pod, &req, |_| true)?
+            } else if self.hints(ms, pod, &req, Extent::Preferred)?.is_empty()
+                && self.hints(ms, pod, &req, Extent::Full)?.is_empty()
+            {
+                None
+            } else {
+                Some(TopologyHint {
                     affinity: None,
                     preferred: false,
                 })
-            } else {
-                TopologyHint {
-                    affinity: None,
-                    preferred: false,
-                }
+            };
+            let Some(d) = d else {
+                return Err(alloc_err(
+                    "failed to get the default NUMA affinity, no NUMA nodes with enough memory is available",
+                ));
             };
             if !d.preferred && hint.preferred {
                 return Err(alloc_err("failed to find the default preferred hint"));
@@ -285,17 +316,15 @@ impl MemoryPolicy for StaticPolicy {
                 "failed to get the default NUMA affinity, no NUMA nodes with enough memory is available",
             ));
         };
-        if !free_satisfies(&state.machine_state, mask, &req) {
-            let hints = if req.contains_key("memory") {
-                self.hints(&state.machine_state, pod, &req)?
+        if !free_satisfies(ms, mask, &req) {
+            let e = if req.contains_key("memory") {
+                self.best_hint(ms, pod, &req, |h| {
+                    h.affinity.is_some_and(|a| mask.is_subset_of(a))
+                })?
             } else {
-                vec![]
+                None
             };
-            let cand: Vec<TopologyHint> = hints
-                .into_iter()
-                .filter(|h| h.affinity.is_some_and(|a| mask.is_subset_of(a)))
-                .collect();
-            let Some(e) = find_best_hint(&cand) else {
+            let Some(e) = e else {
                 return Err(alloc_err(
                     "failed to find NUMA nodes to extend the current topology hint",
                 ));
