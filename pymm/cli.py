@@ -331,8 +331,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         for d in diffs:
             print(f"DIFF {d}", file=sys.stderr)
         n = len(results["results"])
-        print(f"compared with {args.compare}: {n - len({d.split(':')[0] for d in diffs})}/{n} "
-              f"scenarios identical", file=sys.stderr)
+        print(
+            f"compared with {args.compare}: {n - len({d.split(':')[0] for d in diffs})}/{n} "
+            f"scenarios identical",
+            file=sys.stderr,
+        )
         return 1 if diffs else 0
     return 0
 
@@ -349,8 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="admit a mixed workload on the default machine and show usage")
     p.add_argument("--machine", default=DEFAULT_MACHINE)
     p.add_argument("--sysfs", metavar="ROOT", help=argparse.SUPPRESS)
-    p.add_argument("--topology-policy", default="best-effort",
-                   choices=["none", "best-effort", "restricted", "single-numa-node"])
+    p.add_argument(
+        "--topology-policy",
+        default="best-effort",
+        choices=["none", "best-effort", "restricted", "single-numa-node"],
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_demo)
 
@@ -361,7 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no usage table")
     p.add_argument("--cgroup", metavar="PATH", help="write cpuset.mems of admitted containers here")
     p.add_argument("--cgroup-root", default="/sys/fs/cgroup", metavar="DIR")
-    p.add_argument("--dry-run", action="store_true", help="print cgroup writes instead of doing them")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print cgroup writes instead of doing them"
+    )
     p.set_defaults(func=cmd_admit)
 
     p = sub.add_parser("hints", help="print the memory manager's topology hints for pods")
@@ -382,10 +390,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="replay admission scenarios (SCENARIOS.md format)")
     p.add_argument("scenarios", metavar="SCENARIOS.json")
     p.add_argument("-o", "--output", metavar="RESULTS.json")
-    p.add_argument("--kubelet-version", default=None,
-                   help="behaviour for scenarios that name none: 'latest' (default) or '1.26'")
-    p.add_argument("--compare", metavar="REFERENCE.json",
-                   help="compare with reference results; exit 1 on any difference")
+    p.add_argument(
+        "--kubelet-version",
+        default=None,
+        help="behaviour for scenarios that name none: 'latest' (default) or '1.26'",
+    )
+    p.add_argument(
+        "--compare",
+        metavar="REFERENCE.json",
+        help="compare with reference results; exit 1 on any difference",
+    )
     p.set_defaults(func=cmd_replay)
 
     for mod in COMMAND_MODULES:

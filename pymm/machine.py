@@ -166,7 +166,9 @@ class Machine:
 
     # -- derived machines ----------------------------------------------------------------
 
-    def with_hugepages(self, pools: Mapping[str, int], nodes: Iterable[int] | None = None) -> Machine:
+    def with_hugepages(
+        self, pools: Mapping[str, int], nodes: Iterable[int] | None = None
+    ) -> Machine:
         """A copy where the given nodes (default: all) have these hugepage pools (size ->
         pages); memory stays the same, so hugepages come out of it as on a real node."""
         chosen = set(nodes) if nodes is not None else {n.id for n in self.nodes}

@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from pymm import _engine
 from pymm.errors import AdmissionError, ConfigError, StateFileError
@@ -37,9 +37,9 @@ __all__ = [
 
 #: Anything that names the reserved memory: ``--reserved-memory`` text (one string, or one per
 #: flag occurrence), or the KubeletConfiguration ``reservedMemory`` list.
-ReservedMemory = str | Sequence[str] | Sequence[Mapping[str, Any]] | None
+ReservedMemory: TypeAlias = str | Sequence[str] | Sequence[Mapping[str, Any]] | None
 
-PodLike = Pod | Mapping[str, Any] | _engine.Pod
+PodLike: TypeAlias = Pod | Mapping[str, Any] | _engine.Pod
 
 
 def reserved_memory_config(value: ReservedMemory) -> list[dict[str, Any]]:
@@ -212,7 +212,10 @@ class MemoryManager:
         text = self._store.read() if self._store else None
         try:
             self._engine = _engine.Engine(
-                self.machine.to_dict(), self._config, text, self.state_path or "memory_manager_state"
+                self.machine.to_dict(),
+                self._config,
+                text,
+                self.state_path or "memory_manager_state",
             )
         except BaseException:
             if self._store:
@@ -261,7 +264,7 @@ class MemoryManager:
 
     def hints(self, pod: PodLike, container: str | None = None) -> dict[str, Any] | None:
         """The memory manager's topology hints for a container (or the pod, pod scope)."""
-        return self._engine.hints(compile_pod(pod), container)  # type: ignore[no-any-return]
+        return self._engine.hints(compile_pod(pod), container)
 
     def start(self, pod_uid: str) -> None:
         """Starts an admitted pod's containers (``admit(..., start=False)`` defers this)."""
@@ -404,4 +407,3 @@ class _DurableStore:
 
     def close(self) -> None:
         self._lock.release()
-

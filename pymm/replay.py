@@ -130,7 +130,8 @@ def _run_ops(name: str, sc: Mapping[str, Any], mm: MemoryManager) -> dict[str, A
     out: dict[str, Any] = {
         "name": name,
         "allocatableMemory": [
-            {"numaAffinity": [n], "type": r, "size": s} for n, r, s in sorted(mm.allocatable_memory())
+            {"numaAffinity": [n], "type": r, "size": s}
+            for n, r, s in sorted(mm.allocatable_memory())
         ],
         "initialCheckpoint": _checkpoint(mm),
         "results": [],
@@ -164,7 +165,11 @@ def _run_ops(name: str, sc: Mapping[str, Any], mm: MemoryManager) -> dict[str, A
                     r["reason"], r["message"] = a.reason, a.message
                     if not a.allocations and not a.hint_calls:
                         r["error"] = a.message
-                    elif a.hint_calls and a.reason == "UnexpectedAdmissionError" and not a.allocations:
+                    elif (
+                        a.hint_calls
+                        and a.reason == "UnexpectedAdmissionError"
+                        and not a.allocations
+                    ):
                         # Hint generation itself failed (the kubelet crashes here).
                         r["error"] = a.message
             elif kind == "remove":
@@ -266,7 +271,9 @@ def compare_results(mine: Mapping[str, Any], ref: Mapping[str, Any]) -> list[str
             continue
         if want.get("setupError") is not None or got.get("setupError") is not None:
             if want.get("setupError") != got.get("setupError"):
-                diffs.append(f"{name}: setupError {got.get('setupError')!r} != {want.get('setupError')!r}")
+                diffs.append(
+                    f"{name}: setupError {got.get('setupError')!r} != {want.get('setupError')!r}"
+                )
             continue
         if got.get("allocatableMemory") != want.get("allocatableMemory"):
             diffs.append(f"{name}: allocatableMemory differs")

@@ -39,7 +39,7 @@ def test_comparator_catches_a_difference() -> None:
     sc = next(s for s in SCENARIOS if s["name"] == "fill-nodes-in-order")
     got = replay([sc], "1.26")
     tampered = json.loads(json.dumps(got))
-    tampered["results"][0]["results"][1]["allocations"][0]["blocks"][0]["numaAffinity"] = [1]
+    tampered["results"][0]["results"][1]["allocations"][0]["blocks"][0]["numaAffinity"] = [0, 1]
     assert compare_results(got, {"results": [REF_BY_NAME[sc["name"]]]}) == []
     assert compare_results(tampered, {"results": [REF_BY_NAME[sc["name"]]]}) != []
 
@@ -71,7 +71,9 @@ def test_latest_differs_from_126_where_documented() -> None:
     assert all("error" not in r for r in latest["results"])
 
 
-def test_malformed_scenario_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_malformed_scenario_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"scenarios": [{"name": "x", "machine": {"numaNodes": "nope"}}]}))
     assert main(["replay", str(bad)]) == 2
