@@ -51,6 +51,13 @@ def _add_manager_options(p: argparse.ArgumentParser) -> None:
         help="discover the machine from sysfs under ROOT (e.g. /) instead of --machine",
     )
     p.add_argument(
+        "--hugepages",
+        action="append",
+        default=[],
+        metavar="SIZE=PAGES",
+        help="give every node PAGES hugepages of SIZE (e.g. 2Mi=1024, repeatable)",
+    )
+    p.add_argument(
         "--reserved-memory",
         action="append",
         metavar="N:TYPE=QTY[,...][;...]",
@@ -86,8 +93,16 @@ def _add_manager_options(p: argparse.ArgumentParser) -> None:
 
 def _machine(args: argparse.Namespace) -> Machine:
     if getattr(args, "sysfs", None):
-        return Machine.from_sysfs(args.sysfs)
-    return Machine.load(args.machine)
+        machine = Machine.from_sysfs(args.sysfs)
+    else:
+        machine = Machine.load(args.machine)
+    pools: dict[str, int] = {}
+    for item in getattr(args, "hugepages", None) or ():
+        size, sep, count = item.partition("=")
+        if not sep or not count.isdigit():
+            raise PymmError(f"--hugepages {item!r}: expected SIZE=PAGES, e.g. 2Mi=1024")
+        pools[size] = int(count)
+    return machine.with_hugepages(pools) if pools else machine
 
 
 def _manager(args: argparse.Namespace) -> MemoryManager:
@@ -232,11 +247,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _load_pods(path: str) -> list[Pod]:
+    """Pods of a manifest, with the API server's defaulting (a missing request takes the
+    limit), so a hand-written manifest is admitted as the cluster would see it."""
     if path == "-":
         from pymm.pod import load_pods
 
-        return load_pods(sys.stdin.read())
-    return load_pods_file(Path(path))
+        pods = load_pods(sys.stdin.read())
+    else:
+        pods = load_pods_file(Path(path))
+    return [p.with_defaults() for p in pods]
 
 
 def cmd_admit(args: argparse.Namespace) -> int:

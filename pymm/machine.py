@@ -192,7 +192,12 @@ class Machine:
         """The plain data the engine takes (and the catalog's JSON shape). Every node reports
         every page size found on any node, with 0 pages where it has none, as the kernel's
         per-node ``hugepages-<size>kB`` directories (and cadvisor) do."""
-        sizes = sorted({p.page_size_kib for n in self.nodes for p in n.hugepages})
+        # A description without pools still has the kernel's default page sizes (x86_64: 2Mi
+        # and 1Gi), each with 0 pages, as every real node reports them.
+        sizes = sorted({p.page_size_kib for n in self.nodes for p in n.hugepages}) or [
+            2048,
+            1048576,
+        ]
 
         def pools(n: NumaNode) -> list[dict[str, int]]:
             have = {p.page_size_kib: p.num_pages for p in n.hugepages}

@@ -1,0 +1,159 @@
+"""The pymm command line: the main job, admission from manifests, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pymm.cli import main
+
+POD = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: prod, uid: 1111-2222}
+spec:
+  containers:
+  - name: postgres
+    resources:
+      limits: {cpu: "4", memory: 8Gi, hugepages-2Mi: 512Mi}
+"""
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    rc = main(args)
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_demo_prints_admissions_and_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(["demo"], capsys)
+    assert rc == 0
+    assert "xeon-8480-2s-snc4" in out and "admitted postgres-0" in out
+    assert "rejected too-big" in out and "[memorymanager]" in out
+    assert "NUMA memory after admission" in out
+
+
+def test_demo_json_is_consistent(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(["demo", "--json"], capsys)
+    data = json.loads(out)
+    assert rc == 0
+    admitted = {a["podUID"] for a in data["admissions"] if a["admit"]}
+    pinned = {
+        a["podUID"]
+        for a in data["admissions"]
+        if a["admit"] and any(c["numaNodes"] for c in a["containers"].values())
+    }
+    assert pinned <= set(data["state"]["entries"]) and pinned <= admitted
+
+
+def test_admit_manifest_with_state_dir_then_remove(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pod = tmp_path / "pod.yaml"
+    pod.write_text(POD)
+    state = tmp_path / "state"
+    rc, out, _ = run(
+        [
+            "admit",
+            str(pod),
+            "--machine",
+            "xeon-gold-6242-2s",
+            "--state-dir",
+            str(state),
+            "--hugepages",
+            "2Mi=1024",
+            "--json",
+        ],
+        capsys,
+    )
+    assert rc == 0
+    result = json.loads(out)[0]
+    assert result["admit"] and result["containers"]["postgres"]["cpusetMems"] == "0"
+    assert "1111-2222" in json.loads((state / "memory_manager_state").read_text())["entries"]
+    rc, out, _ = run(
+        [
+            "remove",
+            "1111-2222",
+            "--machine",
+            "xeon-gold-6242-2s",
+            "--state-dir",
+            str(state),
+            "--hugepages",
+            "2Mi=1024",
+        ],
+        capsys,
+    )
+    assert rc == 0
+    assert "entries" not in json.loads((state / "memory_manager_state").read_text())
+
+
+def test_state_from_another_machine_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pod = tmp_path / "pod.yaml"
+    pod.write_text(POD)
+    state = tmp_path / "state"
+    args = ["--machine", "xeon-gold-6242-2s", "--state-dir", str(state)]
+    assert run(["admit", str(pod), *args, "--hugepages", "2Mi=1024", "--quiet"], capsys)[0] == 0
+    before = (state / "memory_manager_state").read_bytes()
+    rc, _, err = run(["remove", "1111-2222", *args], capsys)
+    assert rc == 2 and "the expected machine state is different from the real one" in err
+    assert (state / "memory_manager_state").read_bytes() == before
+
+
+def test_hints_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pod = tmp_path / "pod.yaml"
+    pod.write_text(POD)
+    rc, out, _ = run(
+        ["hints", str(pod), "--machine", "xeon-gold-6242-2s", "--hugepages", "2Mi=1024"], capsys
+    )
+    hints = json.loads(out)["1111-2222"]["postgres"]
+    assert rc == 0 and hints["memory"][0] == {"affinity": [0], "preferred": True}
+    assert hints["hugepages-2Mi"] == hints["memory"]
+
+
+def test_machines_lists_the_catalog(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(["machines", "--json"], capsys)
+    assert rc == 0 and len(json.loads(out)) == 12
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["admit", "POD", "--reserved-memory", "0:memory=1Gi;"], "incorrect format"),
+        (["admit", "POD", "--reserved-memory", "0:memory=abc"], "failed to parse the quantatity"),
+        (["admit", "POD", "--machine", "no-such-machine"], "unknown machine"),
+        (["admit", "MISSING"], "No such file"),
+        (["admit", "BAD"], "expected a quantity"),
+        (["admit", "POD", "--policy-option", "bogus=1"], "unknown Topology Manager Policy option"),
+        (["remove", "x"], "needs --state-dir"),
+        (["admit", "POD", "--hugepages", "2Mi"], "expected SIZE=PAGES"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], needle: str
+) -> None:
+    (tmp_path / "pod.yaml").write_text(POD)
+    (tmp_path / "bad.yaml").write_text(POD.replace("memory: 8Gi", "memory: [8Gi]"))
+    subst = {
+        "POD": str(tmp_path / "pod.yaml"),
+        "BAD": str(tmp_path / "bad.yaml"),
+        "MISSING": str(tmp_path / "missing.yaml"),
+    }
+    rc, _, err = run([subst.get(a, a) for a in args], capsys)
+    assert rc == 2
+    assert err.startswith("pymm: error:") and needle in err and err.count("\n") == 1
+
+
+def test_console_script_runs_without_traceback(tmp_path: Path) -> None:
+    p = subprocess.run(
+        [sys.executable, "-m", "pymm.cli", "admit", str(tmp_path / "x.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert p.returncode == 2 and "Traceback" not in p.stderr
