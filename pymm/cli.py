@@ -85,6 +85,13 @@ def _add_manager_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--kubelet-version", default="latest", help="'latest' (1.32+) or '1.26'")
     p.add_argument(
+        "--search",
+        default="auto",
+        choices=["auto", "exact", "bounded"],
+        help="hint search: the kubelet's exhaustive one, bounded-time, or exact up to "
+        "max-allowable-numa-nodes and bounded above (default)",
+    )
+    p.add_argument(
         "--state-dir",
         metavar="DIR",
         help="keep the memory_manager_state file in DIR and reuse it across runs",
@@ -126,6 +133,7 @@ def _manager(args: argparse.Namespace) -> MemoryManager:
         scope=args.scope,
         policy_options=options,
         kubelet_version=args.kubelet_version,
+        search=args.search,
         state_dir=args.state_dir,
     )
 

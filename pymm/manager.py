@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from pymm import _engine
-from pymm.errors import AdmissionError, ConfigError, StateFileError
+from pymm.errors import AdmissionError, CheckpointCorruptedError, ConfigError
 from pymm.machine import DEFAULT_MACHINE, Machine, as_machine
 from pymm.pod import Pod
 
@@ -178,6 +178,10 @@ class MemoryManager:
         policy_options: Topology Manager options (``prefer-closest-numa-nodes``,
             ``max-allowable-numa-nodes``).
         kubelet_version: ``"latest"`` (1.32+) or ``"1.26"``.
+        search: ``"exact"`` (the kubelet's enumeration; machines above
+            ``max-allowable-numa-nodes`` are refused as the kubelet refuses them),
+            ``"bounded"`` (bounded-time search for large machines), or ``"auto"`` (exact up to
+            ``max-allowable-numa-nodes``, bounded above).
         state_dir: keep the kubelet-format state file ``memory_manager_state`` here: restored
             on start, written durably before every mutating call returns, and locked against
             a second writer.
@@ -195,6 +199,7 @@ class MemoryManager:
         scope: str = "container",
         policy_options: Mapping[str, str] | None = None,
         kubelet_version: str = "latest",
+        search: str = "auto",
         state_dir: str | Path | None = None,
         lock_wait: bool | float = False,
     ) -> None:
@@ -207,10 +212,11 @@ class MemoryManager:
             "kubelet_version": kubelet_version,
             "reserved_memory": reserved_memory_config(reserved_memory),
             "node_allocatable": dict(node_allocatable) if node_allocatable is not None else None,
+            "search": search,
         }
         self._store = _DurableStore(Path(state_dir), lock_wait) if state_dir is not None else None
-        text = self._store.read() if self._store else None
         try:
+            text = self._store.read() if self._store else None
             self._engine = _engine.Engine(
                 self.machine.to_dict(),
                 self._config,
@@ -218,6 +224,7 @@ class MemoryManager:
                 self.state_path or "memory_manager_state",
             )
         except BaseException:
+            # A manager that failed to open must not keep the directory locked.
             if self._store:
                 self._store.close()
             raise
@@ -393,7 +400,11 @@ class _DurableStore:
         try:
             text = data.decode()
         except UnicodeDecodeError as e:
-            raise StateFileError(f"{self.path}: the state file is not UTF-8 text") from e
+            raise CheckpointCorruptedError(
+                "could not restore state from checkpoint: checkpoint is corrupted (not UTF-8 "
+                f"text), please drain this node and delete the memory manager checkpoint file "
+                f'"{self.path}" before restarting Kubelet'
+            ) from e
         self._last = text
         return text
 

@@ -111,6 +111,7 @@ def replay_scenario(
                 scope=sc.get("topologyManagerScope", "container"),
                 policy_options=sc.get("topologyManagerPolicyOptions"),
                 kubelet_version=version,
+                search="exact",
                 state_dir=state_dir,
             )
         except ScenarioError as e:

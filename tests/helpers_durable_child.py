@@ -56,7 +56,8 @@ def _say(line: str) -> None:
 def _worker(state_dir: str, gen: int, seed: int) -> None:
     rng = random.Random(seed)
     mm = manager(state_dir)
-    live: list[str] = []
+    # Pods restored from the file are still running: they count against the cap too.
+    live: list[str] = sorted(mm.state.get("entries", {}))
     i = 0
     while True:
         uid = f"g{gen}-p{i}"

@@ -157,7 +157,7 @@ ERROR_CASES = [
     ),
     (lambda: two_nodes(topology_policy="strict"), errors.ConfigError, ValueError),
     (
-        lambda: MemoryManager(Machine.synthetic(9), reserved_memory="0:memory=1Gi"),
+        lambda: MemoryManager(Machine.synthetic(9), reserved_memory="0:memory=1Gi", search="exact"),
         errors.ConfigError,
         ValueError,
     ),
@@ -180,6 +180,17 @@ def test_error_mapping(call: object, cls: type, builtin: type) -> None:
         call()  # type: ignore[operator]
     assert isinstance(info.value, builtin) and isinstance(info.value, errors.PymmError)
     assert "\n" not in str(info.value)
+
+
+def test_nine_nodes_exact_is_refused_like_the_kubelet_but_auto_searches_bounded() -> None:
+    m = Machine.synthetic(9, memory="16Gi")
+    with pytest.raises(errors.ConfigError, match="unsupported on machines with more than 8 NUMA"):
+        MemoryManager(m, reserved_memory=m.reserve_per_node(), search="exact")
+    mm = MemoryManager(m, reserved_memory=m.reserve_per_node())
+    assert mm.admit(Pod.of("p", Container.of("c", cpu="1", memory="20Gi")))["c"].numa_nodes == (
+        0,
+        1,
+    )
 
 
 def test_allocation_error_is_a_memory_error() -> None:

@@ -85,19 +85,16 @@ class _Lines:
 def _expected_entries(before: set[str], events: list[tuple[str, str]]) -> list[set[str]]:
     """The entry sets the file may hold after a worker that printed ``events`` was killed.
 
-    A worker's manager starts with no active pods, so its first admission drops every pod it
-    restored as stale (the kubelet's removeStaleState); after that it only adds and removes
-    its own. A step announced but not completed may or may not have reached the file.
+    A worker's manager restores every pod of the file as running, then adds and removes its
+    own. A step announced but not completed may or may not have reached the file.
     """
     current = set(before)
-    admitted_once = False
     pending: tuple[str, str] | None = None
     for verb, uid in events:
         if verb in ("ADMITTING", "REMOVING"):
             pending = (verb, uid)
         elif verb == "ADMITTED":
-            current = (current if admitted_once else set()) | {uid}
-            admitted_once = True
+            current = current | {uid}
             pending = None
         elif verb == "REMOVED":
             current = current - {uid}
@@ -105,10 +102,7 @@ def _expected_entries(before: set[str], events: list[tuple[str, str]]) -> list[s
     options = [current]
     if pending is not None:
         verb, uid = pending
-        if verb == "ADMITTING":
-            options.append((current if admitted_once else set()) | {uid})
-        else:
-            options.append(current - {uid})
+        options.append(current | {uid} if verb == "ADMITTING" else current - {uid})
     return options
 
 
@@ -189,8 +183,8 @@ def test_sigkill_at_random_moments_never_tears_or_loses_state(tmp_path: Path) ->
 def test_expected_entries_model() -> None:
     # The crash test's oracle, checked on its own so a wrong model cannot hide a bug.
     assert _expected_entries({"old"}, []) == [{"old"}]
-    assert _expected_entries({"old"}, [("ADMITTING", "a")]) == [{"old"}, {"a"}]
-    assert _expected_entries({"old"}, [("ADMITTING", "a"), ("ADMITTED", "a")]) == [{"a"}]
+    assert _expected_entries({"old"}, [("ADMITTING", "a")]) == [{"old"}, {"old", "a"}]
+    assert _expected_entries({"old"}, [("ADMITTING", "a"), ("ADMITTED", "a")]) == [{"old", "a"}]
     steps = [("ADMITTING", "a"), ("ADMITTED", "a"), ("ADMITTING", "b"), ("ADMITTED", "b")]
     assert _expected_entries(set(), [*steps, ("REMOVING", "a")]) == [{"a", "b"}, {"b"}]
     assert _expected_entries(set(), [*steps, ("REMOVING", "a"), ("REMOVED", "a")]) == [{"b"}]
@@ -349,20 +343,8 @@ READ_FAILURES = {
     "kind",
     [
         "corrupted",
-        pytest.param(
-            "symlink",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="MemoryManager.__init__ reads the file outside its try block, so a "
-                "read error keeps the directory lock until the exception is freed",
-            ),
-        ),
-        pytest.param(
-            "non-utf8",
-            marks=pytest.mark.xfail(
-                strict=True, reason="same: the UTF-8 check happens in _DurableStore.read"
-            ),
-        ),
+        "symlink",
+        "non-utf8",
     ],
 )
 def test_failed_open_releases_the_lock(kind: str, written: tuple[Path, bytes]) -> None:
@@ -483,12 +465,6 @@ def test_two_writers_never_over_commit(two_writers: tuple[Path, list[dict[str, A
         assert mm.checkpoint() == text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a new MemoryManager knows no active pods, so its first admission drops every "
-    "restored pod as stale (the kubelet's removeStaleState); pymm has no way to declare the "
-    "pods that still run, so the state only ever holds the last session's pod",
-)
 def test_two_writers_keep_every_admitted_pod_exactly_once(
     two_writers: tuple[Path, list[dict[str, Any]]],
 ) -> None:

@@ -4,12 +4,12 @@
 
 use crate::checkpoint;
 use crate::error::{EngineError, Result};
-use crate::hints::{Extent, ProviderHints, TopologyHint};
+use crate::hints::{Bounds, Extent, ProviderHints, TopologyHint};
 use crate::machine::Machine;
 use crate::nodemask::NodeMask;
 use crate::policy::{MemoryPolicy, NonePolicy, StaticPolicy};
 use crate::quantity::Quantity;
-use crate::request::Pod;
+use crate::request::{Container, Pod};
 use crate::reserved::{
     get_system_reserved, sum_of_reservations, MemoryReservation, SystemReserved,
 };
@@ -42,6 +42,32 @@ impl Scope {
     }
 }
 
+/// How hints are searched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Search {
+    /// The kubelet's enumeration (answers identical to the kubelet; machines above
+    /// `max-allowable-numa-nodes` are refused, as the kubelet refuses them).
+    Exact,
+    /// Bounded-time search (see [`crate::hints::calculate_hints_bounded`]).
+    Bounded,
+    /// Exact up to `max-allowable-numa-nodes`, bounded above.
+    #[default]
+    Auto,
+}
+
+impl Search {
+    pub fn parse(s: &str) -> Result<Search> {
+        match s {
+            "exact" => Ok(Search::Exact),
+            "bounded" => Ok(Search::Bounded),
+            "auto" => Ok(Search::Auto),
+            other => Err(EngineError::Config(format!(
+                "unknown search {other:?} (expected exact, bounded or auto)"
+            ))),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `Static` or `None`.
@@ -54,6 +80,7 @@ pub struct Config {
     /// kube-reserved + system-reserved + eviction-hard; `None` means "consistent with the
     /// reservations" (their per-resource sum).
     pub node_allocatable: Option<BTreeMap<String, Quantity>>,
+    pub search: Search,
 }
 
 /// Hints from a provider other than the memory manager (a CPU or device manager of the
@@ -111,6 +138,7 @@ pub struct Manager {
 fn build_policy(
     machine: &Machine,
     config: &Config,
+    bounded: bool,
 ) -> Result<(Box<dyn MemoryPolicy>, SystemReserved)> {
     match config.memory_policy.as_str() {
         "None" => Ok((Box::new(NonePolicy), SystemReserved::new())),
@@ -120,7 +148,12 @@ fn build_policy(
                 .clone()
                 .unwrap_or_else(|| sum_of_reservations(&config.reserved));
             let sr = get_system_reserved(machine, &node_alloc, &config.reserved)?;
-            let p = StaticPolicy::new(machine.clone(), sr.clone(), config.version)?;
+            let bounds = bounded.then(|| Bounds {
+                distances: machine.distances.clone(),
+                ..Bounds::default()
+            });
+            let p =
+                StaticPolicy::new(machine.clone(), sr.clone(), config.version)?.with_bounds(bounds);
             Ok((Box::new(p), sr))
         }
         "BestEffort" => Err(EngineError::Config(
@@ -130,10 +163,17 @@ fn build_policy(
     }
 }
 
-fn merge_context(machine: &Machine, config: &Config) -> Result<MergeContext> {
+/// The merge context, and whether hints are searched in bounded mode.
+fn merge_context(machine: &Machine, config: &Config) -> Result<(MergeContext, bool)> {
     let opts = PolicyOptions::parse(&config.options, config.version.has_max_allowable_option())?;
     let n = machine.nodes.len();
-    if config.topology_policy != Policy::None && n > opts.max_allowable_numa_nodes {
+    let above = n > opts.max_allowable_numa_nodes;
+    let bounded = match config.search {
+        Search::Exact => false,
+        Search::Bounded => true,
+        Search::Auto => above,
+    };
+    if config.search == Search::Exact && config.topology_policy != Policy::None && above {
         return Err(EngineError::Config(format!(
             "unsupported on machines with more than {} NUMA Nodes",
             opts.max_allowable_numa_nodes
@@ -157,7 +197,7 @@ fn merge_context(machine: &Machine, config: &Config) -> Result<MergeContext> {
     } else {
         None
     };
-    Ok(MergeContext { default, closest })
+    Ok((MergeContext { default, closest }, bounded))
 }
 
 impl Manager {
@@ -171,14 +211,14 @@ impl Manager {
         state_path: &str,
     ) -> Result<Manager> {
         let machine = machine.validated()?;
-        let ctx = merge_context(&machine, &config)?;
-        let (mut policy, system_reserved) = build_policy(&machine, &config)?;
+        let (ctx, bounded) = merge_context(&machine, &config)?;
+        let (mut policy, system_reserved) = build_policy(&machine, &config, bounded)?;
         let mut state = match checkpoint_text {
             Some(t) => checkpoint::restore(t, policy.name(), state_path)?,
             None => State::default(),
         };
         policy.start(&mut state)?;
-        Ok(Manager {
+        let mut m = Manager {
             machine,
             config,
             ctx,
@@ -188,7 +228,39 @@ impl Manager {
             store: HashMap::new(),
             container_map: BTreeMap::new(),
             active: BTreeMap::new(),
-        })
+        };
+        m.adopt_restored_pods();
+        Ok(m)
+    }
+
+    /// A state file is all a fresh process knows about running pods (the kubelet asks its pod
+    /// sources instead): every pod with assignments is taken as active and its containers as
+    /// started, so stale-state removal keeps them and removal releases them.
+    fn adopt_restored_pods(&mut self) {
+        for (uid, ctrs) in &self.state.entries {
+            let containers = ctrs
+                .keys()
+                .map(|name| Container {
+                    name: name.clone(),
+                    requests: BTreeMap::new(),
+                    limits: BTreeMap::new(),
+                    restartable: false,
+                })
+                .collect();
+            for name in ctrs.keys() {
+                self.container_map
+                    .insert(container_id(uid, name), (uid.clone(), name.clone()));
+            }
+            let pod = Pod {
+                uid: uid.clone(),
+                name: String::new(),
+                namespace: String::new(),
+                containers,
+                init_containers: vec![],
+                pod_level_resources: false,
+            };
+            self.active.insert(uid.clone(), pod);
+        }
     }
 
     /// A restart: a new manager from the state file, keeping the running containers.

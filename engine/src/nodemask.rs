@@ -5,32 +5,33 @@
 use crate::error::{EngineError, Result};
 use std::fmt;
 
-/// The largest node id a mask can hold. The kubelet's mask is one `uint64`.
-pub const MAX_NODE_ID: u32 = 63;
+/// The largest node id a mask can hold. The kubelet's mask is one `uint64` (ids 0-63); two
+/// words cover machines up to 128 nodes (GB200 trays, large CXL systems) at the same cost.
+pub const MAX_NODE_ID: u32 = 127;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
-pub struct NodeMask(u64);
+pub struct NodeMask(u128);
 
 impl NodeMask {
     pub const EMPTY: NodeMask = NodeMask(0);
 
     pub fn new<I: IntoIterator<Item = i64>>(ids: I) -> Result<NodeMask> {
-        let mut m = 0u64;
+        let mut m = 0u128;
         for id in ids {
             if !(0..=MAX_NODE_ID as i64).contains(&id) {
-                return Err(EngineError::Machine(
-                    "bit number must be in range 0-63".to_string(),
-                ));
+                return Err(EngineError::Machine(format!(
+                    "bit number must be in range 0-{MAX_NODE_ID}"
+                )));
             }
             m |= 1 << id;
         }
         Ok(NodeMask(m))
     }
 
-    pub const fn from_raw(v: u64) -> NodeMask {
+    pub const fn from_raw(v: u128) -> NodeMask {
         NodeMask(v)
     }
-    pub const fn raw(self) -> u64 {
+    pub const fn raw(self) -> u128 {
         self.0
     }
     pub const fn count(self) -> u32 {
@@ -65,7 +66,7 @@ impl NodeMask {
 }
 
 /// Ascending node ids of a mask.
-pub struct Ids(u64);
+pub struct Ids(u128);
 impl Iterator for Ids {
     type Item = u32;
     fn next(&mut self) -> Option<u32> {
@@ -87,30 +88,54 @@ impl fmt::Debug for NodeMask {
 /// Visits every non-empty combination of `n` positions in the kubelet's order: by size, then
 /// lexicographically (`{0},{1},{2},{0,1},{0,2},{1,2},{0,1,2}`). The callback receives the
 /// combination as a mask over positions `0..n` and may stop the walk by returning `false`.
-pub fn for_each_combination(n: usize, min_size: usize, mut f: impl FnMut(u64) -> bool) {
-    let mut idx = [0usize; 64];
+pub fn for_each_combination(n: usize, min_size: usize, mut f: impl FnMut(u128) -> bool) {
     for k in min_size.max(1)..=n {
-        for (i, slot) in idx.iter_mut().enumerate().take(k) {
-            *slot = i;
-        }
-        loop {
-            let mut m = 0u64;
-            for &i in &idx[..k] {
-                m |= 1 << i;
-            }
-            if !f(m) {
-                return;
-            }
-            // Advance: bump the rightmost index that can still move, reset the ones after it.
-            let Some(i) = (0..k).rev().find(|&i| idx[i] < n - k + i) else {
-                break;
-            };
-            idx[i] += 1;
-            for j in i + 1..k {
-                idx[j] = idx[j - 1] + 1;
-            }
+        if !for_each_combination_of_size(n, k, &mut f) {
+            return;
         }
     }
+}
+
+/// The combinations of exactly `k` of `n` positions, lexicographically. Returns `false` when
+/// the callback stopped the walk.
+pub fn for_each_combination_of_size(n: usize, k: usize, f: &mut impl FnMut(u128) -> bool) -> bool {
+    if k == 0 || k > n {
+        return true;
+    }
+    let mut idx = [0usize; 128];
+    for (i, slot) in idx.iter_mut().enumerate().take(k) {
+        *slot = i;
+    }
+    loop {
+        let mut m = 0u128;
+        for &i in &idx[..k] {
+            m |= 1 << i;
+        }
+        if !f(m) {
+            return false;
+        }
+        // Advance: bump the rightmost index that can still move, reset the ones after it.
+        let Some(i) = (0..k).rev().find(|&i| idx[i] < n - k + i) else {
+            return true;
+        };
+        idx[i] += 1;
+        for j in i + 1..k {
+            idx[j] = idx[j - 1] + 1;
+        }
+    }
+}
+
+/// `n choose k`, saturating.
+pub fn binomial(n: usize, k: usize) -> u128 {
+    if k > n {
+        return 0;
+    }
+    let k = k.min(n - k);
+    let mut r: u128 = 1;
+    for i in 0..k {
+        r = r.saturating_mul((n - i) as u128) / (i as u128 + 1);
+    }
+    r
 }
 
 #[cfg(test)]
@@ -159,12 +184,21 @@ mod tests {
     }
 
     #[test]
+    fn binomials() {
+        assert_eq!(binomial(16, 8), 12870);
+        assert_eq!(binomial(64, 1), 64);
+        assert_eq!(binomial(34, 4), 46376);
+        assert_eq!(binomial(3, 5), 0);
+    }
+
+    #[test]
     fn narrower_and_range() {
         let a = NodeMask::new([0, 3]).unwrap();
         let b = NodeMask::new([1, 2]).unwrap();
         assert!(b.is_narrower_than(a));
         assert!(NodeMask::new([2]).unwrap().is_narrower_than(b));
-        assert!(NodeMask::new([64]).is_err());
+        assert!(NodeMask::new([127]).is_ok());
+        assert!(NodeMask::new([128]).is_err());
         assert!(NodeMask::new([-1]).is_err());
         assert_eq!(a.ids().collect::<Vec<_>>(), vec![0, 3]);
     }

@@ -62,7 +62,7 @@ pub struct MergeContext {
 impl MergeContext {
     /// `better()`'s ordering as a key: narrower first; with prefer-closest, among equal sizes
     /// the lower average distance (the sum, as the size is equal), then the lower value.
-    fn better_key(&self, m: NodeMask) -> (u32, u64, u64) {
+    fn better_key(&self, m: NodeMask) -> (u32, u64, u128) {
         let dist = match &self.closest {
             None => 0,
             Some(d) => {
@@ -132,7 +132,7 @@ fn best_preferred(lists: &[&[TopologyHint]], ctx: &MergeContext) -> Option<NodeM
         }
     }
     let wild = |l: &[TopologyHint]| l.iter().any(|h| h.affinity.is_none() && h.preferred);
-    let mut best: Option<((u32, u64, u64), NodeMask)> = None;
+    let mut best: Option<((u32, u64, u128), NodeMask)> = None;
     let mut consider = |m: NodeMask| {
         let merged = m.and(ctx.default);
         if merged.is_empty() {
@@ -257,7 +257,7 @@ fn and_convolution(sets: &[Vec<NodeMask>], positions: &[u32]) -> Vec<NodeMask> {
     let mut out = Vec::new();
     for (x, c) in prod.iter().enumerate().skip(1) {
         if *c != 0 {
-            let mut m = 0u64;
+            let mut m = 0u128;
             for (p, id) in positions.iter().enumerate() {
                 if x & (1 << p) != 0 {
                     m |= 1 << id;

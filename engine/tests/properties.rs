@@ -7,7 +7,7 @@
 
 use proptest::prelude::*;
 use pymm_engine::machine::{HugePagePool, Machine, NumaNode};
-use pymm_engine::manager::{Config, Manager, Scope};
+use pymm_engine::manager::{Config, Manager, Scope, Search};
 use pymm_engine::quantity::{Format, Quantity};
 use pymm_engine::request::Pod;
 use pymm_engine::reserved::MemoryReservation;
@@ -41,6 +41,10 @@ enum Op {
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
+    spec_n(1..6)
+}
+
+fn spec_n(nodes: std::ops::Range<usize>) -> impl Strategy<Value = Spec> {
     let node = (4u64..40, 0u64..600, 0u64..4);
     let ctr = (
         prop_oneof![64u64..2048, 2048u64..40000],
@@ -54,7 +58,7 @@ fn spec() -> impl Strategy<Value = Spec> {
         1 => (0usize..20).prop_map(Op::RemoveContainer),
     ];
     (
-        prop::collection::vec(node, 1..6),
+        prop::collection::vec(node, nodes),
         prop_oneof![
             Just(Policy::None),
             Just(Policy::BestEffort),
@@ -75,6 +79,10 @@ fn spec() -> impl Strategy<Value = Spec> {
 }
 
 fn build(s: &Spec) -> Manager {
+    build_with(s, Search::Exact)
+}
+
+fn build_with(s: &Spec, search: Search) -> Manager {
     let machine = Machine {
         name: "prop".into(),
         nodes: s
@@ -118,10 +126,16 @@ fn build(s: &Spec) -> Manager {
         memory_policy: "Static".into(),
         topology_policy: s.policy,
         scope: s.scope,
-        options: BTreeMap::new(),
+        // Machines above 8 nodes need the option (1.32+) for the exhaustive search to run.
+        options: if s.nodes.len() > 8 {
+            [("max-allowable-numa-nodes".to_string(), "16".to_string())].into()
+        } else {
+            BTreeMap::new()
+        },
         version: s.version,
         reserved,
         node_allocatable: None,
+        search,
     };
     Manager::new(machine, config, None, "memory_manager_state").unwrap()
 }
@@ -168,6 +182,25 @@ fn check_invariants(st: &State, groups_disjoint: bool) -> Result<(), TestCaseErr
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+
+    /// Bounded search gives the kubelet's placements wherever the exhaustive search runs: with
+    /// the default bounds every size level of these machines is walked completely.
+    #[test]
+    fn bounded_search_places_like_exhaustive(s in spec_n(6..13)) {
+        let s = Spec { version: KubeletVersion::Latest, ..s };
+        let mut exact = build_with(&s, Search::Exact);
+        let mut bounded = build_with(&s, Search::Bounded);
+        for (i, op) in s.ops.iter().enumerate() {
+            if let Op::Admit { ctrs, .. } = op {
+                let cs: Vec<_> = ctrs.iter().enumerate().map(|(j, (m, h2, h1))| container(&format!("c{j}"), *m, *h2, *h1)).collect();
+                let pod = Pod::from_value(&json!({"uid": format!("pod-{i}"), "containers": cs})).unwrap();
+                let a = exact.admit(&pod, &[], false);
+                let b = bounded.admit(&pod, &[], false);
+                prop_assert_eq!((a.admit, &a.message), (b.admit, &b.message));
+                prop_assert_eq!(exact.checkpoint_json(), bounded.checkpoint_json());
+            }
+        }
+    }
 
     #[test]
     fn fast_path_equals_full_enumeration_and_invariants_hold(s in spec()) {

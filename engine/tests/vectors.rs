@@ -5,7 +5,7 @@
 use pymm_engine::checkpoint::{self, parse_entries, parse_machine_state, spew_text};
 use pymm_engine::hints::{Extent, ProviderHints, TopologyHint};
 use pymm_engine::machine::{HugePagePool, Machine, NumaNode};
-use pymm_engine::manager::{Config, Manager, Scope};
+use pymm_engine::manager::{Config, Manager, Scope, Search};
 use pymm_engine::nodemask::NodeMask;
 use pymm_engine::policy::{MemoryPolicy, StaticPolicy};
 use pymm_engine::quantity::{Format, Quantity};
@@ -264,7 +264,7 @@ fn run_static(v: &Value) -> Outcome {
             let mut reusable = BTreeMap::new();
             for (key, res) in masks.as_object().unwrap() {
                 // The kubelet keys by the mask's binary string.
-                let raw = u64::from_str_radix(key, 2).unwrap();
+                let raw = u128::from_str_radix(key, 2).unwrap();
                 let per: BTreeMap<String, u64> = res
                     .as_object()
                     .unwrap()
@@ -344,6 +344,7 @@ fn run_manager(v: &Value) -> Outcome {
         version: KubeletVersion::Latest,
         reserved,
         node_allocatable: None,
+        search: Search::Exact,
     };
     let mut mgr = Manager::new(m, config, None, "memory_manager_state").unwrap();
     mgr.set_state(state(&v["initial_state"]));
@@ -443,6 +444,7 @@ fn run_reserved(v: &Value, kind: &str) -> Outcome {
                 version: KubeletVersion::Latest,
                 reserved: rc,
                 node_allocatable: Some(na),
+                search: Search::Exact,
             };
             Manager::new(m, config, None, "memory_manager_state")
                 .map(|mgr| Some(mgr.system_reserved().clone()))

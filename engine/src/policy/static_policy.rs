@@ -3,8 +3,8 @@
 use super::MemoryPolicy;
 use crate::error::{EngineError, Result};
 use crate::hints::{
-    calculate_hints_to, find_best_hint, provider_answer, Extent, ProviderHints, Reusable,
-    TopologyHint,
+    calculate_hints_bounded, calculate_hints_to, find_best_hint, provider_answer, Bounds, Extent,
+    ProviderHints, Reusable, TopologyHint,
 };
 use crate::machine::Machine;
 use crate::nodemask::NodeMask;
@@ -19,6 +19,8 @@ pub struct StaticPolicy {
     machine: Machine,
     system_reserved: SystemReserved,
     version: KubeletVersion,
+    /// `Some` in bounded-search mode.
+    bounds: Option<Bounds>,
     /// Init-container memory the pod being admitted may reuse. Held in memory only, for one pod
     /// at a time, and lost on restart, as in the kubelet.
     reusable: BTreeMap<String, Reusable>,
@@ -51,8 +53,15 @@ impl StaticPolicy {
             machine,
             system_reserved,
             version,
+            bounds: None,
             reusable: BTreeMap::new(),
         })
+    }
+
+    /// Switches hint generation to the bounded search.
+    pub fn with_bounds(mut self, bounds: Option<Bounds>) -> Self {
+        self.bounds = bounds;
+        self
     }
 
     /// Seeds the reusable init-container memory of a pod (restoring kubelet test fixtures).
@@ -82,7 +91,10 @@ impl StaticPolicy {
         req: &Requested,
         extent: Extent,
     ) -> Result<Vec<TopologyHint>> {
-        calculate_hints_to(ms, req, self.reusable_for(pod), extent)
+        match &self.bounds {
+            None => calculate_hints_to(ms, req, self.reusable_for(pod), extent),
+            Some(b) => calculate_hints_bounded(ms, req, self.reusable_for(pod), extent, b),
+        }
     }
 
     /// `findBestHint` over the hints that pass `keep`: the preferred ones decide when any

@@ -5,7 +5,7 @@ use crate::checkpoint;
 use crate::error::EngineError;
 use crate::hints::{ProviderHints, TopologyHint};
 use crate::machine::Machine;
-use crate::manager::{AdmitResult, Config, ExtraProvider, Manager, Scope};
+use crate::manager::{AdmitResult, Config, ExtraProvider, Manager, Scope, Search};
 use crate::nodemask::NodeMask;
 use crate::quantity::Quantity;
 use crate::request::Pod;
@@ -154,6 +154,7 @@ fn config_from(obj: &Bound<'_, PyAny>) -> PyResult<Config> {
         version: KubeletVersion::parse(&s("kubelet_version", "latest")).map_err(err)?,
         reserved: reservations_from(v.get("reserved_memory").unwrap_or(&Value::Null))?,
         node_allocatable: quantity_map(v.get("node_allocatable"))?,
+        search: Search::parse(&s("search", "auto")).map_err(err)?,
     })
 }
 
