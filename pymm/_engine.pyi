@@ -56,7 +56,10 @@ class Engine:
         config: dict[str, Any],
         checkpoint: str | None = None,
         state_path: str = "memory_manager_state",
+        rebuild_entries: dict[str, Any] | None = None,
     ) -> Engine: ...
+    @property
+    def notes(self) -> list[str]: ...
     def admit(
         self, pod: Pod, extra: list[Any] | None = None, trace: bool = False
     ) -> AdmitResult: ...

@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,8 @@ __all__ = [
 #: Anything that names the reserved memory: ``--reserved-memory`` text (one string, or one per
 #: flag occurrence), or the KubeletConfiguration ``reservedMemory`` list.
 ReservedMemory: TypeAlias = str | Sequence[str] | Sequence[Mapping[str, Any]] | None
+
+log = logging.getLogger("pymm")
 
 PodLike: TypeAlias = Pod | Mapping[str, Any] | _engine.Pod
 
@@ -186,6 +189,12 @@ class MemoryManager:
             on start, written durably before every mutating call returns, and locked against
             a second writer.
         lock_wait: with ``state_dir``, wait for the lock (True, or seconds) instead of failing.
+        tolerate_drift: beyond the kubelet (the idea of KEP-6232): accept a state file whose
+            node totals drifted by at most this much (e.g. ``"256Mi"`` after a reboot) when
+            every reservation still fits; the totals are rebased and the file rewritten.
+        rebuild_from: beyond the kubelet: when the state file is lost, rebuild the state from
+            the running containers' assignments (``{pod_uid: {container: [{"numaAffinity":
+            [...], "type": "memory", "size": bytes}]}}``, the state file's ``entries``).
     """
 
     def __init__(
@@ -202,6 +211,8 @@ class MemoryManager:
         search: str = "auto",
         state_dir: str | Path | None = None,
         lock_wait: bool | float = False,
+        tolerate_drift: str | int | None = None,
+        rebuild_from: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]] | None = None,
     ) -> None:
         self.machine = as_machine(machine)
         self._config: dict[str, Any] = {
@@ -213,24 +224,34 @@ class MemoryManager:
             "reserved_memory": reserved_memory_config(reserved_memory),
             "node_allocatable": dict(node_allocatable) if node_allocatable is not None else None,
             "search": search,
+            "drift_tolerance": tolerate_drift,
         }
         self._store = _DurableStore(Path(state_dir), lock_wait) if state_dir is not None else None
         try:
             text = self._store.read() if self._store else None
+            if rebuild_from is not None and text is not None:
+                raise ConfigError(
+                    f"a state file exists at {self.state_path}; rebuild_from is for a lost one "
+                    "(move the file away to rebuild from assignments)"
+                )
             self._engine = _engine.Engine(
                 self.machine.to_dict(),
                 self._config,
                 text,
                 self.state_path or "memory_manager_state",
+                dict(rebuild_from) if rebuild_from is not None else None,
             )
         except BaseException:
             # A manager that failed to open must not keep the directory locked.
             if self._store:
                 self._store.close()
             raise
-        if self._store and text is None:
-            # The kubelet writes the initial state when it finds no file.
-            self._persist()
+        for note in self._engine.notes:
+            log.warning("%s: %s", self.state_path or "state", note)
+        if self._store and (text is None or self._engine.notes):
+            # The kubelet writes the initial state when it finds no file; a rebased or
+            # rebuilt state is written at once so the next start needs no tolerance.
+            self._persist(force=True)
 
     # -- properties ---------------------------------------------------------------------
 
@@ -241,6 +262,11 @@ class MemoryManager:
     @property
     def policy_name(self) -> str:
         return self._engine.policy_name
+
+    @property
+    def notes(self) -> list[str]:
+        """What start-up accepted beyond the kubelet's rules (drift rebased, state rebuilt)."""
+        return list(self._engine.notes)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -363,9 +389,9 @@ class MemoryManager:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _persist(self) -> None:
+    def _persist(self, force: bool = False) -> None:
         if self._store:
-            self._store.write(self._engine.checkpoint())
+            self._store.write(self._engine.checkpoint(), force=force)
 
     def __iter__(self) -> Iterator[NodeUsage]:
         return iter(self.usage())
@@ -408,10 +434,10 @@ class _DurableStore:
         self._last = text
         return text
 
-    def write(self, text: str) -> None:
+    def write(self, text: str, force: bool = False) -> None:
         from pymm.statefile import atomic_write
 
-        if text == self._last:
+        if text == self._last and not force:
             return
         atomic_write(self.path, text.encode())
         self._last = text

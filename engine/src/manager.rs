@@ -13,7 +13,7 @@ use crate::request::{Container, Pod};
 use crate::reserved::{
     get_system_reserved, sum_of_reservations, MemoryReservation, SystemReserved,
 };
-use crate::state::{Block, State};
+use crate::state::{Assignments, Block, State};
 use crate::topology::{policy_merge, MergeContext, Policy, PolicyOptions};
 use crate::version::KubeletVersion;
 use std::collections::{BTreeMap, HashMap};
@@ -81,6 +81,9 @@ pub struct Config {
     /// reservations" (their per-resource sum).
     pub node_allocatable: Option<BTreeMap<String, Quantity>>,
     pub search: Search,
+    /// Beyond the kubelet: accept a restored state whose node totals drifted by at most this
+    /// many bytes (after a reboot) when every assignment still fits; the totals are rebased.
+    pub drift_tolerance: Option<u64>,
 }
 
 /// Hints from a provider other than the memory manager (a CPU or device manager of the
@@ -133,6 +136,8 @@ pub struct Manager {
     /// container id -> (pod uid, container name)
     container_map: BTreeMap<String, (String, String)>,
     active: BTreeMap<String, Pod>,
+    /// What start-up accepted beyond the kubelet's rules (drift rebased, state rebuilt).
+    notes: Vec<String>,
 }
 
 fn build_policy(
@@ -217,7 +222,22 @@ impl Manager {
             Some(t) => checkpoint::restore(t, policy.name(), state_path)?,
             None => State::default(),
         };
-        policy.start(&mut state)?;
+        let mut notes = Vec::new();
+        if let Err(e) = policy.start(&mut state) {
+            let rebased = match (&e, config.drift_tolerance) {
+                (EngineError::StateMismatch(_), Some(tol)) => policy.tolerate_drift(&state, tol),
+                _ => None,
+            };
+            let Some(ms) = rebased else {
+                return Err(e);
+            };
+            notes.push(format!(
+                "the restored state differed from this machine ({}); node totals drifted within the tolerance of {} bytes and every assignment still fits, so the totals were rebased",
+                e.message(),
+                config.drift_tolerance.unwrap_or(0)
+            ));
+            state.machine_state = ms;
+        }
         let mut m = Manager {
             machine,
             config,
@@ -228,9 +248,29 @@ impl Manager {
             store: HashMap::new(),
             container_map: BTreeMap::new(),
             active: BTreeMap::new(),
+            notes,
         };
         m.adopt_restored_pods();
         Ok(m)
+    }
+
+    /// A manager whose state is rebuilt from the running containers' assignments, for when
+    /// the state file is lost. The assignments must refer to existing nodes and resources and
+    /// fit the machine.
+    pub fn rebuilt(machine: Machine, config: Config, entries: Assignments) -> Result<Manager> {
+        let mut m = Manager::new(machine, config, None, "")?;
+        let n = entries.len();
+        m.state = m.policy.rebuild(entries)?;
+        m.notes.push(format!(
+            "the state was rebuilt from the assignments of {n} pods"
+        ));
+        m.adopt_restored_pods();
+        Ok(m)
+    }
+
+    /// What start-up accepted beyond the kubelet's rules.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// A state file is all a fresh process knows about running pods (the kubelet asks its pod

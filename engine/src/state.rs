@@ -199,28 +199,26 @@ pub fn machine_states_equal(ms1: &MachineState, ms2: &MachineState, group_sums: 
     true
 }
 
-/// The static policy's `validateState`: rebuild the expected machine state from the
-/// assignments and compare it with the restored one. An empty machine state without
-/// assignments is replaced by the default state.
-pub fn validate_state(
-    state: &mut State,
+/// The machine state that `entries` imply on `machine`: the default state with every block
+/// placed greedily, as `validateState` computes it. Errors name the first block that refers
+/// to an unknown node or resource.
+pub fn expected_machine_state(
+    entries: &Assignments,
     machine: &Machine,
     reserved: &SystemReserved,
-    group_sums: bool,
-) -> Result<()> {
-    let expected_default = default_machine_state(machine, reserved);
-    if state.machine_state.is_empty() {
-        if !state.entries.is_empty() {
-            return Err(EngineError::StateMismatch(
-                "[memorymanager] machine state can not be empty when it has memory assignments"
-                    .into(),
-            ));
-        }
-        state.machine_state = expected_default;
-        return Ok(());
-    }
-    let mut expected = expected_default;
-    for (pod, containers) in &state.entries {
+) -> Result<MachineState> {
+    place(entries, machine, reserved).map(|(ms, _)| ms)
+}
+
+/// [`expected_machine_state`], and a description of every block that did not fit.
+fn place(
+    entries: &Assignments,
+    machine: &Machine,
+    reserved: &SystemReserved,
+) -> Result<(MachineState, Vec<String>)> {
+    let mut expected = default_machine_state(machine, reserved);
+    let mut unplaced = Vec::new();
+    for (pod, containers) in entries {
         for (container, blocks) in containers {
             for b in blocks.iter().flatten() {
                 let mut remaining = b.size;
@@ -245,9 +243,93 @@ pub fn validate_state(
                     t.free -= take;
                     remaining -= take;
                 }
+                if remaining > 0 {
+                    unplaced.push(format!(
+                        "pod {pod} container {container}: {remaining} bytes of {} on NUMA {:?} do not fit",
+                        b.resource,
+                        b.affinity()
+                    ));
+                }
             }
         }
     }
+    Ok((expected, unplaced))
+}
+
+/// Rebuilds the machine state from the running containers' assignments (for a lost state
+/// file): the assignments must refer to existing nodes and resources and fit.
+pub fn rebuild_state(
+    entries: Assignments,
+    machine: &Machine,
+    reserved: &SystemReserved,
+) -> Result<State> {
+    let (ms, missing) = place(&entries, machine, reserved)?;
+    if let Some(first) = missing.first() {
+        return Err(EngineError::StateMismatch(format!(
+            "[pymm] the memory assignments do not fit this machine: {first}"
+        )));
+    }
+    Ok(State {
+        machine_state: ms,
+        entries,
+    })
+}
+
+/// Tolerating reboot drift (the idea of KEP-6232): the restored state differs from the one its
+/// assignments imply on this machine only in node totals, each by at most `tolerance` bytes,
+/// and every assignment still fits. Returns the rebased machine state, or `None` when the
+/// difference is of another kind.
+pub fn rebase_for_drift(
+    state: &State,
+    machine: &Machine,
+    reserved: &SystemReserved,
+    tolerance: u64,
+) -> Option<MachineState> {
+    let (expected, missing) = place(&state.entries, machine, reserved).ok()?;
+    if expected.len() != state.machine_state.len() || !missing.is_empty() {
+        return None;
+    }
+    for (id, old) in &state.machine_state {
+        let new = expected.get(id)?;
+        if old.number_of_assignments != new.number_of_assignments
+            || sorted(old.cells()) != sorted(new.cells())
+            || old.memory_map.len() != new.memory_map.len()
+        {
+            return None;
+        }
+        for (name, t_old) in &old.memory_map {
+            let t_new = new.memory_map.get(name)?;
+            if t_old.system_reserved != t_new.system_reserved
+                || t_old.total.abs_diff(t_new.total) > tolerance
+                || t_new.allocatable < t_new.reserved
+            {
+                return None;
+            }
+        }
+    }
+    Some(expected)
+}
+
+/// The static policy's `validateState`: rebuild the expected machine state from the
+/// assignments and compare it with the restored one. An empty machine state without
+/// assignments is replaced by the default state.
+pub fn validate_state(
+    state: &mut State,
+    machine: &Machine,
+    reserved: &SystemReserved,
+    group_sums: bool,
+) -> Result<()> {
+    if state.machine_state.is_empty() {
+        if !state.entries.is_empty() {
+            return Err(EngineError::StateMismatch(
+                "[memorymanager] machine state can not be empty when it has memory assignments"
+                    .into(),
+            ));
+        }
+        state.machine_state = default_machine_state(machine, reserved);
+        return Ok(());
+    }
+    let expected = expected_machine_state(&state.entries, machine, reserved)?;
     if !machine_states_equal(&state.machine_state, &expected, group_sums) {
         return Err(EngineError::StateMismatch(
             "[memorymanager] the expected machine state is different from the real one".into(),

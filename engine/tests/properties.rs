@@ -136,6 +136,7 @@ fn build_with(s: &Spec, search: Search) -> Manager {
         reserved,
         node_allocatable: None,
         search,
+        drift_tolerance: None,
     };
     Manager::new(machine, config, None, "memory_manager_state").unwrap()
 }

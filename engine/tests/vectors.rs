@@ -345,6 +345,7 @@ fn run_manager(v: &Value) -> Outcome {
         reserved,
         node_allocatable: None,
         search: Search::Exact,
+        drift_tolerance: None,
     };
     let mut mgr = Manager::new(m, config, None, "memory_manager_state").unwrap();
     mgr.set_state(state(&v["initial_state"]));
@@ -445,6 +446,7 @@ fn run_reserved(v: &Value, kind: &str) -> Outcome {
                 reserved: rc,
                 node_allocatable: Some(na),
                 search: Search::Exact,
+                drift_tolerance: None,
             };
             Manager::new(m, config, None, "memory_manager_state")
                 .map(|mgr| Some(mgr.system_reserved().clone()))

@@ -10,7 +10,7 @@ pub use static_policy::StaticPolicy;
 use crate::error::Result;
 use crate::hints::{Extent, ProviderHints, TopologyHint};
 use crate::request::Pod;
-use crate::state::{Block, State};
+use crate::state::{Assignments, Block, MachineState, State};
 
 /// A memory-manager policy. Contract, as in the kubelet's `policy.go`: `allocate` is
 /// idempotent (a container that already has blocks keeps them and nothing changes), and so
@@ -43,4 +43,19 @@ pub trait MemoryPolicy: Send + Sync {
     fn remove_container(&mut self, state: &mut State, pod_uid: &str, container: &str);
     /// `GetAllocatableMemory`: one block per node and resource with allocatable > 0.
     fn allocatable_memory(&self, state: &State) -> Vec<Block>;
+    /// The machine state rebased onto this machine when the restored one differs only by a
+    /// drift of node totals within `tolerance` bytes and every assignment still fits.
+    fn tolerate_drift(&self, _state: &State, _tolerance: u64) -> Option<MachineState> {
+        None
+    }
+    /// A state rebuilt from the running containers' assignments (a lost state file).
+    fn rebuild(&self, entries: Assignments) -> Result<State> {
+        if entries.is_empty() {
+            return Ok(State::default());
+        }
+        Err(crate::error::EngineError::Config(format!(
+            "policy {:?} keeps no assignments to rebuild",
+            self.name()
+        )))
+    }
 }

@@ -10,7 +10,9 @@ use crate::machine::Machine;
 use crate::nodemask::NodeMask;
 use crate::request::{container_requested, pod_requested, Pod, QosClass, Requested};
 use crate::reserved::SystemReserved;
-use crate::state::{validate_state, Block, MachineState, State};
+use crate::state::{
+    rebase_for_drift, rebuild_state, validate_state, Assignments, Block, MachineState, State,
+};
 use crate::version::KubeletVersion;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -428,6 +430,14 @@ impl MemoryPolicy for StaticPolicy {
                 left -= d;
             }
         }
+    }
+
+    fn tolerate_drift(&self, state: &State, tolerance: u64) -> Option<MachineState> {
+        rebase_for_drift(state, &self.machine, &self.system_reserved, tolerance)
+    }
+
+    fn rebuild(&self, entries: Assignments) -> Result<State> {
+        rebuild_state(entries, &self.machine, &self.system_reserved)
     }
 
     fn allocatable_memory(&self, state: &State) -> Vec<Block> {

@@ -155,6 +155,17 @@ fn config_from(obj: &Bound<'_, PyAny>) -> PyResult<Config> {
         reserved: reservations_from(v.get("reserved_memory").unwrap_or(&Value::Null))?,
         node_allocatable: quantity_map(v.get("node_allocatable"))?,
         search: Search::parse(&s("search", "auto")).map_err(err)?,
+        drift_tolerance: match v.get("drift_tolerance") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(t)) => {
+                Some(Quantity::parse(t).and_then(|q| q.bytes()).map_err(err)?)
+            }
+            Some(Value::Number(n)) => Some(
+                n.as_u64()
+                    .ok_or_else(|| cfg_err("drift_tolerance must be a byte count".into()))?,
+            ),
+            Some(_) => return Err(cfg_err("drift_tolerance must be a quantity".into())),
+        },
     })
 }
 
@@ -396,18 +407,32 @@ pub struct PyEngine {
 #[pymethods]
 impl PyEngine {
     #[new]
-    #[pyo3(signature = (machine, config, checkpoint=None, state_path="memory_manager_state"))]
+    #[pyo3(signature = (machine, config, checkpoint=None, state_path="memory_manager_state", rebuild_entries=None))]
     fn new(
         machine: &Bound<'_, PyAny>,
         config: &Bound<'_, PyAny>,
         checkpoint: Option<&str>,
         state_path: &str,
+        rebuild_entries: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let m = machine_from(machine)?;
         let c = config_from(config)?;
+        let inner = match rebuild_entries {
+            Some(e) => {
+                let entries = checkpoint::parse_entries(&value(e)?).map_err(err)?;
+                Manager::rebuilt(m, c, entries)
+            }
+            None => Manager::new(m, c, checkpoint, state_path),
+        };
         Ok(PyEngine {
-            inner: Manager::new(m, c, checkpoint, state_path).map_err(err)?,
+            inner: inner.map_err(err)?,
         })
+    }
+
+    /// What start-up accepted beyond the kubelet's rules (drift rebased, state rebuilt).
+    #[getter]
+    fn notes(&self) -> Vec<String> {
+        self.inner.notes().to_vec()
     }
 
     #[pyo3(signature = (pod, extra=None, trace=false))]
