@@ -11,6 +11,7 @@ from pymm.machine import DEFAULT_MACHINE, HugePages, Machine, NumaNode
 from pymm.manager import (
     Admission,
     Block,
+    Enforcement,
     MemoryManager,
     NodeUsage,
     Placement,
@@ -24,6 +25,7 @@ __all__ = [
     "Admission",
     "Block",
     "Container",
+    "Enforcement",
     "HugePages",
     "Machine",
     "MemoryManager",

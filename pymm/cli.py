@@ -17,7 +17,7 @@ from rich.table import Table
 from pymm import __version__
 from pymm.errors import PymmError
 from pymm.machine import DEFAULT_MACHINE, Machine
-from pymm.manager import Admission, MemoryManager, reserved_memory_config
+from pymm.manager import Admission, Enforcement, MemoryManager, reserved_memory_config
 from pymm.pod import Container, Pod, load_pods_file
 
 # Subcommands that live in their own modules; each has ``register(subparsers)``.
@@ -112,7 +112,7 @@ def _machine(args: argparse.Namespace) -> Machine:
     return machine.with_hugepages(pools) if pools else machine
 
 
-def _manager(args: argparse.Namespace) -> MemoryManager:
+def _manager(args: argparse.Namespace, enforcement: Enforcement | None = None) -> MemoryManager:
     machine = _machine(args)
     options: dict[str, str] = {}
     for item in args.policy_option:
@@ -135,6 +135,7 @@ def _manager(args: argparse.Namespace) -> MemoryManager:
         kubelet_version=args.kubelet_version,
         search=args.search,
         state_dir=args.state_dir,
+        enforcement=enforcement,
     )
 
 
@@ -269,26 +270,24 @@ def _load_pods(path: str) -> list[Pod]:
 def cmd_admit(args: argparse.Namespace) -> int:
     pods = _load_pods(args.pod)
     con = _out()
-    enforcer = None
+    enforcement = None
     if args.cgroup:
         from pymm.cgroups import CpusetEnforcer
 
-        enforcer = CpusetEnforcer(root=args.cgroup_root)
-    with _manager(args) as mm:
+        cgroup = args.cgroup
+        enforcement = Enforcement(
+            CpusetEnforcer(root=args.cgroup_root), lambda _uid, _c: cgroup, dry_run=args.dry_run
+        )
+    with _manager(args, enforcement) as mm:
         out = []
         for pod in pods:
             a = mm.admit(pod)
             out.append(_admission_json(a))
             if not args.json:
                 _print_admission(con, a)
-            if enforcer and a.admitted:
-                for name, p in a.placements.items():
-                    if p.cpuset_mems is None:
-                        continue
-                    writes = enforcer.apply(Path(args.cgroup), p.cpuset_mems, dry_run=args.dry_run)
-                    for w in writes:
-                        verb = "would write" if args.dry_run else "wrote"
-                        con.print(f"{verb} {w.value!r} to {w.path} ({name})")
+                verb = "would write" if args.dry_run else "wrote"
+                for w in a.cgroup_writes:
+                    con.print(escape(f"{verb} {w.value!r} to {w.path}"))
         if args.json:
             print(json.dumps(out, indent=1))
         elif not args.quiet:

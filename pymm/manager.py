@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -93,14 +94,32 @@ class Placement:
         return ",".join(map(str, self.numa_nodes)) if self.numa_nodes else None
 
 
+@dataclass
+class Enforcement:
+    """Pins containers with ``cpuset.mems`` after admission and widens them again on removal.
+
+    ``locate(pod_uid, container)`` names the container's cgroup (relative to the cgroup
+    hierarchy, or absolute inside it), or None to leave a container alone; see
+    :func:`pymm.cgroups.find_container_cgroup` for the usual Kubernetes layouts.
+    """
+
+    enforcer: Any  # pymm.cgroups.CpusetEnforcer; imported lazily to keep startup light
+    locate: Callable[[str, str], str | os.PathLike[str] | None]
+    dry_run: bool = False
+    #: Every write made (or, with ``dry_run``, planned), oldest first.
+    log: list[Any] = field(default_factory=list)
+
+
 class Admission:
     """The verdict of one admission. Truthy when the pod was admitted."""
 
-    __slots__ = ("_raw", "pod_uid")
+    __slots__ = ("_raw", "cgroup_writes", "pod_uid")
 
     def __init__(self, pod_uid: str, raw: _engine.AdmitResult) -> None:
         self.pod_uid = pod_uid
         self._raw = raw
+        #: The cgroup writes that pinned this pod (with an :class:`Enforcement`).
+        self.cgroup_writes: list[Any] = []
 
     @property
     def admitted(self) -> bool:
@@ -192,6 +211,8 @@ class MemoryManager:
         tolerate_drift: beyond the kubelet (the idea of KEP-6232): accept a state file whose
             node totals drifted by at most this much (e.g. ``"256Mi"`` after a reboot) when
             every reservation still fits; the totals are rebased and the file rewritten.
+        enforcement: write each admitted container's ``cpuset.mems`` into its cgroup (after
+            the state is on disk) and widen it again when the container is removed.
         rebuild_from: beyond the kubelet: when the state file is lost, rebuild the state from
             the running containers' assignments (``{pod_uid: {container: [{"numaAffinity":
             [...], "type": "memory", "size": bytes}]}}``, the state file's ``entries``).
@@ -213,7 +234,9 @@ class MemoryManager:
         lock_wait: bool | float = False,
         tolerate_drift: str | int | None = None,
         rebuild_from: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]] | None = None,
+        enforcement: Enforcement | None = None,
     ) -> None:
+        self.enforcement = enforcement
         self.machine = as_machine(machine)
         self._config: dict[str, Any] = {
             "memory_policy": memory_policy,
@@ -293,7 +316,29 @@ class MemoryManager:
         if raw.admit and start:
             self._engine.start_pod(compiled.uid)
         self._persist()
-        return Admission(compiled.uid, raw)
+        admission = Admission(compiled.uid, raw)
+        if self.enforcement and raw.admit and start:
+            # The reservation is durable first: a failed pin raises CgroupError with the
+            # reservation kept, so the caller can retry the pin or remove the pod.
+            for name, placement in admission.placements.items():
+                if placement.cpuset_mems is not None:
+                    admission.cgroup_writes += self._pin(compiled.uid, name, placement.cpuset_mems)
+        return admission
+
+    def _pin(self, pod_uid: str, container: str, mems: str | None) -> list[Any]:
+        e = self.enforcement
+        assert e is not None
+        cgroup = e.locate(pod_uid, container)
+        if cgroup is None:
+            return []
+        if mems is None:
+            if not (e.enforcer.hierarchy / cgroup).exists():
+                return []  # the runtime already removed the stopped container's cgroup
+            writes = e.enforcer.relax(cgroup, dry_run=e.dry_run)
+        else:
+            writes = e.enforcer.apply(cgroup, mems, dry_run=e.dry_run)
+        e.log.extend(writes)
+        return list(writes)
 
     def hints(self, pod: PodLike, container: str | None = None) -> dict[str, Any] | None:
         """The memory manager's topology hints for a container (or the pod, pod scope)."""
@@ -306,11 +351,17 @@ class MemoryManager:
 
     def remove(self, pod_uid: str, container: str | None = None) -> None:
         """Releases one container's memory, or (without ``container``) the whole pod's."""
+        pinned = []
+        if self.enforcement:
+            entries = self.state.get("entries", {}).get(pod_uid, {})
+            pinned = [c for c in entries if container is None or c == container]
         if container is None:
             self._engine.release_pod(pod_uid)
         else:
             self._engine.remove_container(pod_uid, container)
         self._persist()
+        for name in pinned:
+            self._pin(pod_uid, name, None)
 
     def stop_pod(self, pod_uid: str) -> None:
         """The kubelet's view of a pod going away: each started container stops and
