@@ -178,7 +178,11 @@ def run(args: argparse.Namespace) -> int:
         def progress(done: int, total: int, case: str) -> None:
             bar.update(task, completed=done, total=total, description=case)
 
-        rows = run_suite(quick=args.quick, progress=progress)
+        try:
+            rows = run_suite(quick=args.quick, progress=progress)
+        except AssertionError as exc:
+            # A wrong answer is not a timing: report it (one line) instead of a table.
+            raise PymmError(f"benchmark check failed: {exc}") from exc
     # Rich wraps at 80 columns when not on a terminal; the table reads best unwrapped.
     out = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 120)
     out.print(_table(rows, args.quick))
