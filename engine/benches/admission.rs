@@ -1,1 +1,133 @@
-fn main() {}
+//! Engine-level micro-benchmarks (no Python): one admission on machines of 8 to 128 NUMA
+//! nodes, the kubelet's full hint list, and the merge of two long hint lists.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use pymm_engine::hints::{calculate_hints, provider_answer};
+use pymm_engine::machine::Machine;
+use pymm_engine::manager::{Config, Manager, Scope, Search};
+use pymm_engine::nodemask::NodeMask;
+use pymm_engine::quantity::Quantity;
+use pymm_engine::request::{container_requested, Pod};
+use pymm_engine::reserved::MemoryReservation;
+use pymm_engine::topology::{policy_merge, MergeContext, Policy};
+use pymm_engine::version::KubeletVersion;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::hint::black_box;
+
+fn machine(n: usize) -> Machine {
+    let nodes: Vec<_> = (0..n)
+        .map(|i| {
+            json!({"id": i, "memory_bytes": 64u64 << 30,
+                        "hugepages": [{"page_size_kib": 2048, "num_pages": 2048}]})
+        })
+        .collect();
+    serde_json::from_value(json!({"name": format!("n{n}"), "nodes": nodes})).expect("machine")
+}
+
+fn manager(n: usize, search: Search) -> Manager {
+    let reserved = (0..n as i32)
+        .map(|i| MemoryReservation {
+            numa_node: i,
+            limits: [(
+                "memory".to_string(),
+                (Quantity::parse("1Gi").expect("qty"), "1Gi".to_string()),
+            )]
+            .into(),
+        })
+        .collect();
+    let mut options = BTreeMap::new();
+    if search == Search::Exact && n > 8 {
+        options.insert("max-allowable-numa-nodes".to_string(), n.to_string());
+    }
+    let config = Config {
+        memory_policy: "Static".into(),
+        topology_policy: Policy::BestEffort,
+        scope: Scope::Container,
+        options,
+        version: KubeletVersion::Latest,
+        reserved,
+        node_allocatable: None,
+        search,
+        drift_tolerance: None,
+    };
+    let mut m = Manager::new(machine(n), config, None, "bench").expect("manager");
+    for (i, mem) in ["100Gi", "2Gi", "2Gi", "2Gi"].iter().enumerate() {
+        let p = pod(&format!("placed-{i}"), mem);
+        assert!(m.admit(&p, &[], false).admit);
+        m.start_pod(&p.uid).expect("start");
+    }
+    m
+}
+
+fn pod(uid: &str, memory: &str) -> Pod {
+    let r = json!({"cpu": "1", "memory": memory, "hugepages-2Mi": "64Mi"});
+    Pod::from_value(&json!({"uid": uid, "containers": [{"name": "c", "requests": r, "limits": r}]}))
+        .expect("pod")
+}
+
+fn admission(c: &mut Criterion) {
+    let mut g = c.benchmark_group("admit memory+hugepages");
+    for (n, search) in [
+        (8, Search::Exact),
+        (16, Search::Exact),
+        (64, Search::Bounded),
+        (128, Search::Bounded),
+    ] {
+        let mut m = manager(n, search);
+        let p = pod("bench", "1Gi");
+        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                assert!(m.admit(black_box(&p), &[], false).admit);
+                m.release_pod("bench");
+            })
+        });
+    }
+    g.finish();
+}
+
+fn hint_lists(c: &mut Criterion) {
+    let mut g = c.benchmark_group("full kubelet hint list");
+    for n in [8usize, 12, 16] {
+        let m = manager(n, Search::Exact);
+        let p = pod("bench", "1Gi");
+        let req = container_requested(&p.containers[0]).expect("req");
+        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                calculate_hints(&m.state().machine_state, black_box(&req), None).expect("hints")
+            })
+        });
+        let hints = calculate_hints(&m.state().machine_state, &req, None).expect("hints");
+        let answer = provider_answer(&["hugepages-2Mi".into(), "memory".into()], hints);
+        let ctx = MergeContext {
+            default: NodeMask::new(0..n as i64).expect("mask"),
+            closest: None,
+        };
+        g.bench_with_input(BenchmarkId::new("merge of two lists", n), &n, |b, _| {
+            b.iter(|| policy_merge(Policy::BestEffort, &[black_box(&answer)], &ctx))
+        });
+    }
+    g.finish();
+}
+
+/// The worst case for the exhaustive list: an empty machine, where every set is accepted.
+fn hint_lists_empty_machine(c: &mut Criterion) {
+    let mut g = c.benchmark_group("full kubelet hint list, empty machine");
+    for n in [8usize, 16] {
+        let mut m = manager(n, Search::Exact);
+        for i in 0..4 {
+            m.release_pod(&format!("placed-{i}"));
+        }
+        let p = pod("bench", "1Gi");
+        let req = container_requested(&p.containers[0]).expect("req");
+        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                calculate_hints(&m.state().machine_state, black_box(&req), None).expect("hints")
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, admission, hint_lists, hint_lists_empty_machine);
+criterion_main!(benches);

@@ -1,15 +1,12 @@
 //! Memory-manager topology hints (`calculateHints`, reference §4.3).
 //!
 //! The kubelet walks all 2^N - 1 node sets in size-then-lexicographic order and sums free and
-//! allocatable memory per set by looping over its bits. Here the per-set sums come from
-//! subset-sum tables built once per call (each entry is one addition away from a smaller set),
-//! so the walk does O(1) work per set; the order, the preferred flag and the group rules are
-//! the kubelet's.
+//! allocatable memory per set by looping over its bits. Here the walk keeps prefix sums along
+//! the current combination, so each set costs O(1) amortised; the order, the preferred flag
+//! and the group rules are the kubelet's.
 
 use crate::error::{EngineError, Result};
-use crate::nodemask::{
-    binomial, for_each_combination, for_each_combination_of_size, NodeMask, MAX_NODE_ID,
-};
+use crate::nodemask::{binomial, for_each_combination_of_size, NodeMask, MAX_NODE_ID};
 use crate::request::Requested;
 use crate::state::MachineState;
 use std::collections::BTreeMap;
@@ -38,9 +35,6 @@ pub type ProviderHints = Option<Vec<(String, Option<Arc<Vec<TopologyHint>>>)>>;
 /// Reusable init-container memory of the pod being admitted: mask -> resource -> bytes.
 pub type Reusable = BTreeMap<NodeMask, BTreeMap<String, u64>>;
 
-/// Up to this many positions the subset-sum tables are used (2^20 entries per resource).
-const TABLE_LIMIT: usize = 20;
-
 struct Flat {
     ids: Vec<i64>,
     dense: bool,
@@ -53,6 +47,51 @@ struct Flat {
     used_multi: Vec<(usize, Option<u128>)>,
     /// positions whose group has more than one node (rule B)
     grouped: u128,
+}
+
+impl Flat {
+    /// Whether no multi-node set of size `k` containing `prefix` can pass rules (C) and (D).
+    fn rejects_prefix(&self, prefix: u128, k: usize) -> bool {
+        if self.used_single & prefix != 0 {
+            return true;
+        }
+        self.used_multi.iter().any(|&(p, g)| {
+            prefix & (1 << p) != 0
+                && g.is_none_or(|g| g.count_ones() as usize != k || prefix & !g != 0)
+        })
+    }
+}
+
+/// The smallest size of a node set whose allocatable memory could hold `wants` (test (A)),
+/// found with an early exit; `None` when not even every node together can.
+fn min_capacity_size(f: &Flat, wants: &[u64]) -> Option<usize> {
+    let n = f.ids.len();
+    // A set smaller than what the largest nodes of each resource need cannot pass.
+    let mut lower = 1;
+    for (r, want) in wants.iter().enumerate() {
+        let mut a = f.alloc[r].clone();
+        a.sort_unstable_by(|x, y| y.cmp(x));
+        let mut sum = 0u64;
+        match a.iter().position(|v| {
+            sum = sum.saturating_add(*v);
+            sum >= *want
+        }) {
+            Some(k) => lower = lower.max(k + 1),
+            None if *want > 0 => return None,
+            None => {}
+        }
+    }
+    if wants.len() <= 1 {
+        return Some(lower);
+    }
+    (lower..=n).find(|&k| {
+        let mut found = false;
+        for_each_combination_of_size(n, k, &mut |m| {
+            found = f.alloc.iter().zip(wants).all(|(v, w)| sum_bits(v, m) >= *w);
+            !found
+        });
+        found
+    })
 }
 
 fn flatten(ms: &MachineState, resources: &[&str]) -> Result<Flat> {
@@ -115,16 +154,6 @@ fn flatten(ms: &MachineState, resources: &[&str]) -> Result<Flat> {
     })
 }
 
-fn subset_sums(values: &[u64]) -> Vec<u64> {
-    let n = values.len();
-    let mut t = vec![0u64; 1 << n];
-    for m in 1..(1usize << n) {
-        let low = m.trailing_zeros() as usize;
-        t[m] = t[m & (m - 1)].wrapping_add(values[low]);
-    }
-    t
-}
-
 fn sum_bits(values: &[u64], mut m: u128) -> u64 {
     let mut s = 0u64;
     while m != 0 {
@@ -171,34 +200,93 @@ pub fn calculate_hints_to(
     if n == 0 {
         return Ok(vec![]);
     }
-    // The tables cost 2^n per resource: worth it only when most sets will be visited.
-    let tables = extent == Extent::Full && n <= TABLE_LIMIT && n > 6;
-    let c = Checker::new(&f, req, &resources, reusable, tables);
-    let mut min_size = n as u32;
-    let mut masks: Vec<NodeMask> = Vec::new();
-    let mut feasible_seen = false;
-    for_each_combination(n, 1, |m| {
-        let size = m.count_ones();
-        if extent == Extent::Preferred && feasible_seen && size > min_size {
-            return false;
+    let c = Checker::new(&f, req, &resources, reusable);
+    let r_count = c.wants.len();
+    // The kubelet takes the preferred size from the capacity test alone, before the group
+    // rules; computing it apart lets the walk below skip what the group rules reject.
+    let Some(min_size) = min_capacity_size(&f, &c.wants) else {
+        return Ok(vec![]);
+    };
+    let top = if extent == Extent::Preferred {
+        min_size
+    } else {
+        n
+    };
+    let capacity = (min_size..=top)
+        .map(|k| binomial(n, k))
+        .sum::<u128>()
+        .min(1 << 16);
+    let mut hints: Vec<TopologyHint> = Vec::with_capacity(capacity as usize);
+    // The kubelet's walk (by size, then lexicographically), keeping prefix sums along the
+    // current combination so each set costs O(1) amortised, and skipping every combination
+    // that extends a prefix the group rules already reject: one holding a node that serves
+    // single-node allocations, or part of a group together with anything else.
+    let mut idx = [0usize; 128];
+    let mut pmask = [0u128; 129];
+    let mut palloc = vec![0u64; 129 * r_count];
+    let mut pfree = vec![0u64; 129 * r_count];
+    let mut sum_a = vec![0u64; r_count];
+    let mut sum_f = vec![0u64; r_count];
+    'sizes: for k in min_size..=top {
+        // The first k-1 positions form a prefix walked like the kubelet's combinations; the
+        // last position runs over the remaining nodes in a tight loop.
+        let head = k - 1;
+        for (i, slot) in idx.iter_mut().enumerate().take(head) {
+            *slot = i;
         }
-        let (capacity, accepted) = c.check(m);
-        if capacity {
-            feasible_seen = true;
-            min_size = min_size.min(size);
+        let mut from = 0;
+        loop {
+            let mut pruned_at = None;
+            for j in from..head {
+                let p = idx[j];
+                pmask[j + 1] = pmask[j] | 1 << p;
+                for r in 0..r_count {
+                    palloc[(j + 1) * r_count + r] =
+                        palloc[j * r_count + r].wrapping_add(f.alloc[r][p]);
+                    pfree[(j + 1) * r_count + r] =
+                        pfree[j * r_count + r].wrapping_add(f.free[r][p]);
+                }
+                if k > 1 && f.rejects_prefix(pmask[j + 1], k) {
+                    pruned_at = Some(j);
+                    break;
+                }
+            }
+            if pruned_at.is_none() {
+                let start = if head == 0 { 0 } else { idx[head - 1] + 1 };
+                let base = head * r_count;
+                for p in start..n {
+                    let m = pmask[head] | 1 << p;
+                    if k > 1 && f.rejects_prefix(m, k) {
+                        continue;
+                    }
+                    for r in 0..r_count {
+                        sum_a[r] = palloc[base + r].wrapping_add(f.alloc[r][p]);
+                        sum_f[r] = pfree[base + r].wrapping_add(f.free[r][p]);
+                    }
+                    if let (_, Some(ids)) = c.check_sums(m, &sum_a[..r_count], &sum_f[..r_count]) {
+                        hints.push(TopologyHint::new(ids, k == min_size));
+                    }
+                }
+            }
+            if head == 0 {
+                continue 'sizes;
+            }
+            // The prefix's last node must leave room for the final position.
+            let limit = pruned_at.unwrap_or(head - 1);
+            let Some(i) = (0..=limit).rev().find(|&i| idx[i] < n - k + i) else {
+                continue 'sizes;
+            };
+            idx[i] += 1;
+            for j in i + 1..head {
+                idx[j] = idx[j - 1] + 1;
+            }
+            from = i;
         }
-        if let Some(ids) = accepted {
-            masks.push(ids);
-        }
-        true
-    });
-    if extent == Extent::Preferred && masks.is_empty() {
+    }
+    if extent == Extent::Preferred && hints.is_empty() {
         return calculate_hints_to(ms, req, reusable, Extent::Full);
     }
-    Ok(masks
-        .into_iter()
-        .map(|m| TopologyHint::new(m, m.count() == min_size))
-        .collect())
+    Ok(hints)
 }
 
 /// The per-set tests of `calculateHints`, over positions in the flattened machine.
@@ -207,8 +295,6 @@ struct Checker<'a> {
     wants: Vec<u64>,
     resources: &'a [&'a str],
     reusable: Option<&'a Reusable>,
-    free_t: Vec<Vec<u64>>,
-    alloc_t: Vec<Vec<u64>>,
 }
 
 impl<'a> Checker<'a> {
@@ -217,39 +303,12 @@ impl<'a> Checker<'a> {
         req: &Requested,
         resources: &'a [&'a str],
         reusable: Option<&'a Reusable>,
-        tables: bool,
     ) -> Self {
-        let (free_t, alloc_t) = if tables {
-            (
-                f.free.iter().map(|v| subset_sums(v)).collect(),
-                f.alloc.iter().map(|v| subset_sums(v)).collect(),
-            )
-        } else {
-            (vec![], vec![])
-        };
         Checker {
             f,
             wants: req.values().copied().collect(),
             resources,
             reusable,
-            free_t,
-            alloc_t,
-        }
-    }
-
-    fn free_sum(&self, r: usize, m: u128) -> u64 {
-        if self.free_t.is_empty() {
-            sum_bits(&self.f.free[r], m)
-        } else {
-            self.free_t[r][m as usize]
-        }
-    }
-
-    fn alloc_sum(&self, r: usize, m: u128) -> u64 {
-        if self.alloc_t.is_empty() {
-            sum_bits(&self.f.alloc[r], m)
-        } else {
-            self.alloc_t[r][m as usize]
         }
     }
 
@@ -268,9 +327,17 @@ impl<'a> Checker<'a> {
 
     /// (passes the capacity test (A), the set as node ids if it passes every test).
     fn check(&self, m: u128) -> (bool, Option<NodeMask>) {
+        let alloc: Vec<u64> = self.f.alloc.iter().map(|v| sum_bits(v, m)).collect();
+        let free: Vec<u64> = self.f.free.iter().map(|v| sum_bits(v, m)).collect();
+        self.check_sums(m, &alloc, &free)
+    }
+
+    /// [`Checker::check`] with the set's allocatable and free sums per resource given.
+    #[inline]
+    fn check_sums(&self, m: u128, alloc: &[u64], free: &[u64]) -> (bool, Option<NodeMask>) {
         let f = self.f;
         // (A) capacity: could the set hold the request if it were empty?
-        if (0..self.wants.len()).any(|r| self.alloc_sum(r, m) < self.wants[r]) {
+        if alloc.iter().zip(&self.wants).any(|(a, w)| a < w) {
             return (false, None);
         }
         if m.count_ones() == 1 {
@@ -297,7 +364,7 @@ impl<'a> Checker<'a> {
                 .and_then(|x| x.get(self.resources[r]))
                 .copied()
                 .unwrap_or(0);
-            if self.free_sum(r, m).wrapping_add(extra) < *want {
+            if free[r].wrapping_add(extra) < *want {
                 return (true, None);
             }
         }
@@ -349,7 +416,7 @@ pub fn calculate_hints_bounded(
     if n == 0 {
         return Ok(vec![]);
     }
-    let c = Checker::new(&f, req, &resources, reusable, false);
+    let c = Checker::new(&f, req, &resources, reusable);
     // No set smaller than this can pass the capacity test for every resource.
     let mut lower = 1usize;
     for (r, want) in c.wants.iter().enumerate() {

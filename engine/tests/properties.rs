@@ -154,6 +154,71 @@ fn container(name: &str, mem_mi: u64, hp2_mi: u64, hp1_gi: u64) -> serde_json::V
     json!({"name": name, "requests": r, "limits": r})
 }
 
+/// The kubelet's `calculateHints`, transcribed literally (reference §4.3): every mask, sums by
+/// looping over bits, no pruning. The engine's walk must give exactly this list.
+fn kubelet_hints(st: &State, req: &BTreeMap<String, u64>) -> Vec<(Vec<i64>, bool)> {
+    let nodes: Vec<i64> = st.machine_state.keys().copied().collect();
+    let n = nodes.len();
+    let mut min_size = n;
+    let mut out: Vec<Vec<i64>> = vec![];
+    let mut masks: Vec<Vec<i64>> = vec![];
+    for size in 1..=n {
+        let mut idx: Vec<usize> = (0..size).collect();
+        loop {
+            masks.push(idx.iter().map(|&i| nodes[i]).collect());
+            let Some(i) = (0..size).rev().find(|&i| idx[i] < n - size + i) else {
+                break;
+            };
+            idx[i] += 1;
+            for j in i + 1..size {
+                idx[j] = idx[j - 1] + 1;
+            }
+        }
+    }
+    'mask: for bits in masks {
+        let ms = &st.machine_state;
+        let sum = |r: &str, free: bool| -> u64 {
+            bits.iter()
+                .map(|b| {
+                    ms[b]
+                        .memory_map
+                        .get(r)
+                        .map_or(0, |t| if free { t.free } else { t.allocatable })
+                })
+                .sum()
+        };
+        if req.iter().any(|(r, w)| sum(r, false) < *w) {
+            continue;
+        }
+        min_size = min_size.min(bits.len());
+        if bits.len() == 1 && ms[&bits[0]].cells().len() > 1 {
+            continue;
+        }
+        if bits.len() > 1 {
+            for b in &bits {
+                let node = &ms[b];
+                if node.number_of_assignments > 0 {
+                    let mut cells = node.cells().to_vec();
+                    cells.sort_unstable();
+                    if node.cells().len() == 1 || cells != bits {
+                        continue 'mask;
+                    }
+                }
+            }
+        }
+        if req.iter().any(|(r, w)| sum(r, true) < *w) {
+            continue;
+        }
+        out.push(bits);
+    }
+    out.into_iter()
+        .map(|b| {
+            let l = b.len();
+            (b, l == min_size)
+        })
+        .collect()
+}
+
 fn check_invariants(st: &State, groups_disjoint: bool) -> Result<(), TestCaseError> {
     for (id, n) in &st.machine_state {
         for (r, t) in &n.memory_map {
@@ -199,6 +264,10 @@ proptest! {
                 let b = bounded.admit(&pod, &[], false);
                 prop_assert_eq!((a.admit, &a.message), (b.admit, &b.message));
                 prop_assert_eq!(exact.checkpoint_json(), bounded.checkpoint_json());
+                let req = pymm_engine::request::container_requested(&pod.containers[0]).unwrap();
+                let got: Vec<(Vec<i64>, bool)> = pymm_engine::hints::calculate_hints(&exact.state().machine_state, &req, None)
+                    .unwrap().iter().map(|h| (h.affinity.unwrap().to_vec(), h.preferred)).collect();
+                prop_assert_eq!(got, kubelet_hints(exact.state(), &req));
             }
         }
     }
@@ -242,6 +311,14 @@ proptest! {
                 _ => {}
             }
             prop_assert_eq!(full.checkpoint_json(), fast.checkpoint_json());
+            // The engine's hint list is the kubelet's, for a small and a large request.
+            for (mem, h2) in [(512u64, 0u64), (9000, 64)] {
+                let p = Pod::from_value(&json!({"uid": "probe", "containers": [container("c", mem, h2, 0)]})).unwrap();
+                let req = pymm_engine::request::container_requested(&p.containers[0]).unwrap();
+                let got: Vec<(Vec<i64>, bool)> = pymm_engine::hints::calculate_hints(&full.state().machine_state, &req, None)
+                    .unwrap().iter().map(|h| (h.affinity.unwrap().to_vec(), h.preferred)).collect();
+                prop_assert_eq!(got, kubelet_hints(full.state(), &req));
+            }
             // Groups stay disjoint only where every mask passed the group rules: not in 1.26,
             // which has no group check at Allocate (SCENARIOS.md), and not in pod scope, where
             // the pod's one hint is applied to each container and a single-node mask is never
