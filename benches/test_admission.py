@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from pymm import Container, Machine, MemoryManager, Pod, compile_pod
+from pymm import Machine, MemoryManager, compile_pod
+from pymm.benchmarks import group_totals, guaranteed
 
 SHAPES = {
     "memory": {"memory": "1Gi"},
@@ -38,23 +39,6 @@ def reference_manager(n: int) -> MemoryManager:
     for i, res in enumerate(placed):
         assert mm.admit(guaranteed(f"placed-{i}", res)).admitted
     return mm
-
-
-def group_totals(mm: MemoryManager) -> dict[tuple[tuple[int, ...], str], tuple[int, int]]:
-    """Reserved and free bytes per (group, resource): what a release must restore exactly
-    (inside a group the kubelet's greedy fill and release may move bytes between nodes)."""
-    groups = mm.groups()
-    out: dict[tuple[tuple[int, ...], str], tuple[int, int]] = {}
-    for u in mm.usage():
-        key = (groups[u.node], u.resource)
-        r, f = out.get(key, (0, 0))
-        out[key] = (r + u.reserved, f + u.free)
-    return out
-
-
-def guaranteed(uid: str, res: dict[str, str]) -> Pod:
-    limits = {"cpu": "1", **res}
-    return Pod.of(uid, Container("c", requests=limits, limits=limits))
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))

@@ -122,6 +122,14 @@ pub struct AdmitResult {
     pub allocations: Vec<AllocationRecord>,
 }
 
+impl AdmitResult {
+    fn reject(&mut self, reason: &str, message: String) {
+        self.admit = false;
+        self.reason = Some(reason.to_string());
+        self.message = Some(message);
+    }
+}
+
 pub const TOPOLOGY_AFFINITY_ERROR: &str = "TopologyAffinityError";
 pub const UNEXPECTED_ADMISSION_ERROR: &str = "UnexpectedAdmissionError";
 
@@ -491,6 +499,35 @@ impl Manager {
         })
     }
 
+    /// One topology-manager consultation: the merged hint, or `None` with `out` rejected
+    /// (hint generation failed, or the policy does not admit the merged hint).
+    fn consult(
+        &mut self,
+        pod: &Pod,
+        container: Option<&str>,
+        extra: &[ExtraProvider],
+        trace: bool,
+        out: &mut AdmitResult,
+    ) -> Option<TopologyHint> {
+        let call = match self.hint_call(pod, container, extra, trace) {
+            Ok(call) => call,
+            Err(e) => {
+                out.reject(UNEXPECTED_ADMISSION_ERROR, e.message().to_string());
+                return None;
+            }
+        };
+        let (merged, ok) = (call.merged, call.admit);
+        out.hint_calls.push(call);
+        if !ok {
+            out.reject(
+                TOPOLOGY_AFFINITY_ERROR,
+                "Resources cannot be allocated with Topology locality".into(),
+            );
+            return None;
+        }
+        Some(merged)
+    }
+
     /// Topology-manager admission of a pod, as `Admit` in the kubelet's scopes. On success the
     /// pod becomes active; a rejected pod's partial allocations stay until the next admission
     /// removes them as stale, as in the kubelet.
@@ -503,11 +540,6 @@ impl Manager {
             allocations: vec![],
         };
         self.remove_stale_state(Some(pod));
-        let reject = |out: &mut AdmitResult, reason: &str, msg: String| {
-            out.admit = false;
-            out.reason = Some(reason.to_string());
-            out.message = Some(msg);
-        };
         let unexpected = |e: &EngineError| {
             format!(
                 "Allocate failed due to {}, which is unexpected",
@@ -518,67 +550,31 @@ impl Manager {
         if self.config.topology_policy == Policy::None {
             for c in &names {
                 if let Err(e) = self.record_allocation(pod, c, &mut out) {
-                    reject(&mut out, UNEXPECTED_ADMISSION_ERROR, unexpected(&e));
+                    out.reject(UNEXPECTED_ADMISSION_ERROR, unexpected(&e));
                     return out;
                 }
             }
         } else if self.config.scope == Scope::Container {
             for c in &names {
-                let call = match self.hint_call(pod, Some(c), extra, trace) {
-                    Ok(call) => call,
-                    Err(e) => {
-                        reject(
-                            &mut out,
-                            UNEXPECTED_ADMISSION_ERROR,
-                            e.message().to_string(),
-                        );
-                        return out;
-                    }
-                };
-                let (merged, ok) = (call.merged, call.admit);
-                out.hint_calls.push(call);
-                if !ok {
-                    reject(
-                        &mut out,
-                        TOPOLOGY_AFFINITY_ERROR,
-                        "Resources cannot be allocated with Topology locality".into(),
-                    );
+                let Some(merged) = self.consult(pod, Some(c), extra, trace, &mut out) else {
                     return out;
-                }
+                };
                 self.set_stored_hint(&pod.uid, c, merged);
                 if let Err(e) = self.record_allocation(pod, c, &mut out) {
-                    reject(&mut out, UNEXPECTED_ADMISSION_ERROR, unexpected(&e));
+                    out.reject(UNEXPECTED_ADMISSION_ERROR, unexpected(&e));
                     return out;
                 }
             }
         } else {
-            let call = match self.hint_call(pod, None, extra, trace) {
-                Ok(call) => call,
-                Err(e) => {
-                    reject(
-                        &mut out,
-                        UNEXPECTED_ADMISSION_ERROR,
-                        e.message().to_string(),
-                    );
-                    return out;
-                }
-            };
-            let (merged, ok) = (call.merged, call.admit);
-            out.hint_calls.push(call);
-            if !ok {
-                reject(
-                    &mut out,
-                    TOPOLOGY_AFFINITY_ERROR,
-                    "Resources cannot be allocated with Topology locality".into(),
-                );
+            let Some(merged) = self.consult(pod, None, extra, trace, &mut out) else {
                 return out;
-            }
+            };
             for c in &names {
                 self.set_stored_hint(&pod.uid, c, merged);
             }
             for c in &names {
                 if let Err(e) = self.record_allocation(pod, c, &mut out) {
-                    reject(&mut out, UNEXPECTED_ADMISSION_ERROR, unexpected(&e));
+                    out.reject(UNEXPECTED_ADMISSION_ERROR, unexpected(&e));
                     return out;
                 }
             }

@@ -83,15 +83,7 @@ fn reservations_from(v: &Value) -> PyResult<Vec<MemoryReservation>> {
         let mut limits = BTreeMap::new();
         if let Some(m) = r.get("limits").and_then(Value::as_object) {
             for (k, q) in m {
-                let t = match q {
-                    Value::String(s) => s.clone(),
-                    Value::Number(n) => n.to_string(),
-                    _ => {
-                        return Err(err(EngineError::ReservedMemory(format!(
-                            "reserved memory {k}: expected a quantity"
-                        ))))
-                    }
-                };
+                let t = quantity_text(k, q)?;
                 let parsed = Quantity::parse(&t).map_err(|e| {
                     err(EngineError::ReservedMemory(format!(
                         "reserved memory for NUMA node {node} {k}={t}: {}",
@@ -111,21 +103,24 @@ fn reservations_from(v: &Value) -> PyResult<Vec<MemoryReservation>> {
     Ok(out)
 }
 
+/// A quantity given as text or as a plain number.
+fn quantity_text(name: &str, v: &Value) -> PyResult<String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        _ => Err(err(EngineError::ReservedMemory(format!(
+            "{name}: expected a quantity, got {v}"
+        )))),
+    }
+}
+
 fn quantity_map(v: Option<&Value>) -> PyResult<Option<BTreeMap<String, Quantity>>> {
     let Some(Value::Object(m)) = v else {
         return Ok(None);
     };
     let mut out = BTreeMap::new();
     for (k, q) in m {
-        let t = match q {
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
-            _ => {
-                return Err(err(EngineError::ReservedMemory(format!(
-                    "{k}: expected a quantity"
-                ))))
-            }
-        };
+        let t = quantity_text(k, q)?;
         out.insert(k.clone(), Quantity::parse(&t).map_err(err)?);
     }
     Ok(Some(out))
