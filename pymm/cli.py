@@ -171,7 +171,11 @@ def _print_admission(con: Console, a: Admission) -> None:
         if p.numa_nodes is None:
             parts.append(f"{name} -> any node (not Guaranteed or nothing requested)")
             continue
-        sizes = ", ".join(f"{b.resource} {_fmt_bytes(b.size)}" for b in p.blocks)
+        # An init container's block shrinks to 0 when later containers reuse its memory.
+        sizes = ", ".join(
+            f"{b.resource} {_fmt_bytes(b.size) if b.size else 'reused by later containers'}"
+            for b in p.blocks
+        )
         parts.append(f"{name} -> NUMA {p.cpuset_mems} ({sizes})")
     con.print(f"[green]admitted[/] {escape(a.pod_uid)}: " + escape("; ".join(parts)))
 
@@ -229,11 +233,13 @@ def _demo_pods() -> list[Pod]:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     machine = _machine(args).with_hugepages({"1Gi": 16}, nodes=[0, 1])
+    options = {"prefer-closest-numa-nodes": "true"} if args.prefer_closest else {}
     mm = MemoryManager(
         machine,
         reserved_memory=machine.reserve_per_node("1Gi"),
         topology_policy=args.topology_policy,
         scope="container",
+        policy_options=options,
     )
     con = _out()
     results = []
@@ -242,6 +248,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"[bold]pymm {__version__}[/] on [bold]{machine.name}[/]: {machine.summary()}; "
             f"16 x 1Gi hugepages on nodes 0-1; 1Gi reserved per node; "
             f"topology policy {args.topology_policy}"
+            + (", prefer-closest-numa-nodes" if args.prefer_closest else "")
         )
     for pod in _demo_pods():
         a = mm.admit(pod)
@@ -382,6 +389,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--topology-policy",
         default="best-effort",
         choices=["none", "best-effort", "restricted", "single-numa-node"],
+    )
+    p.add_argument(
+        "--no-prefer-closest",
+        dest="prefer_closest",
+        action="store_false",
+        help="merge without NUMA distances (the kubelet's default), "
+        "instead of prefer-closest-numa-nodes",
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_demo)

@@ -157,3 +157,19 @@ def test_console_script_runs_without_traceback(tmp_path: Path) -> None:
         check=False,
     )
     assert p.returncode == 2 and "Traceback" not in p.stderr
+
+
+def test_demo_keeps_a_two_node_pod_on_one_socket_with_prefer_closest(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def inference_nodes(args: list[str]) -> list[int]:
+        assert main(["demo", "--json", *args]) == 0
+        data = json.loads(capsys.readouterr().out)
+        a = next(a for a in data["admissions"] if a["podUID"] == "llm-inference")
+        return list(a["containers"]["server"]["numaNodes"])
+
+    # xeon-8480-2s-snc4: nodes 0-3 on socket 0, 4-7 on socket 1.
+    close = inference_nodes([])
+    assert len(close) == 2 and len({n // 4 for n in close}) == 1
+    # Without distances the kubelet takes the narrowest mask of lowest value: across sockets.
+    assert inference_nodes(["--no-prefer-closest"]) == [1, 4]
