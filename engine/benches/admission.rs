@@ -94,10 +94,12 @@ fn hint_lists(c: &mut Criterion) {
         let req = container_requested(&p.containers[0]).expect("req");
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
-                calculate_hints(&m.state().machine_state, black_box(&req), None).expect("hints")
+                calculate_hints(&m.state().machine_state, black_box(&req), None, &m.id_map())
+                    .expect("hints")
             })
         });
-        let hints = calculate_hints(&m.state().machine_state, &req, None).expect("hints");
+        let hints =
+            calculate_hints(&m.state().machine_state, &req, None, &m.id_map()).expect("hints");
         let answer = provider_answer(&["hugepages-2Mi".into(), "memory".into()], hints);
         let ctx = MergeContext {
             default: NodeMask::new(0..n as i64).expect("mask"),
@@ -122,7 +124,8 @@ fn hint_lists_empty_machine(c: &mut Criterion) {
         let req = container_requested(&p.containers[0]).expect("req");
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
-                calculate_hints(&m.state().machine_state, black_box(&req), None).expect("hints")
+                calculate_hints(&m.state().machine_state, black_box(&req), None, &m.id_map())
+                    .expect("hints")
             })
         });
     }

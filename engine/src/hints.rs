@@ -6,7 +6,7 @@
 //! and the group rules are the kubelet's.
 
 use crate::error::{EngineError, Result};
-use crate::nodemask::{binomial, for_each_combination_of_size, NodeMask, MAX_NODE_ID};
+use crate::nodemask::{binomial, for_each_combination_of_size, IdMap, NodeMask};
 use crate::request::Requested;
 use crate::state::MachineState;
 use std::collections::BTreeMap;
@@ -37,6 +37,8 @@ pub type Reusable = BTreeMap<NodeMask, BTreeMap<String, u64>>;
 
 struct Flat {
     ids: Vec<i64>,
+    /// state position -> machine position (identity when `dense`)
+    remap: Vec<usize>,
     dense: bool,
     /// per resource, per position
     free: Vec<Vec<u64>>,
@@ -94,17 +96,28 @@ fn min_capacity_size(f: &Flat, wants: &[u64]) -> Option<usize> {
     })
 }
 
-fn flatten(ms: &MachineState, resources: &[&str]) -> Result<Flat> {
+/// The state's nodes as positions, and how they map to positions of the machine's `IdMap`
+/// (the identity when the state holds exactly the machine's nodes, as a validated one does).
+fn flatten(ms: &MachineState, resources: &[&str], map: &IdMap) -> Result<Flat> {
     let ids: Vec<i64> = ms.keys().copied().collect();
-    if let Some(&bad) = ids
-        .iter()
-        .find(|&&i| !(0..=i64::from(MAX_NODE_ID)).contains(&i))
-    {
+    if ids.len() > crate::nodemask::MAX_NODES {
         return Err(EngineError::Machine(format!(
-            "NUMA node id {bad} is out of range: ids must be 0-{MAX_NODE_ID}"
+            "{} NUMA nodes is more than the {} pymm supports",
+            ids.len(),
+            crate::nodemask::MAX_NODES
         )));
     }
-    let dense = ids.iter().enumerate().all(|(p, &id)| p as i64 == id);
+    let remap: Vec<usize> = ids
+        .iter()
+        .map(|id| {
+            map.position(*id).ok_or_else(|| {
+                EngineError::StateMismatch(format!(
+                    "[pymm] the state has NUMA node {id}, which the machine does not have"
+                ))
+            })
+        })
+        .collect::<Result<_>>()?;
+    let dense = remap.iter().enumerate().all(|(p, q)| p == *q);
     let pos_of = |id: i64| ids.iter().position(|&x| x == id);
     let n = ids.len();
     let mut free = vec![vec![0u64; n]; resources.len()];
@@ -145,6 +158,7 @@ fn flatten(ms: &MachineState, resources: &[&str]) -> Result<Flat> {
     }
     Ok(Flat {
         ids,
+        remap,
         dense,
         free,
         alloc,
@@ -183,8 +197,9 @@ pub fn calculate_hints(
     ms: &MachineState,
     req: &Requested,
     reusable: Option<&Reusable>,
+    map: &IdMap,
 ) -> Result<Vec<TopologyHint>> {
-    calculate_hints_to(ms, req, reusable, Extent::Full)
+    calculate_hints_to(ms, req, reusable, Extent::Full, map)
 }
 
 /// [`calculate_hints`] limited to `extent`.
@@ -193,9 +208,10 @@ pub fn calculate_hints_to(
     req: &Requested,
     reusable: Option<&Reusable>,
     extent: Extent,
+    map: &IdMap,
 ) -> Result<Vec<TopologyHint>> {
     let resources: Vec<&str> = req.keys().map(String::as_str).collect();
-    let f = flatten(ms, &resources)?;
+    let f = flatten(ms, &resources, map)?;
     let n = f.ids.len();
     if n == 0 {
         return Ok(vec![]);
@@ -284,7 +300,7 @@ pub fn calculate_hints_to(
         }
     }
     if extent == Extent::Preferred && hints.is_empty() {
-        return calculate_hints_to(ms, req, reusable, Extent::Full);
+        return calculate_hints_to(ms, req, reusable, Extent::Full, map);
     }
     Ok(hints)
 }
@@ -312,14 +328,15 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn to_ids(&self, m: u128) -> NodeMask {
+    /// A set over the state's positions as a set over the machine's positions.
+    fn to_mask(&self, m: u128) -> NodeMask {
         if self.f.dense {
             return NodeMask::from_raw(m);
         }
         let mut out = 0u128;
         let mut x = m;
         while x != 0 {
-            out |= 1 << self.f.ids[x.trailing_zeros() as usize];
+            out |= 1 << self.f.remap[x.trailing_zeros() as usize];
             x &= x - 1;
         }
         NodeMask::from_raw(out)
@@ -356,7 +373,7 @@ impl<'a> Checker<'a> {
                 }
             }
         }
-        let ids = self.to_ids(m);
+        let ids = self.to_mask(m);
         let reuse = self.reusable.and_then(|r| r.get(&ids));
         // (E) free memory, counting init-container memory the pod may reuse.
         for (r, want) in self.wants.iter().enumerate() {
@@ -409,9 +426,10 @@ pub fn calculate_hints_bounded(
     reusable: Option<&Reusable>,
     extent: Extent,
     bounds: &Bounds,
+    map: &IdMap,
 ) -> Result<Vec<TopologyHint>> {
     let resources: Vec<&str> = req.keys().map(String::as_str).collect();
-    let f = flatten(ms, &resources)?;
+    let f = flatten(ms, &resources, map)?;
     let n = f.ids.len();
     if n == 0 {
         return Ok(vec![]);
@@ -462,7 +480,7 @@ pub fn calculate_hints_bounded(
         }
     }
     if extent == Extent::Preferred && masks.is_empty() {
-        return calculate_hints_bounded(ms, req, reusable, Extent::Full, bounds);
+        return calculate_hints_bounded(ms, req, reusable, Extent::Full, bounds, map);
     }
     let min_size = min_size.unwrap_or(n as u32);
     Ok(masks

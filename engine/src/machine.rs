@@ -3,7 +3,7 @@
 //! policies use (CPU count, memory kind).
 
 use crate::error::{EngineError, Result};
-use crate::nodemask::MAX_NODE_ID;
+use crate::nodemask::{MAX_MACHINE_NODE_ID, MAX_NODES};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,12 +62,17 @@ impl Machine {
             }
         }
         if let Some(last) = order.last() {
-            if self.nodes[*last].id > MAX_NODE_ID {
+            if i64::from(self.nodes[*last].id) > MAX_MACHINE_NODE_ID {
                 return Err(EngineError::Machine(format!(
-                    "NUMA node id {} is out of range: ids must be 0-{MAX_NODE_ID}",
+                    "NUMA node id {} is out of range: ids must be 0-{MAX_MACHINE_NODE_ID}",
                     self.nodes[*last].id
                 )));
             }
+        }
+        if n > MAX_NODES {
+            return Err(EngineError::Machine(format!(
+                "{n} NUMA nodes is more than the {MAX_NODES} pymm supports"
+            )));
         }
         for node in &self.nodes {
             for p in &node.hugepages {

@@ -6,7 +6,7 @@ use crate::checkpoint;
 use crate::error::{EngineError, Result};
 use crate::hints::{Bounds, Extent, ProviderHints, TopologyHint};
 use crate::machine::Machine;
-use crate::nodemask::NodeMask;
+use crate::nodemask::IdMap;
 use crate::policy::{MemoryPolicy, NonePolicy, StaticPolicy};
 use crate::quantity::Quantity;
 use crate::request::{Container, Pod};
@@ -192,21 +192,15 @@ fn merge_context(machine: &Machine, config: &Config) -> Result<(MergeContext, bo
             opts.max_allowable_numa_nodes
         )));
     }
-    let default = NodeMask::new(machine.node_ids().map(i64::from))?;
+    let default = IdMap::new(machine.node_ids().map(i64::from).collect())?.all();
     let closest = if opts.prefer_closest_numa_nodes {
-        let Some(_) = machine.distances else {
+        // Distances by node position, as node sets are (machine rows are in id order).
+        let Some(d) = &machine.distances else {
             return Err(EngineError::Config(
                 "cannot discover NUMA topology: error getting NUMA distances from cadvisor".into(),
             ));
         };
-        let max = machine.node_ids().max().unwrap_or(0) as usize;
-        let mut d = vec![vec![0u64; max + 1]; max + 1];
-        for a in machine.node_ids() {
-            for b in machine.node_ids() {
-                d[a as usize][b as usize] = machine.distance(a, b).unwrap_or(0);
-            }
-        }
-        Some(d)
+        Some(d.clone())
     } else {
         None
     };
@@ -330,6 +324,10 @@ impl Manager {
 
     pub fn machine(&self) -> &Machine {
         &self.machine
+    }
+    /// Node ids <-> positions of the node sets in hints.
+    pub fn id_map(&self) -> IdMap {
+        IdMap::new(self.machine.node_ids().map(i64::from).collect()).unwrap_or_default()
     }
     pub fn config(&self) -> &Config {
         &self.config

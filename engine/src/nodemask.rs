@@ -85,6 +85,83 @@ impl fmt::Debug for NodeMask {
     }
 }
 
+/// The highest NUMA node id a machine may have (Linux `MAX_NUMNODES` - 1).
+pub const MAX_MACHINE_NODE_ID: i64 = 1023;
+/// The most NUMA nodes one machine may have: a node set is one 128-bit word.
+pub const MAX_NODES: usize = 128;
+
+/// A machine's node ids in ascending order. Node sets are masks over *positions* in this list:
+/// bit `i` is the `i`-th node. Because positions follow ids, every order the kubelet defines
+/// on id masks (narrower, lower value, lexicographic) is the same on position masks, so ids up
+/// to 1023 fit in one 128-bit word as long as the machine has at most 128 nodes. On a machine
+/// with ids `0..n` the map is the identity and masks are the kubelet's bitmasks exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IdMap {
+    ids: Vec<i64>,
+    dense: bool,
+}
+
+impl IdMap {
+    /// `ids` must be ascending and unique.
+    pub fn new(ids: Vec<i64>) -> Result<IdMap> {
+        if ids.len() > MAX_NODES {
+            return Err(EngineError::Machine(format!(
+                "{} NUMA nodes is more than the {MAX_NODES} pymm supports",
+                ids.len()
+            )));
+        }
+        if ids.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(EngineError::Machine(
+                "NUMA node ids must be ascending and unique".into(),
+            ));
+        }
+        let dense = ids.iter().enumerate().all(|(p, id)| p as i64 == *id);
+        Ok(IdMap { ids, dense })
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Every node of the machine.
+    pub fn all(&self) -> NodeMask {
+        if self.ids.len() == 128 {
+            NodeMask(u128::MAX)
+        } else {
+            NodeMask((1u128 << self.ids.len()) - 1)
+        }
+    }
+
+    pub fn position(&self, id: i64) -> Option<usize> {
+        if self.dense {
+            return (0..self.ids.len() as i64)
+                .contains(&id)
+                .then_some(id as usize);
+        }
+        self.ids.binary_search(&id).ok()
+    }
+
+    /// The set of the given node ids; an id the machine does not have is an error.
+    pub fn mask(&self, ids: &[i64]) -> Result<NodeMask> {
+        let mut m = 0u128;
+        for id in ids {
+            let p = self.position(*id).ok_or_else(|| {
+                EngineError::Machine(format!("NUMA node {id} is not on this machine"))
+            })?;
+            m |= 1 << p;
+        }
+        Ok(NodeMask(m))
+    }
+
+    /// The node ids of a set, ascending.
+    pub fn ids(&self, m: NodeMask) -> Vec<i64> {
+        m.ids().map(|p| self.ids[p as usize]).collect()
+    }
+}
+
 /// Visits every non-empty combination of `n` positions in the kubelet's order: by size, then
 /// lexicographically (`{0},{1},{2},{0,1},{0,2},{1,2},{0,1,2}`). The callback receives the
 /// combination as a mask over positions `0..n` and may stop the walk by returning `false`.

@@ -26,6 +26,8 @@ struct Spec {
     policy: Policy,
     scope: Scope,
     version: KubeletVersion,
+    /// Node ids are `i * stride`: 1 for the kubelet's dense ids, 83 for sparse ids up to 996.
+    stride: i64,
     ops: Vec<Op>,
 }
 
@@ -68,12 +70,14 @@ fn spec_n(nodes: std::ops::Range<usize>) -> impl Strategy<Value = Spec> {
         prop_oneof![Just(Scope::Container), Just(Scope::Pod)],
         prop_oneof![Just(KubeletVersion::Latest), Just(KubeletVersion::V1_26)],
         prop::collection::vec(op, 1..25),
+        prop_oneof![Just(1i64), Just(83i64)],
     )
-        .prop_map(|(nodes, policy, scope, version, ops)| Spec {
+        .prop_map(|(nodes, policy, scope, version, ops, stride)| Spec {
             nodes,
             policy,
             scope,
             version,
+            stride,
             ops,
         })
 }
@@ -90,7 +94,7 @@ fn build_with(s: &Spec, search: Search) -> Manager {
             .iter()
             .enumerate()
             .map(|(i, (gib, p2m, p1g))| NumaNode {
-                id: i as u32,
+                id: (i as i64 * s.stride) as u32,
                 // Room for the reservation and the pools, so allocatable never wraps.
                 memory_bytes: gib * GI + p2m * 2 * MI + p1g * GI + GI,
                 hugepages: vec![
@@ -111,7 +115,7 @@ fn build_with(s: &Spec, search: Search) -> Manager {
     };
     let reserved = (0..s.nodes.len())
         .map(|i| MemoryReservation {
-            numa_node: i as i32,
+            numa_node: (i as i64 * s.stride) as i32,
             limits: [(
                 "memory".to_string(),
                 (
@@ -265,8 +269,8 @@ proptest! {
                 prop_assert_eq!((a.admit, &a.message), (b.admit, &b.message));
                 prop_assert_eq!(exact.checkpoint_json(), bounded.checkpoint_json());
                 let req = pymm_engine::request::container_requested(&pod.containers[0]).unwrap();
-                let got: Vec<(Vec<i64>, bool)> = pymm_engine::hints::calculate_hints(&exact.state().machine_state, &req, None)
-                    .unwrap().iter().map(|h| (h.affinity.unwrap().to_vec(), h.preferred)).collect();
+                let got: Vec<(Vec<i64>, bool)> = pymm_engine::hints::calculate_hints(&exact.state().machine_state, &req, None, &exact.id_map())
+                    .unwrap().iter().map(|h| (exact.id_map().ids(h.affinity.unwrap()), h.preferred)).collect();
                 prop_assert_eq!(got, kubelet_hints(exact.state(), &req));
             }
         }
@@ -315,8 +319,8 @@ proptest! {
             for (mem, h2) in [(512u64, 0u64), (9000, 64)] {
                 let p = Pod::from_value(&json!({"uid": "probe", "containers": [container("c", mem, h2, 0)]})).unwrap();
                 let req = pymm_engine::request::container_requested(&p.containers[0]).unwrap();
-                let got: Vec<(Vec<i64>, bool)> = pymm_engine::hints::calculate_hints(&full.state().machine_state, &req, None)
-                    .unwrap().iter().map(|h| (h.affinity.unwrap().to_vec(), h.preferred)).collect();
+                let got: Vec<(Vec<i64>, bool)> = pymm_engine::hints::calculate_hints(&full.state().machine_state, &req, None, &full.id_map())
+                    .unwrap().iter().map(|h| (full.id_map().ids(h.affinity.unwrap()), h.preferred)).collect();
                 prop_assert_eq!(got, kubelet_hints(full.state(), &req));
             }
             // Groups stay disjoint only where every mask passed the group rules: not in 1.26,

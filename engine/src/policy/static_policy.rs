@@ -7,7 +7,7 @@ use crate::hints::{
     ProviderHints, Reusable, TopologyHint,
 };
 use crate::machine::Machine;
-use crate::nodemask::NodeMask;
+use crate::nodemask::IdMap;
 use crate::request::{container_requested, pod_requested, Pod, QosClass, Requested};
 use crate::reserved::SystemReserved;
 use crate::state::{
@@ -30,10 +30,6 @@ pub struct StaticPolicy {
 
 fn alloc_err(msg: &str) -> EngineError {
     EngineError::Allocation(format!("[memorymanager] {msg}"))
-}
-
-fn mask_of(ids: &[i64]) -> Result<NodeMask> {
-    NodeMask::new(ids.iter().copied())
 }
 
 impl StaticPolicy {
@@ -94,8 +90,10 @@ impl StaticPolicy {
         extent: Extent,
     ) -> Result<Vec<TopologyHint>> {
         match &self.bounds {
-            None => calculate_hints_to(ms, req, self.reusable_for(pod), extent),
-            Some(b) => calculate_hints_bounded(ms, req, self.reusable_for(pod), extent, b),
+            None => calculate_hints_to(ms, req, self.reusable_for(pod), extent, &id_map(ms)),
+            Some(b) => {
+                calculate_hints_bounded(ms, req, self.reusable_for(pod), extent, b, &id_map(ms))
+            }
         }
     }
 
@@ -123,12 +121,18 @@ impl StaticPolicy {
         container_requested(c)
     }
 
-    fn update_reusable(&mut self, pod: &Pod, container: &str, blocks: &[Block]) -> Result<()> {
+    fn update_reusable(
+        &mut self,
+        map: &IdMap,
+        pod: &Pod,
+        container: &str,
+        blocks: &[Block],
+    ) -> Result<()> {
         self.reusable.retain(|uid, _| *uid == pod.uid);
         let regular_init = self.is_regular_init(pod, container);
         let entry = self.reusable.entry(pod.uid.clone()).or_default();
         for b in blocks {
-            let m = mask_of(b.affinity())?;
+            let m = map.mask(b.affinity())?;
             if regular_init {
                 let e = entry
                     .entry(m)
@@ -178,6 +182,16 @@ impl StaticPolicy {
     }
 }
 
+/// Node sets are positions over the state's nodes (the machine's, once validated); on ids
+/// `0..n`, the kubelet's own bitmasks.
+fn id_map(ms: &MachineState) -> IdMap {
+    if ms.is_empty() {
+        // No nodes known yet: node ids are the kubelet's bit numbers.
+        return IdMap::new((0..crate::nodemask::MAX_NODES as i64).collect()).unwrap_or_default();
+    }
+    IdMap::new(ms.keys().copied().collect()).unwrap_or_default()
+}
+
 fn same_set(a: &[i64], b: &[i64]) -> bool {
     let (mut x, mut y) = (a.to_vec(), b.to_vec());
     x.sort_unstable();
@@ -186,7 +200,7 @@ fn same_set(a: &[i64], b: &[i64]) -> bool {
 }
 
 /// `regenerateHints`: after a restart, the stored affinity is the only preferred hint.
-fn regenerate_hints(blocks: &[Block], req: &Requested) -> ProviderHints {
+fn regenerate_hints(blocks: &[Block], req: &Requested, ids: &IdMap) -> ProviderHints {
     if blocks.len() != req.len() {
         return None;
     }
@@ -196,7 +210,7 @@ fn regenerate_hints(blocks: &[Block], req: &Requested) -> ProviderHints {
         if req.get(&b.resource) != Some(&b.size) {
             return None;
         }
-        let m = mask_of(b.affinity()).ok()?;
+        let m = ids.mask(b.affinity()).ok()?;
         out.get_mut(&b.resource)?.push(TopologyHint::new(m, true));
     }
     Some(
@@ -206,11 +220,11 @@ fn regenerate_hints(blocks: &[Block], req: &Requested) -> ProviderHints {
     )
 }
 
-fn free_satisfies(ms: &MachineState, mask: NodeMask, req: &Requested) -> bool {
+fn free_satisfies(ms: &MachineState, ids: &[i64], req: &Requested) -> bool {
     req.iter().all(|(name, want)| {
-        let free = mask
-            .ids()
-            .filter_map(|id| ms.get(&i64::from(id)))
+        let free = ids
+            .iter()
+            .filter_map(|id| ms.get(id))
             .filter_map(|n| n.memory_map.get(name))
             .fold(0u64, |a, t| a.wrapping_add(t.free));
         free >= *want
@@ -219,13 +233,12 @@ fn free_satisfies(ms: &MachineState, mask: NodeMask, req: &Requested) -> bool {
 
 /// `isAffinityViolatingNUMAAllocations`: a multi-node mask may only cover unused nodes or
 /// exactly one existing group.
-fn violates_group_rule(ms: &MachineState, mask: NodeMask) -> bool {
-    if mask.count() <= 1 {
+fn violates_group_rule(ms: &MachineState, bits: &[i64]) -> bool {
+    if bits.len() <= 1 {
         return false;
     }
-    let bits = mask.to_vec();
-    mask.ids().filter_map(|id| ms.get(&i64::from(id))).any(|n| {
-        n.number_of_assignments != 0 && (n.cells().len() == 1 || !same_set(n.cells(), &bits))
+    bits.iter().filter_map(|id| ms.get(id)).any(|n| {
+        n.number_of_assignments != 0 && (n.cells().len() == 1 || !same_set(n.cells(), bits))
     })
 }
 
@@ -257,7 +270,11 @@ impl MemoryPolicy for StaticPolicy {
             return Ok(None);
         };
         if let Some(blocks) = state.blocks(&pod.uid, container) {
-            return Ok(regenerate_hints(blocks, &req));
+            return Ok(regenerate_hints(
+                blocks,
+                &req,
+                &id_map(&state.machine_state),
+            ));
         }
         let hints = self.hints(&state.machine_state, pod, &req, extent)?;
         Ok(provider_answer(
@@ -275,7 +292,11 @@ impl MemoryPolicy for StaticPolicy {
         };
         for c in pod.all_containers() {
             if let Some(blocks) = state.blocks(&pod.uid, &c.name) {
-                return Ok(regenerate_hints(blocks, &req));
+                return Ok(regenerate_hints(
+                    blocks,
+                    &req,
+                    &id_map(&state.machine_state),
+                ));
             }
         }
         let hints = self.hints(&state.machine_state, pod, &req, extent)?;
@@ -296,7 +317,7 @@ impl MemoryPolicy for StaticPolicy {
             return Ok(());
         }
         if let Some(blocks) = state.blocks(&pod.uid, container).cloned() {
-            return self.update_reusable(pod, container, &blocks);
+            return self.update_reusable(&id_map(&state.machine_state), pod, container, &blocks);
         }
         let req = self.container_req(pod, container)?;
         let ms = &state.machine_state;
@@ -330,7 +351,7 @@ impl MemoryPolicy for StaticPolicy {
                 "failed to get the default NUMA affinity, no NUMA nodes with enough memory is available",
             ));
         };
-        if !free_satisfies(ms, mask, &req) {
+        if !free_satisfies(ms, &id_map(ms).ids(mask), &req) {
             let e = if req.contains_key("memory") {
                 self.best_hint(ms, pod, &req, |h| {
                     h.affinity.is_some_and(|a| mask.is_subset_of(a))
@@ -349,11 +370,14 @@ impl MemoryPolicy for StaticPolicy {
             mask = e.affinity.unwrap_or(mask);
         }
         if self.version.checks_group_rule_at_allocate()
-            && violates_group_rule(&state.machine_state, mask)
+            && violates_group_rule(
+                &state.machine_state,
+                &id_map(&state.machine_state).ids(mask),
+            )
         {
             return Err(alloc_err("preferred hint violates NUMA node allocation"));
         }
-        let bits = mask.to_vec();
+        let bits = id_map(&state.machine_state).ids(mask);
         let reuse = self
             .reusable
             .get(&pod.uid)
@@ -394,7 +418,7 @@ impl MemoryPolicy for StaticPolicy {
             }
             // What no node could take stays unaccounted, as in the kubelet.
         }
-        self.update_reusable(pod, container, &blocks)?;
+        self.update_reusable(&id_map(&state.machine_state), pod, container, &blocks)?;
         state.set_blocks(&pod.uid, container, blocks.clone());
         self.update_init_blocks(state, pod, container, &blocks);
         Ok(())

@@ -6,7 +6,7 @@ use crate::error::EngineError;
 use crate::hints::{ProviderHints, TopologyHint};
 use crate::machine::Machine;
 use crate::manager::{AdmitResult, Config, ExtraProvider, Manager, Scope, Search};
-use crate::nodemask::NodeMask;
+use crate::nodemask::{IdMap, NodeMask};
 use crate::quantity::Quantity;
 use crate::request::Pod;
 use crate::reserved::{
@@ -164,7 +164,7 @@ fn config_from(obj: &Bound<'_, PyAny>) -> PyResult<Config> {
     })
 }
 
-fn hint_from(v: &Value) -> PyResult<TopologyHint> {
+fn hint_from(v: &Value, map: Option<&IdMap>) -> PyResult<TopologyHint> {
     let affinity = match v.get("affinity") {
         None | Some(Value::Null) => None,
         Some(Value::Array(a)) => {
@@ -175,7 +175,11 @@ fn hint_from(v: &Value) -> PyResult<TopologyHint> {
                         .ok_or_else(|| cfg_err("hint affinity must be a list of node ids".into()))
                 })
                 .collect::<PyResult<_>>()?;
-            Some(NodeMask::new(ids).map_err(err)?)
+            // Engine hints name the machine's nodes; a standalone merge takes raw ids.
+            Some(match map {
+                Some(m) => m.mask(&ids).map_err(err)?,
+                None => NodeMask::new(ids).map_err(err)?,
+            })
         }
         Some(_) => {
             return Err(cfg_err(
@@ -193,7 +197,7 @@ fn hint_from(v: &Value) -> PyResult<TopologyHint> {
     })
 }
 
-fn provider_from(v: Option<&Value>) -> PyResult<ProviderHints> {
+fn provider_from(v: Option<&Value>, map: Option<&IdMap>) -> PyResult<ProviderHints> {
     let Some(Value::Object(m)) = v else {
         return Ok(None);
     };
@@ -202,7 +206,9 @@ fn provider_from(v: Option<&Value>) -> PyResult<ProviderHints> {
         let list = match l {
             Value::Null => None,
             Value::Array(a) => Some(Arc::new(
-                a.iter().map(hint_from).collect::<PyResult<Vec<_>>>()?,
+                a.iter()
+                    .map(|h| hint_from(h, map))
+                    .collect::<PyResult<Vec<_>>>()?,
             )),
             _ => return Err(cfg_err(format!("hints for {r:?} must be a list or None"))),
         };
@@ -211,7 +217,7 @@ fn provider_from(v: Option<&Value>) -> PyResult<ProviderHints> {
     Ok(Some(out))
 }
 
-fn extra_from(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<ExtraProvider>> {
+fn extra_from(obj: Option<&Bound<'_, PyAny>>, map: &IdMap) -> PyResult<Vec<ExtraProvider>> {
     let Some(obj) = obj else {
         return Ok(vec![]);
     };
@@ -227,7 +233,7 @@ fn extra_from(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<ExtraProvider>> {
             let mut containers = BTreeMap::new();
             if let Some(Value::Object(m)) = p.get("containers") {
                 for (c, h) in m {
-                    containers.insert(c.clone(), provider_from(Some(h))?);
+                    containers.insert(c.clone(), provider_from(Some(h), Some(map))?);
                 }
             }
             Ok(ExtraProvider {
@@ -237,24 +243,24 @@ fn extra_from(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<ExtraProvider>> {
                     .unwrap_or("extra")
                     .to_string(),
                 containers,
-                pod: provider_from(p.get("pod"))?,
+                pod: provider_from(p.get("pod"), Some(map))?,
             })
         })
         .collect()
 }
 
-fn hint_json(h: &TopologyHint) -> Value {
-    json!({"affinity": h.affinity.map(NodeMask::to_vec), "preferred": h.preferred})
+fn hint_json(h: &TopologyHint, map: &IdMap) -> Value {
+    json!({"affinity": h.affinity.map(|m| map.ids(m)), "preferred": h.preferred})
 }
 
-fn provider_json(p: &ProviderHints) -> Value {
+fn provider_json(p: &ProviderHints, map: &IdMap) -> Value {
     match p {
         None => Value::Null,
         Some(m) => Value::Object(
             m.iter()
                 .map(|(r, l)| {
                     let v = l.as_ref().map_or(Value::Null, |l| {
-                        Value::Array(l.iter().map(hint_json).collect())
+                        Value::Array(l.iter().map(|h| hint_json(h, map)).collect())
                     });
                     (r.clone(), v)
                 })
@@ -325,6 +331,7 @@ impl PyPod {
 #[pyclass(module = "pymm._engine", name = "AdmitResult", frozen)]
 pub struct PyAdmitResult {
     inner: AdmitResult,
+    map: IdMap,
     /// per container: name, NUMA nodes, blocks, taken after the admission
     placements: Vec<(String, Option<Vec<i64>>, Vec<Block>)>,
 }
@@ -369,10 +376,10 @@ impl PyAdmitResult {
                 let providers: serde_json::Map<String, Value> = c
                     .providers
                     .iter()
-                    .map(|(n, p)| (n.clone(), provider_json(p)))
+                    .map(|(n, p)| (n.clone(), provider_json(p, &self.map)))
                     .collect();
                 json!({"container": c.container, "scope": c.scope.as_str(), "providers": providers,
-                       "merged": hint_json(&c.merged), "mergeAdmit": c.admit})
+                       "merged": hint_json(&c.merged, &self.map), "mergeAdmit": c.admit})
             })
             .collect();
         to_py(py, &Value::Array(v))
@@ -385,7 +392,7 @@ impl PyAdmitResult {
             .allocations
             .iter()
             .map(|a| {
-                json!({"container": a.container, "affinityFromStore": hint_json(&a.affinity_from_store),
+                json!({"container": a.container, "affinityFromStore": hint_json(&a.affinity_from_store, &self.map),
                        "error": a.error, "blocks": a.blocks.as_ref().map(|b| blocks_json(b))})
             })
             .collect();
@@ -437,7 +444,8 @@ impl PyEngine {
         extra: Option<&Bound<'_, PyAny>>,
         trace: bool,
     ) -> PyResult<PyAdmitResult> {
-        let extra = extra_from(extra)?;
+        let map = self.inner.id_map();
+        let extra = extra_from(extra, &map)?;
         let r = self.inner.admit(&pod.inner, &extra, trace);
         let placements = pod
             .inner
@@ -458,6 +466,7 @@ impl PyEngine {
             .collect();
         Ok(PyAdmitResult {
             inner: r,
+            map,
             placements,
         })
     }
@@ -474,7 +483,7 @@ impl PyEngine {
             .inner
             .memory_hints(&pod.inner, container)
             .map_err(err)?;
-        to_py(py, &provider_json(&h))
+        to_py(py, &provider_json(&h, &self.inner.id_map()))
     }
 
     fn start_pod(&mut self, pod_uid: &str) -> PyResult<()> {
@@ -658,7 +667,7 @@ fn merge_hints<'py>(
     let opts = PolicyOptions::parse(&options.unwrap_or_default(), true).map_err(err)?;
     let answers: Vec<ProviderHints> = providers
         .iter()
-        .map(|p| provider_from(Some(&value(&p)?)))
+        .map(|p| provider_from(Some(&value(&p)?), None))
         .collect::<PyResult<_>>()?;
     let closest = if opts.prefer_closest_numa_nodes {
         let d = distances.ok_or_else(|| {
