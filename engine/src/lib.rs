@@ -3,8 +3,10 @@
 //! A NUMA-aware memory manager with the kubelet's exact semantics where they matter.
 //!
 //! **Nodes and masks.** A machine has NUMA nodes, each with `memory` and hugepage pools. A set
-//! of nodes is a [`nodemask::NodeMask`]: bit *i* is node id *i*, as in the kubelet's bitmask,
-//! so that the order of masks ("narrower" = fewer nodes, then lower value) is the kubelet's.
+//! of nodes is a [`nodemask::NodeMask`], one 128-bit word: bit *i* is the machine's *i*-th node
+//! in id order ([`nodemask::IdMap`]). On ids `0..n` that is the kubelet's bitmask exactly; with
+//! sparse ids up to 1023 the mapping is monotone, so the order of masks ("narrower" = fewer
+//! nodes, then lower value; the lexicographic walk) is still the kubelet's.
 //!
 //! **State.** Per node and resource the engine keeps total, system-reserved, allocatable,
 //! reserved and free bytes (`reserved + free == allocatable`), the number of blocks placed on

@@ -1,6 +1,7 @@
-//! Sets of NUMA node ids, with the kubelet's `bitmask` semantics: bit `i` is node id `i`,
-//! "narrower" means fewer nodes and then a lower numeric value, and masks are enumerated by
-//! size and then lexicographically.
+//! Sets of NUMA nodes, with the kubelet's `bitmask` semantics: "narrower" means fewer nodes and
+//! then a lower numeric value, and masks are enumerated by size and then lexicographically.
+//! Bit `i` is the `i`-th node of the machine in id order ([`IdMap`]), which is node id `i` on
+//! the dense ids the kubelet's bitmask assumes.
 
 use crate::error::{EngineError, Result};
 use std::fmt;
