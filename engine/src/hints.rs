@@ -67,8 +67,24 @@ impl Flat {
 /// The smallest size of a node set whose allocatable memory could hold `wants` (test (A)),
 /// found with an early exit; `None` when not even every node together can.
 fn min_capacity_size(f: &Flat, wants: &[u64]) -> Option<usize> {
-    let n = f.ids.len();
-    // A set smaller than what the largest nodes of each resource need cannot pass.
+    let lower = capacity_lower_bound(f, wants)?;
+    if wants.len() <= 1 {
+        return Some(lower);
+    }
+    (lower..=f.ids.len()).find(|&k| {
+        let mut found = false;
+        for_each_combination_of_size(f.ids.len(), k, &mut |m| {
+            found = f.alloc.iter().zip(wants).all(|(v, w)| sum_bits(v, m) >= *w);
+            !found
+        });
+        found
+    })
+}
+
+/// No set smaller than this can pass the capacity test for every resource: each resource
+/// needs at least as many nodes as its largest allocatable values take to reach the request.
+/// `None` when not even every node together can hold it.
+fn capacity_lower_bound(f: &Flat, wants: &[u64]) -> Option<usize> {
     let mut lower = 1;
     for (r, want) in wants.iter().enumerate() {
         let mut a = f.alloc[r].clone();
@@ -83,21 +99,9 @@ fn min_capacity_size(f: &Flat, wants: &[u64]) -> Option<usize> {
             None => {}
         }
     }
-    if wants.len() <= 1 {
-        return Some(lower);
-    }
-    (lower..=n).find(|&k| {
-        let mut found = false;
-        for_each_combination_of_size(n, k, &mut |m| {
-            found = f.alloc.iter().zip(wants).all(|(v, w)| sum_bits(v, m) >= *w);
-            !found
-        });
-        found
-    })
+    Some(lower)
 }
 
-/// The state's nodes as positions, and how they map to positions of the machine's `IdMap`
-/// (the identity when the state holds exactly the machine's nodes, as a validated one does).
 fn flatten(ms: &MachineState, resources: &[&str], map: &IdMap) -> Result<Flat> {
     let ids: Vec<i64> = ms.keys().copied().collect();
     if ids.len() > crate::nodemask::MAX_NODES {
@@ -435,22 +439,9 @@ pub fn calculate_hints_bounded(
         return Ok(vec![]);
     }
     let c = Checker::new(&f, req, &resources, reusable);
-    // No set smaller than this can pass the capacity test for every resource.
-    let mut lower = 1usize;
-    for (r, want) in c.wants.iter().enumerate() {
-        let mut a = f.alloc[r].clone();
-        a.sort_unstable_by(|x, y| y.cmp(x));
-        let mut sum = 0u64;
-        let k = a.iter().position(|v| {
-            sum = sum.saturating_add(*v);
-            sum >= *want
-        });
-        match k {
-            Some(k) => lower = lower.max(k + 1),
-            None if *want > 0 => return Ok(vec![]),
-            None => {}
-        }
-    }
+    let Some(lower) = capacity_lower_bound(&f, &c.wants) else {
+        return Ok(vec![]);
+    };
     let mut grown: Option<Vec<Vec<u128>>> = None;
     let mut min_size: Option<u32> = None;
     let mut masks: Vec<NodeMask> = Vec::new();

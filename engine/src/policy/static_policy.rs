@@ -114,6 +114,26 @@ impl StaticPolicy {
         Ok(find_best_hint(all.iter().filter(|h| keep(h))))
     }
 
+    /// The provider answer for `req`: regenerated from existing blocks (after a restart), or
+    /// computed from the machine state.
+    fn answer(
+        &self,
+        state: &State,
+        pod: &Pod,
+        req: &Requested,
+        blocks: Option<&Vec<Block>>,
+        extent: Extent,
+    ) -> Result<ProviderHints> {
+        if let Some(blocks) = blocks {
+            return Ok(regenerate_hints(blocks, req, &id_map(&state.machine_state)));
+        }
+        let hints = self.hints(&state.machine_state, pod, req, extent)?;
+        Ok(provider_answer(
+            &req.keys().cloned().collect::<Vec<_>>(),
+            hints,
+        ))
+    }
+
     fn container_req(&self, pod: &Pod, container: &str) -> Result<Requested> {
         let c = pod.container(container).ok_or_else(|| {
             EngineError::Pod(format!("pod {:?} has no container {container:?}", pod.uid))
@@ -269,18 +289,7 @@ impl MemoryPolicy for StaticPolicy {
         let Ok(req) = self.container_req(pod, container) else {
             return Ok(None);
         };
-        if let Some(blocks) = state.blocks(&pod.uid, container) {
-            return Ok(regenerate_hints(
-                blocks,
-                &req,
-                &id_map(&state.machine_state),
-            ));
-        }
-        let hints = self.hints(&state.machine_state, pod, &req, extent)?;
-        Ok(provider_answer(
-            &req.keys().cloned().collect::<Vec<_>>(),
-            hints,
-        ))
+        self.answer(state, pod, &req, state.blocks(&pod.uid, container), extent)
     }
 
     fn pod_hints(&self, state: &State, pod: &Pod, extent: Extent) -> Result<ProviderHints> {
@@ -290,20 +299,11 @@ impl MemoryPolicy for StaticPolicy {
         let Ok(req) = pod_requested(pod, self.version.has_sidecars()) else {
             return Ok(None);
         };
-        for c in pod.all_containers() {
-            if let Some(blocks) = state.blocks(&pod.uid, &c.name) {
-                return Ok(regenerate_hints(
-                    blocks,
-                    &req,
-                    &id_map(&state.machine_state),
-                ));
-            }
-        }
-        let hints = self.hints(&state.machine_state, pod, &req, extent)?;
-        Ok(provider_answer(
-            &req.keys().cloned().collect::<Vec<_>>(),
-            hints,
-        ))
+        // The first container with an assignment decides, as in the kubelet.
+        let blocks = pod
+            .all_containers()
+            .find_map(|c| state.blocks(&pod.uid, &c.name));
+        self.answer(state, pod, &req, blocks, extent)
     }
 
     fn allocate(
