@@ -2,8 +2,8 @@
 
 The suite usually runs as root in containers, where permission bits do not stop writes; read-only
 directories are therefore simulated with the immutable attribute (``chattr +i``), which binds
-root too, and the chmod variants run only where a probe shows permission bits are enforced
-(an unprivileged user, or root without CAP_DAC_OVERRIDE).
+root too. The chmod variants run in a forked child that drops to the ``nobody`` user when
+permission bits are not enforced for this process (root with CAP_DAC_OVERRIDE).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,44 @@ def _permission_bits_enforced() -> bool:
 
 
 PERMISSIONS_BYPASSED = not _permission_bits_enforced()
+NOBODY = 65534
+
+
+def _unprivileged(body: Callable[[Path], None]) -> None:
+    """Run ``body(directory)`` where permission bits bind: here, or as ``nobody`` in a child.
+
+    The directory is fresh and owned by whoever runs ``body``; a failure in the child fails the
+    test with the child's traceback.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="pymm-unprivileged-"))
+    try:
+        if not PERMISSIONS_BYPASSED:
+            body(directory)
+            return
+        os.chown(directory, NOBODY, NOBODY)
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: never return into pytest
+            status = 1
+            try:
+                os.close(read_end)
+                os.setgroups([])
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+                body(directory)
+                status = 0
+            except BaseException:
+                os.write(write_end, traceback.format_exc().encode())
+            finally:
+                os._exit(status)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            report = pipe.read().decode()
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            pytest.fail(f"as uid {NOBODY}:\n{report}")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _child_env() -> dict[str, str]:
@@ -264,18 +303,22 @@ def test_atomic_write_read_only_directory_as_any_user(tmp_path: Path) -> None:
     assert _names(state_dir) == {STATE_FILE_NAME}
 
 
-@pytest.mark.skipif(
-    PERMISSIONS_BYPASSED, reason="CAP_DAC_OVERRIDE bypasses permission bits; see the chattr test"
-)
-def test_atomic_write_chmod_read_only_directory(tmp_path: Path) -> None:
-    target = tmp_path / STATE_FILE_NAME
-    tmp_path.chmod(0o500)
-    try:
-        with pytest.raises(StateFileError) as info:
-            atomic_write(target, b"x")
-    finally:
-        tmp_path.chmod(0o700)
-    assert info.value.errno == errno.EACCES
+def test_atomic_write_chmod_read_only_directory() -> None:
+    def body(directory: Path) -> None:
+        target = directory / STATE_FILE_NAME
+        atomic_write(target, b"old")
+        directory.chmod(0o500)
+        try:
+            with pytest.raises(StateFileError) as info:
+                atomic_write(target, b"new")
+        finally:
+            directory.chmod(0o700)
+        assert info.value.errno == errno.EACCES
+        _assert_one_line_error(info.value, target)
+        assert target.read_bytes() == b"old"
+        assert _names(directory) == {STATE_FILE_NAME}
+
+    _unprivileged(body)
 
 
 @settings(max_examples=40, deadline=None)
@@ -446,14 +489,17 @@ def test_read_file_parent_is_regular_file(tmp_path: Path) -> None:
     assert info.value.errno == errno.ENOTDIR
 
 
-@pytest.mark.skipif(PERMISSIONS_BYPASSED, reason="CAP_DAC_OVERRIDE bypasses permission bits")
-def test_read_file_permission_denied(tmp_path: Path) -> None:
-    target = tmp_path / STATE_FILE_NAME
-    target.write_bytes(b"x")
-    target.chmod(0)
-    with pytest.raises(StateFileError) as info:
-        read_file(target)
-    assert info.value.errno == errno.EACCES
+def test_read_file_permission_denied() -> None:
+    def body(directory: Path) -> None:
+        target = directory / STATE_FILE_NAME
+        target.write_bytes(b"x")
+        target.chmod(0)
+        with pytest.raises(StateFileError) as info:
+            read_file(target)
+        assert info.value.errno == errno.EACCES
+        _assert_one_line_error(info.value, target)
+
+    _unprivileged(body)
 
 
 # --------------------------------------------------------------------------- fsync_baseline
@@ -658,14 +704,16 @@ def test_lock_rejects_bad_wait(tmp_path: Path, wait: object) -> None:
         StateDirLock(tmp_path, wait=wait)  # type: ignore[arg-type]
 
 
-@pytest.mark.skipif(PERMISSIONS_BYPASSED, reason="CAP_DAC_OVERRIDE bypasses permission bits")
-def test_lock_in_chmod_read_only_directory(tmp_path: Path) -> None:
-    state_dir = tmp_path / "state"
-    state_dir.mkdir(mode=0o500)
-    try:
-        with pytest.raises(StateFileError) as info:
-            StateDirLock(state_dir).acquire()
-    finally:
-        state_dir.chmod(0o700)
-    assert not isinstance(info.value, StateLockedError)
-    assert info.value.errno == errno.EACCES
+def test_lock_in_chmod_read_only_directory() -> None:
+    def body(directory: Path) -> None:
+        state_dir = directory / "state"
+        state_dir.mkdir(mode=0o500)
+        try:
+            with pytest.raises(StateFileError) as info:
+                StateDirLock(state_dir).acquire()
+        finally:
+            state_dir.chmod(0o700)
+        assert not isinstance(info.value, StateLockedError)
+        assert info.value.errno == errno.EACCES
+
+    _unprivileged(body)
