@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pymm import __version__
-from pymm.errors import PymmError
+from pymm.errors import PymmError, StateError, advice_for
 from pymm.machine import DEFAULT_MACHINE, Machine
 from pymm.manager import Admission, Enforcement, MemoryManager, reserved_memory_config
 from pymm.pod import Container, Pod, load_pods_file
@@ -96,6 +96,12 @@ def _add_manager_options(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="keep the memory_manager_state file in DIR and reuse it across runs",
     )
+    p.add_argument(
+        "--tolerate-drift",
+        metavar="QTY",
+        help="beyond the kubelet: accept a state file whose node totals drifted by at most QTY "
+        "(e.g. 256Mi after a reboot) when every reservation still fits, and rebase the totals",
+    )
 
 
 def _machine(args: argparse.Namespace) -> Machine:
@@ -124,7 +130,7 @@ def _manager(args: argparse.Namespace, enforcement: Enforcement | None = None) -
     if reserved is None and args.memory_policy == "Static":
         reserved = machine.reserve_per_node("1Gi")
     node_alloc = {"memory": args.node_allocatable} if args.node_allocatable else None
-    return MemoryManager(
+    mm = MemoryManager(
         machine,
         reserved_memory=reserved_memory_config(reserved),
         node_allocatable=node_alloc,
@@ -135,8 +141,12 @@ def _manager(args: argparse.Namespace, enforcement: Enforcement | None = None) -
         kubelet_version=args.kubelet_version,
         search=args.search,
         state_dir=args.state_dir,
+        tolerate_drift=args.tolerate_drift,
         enforcement=enforcement,
     )
+    for note in mm.notes:
+        print(f"pymm: note: {note}", file=sys.stderr)
+    return mm
 
 
 # -- output -----------------------------------------------------------------------------
@@ -461,6 +471,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PymmError, OSError) as e:
         msg = str(e) or type(e).__name__
         print(f"pymm: error: {msg.splitlines()[0] if msg else msg}", file=sys.stderr)
+        if isinstance(e, StateError):
+            for line in getattr(e, "details", ()):
+                print(f"  {line}", file=sys.stderr)
+            print(f"pymm: advice: {advice_for(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

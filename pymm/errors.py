@@ -10,6 +10,8 @@ the kubelet has an error text, the message keeps it verbatim so operators can se
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = [
     "AdmissionError",
     "AllocationError",
@@ -27,6 +29,7 @@ __all__ = [
     "StateLockedError",
     "StateMismatchError",
     "SysfsError",
+    "advice_for",
 ]
 
 
@@ -75,7 +78,20 @@ class CheckpointCorruptedError(StateError):
 
 
 class StateMismatchError(StateError):
-    """A restored state does not fit the machine (kubelet's startup validation failed)."""
+    """A restored state does not fit the machine (kubelet's startup validation failed).
+
+    ``str()`` is the kubelet's text. ``details`` adds what the kubelet does not say: each field
+    that differs between the file and what its assignments imply on this machine ("node 0
+    memory total: file 16Gi, expected 15Gi"), and whether pymm's drift tolerance would keep the
+    reservations.
+    """
+
+    def __init__(self, message: str, details: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.details: list[str] = list(details)
+
+    def __reduce__(self) -> tuple[type[StateMismatchError], tuple[str, list[str]]]:
+        return type(self), (str(self), self.details)
 
 
 class StateFileError(PymmError, OSError):
@@ -92,3 +108,57 @@ class CgroupError(PymmError, OSError):
 
 class SysfsError(PymmError, OSError):
     """The sysfs NUMA topology cannot be read."""
+
+
+# Matched against the kubelet's error text, most specific first.
+_ADVICE = (
+    (
+        "differs from state checkpoint policy",
+        "start the kubelet with the policy the file was written with, or drain the node and "
+        "delete the file",
+    ),
+    (
+        "checkpoint is corrupted",
+        "the file is damaged or was edited: restore a good copy, or drain the node and delete "
+        "the file so the kubelet writes a fresh one",
+    ),
+    (
+        "the expected machine state is different from the real one",
+        "the node's memory, hugepages or --reserved-memory differ from when the file was "
+        "written: restore them, or drain the node and delete the file (where pymm owns the "
+        "file and only node totals drifted, tolerate_drift= or --tolerate-drift keeps the "
+        "reservations)",
+    ),
+    (
+        "NUMA that does not exist",
+        "the file assigns memory on a NUMA node this machine lacks: check --machine, or drain "
+        "the node and delete the file",
+    ),
+    (
+        "memory resource that does not exist",
+        "the file assigns a memory type (hugepage size) this machine lacks: configure those "
+        "hugepages, or drain the node and delete the file",
+    ),
+    (
+        "machine state can not be empty",
+        "the file lists assignments without a machine state: drain the node and delete the file",
+    ),
+)
+
+_DEFAULT_ADVICE = "drain the node and delete the file so the kubelet writes a fresh one"
+_RESERVED_ADVICE = (
+    "fix --reserved-memory: it must name existing NUMA nodes and sum to the node's "
+    "kube-reserved + system-reserved + eviction-hard"
+)
+
+
+def advice_for(error: PymmError) -> str:
+    """One line telling an operator what to do about an error at start-up (a state file that
+    does not restore, or a reserved-memory configuration the kubelet would refuse)."""
+    if isinstance(error, ReservedMemoryError):
+        return _RESERVED_ADVICE
+    text = str(error)
+    for needle, advice in _ADVICE:
+        if needle in text:
+            return advice
+    return _DEFAULT_ADVICE

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pymm.cli import main
+from pymm.machine import Machine
 
 POD = """\
 apiVersion: v1
@@ -102,7 +103,40 @@ def test_state_from_another_machine_is_refused(
     before = (state / "memory_manager_state").read_bytes()
     rc, _, err = run(["remove", "1111-2222", *args], capsys)
     assert rc == 2 and "the expected machine state is different from the real one" in err
+    # What differs: the 1024 pages of 2Mi the file was written with are gone.
+    assert "\n  node 0 hugepages-2Mi total: file 2Gi, expected 0\n" in err
+    assert err.splitlines()[-1].startswith("pymm: advice: the node's memory, hugepages")
     assert (state / "memory_manager_state").read_bytes() == before
+
+
+def test_reboot_drift_needs_tolerate_drift(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pod = tmp_path / "pod.yaml"
+    pod.write_text(POD)
+    state = tmp_path / "state"
+    machine = Machine.load("xeon-gold-6242-2s").to_dict()
+    args = ["--state-dir", str(state), "--hugepages", "2Mi=1024"]
+    assert (
+        run(["admit", str(pod), "--machine", "xeon-gold-6242-2s", *args, "--quiet"], capsys)[0] == 0
+    )
+    for node in machine["nodes"]:
+        node["memory_bytes"] -= 48 << 20
+    drifted = tmp_path / "drifted.json"
+    drifted.write_text(json.dumps(machine))
+    args += ["--machine", str(drifted)]
+    rc, _, err = run(["remove", "1111-2222", *args], capsys)
+    assert rc == 2 and "node totals drifted by at most 48Mi" in err
+    rc, _, err = run(["remove", "1111-2222", *args, "--tolerate-drift", "64Mi"], capsys)
+    assert rc == 0, err
+    assert err.startswith("pymm: note: the restored state differed from this machine")
+    assert "rebased" in err
+    on_disk = json.loads((state / "memory_manager_state").read_text())
+    assert "entries" not in on_disk
+    assert (
+        on_disk["machineState"]["0"]["memoryMap"]["memory"]["total"]
+        == (machine["nodes"][0]["memory_bytes"])
+    )
 
 
 def test_hints_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 from pathlib import Path
 
 import pytest
@@ -32,9 +33,53 @@ def seed(state_dir: Path) -> str:
 
 def test_reboot_drift_fails_like_the_kubelet_without_tolerance(tmp_path: Path) -> None:
     before = seed(tmp_path)
-    with pytest.raises(errors.StateMismatchError, match="expected machine state is different"):
+    with pytest.raises(errors.StateMismatchError) as info:
         manager(tmp_path, machine(extra_mib=-64))
+    # The message is the kubelet's, word for word, so operators can search for it.
+    assert str(info.value) == (
+        "[memorymanager] the expected machine state is different from the real one"
+    )
     assert (tmp_path / "memory_manager_state").read_text() == before
+
+
+def test_a_mismatch_says_what_differs_and_which_tolerance_would_keep_it(tmp_path: Path) -> None:
+    seed(tmp_path)
+    with pytest.raises(errors.StateMismatchError) as info:
+        manager(tmp_path, machine(extra_mib=-64), tolerate_drift="32Mi")
+    # 16Gi per node less 1Gi reserved; "big" (20Gi) and "db" (5Gi) fill the (0, 1) group
+    # from node 0 on, so the group's free memory is 30Gi - 25Gi = 5Gi, and 128Mi less after
+    # the 64Mi drift of each node.
+    details = info.value.details
+    assert details[:3] == [
+        "node 0 memory total: file 16Gi, expected 16320Mi",
+        "node 0 memory allocatable: file 15Gi, expected 15296Mi",
+        f"node 0 memory free (sum over group [0, 1]): file 5Gi, expected {5 * 1024 - 128}Mi",
+    ]
+    assert details[3:6] == [line.replace("node 0", "node 1") for line in details[:3]]
+    assert details[6:] == [
+        "beyond the kubelet: node totals drifted by at most 64Mi and every assignment still "
+        "fits; a drift tolerance of at least 64Mi keeps the reservations and rebases the "
+        "totals (the configured tolerance is 32Mi)"
+    ]
+    # The details survive pickling (multiprocessing, logging to another process).
+    again = pickle.loads(pickle.dumps(info.value))
+    assert (type(again), str(again), again.details) == (
+        errors.StateMismatchError,
+        str(info.value),
+        details,
+    )
+    # The suggested tolerance is enough.
+    with manager(tmp_path, machine(extra_mib=-64), tolerate_drift="64Mi") as mm:
+        assert sorted(mm.state["entries"]) == ["big", "db"]
+
+
+def test_no_tolerance_is_suggested_when_the_reservations_no_longer_fit(tmp_path: Path) -> None:
+    with manager(tmp_path, machine()) as mm:
+        assert mm.admit(Pod.of("full", Container.of("c", cpu="1", memory="30Gi")))
+    with pytest.raises(errors.StateMismatchError) as info:
+        manager(tmp_path, machine(extra_mib=-2048))
+    assert "node 0 memory total: file 16Gi, expected 14Gi" in info.value.details
+    assert not any("beyond the kubelet" in line for line in info.value.details)
 
 
 def test_drift_within_tolerance_is_rebased_and_keeps_every_reservation(

@@ -399,8 +399,65 @@ def test_validate_with_different_node_memory_would_not_start(
     assert lines[0] == (
         "would not start: [memorymanager] the expected machine state is different from the real one"
     )
-    assert lines[1].startswith("advice: ") and "--reserved-memory" in lines[1]
-    assert len(lines) == 2
+    # Node 0 (16Gi, 1Gi reserved, 512Mi of 2Mi pages, 8Gi assigned) gained 1Gi; nothing else
+    # changed, so only its total, allocatable and free differ.
+    assert lines[3:] == [
+        "  - node 0 memory total: file 16Gi, expected 17Gi",
+        "  - node 0 memory allocatable: file 14848Mi, expected 15872Mi",
+        "  - node 0 memory free (sum over group [0]): file 6656Mi, expected 7680Mi",
+        "  - beyond the kubelet: node totals drifted by at most 1Gi and every assignment still "
+        "fits; a drift tolerance of at least 1Gi keeps the reservations and rebases the totals",
+        lines[-1],
+    ]
+    assert lines[-1].startswith("advice: ") and "--reserved-memory" in lines[-1]
+    assert "--tolerate-drift" in lines[-1]
+
+
+def test_validate_with_a_drift_tolerance_would_start_beyond_the_kubelet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "restart-restore-op04.state.json"
+    scenario = scenario_of(name)
+    machine = write_machine(tmp_path, scenario, grow_node0=GI)
+    path = write(tmp_path, (STATE_FILES / name).read_text())
+    before = path.read_bytes()
+    argv = ["validate", str(path), "--machine", str(machine), *reserved_flags(scenario)]
+    code, out, _ = cli(capsys, *argv, "--tolerate-drift", "1Gi")
+    assert code == 0, out
+    first, note = out.splitlines()
+    assert first.startswith("would start: ")
+    assert note.startswith("  beyond the kubelet, which would not start: ")
+    assert note.endswith("within the tolerance of 1Gi and every assignment still fits, so the "
+                         "totals were rebased")  # fmt: skip
+    code, out, _ = cli(capsys, *argv, "--tolerate-drift", "1023Mi")
+    assert code == 1
+    assert "(the configured tolerance is 1023Mi)" in out
+    # A dry run: the rebased totals are not written back.
+    assert path.read_bytes() == before
+
+
+def test_validate_against_the_machine_in_sysfs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = Path(__file__).parent / "fixtures" / "sysfs" / "xeon-gold-6242-2s"
+    machine = Machine.from_sysfs(root)
+    with MemoryManager(
+        machine, reserved_memory=machine.reserve_per_node("1Gi"), state_dir=tmp_path
+    ) as mm:
+        assert mm.admit(Pod.of("db", Container.of("c", cpu="1", memory="8Gi"))).admitted
+    path = tmp_path / "memory_manager_state"
+    code, out, _ = cli(capsys, "validate", str(path), "--sysfs", str(root))
+    assert code == 0, out
+    assert out == (
+        f"would start: {path} restores on this machine (sysfs under {root}) with policy Static "
+        "(kubelet latest)\n"
+    )
+    # A different machine is not this one.
+    code, out, _ = cli(capsys, "validate", str(path), "--sysfs", str(root.parent / "vm-1node"))
+    assert code == 1 and "node 1: in the file, not on this machine" in out
+    with pytest.raises(SystemExit):
+        main(["state", "validate", str(path), "--sysfs", str(root), "--machine", "x"])
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_validate_default_reservation_differs_from_the_files(

@@ -465,7 +465,8 @@ pub fn restore_error(inner: &EngineError, path: &str) -> EngineError {
     );
     match inner {
         EngineError::CorruptCheckpoint(_) => EngineError::CorruptCheckpoint(msg),
-        _ => EngineError::StateMismatch(msg),
+        EngineError::StateMismatch(_, details) => EngineError::StateMismatch(msg, details.clone()),
+        _ => EngineError::mismatch(msg),
     }
 }
 
@@ -473,7 +474,7 @@ pub fn restore_error(inner: &EngineError, path: &str) -> EngineError {
 pub fn restore(text: &str, configured_policy: &str, path: &str) -> Result<State> {
     let cp = decode(text).map_err(|e| restore_error(&e, path))?;
     if cp.policy_name != configured_policy {
-        let e = EngineError::StateMismatch(format!(
+        let e = EngineError::mismatch(format!(
             "[memorymanager] configured policy {configured_policy:?} differs from state checkpoint policy {:?}",
             cp.policy_name
         ));

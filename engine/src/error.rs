@@ -29,9 +29,10 @@ pub enum EngineError {
     /// The state file does not decode or its checksum is wrong.
     #[error("{0}")]
     CorruptCheckpoint(String),
-    /// A restored state that the kubelet's startup validation rejects.
+    /// A restored state that the kubelet's startup validation rejects: the kubelet's text,
+    /// then what differs, one line each (empty where the kubelet's text says it all).
     #[error("{0}")]
-    StateMismatch(String),
+    StateMismatch(String, Vec<String>),
 }
 
 impl EngineError {
@@ -44,7 +45,12 @@ impl EngineError {
             | EngineError::Pod(m)
             | EngineError::Allocation(m)
             | EngineError::CorruptCheckpoint(m)
-            | EngineError::StateMismatch(m) => m,
+            | EngineError::StateMismatch(m, _) => m,
         }
+    }
+
+    /// A state mismatch with nothing to add to its message.
+    pub fn mismatch(message: impl Into<String>) -> EngineError {
+        EngineError::StateMismatch(message.into(), Vec::new())
     }
 }

@@ -115,7 +115,7 @@ fn flatten(ms: &MachineState, resources: &[&str], map: &IdMap) -> Result<Flat> {
         .iter()
         .map(|id| {
             map.position(*id).ok_or_else(|| {
-                EngineError::StateMismatch(format!(
+                EngineError::mismatch(format!(
                     "[pymm] the state has NUMA node {id}, which the machine does not have"
                 ))
             })

@@ -8,7 +8,7 @@ use crate::hints::{Bounds, Extent, ProviderHints, TopologyHint};
 use crate::machine::Machine;
 use crate::nodemask::IdMap;
 use crate::policy::{MemoryPolicy, NonePolicy, StaticPolicy};
-use crate::quantity::Quantity;
+use crate::quantity::{bytes_text, Quantity};
 use crate::request::{Container, Pod};
 use crate::reserved::{
     get_system_reserved, sum_of_reservations, MemoryReservation, SystemReserved,
@@ -207,6 +207,24 @@ fn merge_context(machine: &Machine, config: &Config) -> Result<(MergeContext, bo
     Ok((MergeContext { default, closest }, bounded))
 }
 
+/// Adds to a start-up mismatch what pymm could do beyond the kubelet: keep the reservations
+/// when the node totals only drifted (`least`: the tolerance that would be needed).
+fn with_drift_hint(e: EngineError, least: Option<u64>, config: &Config) -> EngineError {
+    let (EngineError::StateMismatch(message, mut details), Some(least)) = (e.clone(), least) else {
+        return e;
+    };
+    let configured = match config.drift_tolerance {
+        Some(t) => format!(" (the configured tolerance is {})", bytes_text(t)),
+        None => String::new(),
+    };
+    details.push(format!(
+        "beyond the kubelet: node totals drifted by at most {} and every assignment still fits; a drift tolerance of at least {} keeps the reservations and rebases the totals{configured}",
+        bytes_text(least),
+        bytes_text(least)
+    ));
+    EngineError::StateMismatch(message, details)
+}
+
 impl Manager {
     /// Builds a manager as the kubelet's start-up does: topology manager first, then the
     /// memory manager, then restoring `checkpoint` (the state file's text, if there is one)
@@ -227,16 +245,20 @@ impl Manager {
         let mut notes = Vec::new();
         if let Err(e) = policy.start(&mut state) {
             let rebased = match (&e, config.drift_tolerance) {
-                (EngineError::StateMismatch(_), Some(tol)) => policy.tolerate_drift(&state, tol),
+                (EngineError::StateMismatch(..), Some(tol)) => policy.tolerate_drift(&state, tol),
                 _ => None,
             };
             let Some(ms) = rebased else {
-                return Err(e);
+                return Err(with_drift_hint(
+                    e,
+                    policy.least_drift_tolerance(&state),
+                    &config,
+                ));
             };
             notes.push(format!(
-                "the restored state differed from this machine ({}); node totals drifted within the tolerance of {} bytes and every assignment still fits, so the totals were rebased",
+                "the restored state differed from this machine ({}); node totals drifted within the tolerance of {} and every assignment still fits, so the totals were rebased",
                 e.message(),
-                config.drift_tolerance.unwrap_or(0)
+                bytes_text(config.drift_tolerance.unwrap_or(0))
             ));
             state.machine_state = ms;
         }

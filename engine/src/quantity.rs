@@ -281,6 +281,11 @@ impl fmt::Display for Quantity {
     }
 }
 
+/// A byte count as a binary-SI quantity ("16Gi", "12800Mi"), for messages.
+pub fn bytes_text(v: u64) -> String {
+    Quantity::from_bytes(v, Format::BinarySI).to_string()
+}
+
 /// `hugepages-<size>` name of a page size given in bytes (2097152 -> `hugepages-2Mi`).
 pub fn hugepage_resource_name(page_bytes: u64) -> String {
     format!(

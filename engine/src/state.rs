@@ -4,7 +4,7 @@
 
 use crate::error::{EngineError, Result};
 use crate::machine::Machine;
-use crate::quantity::hugepage_resource_name;
+use crate::quantity::{bytes_text, hugepage_resource_name};
 use crate::reserved::SystemReserved;
 use std::collections::BTreeMap;
 
@@ -148,33 +148,69 @@ fn sorted(v: &[i64]) -> Vec<i64> {
 /// `areMachineStatesEqual`. With `group_sums` (kubelet 1.32+) free and reserved are compared
 /// as sums over the stored node's group; before that, per node.
 pub fn machine_states_equal(ms1: &MachineState, ms2: &MachineState, group_sums: bool) -> bool {
-    if ms1.len() != ms2.len() {
-        return false;
+    machine_state_differences(ms1, ms2, group_sums).is_empty()
+}
+
+/// What `areMachineStatesEqual` finds different between the restored state (`file`) and the
+/// one its assignments imply (`expected`), one line per field, in the kubelet's comparison
+/// order. The kubelet stops at the first difference and logs only that it found one; an
+/// operator deciding whether to delete the file needs all of them.
+pub fn machine_state_differences(
+    file: &MachineState,
+    expected: &MachineState,
+    group_sums: bool,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for id in expected.keys().filter(|id| !file.contains_key(id)) {
+        out.push(format!("node {id}: on this machine, not in the file"));
     }
-    for (id, n1) in ms1 {
-        let Some(n2) = ms2.get(id) else {
-            return false;
+    for (id, n1) in file {
+        let Some(n2) = expected.get(id) else {
+            out.push(format!("node {id}: in the file, not on this machine"));
+            continue;
         };
-        if n1.number_of_assignments != n2.number_of_assignments
-            || sorted(n1.cells()) != sorted(n2.cells())
-            || n1.memory_map.len() != n2.memory_map.len()
-        {
-            return false;
+        if n1.number_of_assignments != n2.number_of_assignments {
+            out.push(format!(
+                "node {id} numberOfAssignments: file {}, expected {}",
+                n1.number_of_assignments, n2.number_of_assignments
+            ));
+        }
+        if sorted(n1.cells()) != sorted(n2.cells()) {
+            out.push(format!(
+                "node {id} cells: file {:?}, expected {:?}",
+                sorted(n1.cells()),
+                sorted(n2.cells())
+            ));
+        }
+        for name in n2.memory_map.keys() {
+            if !n1.memory_map.contains_key(name) {
+                out.push(format!(
+                    "node {id} {name}: on this machine, not in the file"
+                ));
+            }
         }
         for (name, t1) in &n1.memory_map {
             let Some(t2) = n2.memory_map.get(name) else {
-                return false;
+                out.push(format!(
+                    "node {id} {name}: in the file, not on this machine"
+                ));
+                continue;
             };
-            if t1.total != t2.total
-                || t1.system_reserved != t2.system_reserved
-                || t1.allocatable != t2.allocatable
-            {
-                return false;
-            }
-            if !group_sums {
-                if t1.reserved != t2.reserved || t1.free != t2.free {
-                    return false;
+            let mut field = |what: &str, a: u64, b: u64| {
+                if a != b {
+                    out.push(format!(
+                        "node {id} {name} {what}: file {}, expected {}",
+                        bytes_text(a),
+                        bytes_text(b)
+                    ));
                 }
+            };
+            field("total", t1.total, t2.total);
+            field("systemReserved", t1.system_reserved, t2.system_reserved);
+            field("allocatable", t1.allocatable, t2.allocatable);
+            if !group_sums {
+                field("reserved", t1.reserved, t2.reserved);
+                field("free", t1.free, t2.free);
                 continue;
             }
             let (mut f1, mut r1, mut f2, mut r2) = (0u64, 0u64, 0u64, 0u64);
@@ -184,19 +220,19 @@ pub fn machine_states_equal(ms1: &MachineState, ms2: &MachineState, group_sums: 
                         .and_then(|n| n.memory_map.get(name))
                         .map_or((0, 0), |t| (t.free, t.reserved))
                 };
-                let (a, b) = get(ms1);
-                let (c, d) = get(ms2);
+                let (a, b) = get(file);
+                let (c, d) = get(expected);
                 f1 = f1.wrapping_add(a);
                 r1 = r1.wrapping_add(b);
                 f2 = f2.wrapping_add(c);
                 r2 = r2.wrapping_add(d);
             }
-            if f1 != f2 || r1 != r2 {
-                return false;
-            }
+            let group = sorted(n1.cells());
+            field(&format!("reserved (sum over group {group:?})"), r1, r2);
+            field(&format!("free (sum over group {group:?})"), f1, f2);
         }
     }
-    true
+    out
 }
 
 /// The machine state that `entries` imply on `machine`: the default state with every block
@@ -224,14 +260,14 @@ fn place(
                 let mut remaining = b.size;
                 for node in b.affinity() {
                     let Some(ns) = expected.get_mut(node) else {
-                        return Err(EngineError::StateMismatch(format!(
+                        return Err(EngineError::mismatch(format!(
                             "[memorymanager] (pod: {pod}, container: {container}) the memory assignment uses the NUMA that does not exist"
                         )));
                     };
                     ns.number_of_assignments += 1;
                     ns.cells = b.numa_affinity.clone();
                     let Some(t) = ns.memory_map.get_mut(&b.resource) else {
-                        return Err(EngineError::StateMismatch(format!(
+                        return Err(EngineError::mismatch(format!(
                             "[memorymanager] (pod: {pod}, container: {container}) the memory assignment uses memory resource that does not exist"
                         )));
                     };
@@ -265,7 +301,7 @@ pub fn rebuild_state(
 ) -> Result<State> {
     let (ms, missing) = place(&entries, machine, reserved)?;
     if let Some(first) = missing.first() {
-        return Err(EngineError::StateMismatch(format!(
+        return Err(EngineError::mismatch(format!(
             "[pymm] the memory assignments do not fit this machine: {first}"
         )));
     }
@@ -310,6 +346,27 @@ pub fn rebase_for_drift(
     Some(expected)
 }
 
+/// The least drift tolerance with which [`rebase_for_drift`] accepts `state`: the largest
+/// difference between a node total in the file and on this machine, if that rebase succeeds.
+pub fn least_drift_tolerance(
+    state: &State,
+    machine: &Machine,
+    reserved: &SystemReserved,
+) -> Option<u64> {
+    let current = default_machine_state(machine, reserved);
+    let drift = state
+        .machine_state
+        .iter()
+        .filter_map(|(id, node)| Some((node, current.get(id)?)))
+        .flat_map(|(old, new)| {
+            old.memory_map
+                .iter()
+                .filter_map(|(name, t)| Some(t.total.abs_diff(new.memory_map.get(name)?.total)))
+        })
+        .max()?;
+    (drift > 0 && rebase_for_drift(state, machine, reserved, drift).is_some()).then_some(drift)
+}
+
 /// The static policy's `validateState`: rebuild the expected machine state from the
 /// assignments and compare it with the restored one. An empty machine state without
 /// assignments is replaced by the default state.
@@ -321,19 +378,164 @@ pub fn validate_state(
 ) -> Result<()> {
     if state.machine_state.is_empty() {
         if !state.entries.is_empty() {
-            return Err(EngineError::StateMismatch(
-                "[memorymanager] machine state can not be empty when it has memory assignments"
-                    .into(),
+            return Err(EngineError::mismatch(
+                "[memorymanager] machine state can not be empty when it has memory assignments",
             ));
         }
         state.machine_state = default_machine_state(machine, reserved);
         return Ok(());
     }
     let expected = expected_machine_state(&state.entries, machine, reserved)?;
-    if !machine_states_equal(&state.machine_state, &expected, group_sums) {
+    let differences = machine_state_differences(&state.machine_state, &expected, group_sums);
+    if !differences.is_empty() {
         return Err(EngineError::StateMismatch(
             "[memorymanager] the expected machine state is different from the real one".into(),
+            differences,
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::NumaNode;
+
+    const GI: u64 = 1 << 30;
+    const MI: u64 = 1 << 20;
+
+    fn machine(memory: &[u64]) -> Machine {
+        Machine {
+            name: String::new(),
+            nodes: memory
+                .iter()
+                .zip(0u32..)
+                .map(|(&memory_bytes, id)| NumaNode {
+                    id,
+                    memory_bytes,
+                    hugepages: vec![],
+                    cpus: 1,
+                    kind: None,
+                })
+                .collect(),
+            distances: None,
+        }
+    }
+
+    fn one_gi_each(n: i64) -> SystemReserved {
+        (0..n)
+            .map(|id| (id, BTreeMap::from([("memory".to_string(), GI)])))
+            .collect()
+    }
+
+    /// Two 16Gi nodes, 1Gi reserved on each; a 20Gi pod across both (group [0, 1]).
+    fn wide_pod_state() -> State {
+        let m = machine(&[16 * GI, 16 * GI]);
+        let mut entries = Assignments::new();
+        entries.entry("wide".into()).or_default().insert(
+            "c".into(),
+            Some(vec![Block {
+                numa_affinity: Some(vec![0, 1]),
+                resource: "memory".into(),
+                size: 20 * GI,
+            }]),
+        );
+        let machine_state = expected_machine_state(&entries, &m, &one_gi_each(2)).unwrap();
+        State {
+            machine_state,
+            entries,
+        }
+    }
+
+    #[test]
+    fn equal_states_have_no_differences() {
+        let s = wide_pod_state();
+        assert!(machine_state_differences(&s.machine_state, &s.machine_state, true).is_empty());
+        assert!(machine_states_equal(
+            &s.machine_state,
+            &s.machine_state,
+            false
+        ));
+    }
+
+    #[test]
+    fn every_differing_field_is_listed_in_the_kubelets_order() {
+        let s = wide_pod_state();
+        let mut file = s.machine_state.clone();
+        let node0 = file.get_mut(&0).unwrap();
+        node0.number_of_assignments = 7;
+        let t = node0.memory_map.get_mut("memory").unwrap();
+        t.total += GI;
+        t.system_reserved = 0;
+        file.get_mut(&1).unwrap().cells = Some(vec![1]);
+        file.insert(5, NodeState::default());
+        assert_eq!(
+            machine_state_differences(&file, &s.machine_state, true),
+            vec![
+                "node 0 numberOfAssignments: file 7, expected 1",
+                "node 0 memory total: file 17Gi, expected 16Gi",
+                "node 0 memory systemReserved: file 0, expected 1Gi",
+                "node 1 cells: file [1], expected [0, 1]",
+                "node 5: in the file, not on this machine",
+            ]
+        );
+        file.remove(&1);
+        let d = machine_state_differences(&file, &s.machine_state, true);
+        assert_eq!(d[0], "node 1: on this machine, not in the file");
+    }
+
+    #[test]
+    fn free_and_reserved_compare_per_group_from_1_32_and_per_node_before() {
+        // The same 20Gi spread differently over the group: equal as group sums only.
+        let s = wide_pod_state();
+        let mut file = s.machine_state.clone();
+        for (id, delta) in [(0i64, true), (1, false)] {
+            let t = file
+                .get_mut(&id)
+                .unwrap()
+                .memory_map
+                .get_mut("memory")
+                .unwrap();
+            if delta {
+                t.reserved -= GI;
+                t.free += GI;
+            } else {
+                t.reserved += GI;
+                t.free -= GI;
+            }
+        }
+        assert!(machine_state_differences(&file, &s.machine_state, true).is_empty());
+        assert_eq!(
+            machine_state_differences(&file, &s.machine_state, false),
+            vec![
+                "node 0 memory reserved: file 14Gi, expected 15Gi",
+                "node 0 memory free: file 1Gi, expected 0",
+                "node 1 memory reserved: file 6Gi, expected 5Gi",
+                "node 1 memory free: file 9Gi, expected 10Gi",
+            ]
+        );
+    }
+
+    #[test]
+    fn least_drift_tolerance_is_the_largest_total_change_that_still_fits() {
+        let s = wide_pod_state();
+        let reserved = one_gi_each(2);
+        // Node 0 lost 48Mi and node 1 gained 16Mi: 48Mi keeps both.
+        let drifted = machine(&[16 * GI - 48 * MI, 16 * GI + 16 * MI]);
+        assert_eq!(
+            least_drift_tolerance(&s, &drifted, &reserved),
+            Some(48 * MI)
+        );
+        assert!(rebase_for_drift(&s, &drifted, &reserved, 47 * MI).is_none());
+        // No drift, nothing to tolerate.
+        assert_eq!(
+            least_drift_tolerance(&s, &machine(&[16 * GI, 16 * GI]), &reserved),
+            None
+        );
+        // 20Gi no longer fits in 2 x (10Gi - 1Gi): no tolerance keeps it.
+        assert_eq!(
+            least_drift_tolerance(&s, &machine(&[10 * GI, 10 * GI]), &reserved),
+            None
+        );
+    }
 }

@@ -28,10 +28,10 @@ from rich.table import Table
 from pymm import _engine
 from pymm.errors import (
     CheckpointCorruptedError,
-    PymmError,
     ReservedMemoryError,
     StateError,
     StateFileError,
+    advice_for,
 )
 
 __all__ = ["Inspection", "inspect_text", "register", "run"]
@@ -81,8 +81,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "machine. Exit 0 if it would start, 1 with the kubelet's error and advice if not.",
     )
     p.add_argument("file", metavar="FILE")
-    p.add_argument(
-        "--machine", required=True, metavar="NAME|FILE", help="catalog name or machine JSON file"
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--machine", metavar="NAME|FILE", help="catalog name or machine JSON file")
+    where.add_argument(
+        "--sysfs", metavar="ROOT", help="discover the machine from sysfs under ROOT (e.g. /)"
     )
     p.add_argument(
         "--reserved-memory",
@@ -97,6 +99,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="whose startup validation to apply (1.26 compares free/reserved per node)",
     )
     p.add_argument("--policy", default="Static", choices=["Static", "None"])
+    p.add_argument(
+        "--tolerate-drift",
+        metavar="QTY",
+        help="would pymm start with this drift tolerance (beyond the kubelet: node totals may "
+        "differ by at most QTY when every reservation still fits)?",
+    )
     p.set_defaults(func=run, state_action="validate")
 
 
@@ -534,56 +542,6 @@ def _inspect(path: Path, *, as_json: bool) -> int:
 
 # -- validate -------------------------------------------------------------------------------
 
-# Matched against the kubelet's error text, most specific first.
-_ADVICE = (
-    (
-        "differs from state checkpoint policy",
-        "start the kubelet with the policy the file was written with, or drain the node and "
-        "delete the file",
-    ),
-    (
-        _CORRUPTED,
-        "the file is damaged or was edited: restore a good copy, or drain the node and delete "
-        "the file so the kubelet writes a fresh one",
-    ),
-    (
-        "the expected machine state is different from the real one",
-        "the node's memory, hugepages or --reserved-memory differ from when the file was "
-        "written: restore them, or drain the node and delete the file",
-    ),
-    (
-        "NUMA that does not exist",
-        "the file assigns memory on a NUMA node this machine lacks: check --machine, or drain "
-        "the node and delete the file",
-    ),
-    (
-        "memory resource that does not exist",
-        "the file assigns a memory type (hugepage size) this machine lacks: configure those "
-        "hugepages, or drain the node and delete the file",
-    ),
-    (
-        "machine state can not be empty",
-        "the file lists assignments without a machine state: drain the node and delete the file",
-    ),
-)
-
-_DEFAULT_ADVICE = "drain the node and delete the file so the kubelet writes a fresh one"
-_RESERVED_ADVICE = (
-    "fix --reserved-memory: it must name existing NUMA nodes and sum to the node's "
-    "kube-reserved + system-reserved + eviction-hard"
-)
-
-
-def advice_for(error: PymmError) -> str:
-    """One line telling an operator what to do about a kubelet startup error."""
-    if isinstance(error, ReservedMemoryError):
-        return _RESERVED_ADVICE
-    text = str(error)
-    for needle, advice in _ADVICE:
-        if needle in text:
-            return advice
-    return _DEFAULT_ADVICE
-
 
 def _validate(args: argparse.Namespace) -> int:
     from pymm.machine import Machine
@@ -591,7 +549,7 @@ def _validate(args: argparse.Namespace) -> int:
 
     path = Path(args.file)
     text = _read_text(path)
-    machine = Machine.load(args.machine)
+    machine = Machine.from_sysfs(args.sysfs) if args.sysfs else Machine.load(args.machine)
     reserved: Any = args.reserved_memory
     if reserved is None and args.policy == "Static":
         reserved = machine.reserve_per_node("1Gi")
@@ -604,18 +562,30 @@ def _validate(args: argparse.Namespace) -> int:
             "reserved_memory": reserved_memory_config(reserved),
             "node_allocatable": None,
             "options": {},
+            "drift_tolerance": args.tolerate_drift,
         }
-        _engine.Engine(machine.to_dict(), config, text, str(path))
+        engine = _engine.Engine(machine.to_dict(), config, text, str(path))
     except (StateError, ReservedMemoryError) as e:
         message = " ".join(str(e).split())
         print(f"would not start: {message}")
+        details = getattr(e, "details", [])
+        if details:
+            print("differences (file vs. expected: this machine and reservation with the file's")
+            print("assignments placed):")
+        for line in details:
+            print(f"  - {line}")
         print(f"advice: {advice_for(e)}")
         return 1
-    where = f"machine {machine.name}" if machine.name else f"machine {args.machine}"
+    if args.sysfs:
+        where = f"this machine (sysfs under {args.sysfs})"
+    else:
+        where = f"machine {machine.name or args.machine}"
     print(
         f"would start: {path} restores on {where} with policy {args.policy} "
         f"(kubelet {args.kubelet_version})"
     )
+    for note in engine.notes:
+        print(f"  beyond the kubelet, which would not start: {note}")
     return 0
 
 

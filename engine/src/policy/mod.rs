@@ -48,6 +48,10 @@ pub trait MemoryPolicy: Send + Sync {
     fn tolerate_drift(&self, _state: &State, _tolerance: u64) -> Option<MachineState> {
         None
     }
+    /// The least tolerance with which [`MemoryPolicy::tolerate_drift`] accepts `state`.
+    fn least_drift_tolerance(&self, _state: &State) -> Option<u64> {
+        None
+    }
     /// A state rebuilt from the running containers' assignments (a lost state file).
     fn rebuild(&self, entries: Assignments) -> Result<State> {
         if entries.is_empty() {

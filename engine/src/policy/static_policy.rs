@@ -11,7 +11,8 @@ use crate::nodemask::IdMap;
 use crate::request::{container_requested, pod_requested, Pod, QosClass, Requested};
 use crate::reserved::SystemReserved;
 use crate::state::{
-    rebase_for_drift, rebuild_state, validate_state, Assignments, Block, MachineState, State,
+    least_drift_tolerance, rebase_for_drift, rebuild_state, validate_state, Assignments, Block,
+    MachineState, State,
 };
 use crate::version::KubeletVersion;
 use std::collections::BTreeMap;
@@ -458,6 +459,10 @@ impl MemoryPolicy for StaticPolicy {
 
     fn tolerate_drift(&self, state: &State, tolerance: u64) -> Option<MachineState> {
         rebase_for_drift(state, &self.machine, &self.system_reserved, tolerance)
+    }
+
+    fn least_drift_tolerance(&self, state: &State) -> Option<u64> {
+        least_drift_tolerance(state, &self.machine, &self.system_reserved)
     }
 
     fn rebuild(&self, entries: Assignments) -> Result<State> {

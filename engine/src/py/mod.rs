@@ -43,7 +43,7 @@ fn err(e: EngineError) -> PyErr {
         EngineError::Pod(_) => PodError::new_err(m),
         EngineError::Allocation(_) => AllocationError::new_err(m),
         EngineError::CorruptCheckpoint(_) => CheckpointCorruptedError::new_err(m),
-        EngineError::StateMismatch(_) => StateMismatchError::new_err(m),
+        EngineError::StateMismatch(_, details) => StateMismatchError::new_err((m, details)),
     }
 }
 
