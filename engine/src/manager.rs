@@ -210,19 +210,20 @@ fn merge_context(machine: &Machine, config: &Config) -> Result<(MergeContext, bo
 /// Adds to a start-up mismatch what pymm could do beyond the kubelet: keep the reservations
 /// when the node totals only drifted (`least`: the tolerance that would be needed).
 fn with_drift_hint(e: EngineError, least: Option<u64>, config: &Config) -> EngineError {
-    let (EngineError::StateMismatch(message, mut details), Some(least)) = (e.clone(), least) else {
-        return e;
-    };
-    let configured = match config.drift_tolerance {
-        Some(t) => format!(" (the configured tolerance is {})", bytes_text(t)),
-        None => String::new(),
-    };
-    details.push(format!(
-        "beyond the kubelet: node totals drifted by at most {} and every assignment still fits; a drift tolerance of at least {} keeps the reservations and rebases the totals{configured}",
-        bytes_text(least),
-        bytes_text(least)
-    ));
-    EngineError::StateMismatch(message, details)
+    match (e, least) {
+        (EngineError::StateMismatch(message, mut details), Some(least)) => {
+            let configured = match config.drift_tolerance {
+                Some(t) => format!(" (the configured tolerance is {})", bytes_text(t)),
+                None => String::new(),
+            };
+            let least = bytes_text(least);
+            details.push(format!(
+                "beyond the kubelet: node totals drifted by at most {least} and every assignment still fits; a drift tolerance of at least {least} keeps the reservations and rebases the totals{configured}"
+            ));
+            EngineError::StateMismatch(message, details)
+        }
+        (e, _) => e,
+    }
 }
 
 impl Manager {

@@ -152,9 +152,9 @@ pub fn machine_states_equal(ms1: &MachineState, ms2: &MachineState, group_sums: 
 }
 
 /// What `areMachineStatesEqual` finds different between the restored state (`file`) and the
-/// one its assignments imply (`expected`), one line per field, in the kubelet's comparison
-/// order. The kubelet stops at the first difference and logs only that it found one; an
-/// operator deciding whether to delete the file needs all of them.
+/// one its assignments imply (`expected`), one line per differing field, the fields in the
+/// order the kubelet compares them. The kubelet stops at the first difference and says only
+/// that there is one; an operator deciding whether to delete the file needs all of them.
 pub fn machine_state_differences(
     file: &MachineState,
     expected: &MachineState,
