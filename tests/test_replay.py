@@ -1,4 +1,5 @@
-"""The real kubelet's results (v1.26.15) for 54 scenarios, reproduced by `pymm replay`."""
+"""The real kubelet's results for 54 scenarios (v1.26.15, and v1.32.10 for the default
+"latest" behaviour), reproduced by `pymm replay`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ CONF = Path(__file__).parent / "conformance"
 SCENARIOS = load_scenarios(CONF / "kubelet-oracle-small.scenarios.json")
 REFERENCE = json.loads((CONF / "kubelet-oracle-small.json").read_text())
 REF_BY_NAME = {r["name"]: r for r in REFERENCE["results"]}
+LATEST_SCENARIOS = load_scenarios(CONF / "kubelet-oracle-latest-small.scenarios.json")
+LATEST = json.loads((CONF / "kubelet-oracle-latest-small.json").read_text())
+LATEST_BY_NAME = {r["name"]: r for r in LATEST["results"]}
 
 
 def test_all_54_scenarios_are_present() -> None:
@@ -25,6 +29,15 @@ def test_all_54_scenarios_are_present() -> None:
 def test_scenario_matches_the_kubelet(scenario: dict) -> None:
     got = {"results": [replay_scenario(scenario, "1.26")]}
     ref = {"results": [REF_BY_NAME[scenario["name"]]]}
+    assert compare_results(got, ref) == []
+
+
+@pytest.mark.parametrize("scenario", LATEST_SCENARIOS, ids=lambda s: s["name"])
+def test_scenario_matches_kubelet_1_32(scenario: dict) -> None:
+    # No kubeletVersion in these scenarios: the default ("latest") must be the 1.32 kubelet.
+    assert "kubeletVersion" not in scenario
+    got = {"results": [replay_scenario(scenario)]}
+    ref = {"results": [LATEST_BY_NAME[scenario["name"]]]}
     assert compare_results(got, ref) == []
 
 
