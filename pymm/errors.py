@@ -11,6 +11,7 @@ the kubelet has an error text, the message keeps it verbatim so operators can se
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 __all__ = [
     "AdmissionError",
@@ -19,7 +20,9 @@ __all__ = [
     "CheckpointCorruptedError",
     "ConfigError",
     "MachineError",
+    "NotFoundError",
     "PodError",
+    "PolicyMismatchError",
     "PymmError",
     "QuantityError",
     "ReservedMemoryError",
@@ -34,7 +37,23 @@ __all__ = [
 
 
 class PymmError(Exception):
-    """Base class of every pymm error."""
+    """Base class of every pymm error.
+
+    Errors raised by the engine carry data as attributes (which key, which node, both
+    checksums, what differs); ``str()`` is the message, keeping the kubelet's text where it
+    has one.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword attributes survive pickling (multiprocessing, logging handlers).
+        return (_rebuild, (type(self), str(self), dict(self.__dict__)))
+
+
+def _rebuild(cls: type[PymmError], message: str, data: dict[str, Any]) -> PymmError:
+    e = cls.__new__(cls)
+    Exception.__init__(e, message)
+    e.__dict__.update(data)
+    return e
 
 
 class QuantityError(PymmError, ValueError):
@@ -42,23 +61,59 @@ class QuantityError(PymmError, ValueError):
 
 
 class ConfigError(PymmError, ValueError):
-    """The manager configuration is invalid (policy, scope, options, node count)."""
+    """The manager configuration is invalid (policy, scope, options, an unknown key).
+
+    ``key`` names the offending key or option where there is one; ``suggestion`` the closest
+    known one for a misspelt key.
+    """
+
+    def __init__(
+        self, message: str = "", *, key: str | None = None, suggestion: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.key = key
+        self.suggestion = suggestion
 
 
 class ReservedMemoryError(ConfigError):
-    """``--reserved-memory`` could not be parsed, or fails the kubelet's validation."""
+    """``--reserved-memory`` could not be parsed, fails the kubelet's validation, or reserves
+    more than a node has (``node`` names it)."""
+
+    def __init__(self, message: str = "", *, node: int | None = None) -> None:
+        super().__init__(message)
+        self.node = node
 
 
 class MachineError(PymmError, ValueError):
-    """A machine description is invalid or unknown."""
+    """A machine description is invalid or unknown; ``node`` names the node where it applies."""
+
+    def __init__(self, message: str = "", *, node: int | None = None) -> None:
+        super().__init__(message)
+        self.node = node
 
 
 class PodError(PymmError, ValueError):
-    """A pod or Pod manifest is invalid."""
+    """A pod or Pod manifest is invalid; ``field`` is the path of the offending field
+    (``spec.containers[0].resources.limits.memory``)."""
+
+    def __init__(self, message: str = "", *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ScenarioError(PymmError, ValueError):
     """A replay scenario file is invalid."""
+
+
+class NotFoundError(PymmError, LookupError):
+    """A pod or container the manager does not know (removing it, starting it)."""
+
+    def __init__(
+        self, message: str = "", *, pod_uid: str | None = None, container: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.pod_uid = pod_uid
+        self.container = container
 
 
 class AllocationError(PymmError, MemoryError):
@@ -74,24 +129,63 @@ class StateError(PymmError, ValueError):
 
 
 class CheckpointCorruptedError(StateError):
-    """The state file's checksum or structure is wrong (kubelet: ``checkpoint is corrupted``)."""
+    """The state file's checksum or structure is wrong (kubelet: ``checkpoint is corrupted``).
+
+    For a checksum mismatch, ``stored_checksum`` and ``computed_checksum`` hold both values
+    (as the kubelet's ``CorruptCheckpointError`` does); both are None when the file is not a
+    checkpoint at all (bad JSON, wrong shape).
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        stored_checksum: int | None = None,
+        computed_checksum: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.stored_checksum = stored_checksum
+        self.computed_checksum = computed_checksum
 
 
 class StateMismatchError(StateError):
     """A restored state does not fit the machine (kubelet's startup validation failed).
 
-    ``str()`` is the kubelet's text. ``details`` adds what the kubelet does not say: each field
-    that differs between the file and what its assignments imply on this machine ("node 0
-    memory total: file 16Gi, expected 15Gi"), and whether pymm's drift tolerance would keep the
-    reservations.
+    ``str()`` is the kubelet's text. ``kind`` says which check failed (``machine-state``,
+    ``unknown-node``, ``unknown-resource``, ``empty-machine-state``, ``unfit``, ``policy``);
+    ``details`` adds what the kubelet does not say: each field that differs between the file
+    and what its assignments imply on this machine ("node 0 memory total: file 16Gi,
+    expected 15Gi"); ``least_drift_tolerance`` is the smallest drift tolerance (bytes) with
+    which pymm would keep the reservations, when one would.
     """
 
-    def __init__(self, message: str, details: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        message: str = "",
+        details: Iterable[str] = (),
+        *,
+        kind: str = "machine-state",
+        least_drift_tolerance: int | None = None,
+    ) -> None:
         super().__init__(message)
+        self.kind = kind
         self.details: list[str] = list(details)
+        self.least_drift_tolerance = least_drift_tolerance
 
-    def __reduce__(self) -> tuple[type[StateMismatchError], tuple[str, list[str]]]:
-        return type(self), (str(self), self.details)
+
+class PolicyMismatchError(StateMismatchError):
+    """The state file was written by another memory-manager policy."""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        configured_policy: str | None = None,
+        stored_policy: str | None = None,
+    ) -> None:
+        super().__init__(message, kind="policy")
+        self.configured_policy = configured_policy
+        self.stored_policy = stored_policy
 
 
 class StateFileError(PymmError, OSError):
@@ -110,55 +204,50 @@ class SysfsError(PymmError, OSError):
     """The sysfs NUMA topology cannot be read."""
 
 
-# Matched against the kubelet's error text, most specific first.
-_ADVICE = (
-    (
-        "differs from state checkpoint policy",
-        "start the kubelet with the policy the file was written with, or drain the node and "
-        "delete the file",
-    ),
-    (
-        "checkpoint is corrupted",
-        "the file is damaged or was edited: restore a good copy, or drain the node and delete "
-        "the file so the kubelet writes a fresh one",
-    ),
-    (
-        "the expected machine state is different from the real one",
-        "the node's memory, hugepages or --reserved-memory differ from when the file was "
-        "written: restore them, or drain the node and delete the file (where pymm owns the "
-        "file and only node totals drifted, tolerate_drift= or --tolerate-drift keeps the "
-        "reservations)",
-    ),
-    (
-        "NUMA that does not exist",
-        "the file assigns memory on a NUMA node this machine lacks: check --machine, or drain "
-        "the node and delete the file",
-    ),
-    (
-        "memory resource that does not exist",
-        "the file assigns a memory type (hugepage size) this machine lacks: configure those "
-        "hugepages, or drain the node and delete the file",
-    ),
-    (
-        "machine state can not be empty",
-        "the file lists assignments without a machine state: drain the node and delete the file",
-    ),
-)
-
+_MISMATCH_ADVICE = {
+    "machine-state": "the node's memory, hugepages or --reserved-memory differ from when the "
+    "file was written: restore them, or drain the node and delete the file",
+    "unknown-node": "the file assigns memory on a NUMA node this machine lacks: check "
+    "--machine, or drain the node and delete the file",
+    "unknown-resource": "the file assigns a memory type (hugepage size) this machine lacks: "
+    "configure those hugepages, or drain the node and delete the file",
+    "empty-machine-state": "the file lists assignments without a machine state: drain the node "
+    "and delete the file",
+    "unfit": "the assignments do not fit this machine: check --machine and --reserved-memory",
+}
 _DEFAULT_ADVICE = "drain the node and delete the file so the kubelet writes a fresh one"
-_RESERVED_ADVICE = (
-    "fix --reserved-memory: it must name existing NUMA nodes and sum to the node's "
-    "kube-reserved + system-reserved + eviction-hard"
-)
 
 
 def advice_for(error: PymmError) -> str:
     """One line telling an operator what to do about an error at start-up (a state file that
-    does not restore, or a reserved-memory configuration the kubelet would refuse)."""
+    does not restore, or a reserved-memory configuration the kubelet would refuse). Dispatches
+    on the error's type and fields."""
     if isinstance(error, ReservedMemoryError):
-        return _RESERVED_ADVICE
-    text = str(error)
-    for needle, advice in _ADVICE:
-        if needle in text:
-            return advice
+        if error.node is not None:
+            return (
+                f"lower the reservation on NUMA node {error.node} (--reserved-memory) or check "
+                "the machine description: a node cannot reserve more than it has"
+            )
+        return (
+            "fix --reserved-memory: it must name existing NUMA nodes and sum to the node's "
+            "kube-reserved + system-reserved + eviction-hard"
+        )
+    if isinstance(error, PolicyMismatchError):
+        return (
+            f"start with the policy the file was written with ({error.stored_policy!r}), or "
+            "drain the node and delete the file"
+        )
+    if isinstance(error, CheckpointCorruptedError):
+        return (
+            "the file is damaged or was edited: restore a good copy, or drain the node and "
+            "delete the file so the kubelet writes a fresh one"
+        )
+    if isinstance(error, StateMismatchError):
+        advice = _MISMATCH_ADVICE.get(error.kind, _DEFAULT_ADVICE)
+        if error.kind == "machine-state" and error.least_drift_tolerance is not None:
+            advice += (
+                " (where pymm owns the file and only node totals drifted, tolerate_drift= or "
+                "--tolerate-drift keeps the reservations)"
+            )
+        return advice
     return _DEFAULT_ADVICE

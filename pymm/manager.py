@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 from pymm import _engine
 from pymm.errors import AdmissionError, CheckpointCorruptedError, ConfigError
@@ -43,6 +43,8 @@ ReservedMemory: TypeAlias = str | Sequence[str] | Sequence[Mapping[str, Any]] | 
 
 log = logging.getLogger("pymm")
 
+_T = TypeVar("_T")
+
 PodLike: TypeAlias = Pod | Mapping[str, Any] | _engine.Pod
 
 
@@ -51,26 +53,23 @@ def reserved_memory_config(value: ReservedMemory) -> list[dict[str, Any]]:
     the kubelet's rules and error texts."""
     if value is None:
         return []
-    if isinstance(value, str):
-        return list(_engine.parse_reserved_memory([value]))
-    items = list(value)
-    if all(isinstance(v, str) for v in items):
-        return list(_engine.parse_reserved_memory([str(v) for v in items]))
-    out: list[dict[str, Any]] = []
-    for v in items:
-        if not isinstance(v, Mapping):
-            raise ConfigError(f"reserved memory entries must all be strings or mappings, got {v!r}")
-        out.append({"numaNode": v["numaNode"], "limits": dict(v["limits"])})
-    return out
+    return list(_engine.parse_reserved_memory(value))
 
 
 def compile_pod(pod: PodLike) -> _engine.Pod:
-    """Parses and checks a pod once; admitting the compiled pod skips that work."""
+    """The engine's pod: decoded and checked once, then shared by every admission.
+
+    Takes a :class:`pymm.Pod` (already compiled when it was built), a Kubernetes Pod manifest
+    (``kind: Pod``; the API server's defaulting applies), or a mapping in the engine's shape
+    (``{"uid": ..., "containers": [...]}``).
+    """
+    if isinstance(pod, Pod):
+        return pod.compiled
     if isinstance(pod, _engine.Pod):
         return pod
-    if isinstance(pod, Pod):
-        return _engine.Pod(pod.to_dict())
-    return _engine.Pod(Pod.from_dict(pod).to_dict())
+    if isinstance(pod, Mapping) and "spec" in pod:
+        return _engine.Pod.from_manifest(pod)
+    return _engine.Pod(pod)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +112,12 @@ class Enforcement:
 class Admission:
     """The verdict of one admission. Truthy when the pod was admitted."""
 
-    __slots__ = ("_raw", "cgroup_writes", "pod_uid")
+    __slots__ = ("_placements", "_raw", "cgroup_writes", "pod_uid")
 
     def __init__(self, pod_uid: str, raw: _engine.AdmitResult) -> None:
         self.pod_uid = pod_uid
         self._raw = raw
+        self._placements: dict[str, Placement] | None = None
         #: The cgroup writes that pinned this pod (with an :class:`Enforcement`).
         self.cgroup_writes: list[Any] = []
 
@@ -136,17 +136,23 @@ class Admission:
 
     @property
     def placements(self) -> dict[str, Placement]:
-        return {
-            name: Placement(
-                name,
-                tuple(nodes) if nodes is not None else None,
-                tuple(Block(tuple(a), r, s) for a, r, s in blocks),
-            )
-            for name, nodes, blocks in self._raw.placements
-        }
+        """Container name -> where its memory sits (built once, on first use)."""
+        if self._placements is None:
+            self._placements = {
+                name: Placement(
+                    name,
+                    tuple(nodes) if nodes is not None else None,
+                    tuple(Block(tuple(a), r, s) for a, r, s in blocks),
+                )
+                for name, nodes, blocks in self._raw.placements
+            }
+        return self._placements
 
     def __getitem__(self, container: str) -> Placement:
-        return self.placements[container]
+        placements = self._placements
+        if placements is None:
+            placements = self.placements
+        return placements[container]
 
     def __bool__(self) -> bool:
         return self.admitted
@@ -187,26 +193,35 @@ class NodeUsage:
 class MemoryManager:
     """A NUMA memory manager with the kubelet's Static policy and Topology Manager.
 
+    Every argument is optional; the engine holds the one set of defaults (``mm.config`` shows
+    the effective configuration).
+
     Args:
         machine: a :class:`Machine`, a catalog name, a JSON file path, or a machine dict.
         reserved_memory: ``--reserved-memory`` text such as ``"0:memory=1Gi;1:memory=1Gi"``
             (or a list with one string per flag occurrence), or a ``reservedMemory`` list.
+            Default: 1Gi of memory on every node (what the CLI uses). The kubelet itself has
+            no default; ``reserved_memory=[]`` reproduces its refusal to start without one.
         node_allocatable: Node Allocatable's reservation per resource (kube-reserved +
             system-reserved + eviction-hard). Defaults to the sum of ``reserved_memory``, the
             only value a kubelet accepts together with it.
-        memory_policy: ``"Static"`` or ``"None"``.
-        topology_policy: ``"none"``, ``"best-effort"``, ``"restricted"``, ``"single-numa-node"``.
-        scope: ``"container"`` or ``"pod"``.
-        policy_options: Topology Manager options (``prefer-closest-numa-nodes``,
-            ``max-allowable-numa-nodes``).
-        kubelet_version: ``"latest"`` (1.32+) or ``"1.26"``.
+        memory_policy: ``"Static"`` (default) or ``"None"``.
+        topology_policy: ``"none"``, ``"best-effort"`` (default), ``"restricted"``,
+            ``"single-numa-node"``.
+        scope: ``"container"`` (default) or ``"pod"``.
+        policy_options: Topology Manager options: the kubelet's
+            (``prefer-closest-numa-nodes``, ``max-allowable-numa-nodes``) and pymm's own
+            (``numa-allocation-strategy``, ``restrict-to-cpu-numa-nodes``).
+        memory_policy_options: pymm's memory-manager options (``admit-when-fits``,
+            ``spread-hugepages``); see the README's "Placement beyond the kubelet".
+        kubelet_version: ``"latest"`` (1.32+, default) or ``"1.26"``.
         search: ``"exact"`` (the kubelet's enumeration; machines above
             ``max-allowable-numa-nodes`` are refused as the kubelet refuses them),
-            ``"bounded"`` (bounded-time search for large machines), or ``"auto"`` (exact up to
-            ``max-allowable-numa-nodes``, bounded above).
+            ``"bounded"`` (bounded-time search for large machines), or ``"auto"`` (default:
+            exact up to ``max-allowable-numa-nodes``, bounded above).
         state_dir: keep the kubelet-format state file ``memory_manager_state`` here: restored
             on start, written durably before every mutating call returns, and locked against
-            a second writer.
+            a second writer. A write that fails raises and changes nothing in memory either.
         lock_wait: with ``state_dir``, wait for the lock (True, or seconds) instead of failing.
         tolerate_drift: beyond the kubelet (the idea of KEP-6232): accept a state file whose
             node totals drifted by at most this much (e.g. ``"256Mi"`` after a reboot) when
@@ -224,12 +239,13 @@ class MemoryManager:
         *,
         reserved_memory: ReservedMemory = None,
         node_allocatable: Mapping[str, str] | None = None,
-        memory_policy: str = "Static",
-        topology_policy: str = "best-effort",
-        scope: str = "container",
-        policy_options: Mapping[str, str] | None = None,
-        kubelet_version: str = "latest",
-        search: str = "auto",
+        memory_policy: str | None = None,
+        topology_policy: str | None = None,
+        scope: str | None = None,
+        policy_options: Mapping[str, str | bool | int] | None = None,
+        memory_policy_options: Mapping[str, str | bool] | None = None,
+        kubelet_version: str | None = None,
+        search: str | None = None,
         state_dir: str | Path | None = None,
         lock_wait: bool | float = False,
         tolerate_drift: str | int | None = None,
@@ -238,17 +254,21 @@ class MemoryManager:
     ) -> None:
         self.enforcement = enforcement
         self.machine = as_machine(machine)
-        self._config: dict[str, Any] = {
+        given: dict[str, Any] = {
             "memory_policy": memory_policy,
             "topology_policy": topology_policy,
             "scope": scope,
-            "options": {k: str(v) for k, v in (policy_options or {}).items()},
+            "policy_options": dict(policy_options) if policy_options is not None else None,
+            "memory_policy_options": (
+                dict(memory_policy_options) if memory_policy_options is not None else None
+            ),
             "kubelet_version": kubelet_version,
-            "reserved_memory": reserved_memory_config(reserved_memory),
+            "reserved_memory": reserved_memory,
             "node_allocatable": dict(node_allocatable) if node_allocatable is not None else None,
             "search": search,
             "drift_tolerance": tolerate_drift,
         }
+        config = {k: v for k, v in given.items() if v is not None}
         self._store = _DurableStore(Path(state_dir), lock_wait) if state_dir is not None else None
         try:
             text = self._store.read() if self._store else None
@@ -259,22 +279,22 @@ class MemoryManager:
                 )
             self._engine = _engine.Engine(
                 self.machine.to_dict(),
-                self._config,
+                config,
                 text,
                 self.state_path or "memory_manager_state",
                 dict(rebuild_from) if rebuild_from is not None else None,
             )
+            for note in self._engine.notes:
+                log.warning("%s: %s", self.state_path or "state", note)
+            if self._store and (text is None or self._engine.notes):
+                # The kubelet writes the initial state when it finds no file; a rebased or
+                # rebuilt state is written at once so the next start needs no tolerance.
+                self._persist(force=True)
         except BaseException:
             # A manager that failed to open must not keep the directory locked.
             if self._store:
                 self._store.close()
             raise
-        for note in self._engine.notes:
-            log.warning("%s: %s", self.state_path or "state", note)
-        if self._store and (text is None or self._engine.notes):
-            # The kubelet writes the initial state when it finds no file; a rebased or
-            # rebuilt state is written at once so the next start needs no tolerance.
-            self._persist(force=True)
 
     # -- properties ---------------------------------------------------------------------
 
@@ -293,9 +313,24 @@ class MemoryManager:
 
     @property
     def config(self) -> dict[str, Any]:
-        return dict(self._config)
+        """The effective configuration (every default filled in), in the engine's keys."""
+        return self._engine.config
 
     # -- operations ---------------------------------------------------------------------
+
+    def _durably(self, change: Callable[[], _T]) -> _T:
+        """Runs ``change`` on the engine and persists the result; if the write fails, the
+        engine is rolled back, so memory never holds what the caller is told did not happen."""
+        if self._store is None:
+            return change()
+        snapshot = self._engine.snapshot()
+        try:
+            result = change()
+            self._persist()
+        except BaseException:
+            self._engine.rollback(snapshot)
+            raise
+        return result
 
     def admit(
         self,
@@ -307,23 +342,46 @@ class MemoryManager:
     ) -> Admission:
         """Topology-manager admission of a pod, then (by default) starting its containers.
 
-        ``hints`` adds hint providers of the caller's own (CPU, devices): each is
-        ``{"name": str, "containers": {name: {resource: [hint...] | None}}, "pod": {...}}``
-        where a hint is ``{"affinity": [node ids] | None, "preferred": bool}``.
+        ``pod`` is a :class:`pymm.Pod`, a Kubernetes Pod manifest (a mapping with ``spec``),
+        or a compiled pod (:func:`compile_pod`). ``hints`` adds hint providers of the
+        caller's own (CPU, devices): each is ``{"name": str, "containers": {name: {resource:
+        [hint...] | None}}, "pod": {...}}`` where a hint is ``{"affinity": [node ids] | None,
+        "preferred": bool}``.
         """
         compiled = compile_pod(pod)
-        raw = self._engine.admit(compiled, list(hints) if hints else None, trace)
-        if raw.admit and start:
-            self._engine.start_pod(compiled.uid)
-        self._persist()
+        extra = list(hints) if hints else None
+        raw = self._durably(lambda: self._engine.admit(compiled, extra, trace, start))
         admission = Admission(compiled.uid, raw)
         if self.enforcement and raw.admit and start:
-            # The reservation is durable first: a failed pin raises CgroupError with the
-            # reservation kept, so the caller can retry the pin or remove the pod.
-            for name, placement in admission.placements.items():
-                if placement.cpuset_mems is not None:
-                    admission.cgroup_writes += self._pin(compiled.uid, name, placement.cpuset_mems)
+            self._pin_admission(admission)
         return admission
+
+    def admit_many(
+        self,
+        pods: Iterable[PodLike],
+        *,
+        start: bool = True,
+    ) -> list[Admission]:
+        """Admits pods in order with one durable write for the whole batch (an agent
+        admitting its pods at start-up). If the write fails, none of them is admitted."""
+        compiled = [compile_pod(p) for p in pods]
+
+        def run() -> list[_engine.AdmitResult]:
+            return [self._engine.admit(c, None, False, start) for c in compiled]
+
+        admissions = [Admission(c.uid, r) for c, r in zip(compiled, self._durably(run), strict=True)]
+        if self.enforcement and start:
+            for a in admissions:
+                if a.admitted:
+                    self._pin_admission(a)
+        return admissions
+
+    def _pin_admission(self, admission: Admission) -> None:
+        # The reservation is durable first: a failed pin raises CgroupError with the
+        # reservation kept, so the caller can retry the pin or remove the pod.
+        for name, placement in admission.placements.items():
+            if placement.cpuset_mems is not None:
+                admission.cgroup_writes += self._pin(admission.pod_uid, name, placement.cpuset_mems)
 
     def _pin(self, pod_uid: str, container: str, mems: str | None) -> list[Any]:
         e = self.enforcement
@@ -346,29 +404,44 @@ class MemoryManager:
 
     def start(self, pod_uid: str) -> None:
         """Starts an admitted pod's containers (``admit(..., start=False)`` defers this)."""
-        self._engine.start_pod(pod_uid)
-        self._persist()
+        self._durably(lambda: self._engine.start_pod(pod_uid))
 
-    def remove(self, pod_uid: str, container: str | None = None) -> None:
-        """Releases one container's memory, or (without ``container``) the whole pod's."""
-        pinned = []
-        if self.enforcement:
-            entries = self.state.get("entries", {}).get(pod_uid, {})
-            pinned = [c for c in entries if container is None or c == container]
-        if container is None:
-            self._engine.release_pod(pod_uid)
-        else:
-            self._engine.remove_container(pod_uid, container)
-        self._persist()
+    def remove(self, pod_uid: str, container: str | None = None, *, missing_ok: bool = False) -> None:
+        """Releases one container's memory, or (without ``container``) the whole pod's.
+
+        An unknown pod or container raises :class:`~pymm.errors.NotFoundError` (a
+        ``LookupError``) unless ``missing_ok`` (the kubelet itself ignores them).
+        """
+        pinned = self._pinned(pod_uid, container)
+        self._durably(lambda: self._engine.remove(pod_uid, container, missing_ok))
         for name in pinned:
             self._pin(pod_uid, name, None)
+
+    def remove_many(self, pod_uids: Iterable[str], *, missing_ok: bool = False) -> None:
+        """Releases whole pods with one durable write; if it fails, none is released."""
+        uids = list(pod_uids)
+        pinned = {uid: self._pinned(uid, None) for uid in uids}
+
+        def run() -> None:
+            for uid in uids:
+                self._engine.remove(uid, None, missing_ok)
+
+        self._durably(run)
+        for uid, names in pinned.items():
+            for name in names:
+                self._pin(uid, name, None)
+
+    def _pinned(self, pod_uid: str, container: str | None) -> list[str]:
+        if not self.enforcement:
+            return []
+        entries = self.state.get("entries", {}).get(pod_uid, {})
+        return [c for c in entries if container is None or c == container]
 
     def stop_pod(self, pod_uid: str) -> None:
         """The kubelet's view of a pod going away: each started container stops and
         releases its memory, and the pod is no longer active. Containers that never started
         keep their reservation until the next admission removes it as stale."""
-        self._engine.remove_pod(pod_uid)
-        self._persist()
+        self._durably(lambda: self._engine.remove_pod(pod_uid))
 
     def restart(
         self,
@@ -379,20 +452,29 @@ class MemoryManager:
     ) -> None:
         """Rebuilds the manager from its state file (or current state without one), as a
         kubelet restart does, possibly with a changed machine or reservation. Running
-        containers stay known. Raises the kubelet's startup errors."""
-        config = dict(self._config)
+        containers stay known. Raises the kubelet's startup errors, and changes nothing then."""
+        config = self.config
         if reserved_memory is not None:
-            config["reserved_memory"] = reserved_memory_config(reserved_memory)
+            config["reserved_memory"] = reserved_memory
         if node_allocatable is not None:
             config["node_allocatable"] = dict(node_allocatable)
         new_machine = as_machine(machine) if machine is not None else self.machine
-        text = self._store.read() if self._store else self._engine.checkpoint()
+        text = self._store.read() if self._store else None
         if text is None:
             text = self._engine.checkpoint()
-        self._engine.restart(
-            text, self.state_path or "memory_manager_state", new_machine.to_dict(), config
-        )
-        self.machine, self._config = new_machine, config
+        path = self.state_path or "memory_manager_state"
+        self._durably(lambda: self._engine.restart(text, path, new_machine.to_dict(), config))
+        self.machine = new_machine
+
+    def copy(self) -> MemoryManager:
+        """An independent in-memory copy of this manager (no state directory, no
+        enforcement): for what-if questions without touching the real state."""
+        other = MemoryManager.__new__(MemoryManager)
+        other.enforcement = None
+        other.machine = self.machine
+        other._store = None
+        other._engine = self._engine.copy()
+        return other
 
     # -- views --------------------------------------------------------------------------
 
@@ -448,9 +530,10 @@ class MemoryManager:
         return iter(self.usage())
 
     def __repr__(self) -> str:
+        c = self.config
         return (
-            f"<MemoryManager {self.machine.name!r} {self._config['memory_policy']}/"
-            f"{self._config['topology_policy']}/{self._config['scope']}"
+            f"<MemoryManager {self.machine.name!r} {c['memory_policy']}/"
+            f"{c['topology_policy']}/{c['scope']}"
             f"{' state=' + str(self.state_path) if self._store else ''}>"
         )
 

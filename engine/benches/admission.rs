@@ -4,15 +4,11 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use pymm_engine::hints::{calculate_hints, provider_answer};
 use pymm_engine::machine::Machine;
-use pymm_engine::manager::{Config, Manager, Scope, Search};
+use pymm_engine::manager::{Config, Manager, Search};
 use pymm_engine::nodemask::NodeMask;
-use pymm_engine::quantity::Quantity;
 use pymm_engine::request::{container_requested, Pod};
-use pymm_engine::reserved::MemoryReservation;
 use pymm_engine::topology::{policy_merge, MergeContext, Policy};
-use pymm_engine::version::KubeletVersion;
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::hint::black_box;
 
 fn machine(n: usize) -> Machine {
@@ -22,35 +18,18 @@ fn machine(n: usize) -> Machine {
                         "hugepages": [{"page_size_kib": 2048, "num_pages": 2048}]})
         })
         .collect();
-    serde_json::from_value(json!({"name": format!("n{n}"), "nodes": nodes})).expect("machine")
+    Machine::from_value(&json!({"name": format!("n{n}"), "nodes": nodes})).expect("machine")
 }
 
 fn manager(n: usize, search: Search) -> Manager {
-    let reserved = (0..n as i32)
-        .map(|i| MemoryReservation {
-            numa_node: i,
-            limits: [(
-                "memory".to_string(),
-                (Quantity::parse("1Gi").expect("qty"), "1Gi".to_string()),
-            )]
-            .into(),
-        })
-        .collect();
-    let mut options = BTreeMap::new();
-    if search == Search::Exact && n > 8 {
-        options.insert("max-allowable-numa-nodes".to_string(), n.to_string());
-    }
-    let config = Config {
-        memory_policy: "Static".into(),
+    let mut config = Config {
         topology_policy: Policy::BestEffort,
-        scope: Scope::Container,
-        options,
-        version: KubeletVersion::Latest,
-        reserved,
-        node_allocatable: None,
         search,
-        drift_tolerance: None,
+        ..Config::default()
     };
+    if search == Search::Exact && n > 8 {
+        config.topology_options.max_allowable_numa_nodes = n;
+    }
     let mut m = Manager::new(machine(n), config, None, "bench").expect("manager");
     for (i, mem) in ["100Gi", "2Gi", "2Gi", "2Gi"].iter().enumerate() {
         let p = pod(&format!("placed-{i}"), mem);
@@ -94,15 +73,15 @@ fn hint_lists(c: &mut Criterion) {
         let req = container_requested(&p.containers[0]).expect("req");
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
-                calculate_hints(&m.state().machine_state, black_box(&req), None, &m.id_map())
+                calculate_hints(&m.state().machine_state, black_box(&req), None, m.id_map())
                     .expect("hints")
             })
         });
         let hints =
-            calculate_hints(&m.state().machine_state, &req, None, &m.id_map()).expect("hints");
+            calculate_hints(&m.state().machine_state, &req, None, m.id_map()).expect("hints");
         let answer = provider_answer(&["hugepages-2Mi".into(), "memory".into()], hints);
         let ctx = MergeContext {
-            default: NodeMask::new(0..n as i64).expect("mask"),
+            default: NodeMask::from_positions(0..n as i64).expect("mask"),
             closest: None,
         };
         g.bench_with_input(BenchmarkId::new("merge of two lists", n), &n, |b, _| {
@@ -124,7 +103,7 @@ fn hint_lists_empty_machine(c: &mut Criterion) {
         let req = container_requested(&p.containers[0]).expect("req");
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
-                calculate_hints(&m.state().machine_state, black_box(&req), None, &m.id_map())
+                calculate_hints(&m.state().machine_state, black_box(&req), None, m.id_map())
                     .expect("hints")
             })
         });

@@ -240,7 +240,7 @@ pub fn entries_json(entries: &Assignments) -> String {
 }
 
 fn corrupt(msg: impl Into<String>) -> EngineError {
-    EngineError::CorruptCheckpoint(msg.into())
+    EngineError::corrupt(msg)
 }
 
 /// Go's decoder matches field names case-insensitively; an exact match wins.
@@ -414,8 +414,23 @@ pub struct Checkpoint {
 }
 
 /// Decodes a state file and verifies its checksum. Errors carry the kubelet's inner texts
-/// (`unexpected end of JSON input`, `checkpoint is corrupted`).
+/// (`unexpected end of JSON input`, `checkpoint is corrupted`); a checksum mismatch carries
+/// both checksums.
 pub fn decode(text: &str) -> Result<Checkpoint> {
+    let cp = decode_unverified(text)?;
+    let computed = u64::from(checksum(&cp.policy_name, &cp.state));
+    if computed != cp.checksum {
+        return Err(EngineError::CorruptCheckpoint {
+            message: "checkpoint is corrupted".into(),
+            stored: Some(cp.checksum),
+            computed: Some(computed),
+        });
+    }
+    Ok(cp)
+}
+
+/// Decodes a state file without checking its checksum (`checksum` is the stored one).
+pub fn decode_unverified(text: &str) -> Result<Checkpoint> {
     let v: Value = serde_json::from_str(text).map_err(|e| {
         if e.is_eof() {
             corrupt("unexpected end of JSON input")
@@ -447,9 +462,6 @@ pub fn decode(text: &str) -> Result<Checkpoint> {
         machine_state,
         entries,
     };
-    if u64::from(checksum(&policy_name, &state)) != stored {
-        return Err(corrupt("checkpoint is corrupted"));
-    }
     Ok(Checkpoint {
         policy_name,
         state,
@@ -457,28 +469,28 @@ pub fn decode(text: &str) -> Result<Checkpoint> {
     })
 }
 
-/// The kubelet's wrapping of a restore error.
-pub fn restore_error(inner: &EngineError, path: &str) -> EngineError {
+/// The kubelet's wrapping of a restore error; the error keeps its type and data.
+pub fn restore_error(inner: EngineError, path: &str) -> EngineError {
     let msg = format!(
         "could not restore state from checkpoint: {}, please drain this node and delete the memory manager checkpoint file {path:?} before restarting Kubelet",
         inner.message()
     );
-    match inner {
-        EngineError::CorruptCheckpoint(_) => EngineError::CorruptCheckpoint(msg),
-        EngineError::StateMismatch(_, details) => EngineError::StateMismatch(msg, details.clone()),
-        _ => EngineError::mismatch(msg),
-    }
+    inner.with_message(msg)
 }
 
 /// `NewCheckpointState` minus the file I/O: decode, verify, compare the policy name.
 pub fn restore(text: &str, configured_policy: &str, path: &str) -> Result<State> {
-    let cp = decode(text).map_err(|e| restore_error(&e, path))?;
+    let cp = decode(text).map_err(|e| restore_error(e, path))?;
     if cp.policy_name != configured_policy {
-        let e = EngineError::mismatch(format!(
-            "[memorymanager] configured policy {configured_policy:?} differs from state checkpoint policy {:?}",
-            cp.policy_name
-        ));
-        return Err(restore_error(&e, path));
+        let e = EngineError::PolicyMismatch {
+            message: format!(
+                "[memorymanager] configured policy {configured_policy:?} differs from state checkpoint policy {:?}",
+                cp.policy_name
+            ),
+            configured: configured_policy.to_string(),
+            stored: cp.policy_name.clone(),
+        };
+        return Err(restore_error(e, path));
     }
     Ok(cp.state)
 }

@@ -105,19 +105,23 @@ fn capacity_lower_bound(f: &Flat, wants: &[u64]) -> Option<usize> {
 fn flatten(ms: &MachineState, resources: &[&str], map: &IdMap) -> Result<Flat> {
     let ids: Vec<i64> = ms.keys().copied().collect();
     if ids.len() > crate::nodemask::MAX_NODES {
-        return Err(EngineError::Machine(format!(
-            "{} NUMA nodes is more than the {} pymm supports",
-            ids.len(),
-            crate::nodemask::MAX_NODES
-        )));
+        return Err(EngineError::machine(
+            None,
+            format!(
+                "{} NUMA nodes is more than the {} pymm supports",
+                ids.len(),
+                crate::nodemask::MAX_NODES
+            ),
+        ));
     }
     let remap: Vec<usize> = ids
         .iter()
         .map(|id| {
             map.position(*id).ok_or_else(|| {
-                EngineError::mismatch(format!(
-                    "[pymm] the state has NUMA node {id}, which the machine does not have"
-                ))
+                EngineError::mismatch(
+                    crate::error::MismatchKind::UnknownNode,
+                    format!("[pymm] the state has NUMA node {id}, which the machine does not have"),
+                )
             })
         })
         .collect::<Result<_>>()?;
@@ -175,7 +179,7 @@ fn flatten(ms: &MachineState, resources: &[&str], map: &IdMap) -> Result<Flat> {
 fn sum_bits(values: &[u64], mut m: u128) -> u64 {
     let mut s = 0u64;
     while m != 0 {
-        s = s.wrapping_add(values[m.trailing_zeros() as usize]);
+        s = s.saturating_add(values[m.trailing_zeros() as usize]);
         m &= m - 1;
     }
     s
@@ -262,9 +266,9 @@ pub fn calculate_hints_to(
                 pmask[j + 1] = pmask[j] | 1 << p;
                 for r in 0..r_count {
                     palloc[(j + 1) * r_count + r] =
-                        palloc[j * r_count + r].wrapping_add(f.alloc[r][p]);
+                        palloc[j * r_count + r].saturating_add(f.alloc[r][p]);
                     pfree[(j + 1) * r_count + r] =
-                        pfree[j * r_count + r].wrapping_add(f.free[r][p]);
+                        pfree[j * r_count + r].saturating_add(f.free[r][p]);
                 }
                 if k > 1 && f.rejects_prefix(pmask[j + 1], k) {
                     pruned_at = Some(j);
@@ -280,8 +284,8 @@ pub fn calculate_hints_to(
                         continue;
                     }
                     for r in 0..r_count {
-                        sum_a[r] = palloc[base + r].wrapping_add(f.alloc[r][p]);
-                        sum_f[r] = pfree[base + r].wrapping_add(f.free[r][p]);
+                        sum_a[r] = palloc[base + r].saturating_add(f.alloc[r][p]);
+                        sum_f[r] = pfree[base + r].saturating_add(f.free[r][p]);
                     }
                     if let (_, Some(ids)) = c.check_sums(m, &sum_a[..r_count], &sum_f[..r_count]) {
                         hints.push(TopologyHint::new(ids, k == min_size));
@@ -385,7 +389,7 @@ impl<'a> Checker<'a> {
                 .and_then(|x| x.get(self.resources[r]))
                 .copied()
                 .unwrap_or(0);
-            if free[r].wrapping_add(extra) < *want {
+            if free[r].saturating_add(extra) < *want {
                 return (true, None);
             }
         }

@@ -31,12 +31,16 @@
 //! writes, locking) is the Python package's job; the engine produces and checks the bytes.
 
 pub mod checkpoint;
+pub mod config;
+pub mod decode;
 pub mod error;
 pub mod hints;
+pub mod inspect;
 pub mod machine;
 pub mod manager;
 pub mod nodemask;
 pub mod policy;
+pub mod provider;
 pub mod quantity;
 pub mod request;
 pub mod reserved;

@@ -3,97 +3,23 @@
 //! Allocate for replay and debugging.
 
 use crate::checkpoint;
+pub use crate::config::{Config, MemoryPolicyName, Scope, Search};
 use crate::error::{EngineError, Result};
 use crate::hints::{Bounds, Extent, ProviderHints, TopologyHint};
 use crate::machine::Machine;
 use crate::nodemask::IdMap;
 use crate::policy::{MemoryPolicy, NonePolicy, StaticPolicy};
+pub use crate::provider::ExtraProvider;
+use crate::quantity::Format;
 use crate::quantity::{bytes_text, Quantity};
 use crate::request::{Container, Pod};
 use crate::reserved::{
     get_system_reserved, sum_of_reservations, MemoryReservation, SystemReserved,
 };
 use crate::state::{Assignments, Block, State};
-use crate::topology::{policy_merge, MergeContext, Policy, PolicyOptions};
-use crate::version::KubeletVersion;
+use crate::topology::{policy_merge, MergeContext, Policy};
 use std::collections::{BTreeMap, HashMap};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    Container,
-    Pod,
-}
-
-impl Scope {
-    pub fn parse(s: &str) -> Result<Scope> {
-        match s {
-            "container" => Ok(Scope::Container),
-            "pod" => Ok(Scope::Pod),
-            other => Err(EngineError::Config(format!(
-                "unknown topology manager scope {other:?} (expected container or pod)"
-            ))),
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Container => "container",
-            Scope::Pod => "pod",
-        }
-    }
-}
-
-/// How hints are searched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Search {
-    /// The kubelet's enumeration (answers identical to the kubelet; machines above
-    /// `max-allowable-numa-nodes` are refused, as the kubelet refuses them).
-    Exact,
-    /// Bounded-time search (see [`crate::hints::calculate_hints_bounded`]).
-    Bounded,
-    /// Exact up to `max-allowable-numa-nodes`, bounded above.
-    #[default]
-    Auto,
-}
-
-impl Search {
-    pub fn parse(s: &str) -> Result<Search> {
-        match s {
-            "exact" => Ok(Search::Exact),
-            "bounded" => Ok(Search::Bounded),
-            "auto" => Ok(Search::Auto),
-            other => Err(EngineError::Config(format!(
-                "unknown search {other:?} (expected exact, bounded or auto)"
-            ))),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// `Static` or `None`.
-    pub memory_policy: String,
-    pub topology_policy: Policy,
-    pub scope: Scope,
-    pub options: BTreeMap<String, String>,
-    pub version: KubeletVersion,
-    pub reserved: Vec<MemoryReservation>,
-    /// kube-reserved + system-reserved + eviction-hard; `None` means "consistent with the
-    /// reservations" (their per-resource sum).
-    pub node_allocatable: Option<BTreeMap<String, Quantity>>,
-    pub search: Search,
-    /// Beyond the kubelet: accept a restored state whose node totals drifted by at most this
-    /// many bytes (after a reboot) when every assignment still fits; the totals are rebased.
-    pub drift_tolerance: Option<u64>,
-}
-
-/// Hints from a provider other than the memory manager (a CPU or device manager of the
-/// caller's): per container for container scope, and one answer for pod scope.
-#[derive(Debug, Clone, Default)]
-pub struct ExtraProvider {
-    pub name: String,
-    pub containers: BTreeMap<String, ProviderHints>,
-    pub pod: ProviderHints,
-}
+use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub struct HintCall {
@@ -133,8 +59,14 @@ impl AdmitResult {
 pub const TOPOLOGY_AFFINITY_ERROR: &str = "TopologyAffinityError";
 pub const UNEXPECTED_ADMISSION_ERROR: &str = "UnexpectedAdmissionError";
 
+/// A copy of a manager, to undo an operation whose durable write failed
+/// ([`Manager::snapshot`], [`Manager::rollback`]).
+pub struct Snapshot(Box<Manager>);
+
 pub struct Manager {
     machine: Machine,
+    /// Node ids <-> node-set positions, built once.
+    map: IdMap,
     config: Config,
     ctx: MergeContext,
     policy: Box<dyn MemoryPolicy>,
@@ -143,9 +75,30 @@ pub struct Manager {
     store: HashMap<(String, String), TopologyHint>,
     /// container id -> (pod uid, container name)
     container_map: BTreeMap<String, (String, String)>,
-    active: BTreeMap<String, Pod>,
+    active: BTreeMap<String, Arc<Pod>>,
     /// What start-up accepted beyond the kubelet's rules (drift rebased, state rebuilt).
     notes: Vec<String>,
+}
+
+/// The reservation when none is configured: 1Gi of memory on every node, as the CLI has
+/// always used. (The kubelet has no default: its Static policy refuses to start without one,
+/// which an explicit empty `reserved_memory` reproduces.)
+pub const DEFAULT_RESERVED_PER_NODE: u64 = 1 << 30;
+
+/// The reservations in effect: the configured ones, or [`DEFAULT_RESERVED_PER_NODE`].
+pub fn effective_reservations(machine: &Machine, config: &Config) -> Vec<MemoryReservation> {
+    if let Some(r) = &config.reserved {
+        return r.clone();
+    }
+    let q = Quantity::from_bytes(DEFAULT_RESERVED_PER_NODE, Format::BinarySI);
+    machine
+        .nodes
+        .iter()
+        .map(|n| MemoryReservation {
+            numa_node: n.id as i32,
+            limits: [("memory".to_string(), (q, q.to_string()))].into(),
+        })
+        .collect()
 }
 
 fn build_policy(
@@ -153,14 +106,15 @@ fn build_policy(
     config: &Config,
     bounded: bool,
 ) -> Result<(Box<dyn MemoryPolicy>, SystemReserved)> {
-    match config.memory_policy.as_str() {
-        "None" => Ok((Box::new(NonePolicy), SystemReserved::new())),
-        "Static" => {
+    match config.memory_policy {
+        MemoryPolicyName::None => Ok((Box::new(NonePolicy), SystemReserved::new())),
+        MemoryPolicyName::Static => {
+            let reserved = effective_reservations(machine, config);
             let node_alloc = config
                 .node_allocatable
                 .clone()
-                .unwrap_or_else(|| sum_of_reservations(&config.reserved));
-            let sr = get_system_reserved(machine, &node_alloc, &config.reserved)?;
+                .unwrap_or_else(|| sum_of_reservations(&reserved));
+            let sr = get_system_reserved(machine, &node_alloc, &reserved)?;
             let bounds = bounded.then(|| Bounds {
                 distances: machine.distances.clone(),
                 ..Bounds::default()
@@ -169,16 +123,12 @@ fn build_policy(
                 StaticPolicy::new(machine.clone(), sr.clone(), config.version)?.with_bounds(bounds);
             Ok((Box::new(p), sr))
         }
-        "BestEffort" => Err(EngineError::Config(
-            "policy \"BestEffort\" is not available for platform \"linux\"".into(),
-        )),
-        other => Err(EngineError::Config(format!("unknown policy: {other:?}"))),
     }
 }
 
 /// The merge context, and whether hints are searched in bounded mode.
 fn merge_context(machine: &Machine, config: &Config) -> Result<(MergeContext, bool)> {
-    let opts = PolicyOptions::parse(&config.options, config.version.has_max_allowable_option())?;
+    let opts = &config.topology_options;
     let n = machine.nodes.len();
     let above = n > opts.max_allowable_numa_nodes;
     let bounded = match config.search {
@@ -187,7 +137,7 @@ fn merge_context(machine: &Machine, config: &Config) -> Result<(MergeContext, bo
         Search::Auto => above,
     };
     if config.search == Search::Exact && config.topology_policy != Policy::None && above {
-        return Err(EngineError::Config(format!(
+        return Err(EngineError::config(format!(
             "unsupported on machines with more than {} NUMA Nodes",
             opts.max_allowable_numa_nodes
         )));
@@ -196,8 +146,8 @@ fn merge_context(machine: &Machine, config: &Config) -> Result<(MergeContext, bo
     let closest = if opts.prefer_closest_numa_nodes {
         // Distances by node position, as node sets are (machine rows are in id order).
         let Some(d) = &machine.distances else {
-            return Err(EngineError::Config(
-                "cannot discover NUMA topology: error getting NUMA distances from cadvisor".into(),
+            return Err(EngineError::config(
+                "cannot discover NUMA topology: error getting NUMA distances from cadvisor",
             ));
         };
         Some(d.clone())
@@ -211,18 +161,49 @@ fn merge_context(machine: &Machine, config: &Config) -> Result<(MergeContext, bo
 /// when the node totals only drifted (`least`: the tolerance that would be needed).
 fn with_drift_hint(e: EngineError, least: Option<u64>, config: &Config) -> EngineError {
     match (e, least) {
-        (EngineError::StateMismatch(message, mut details), Some(least)) => {
+        (
+            EngineError::StateMismatch {
+                message,
+                kind,
+                mut details,
+                ..
+            },
+            Some(least),
+        ) => {
             let configured = match config.drift_tolerance {
                 Some(t) => format!(" (the configured tolerance is {})", bytes_text(t)),
                 None => String::new(),
             };
-            let least = bytes_text(least);
+            let text = bytes_text(least);
             details.push(format!(
-                "beyond the kubelet: node totals drifted by at most {least} and every assignment still fits; a drift tolerance of at least {least} keeps the reservations and rebases the totals{configured}"
+                "beyond the kubelet: node totals drifted by at most {text} and every assignment still fits; a drift tolerance of at least {text} keeps the reservations and rebases the totals{configured}"
             ));
-            EngineError::StateMismatch(message, details)
+            EngineError::StateMismatch {
+                message,
+                kind,
+                details,
+                least_drift: Some(least),
+            }
         }
         (e, _) => e,
+    }
+}
+
+impl Clone for Manager {
+    fn clone(&self) -> Manager {
+        Manager {
+            machine: self.machine.clone(),
+            map: self.map.clone(),
+            config: self.config.clone(),
+            ctx: self.ctx.clone(),
+            policy: self.policy.clone_box(),
+            state: self.state.clone(),
+            system_reserved: self.system_reserved.clone(),
+            store: self.store.clone(),
+            container_map: self.container_map.clone(),
+            active: self.active.clone(),
+            notes: self.notes.clone(),
+        }
     }
 }
 
@@ -246,7 +227,9 @@ impl Manager {
         let mut notes = Vec::new();
         if let Err(e) = policy.start(&mut state) {
             let rebased = match (&e, config.drift_tolerance) {
-                (EngineError::StateMismatch(..), Some(tol)) => policy.tolerate_drift(&state, tol),
+                (EngineError::StateMismatch { .. }, Some(tol)) => {
+                    policy.tolerate_drift(&state, tol)
+                }
                 _ => None,
             };
             let Some(ms) = rebased else {
@@ -263,7 +246,9 @@ impl Manager {
             ));
             state.machine_state = ms;
         }
+        let map = IdMap::new(machine.node_ids().map(i64::from).collect())?;
         let mut m = Manager {
+            map,
             machine,
             config,
             ctx,
@@ -323,9 +308,69 @@ impl Manager {
                 containers,
                 init_containers: vec![],
                 pod_level_resources: false,
+                annotations: BTreeMap::new(),
             };
-            self.active.insert(uid.clone(), pod);
+            self.active.insert(uid.clone(), Arc::new(pod));
         }
+    }
+
+    /// The whole manager as it is now. A caller that persists the state takes one before
+    /// each operation and rolls back to it when the write fails, so that memory never holds
+    /// what the caller was told did not happen (the state file is written whole at every
+    /// operation, so copying the state costs no more than writing it).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot(Box::new(self.clone()))
+    }
+
+    pub fn rollback(&mut self, s: Snapshot) {
+        *self = *s.0;
+    }
+
+    /// Releases one container, or (without `container`) every container of the pod, whether
+    /// they started or not. Unknown pods and containers are an error unless `missing_ok`
+    /// (the kubelet itself ignores them).
+    pub fn remove(
+        &mut self,
+        pod_uid: &str,
+        container: Option<&str>,
+        missing_ok: bool,
+    ) -> Result<()> {
+        let in_state = self.state.entries.get(pod_uid);
+        let active = self.active.get(pod_uid);
+        let known = match container {
+            None => in_state.is_some() || active.is_some(),
+            Some(c) => {
+                in_state.is_some_and(|m| m.contains_key(c))
+                    || active.is_some_and(|p| p.container(c).is_some())
+            }
+        };
+        if !known {
+            if missing_ok {
+                return Ok(());
+            }
+            let message = match container {
+                None => format!(
+                    "pod {pod_uid:?} is not known to this manager: it has no memory assignment and was not admitted"
+                ),
+                Some(c) if in_state.is_some() || active.is_some() => {
+                    format!("pod {pod_uid:?} has no container {c:?}")
+                }
+                Some(_) => format!("pod {pod_uid:?} is not known to this manager"),
+            };
+            return Err(EngineError::NotFound {
+                message,
+                pod: pod_uid.to_string(),
+                container: container.map(str::to_string),
+            });
+        }
+        match container {
+            None => self.release_pod(pod_uid),
+            Some(c) => {
+                self.policy.remove_container(&mut self.state, pod_uid, c);
+                self.container_map.remove(&container_id(pod_uid, c));
+            }
+        }
+        Ok(())
     }
 
     /// A restart: a new manager from the state file, keeping the running containers.
@@ -349,8 +394,8 @@ impl Manager {
         &self.machine
     }
     /// Node ids <-> positions of the node sets in hints.
-    pub fn id_map(&self) -> IdMap {
-        IdMap::new(self.machine.node_ids().map(i64::from).collect()).unwrap_or_default()
+    pub fn id_map(&self) -> &IdMap {
+        &self.map
     }
     pub fn config(&self) -> &Config {
         &self.config
@@ -365,7 +410,7 @@ impl Manager {
         self.policy.name()
     }
     pub fn active_pods(&self) -> impl Iterator<Item = &Pod> {
-        self.active.values()
+        self.active.values().map(|p| &**p)
     }
 
     /// The state file as the kubelet would write it now.
@@ -553,6 +598,17 @@ impl Manager {
     /// pod becomes active; a rejected pod's partial allocations stay until the next admission
     /// removes them as stale, as in the kubelet.
     pub fn admit(&mut self, pod: &Pod, extra: &[ExtraProvider], trace: bool) -> AdmitResult {
+        self.admit_shared(&Arc::new(pod.clone()), extra, trace)
+    }
+
+    /// [`Manager::admit`] of a pod the caller keeps (no copy is made).
+    pub fn admit_shared(
+        &mut self,
+        shared: &Arc<Pod>,
+        extra: &[ExtraProvider],
+        trace: bool,
+    ) -> AdmitResult {
+        let pod: &Pod = shared;
         let mut out = AdmitResult {
             admit: true,
             reason: None,
@@ -600,7 +656,7 @@ impl Manager {
                 }
             }
         }
-        self.active.insert(pod.uid.clone(), pod.clone());
+        self.active.insert(pod.uid.clone(), Arc::clone(shared));
         out
     }
 
@@ -631,7 +687,11 @@ impl Manager {
             .active
             .get(pod_uid)
             .cloned()
-            .ok_or_else(|| EngineError::Pod(format!("pod {pod_uid:?} is not admitted")))?;
+            .ok_or_else(|| EngineError::NotFound {
+                message: format!("pod {pod_uid:?} is not admitted"),
+                pod: pod_uid.to_string(),
+                container: None,
+            })?;
         for c in pod.all_containers() {
             let id = container_id(pod_uid, &c.name);
             self.add_container(&pod, &c.name, &id);
@@ -718,7 +778,10 @@ impl Manager {
         );
     }
     pub fn set_active(&mut self, pods: Vec<Pod>) {
-        self.active = pods.into_iter().map(|p| (p.uid.clone(), p)).collect();
+        self.active = pods
+            .into_iter()
+            .map(|p| (p.uid.clone(), Arc::new(p)))
+            .collect();
     }
 }
 

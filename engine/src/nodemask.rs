@@ -1,7 +1,10 @@
 //! Sets of NUMA nodes, with the kubelet's `bitmask` semantics: "narrower" means fewer nodes and
 //! then a lower numeric value, and masks are enumerated by size and then lexicographically.
-//! Bit `i` is the `i`-th node of the machine in id order ([`IdMap`]), which is node id `i` on
-//! the dense ids the kubelet's bitmask assumes.
+//!
+//! A [`NodeMask`] holds node *positions*: bit `i` is the `i`-th node of the machine in id order.
+//! Node *ids* (what a user sees: sparse, up to 1023) are plain integers outside the engine's
+//! core, and [`IdMap`] is the only way between the two. On the dense ids `0..n` the kubelet's
+//! bitmask assumes, position `i` is id `i`.
 
 use crate::error::{EngineError, Result};
 use std::fmt;
@@ -16,15 +19,17 @@ pub struct NodeMask(u128);
 impl NodeMask {
     pub const EMPTY: NodeMask = NodeMask(0);
 
-    pub fn new<I: IntoIterator<Item = i64>>(ids: I) -> Result<NodeMask> {
+    /// The set of the given positions (not ids: see [`IdMap::mask`] for those).
+    pub fn from_positions<I: IntoIterator<Item = i64>>(positions: I) -> Result<NodeMask> {
         let mut m = 0u128;
-        for id in ids {
-            if !(0..=MAX_NODE_ID as i64).contains(&id) {
-                return Err(EngineError::Machine(format!(
-                    "bit number must be in range 0-{MAX_NODE_ID}"
-                )));
+        for p in positions {
+            if !(0..=MAX_NODE_ID as i64).contains(&p) {
+                return Err(EngineError::machine(
+                    None,
+                    format!("bit number must be in range 0-{MAX_NODE_ID}"),
+                ));
             }
-            m |= 1 << id;
+            m |= 1 << p;
         }
         Ok(NodeMask(m))
     }
@@ -47,8 +52,8 @@ impl NodeMask {
     pub const fn or(self, o: NodeMask) -> NodeMask {
         NodeMask(self.0 | o.0)
     }
-    pub const fn is_set(self, id: u32) -> bool {
-        id <= MAX_NODE_ID && self.0 & (1 << id) != 0
+    pub const fn has(self, position: u32) -> bool {
+        position <= MAX_NODE_ID && self.0 & (1 << position) != 0
     }
     pub const fn is_subset_of(self, o: NodeMask) -> bool {
         self.0 & !o.0 == 0
@@ -58,17 +63,18 @@ impl NodeMask {
         let (a, b) = (self.count(), o.count());
         a < b || (a == b && self.0 < o.0)
     }
-    pub fn ids(self) -> Ids {
-        Ids(self.0)
+    /// Ascending positions.
+    pub fn iter(self) -> Positions {
+        Positions(self.0)
     }
-    pub fn to_vec(self) -> Vec<i64> {
-        self.ids().map(i64::from).collect()
+    pub fn positions(self) -> Vec<i64> {
+        self.iter().map(i64::from).collect()
     }
 }
 
-/// Ascending node ids of a mask.
-pub struct Ids(u128);
-impl Iterator for Ids {
+/// Ascending positions of a mask.
+pub struct Positions(u128);
+impl Iterator for Positions {
     type Item = u32;
     fn next(&mut self) -> Option<u32> {
         if self.0 == 0 {
@@ -82,7 +88,7 @@ impl Iterator for Ids {
 
 impl fmt::Debug for NodeMask {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.ids()).finish()
+        f.debug_set().entries(self.iter()).finish()
     }
 }
 
@@ -106,14 +112,18 @@ impl IdMap {
     /// `ids` must be ascending and unique.
     pub fn new(ids: Vec<i64>) -> Result<IdMap> {
         if ids.len() > MAX_NODES {
-            return Err(EngineError::Machine(format!(
-                "{} NUMA nodes is more than the {MAX_NODES} pymm supports",
-                ids.len()
-            )));
+            return Err(EngineError::machine(
+                None,
+                format!(
+                    "{} NUMA nodes is more than the {MAX_NODES} pymm supports",
+                    ids.len()
+                ),
+            ));
         }
         if ids.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(EngineError::Machine(
-                "NUMA node ids must be ascending and unique".into(),
+            return Err(EngineError::machine(
+                None,
+                "NUMA node ids must be ascending and unique",
             ));
         }
         let dense = ids.iter().enumerate().all(|(p, id)| p as i64 == *id);
@@ -150,7 +160,7 @@ impl IdMap {
         let mut m = 0u128;
         for id in ids {
             let p = self.position(*id).ok_or_else(|| {
-                EngineError::Machine(format!("NUMA node {id} is not on this machine"))
+                EngineError::machine(None, format!("NUMA node {id} is not on this machine"))
             })?;
             m |= 1 << p;
         }
@@ -159,7 +169,12 @@ impl IdMap {
 
     /// The node ids of a set, ascending.
     pub fn ids(&self, m: NodeMask) -> Vec<i64> {
-        m.ids().map(|p| self.ids[p as usize]).collect()
+        m.iter().map(|p| self.ids[p as usize]).collect()
+    }
+
+    /// The machine's node ids, ascending.
+    pub fn all_ids(&self) -> &[i64] {
+        &self.ids
     }
 }
 
@@ -231,7 +246,7 @@ mod tests {
         let mut four = vec![];
         for_each_combination(4, 2, |m| {
             if m.count_ones() == 2 {
-                four.push(NodeMask::from_raw(m).to_vec());
+                four.push(NodeMask::from_raw(m).positions());
             }
             true
         });
@@ -271,13 +286,13 @@ mod tests {
 
     #[test]
     fn narrower_and_range() {
-        let a = NodeMask::new([0, 3]).unwrap();
-        let b = NodeMask::new([1, 2]).unwrap();
+        let a = NodeMask::from_positions([0, 3]).unwrap();
+        let b = NodeMask::from_positions([1, 2]).unwrap();
         assert!(b.is_narrower_than(a));
-        assert!(NodeMask::new([2]).unwrap().is_narrower_than(b));
-        assert!(NodeMask::new([127]).is_ok());
-        assert!(NodeMask::new([128]).is_err());
-        assert!(NodeMask::new([-1]).is_err());
-        assert_eq!(a.ids().collect::<Vec<_>>(), vec![0, 3]);
+        assert!(NodeMask::from_positions([2]).unwrap().is_narrower_than(b));
+        assert!(NodeMask::from_positions([127]).is_ok());
+        assert!(NodeMask::from_positions([128]).is_err());
+        assert!(NodeMask::from_positions([-1]).is_err());
+        assert_eq!(a.iter().collect::<Vec<_>>(), vec![0, 3]);
     }
 }

@@ -1,10 +1,11 @@
 //! Pods as the memory manager sees them: containers with requests and limits, QoS class, and
 //! the sizes a container or a whole pod asks for (init and sidecar rules included).
 
+use crate::decode::{index, join, kind, Obj, Subject};
 use crate::error::{EngineError, Result};
 use crate::quantity::Quantity;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Container {
@@ -24,6 +25,7 @@ pub struct Pod {
     pub init_containers: Vec<Container>,
     /// `spec.resources` is set: the static policy leaves such pods alone (kubelet >= 1.32).
     pub pod_level_resources: bool,
+    pub annotations: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,100 +52,225 @@ fn is_memory_resource(name: &str) -> bool {
     name == "memory" || name.starts_with("hugepages-")
 }
 
-fn pod_err(msg: String) -> EngineError {
-    EngineError::Pod(msg)
-}
+const P: Subject = Subject::Pod;
 
-fn quantities(v: Option<&Value>, path: &str) -> Result<BTreeMap<String, Quantity>> {
+/// A resource list (`requests` or `limits`), checked as the API server checks it: quantities
+/// parse and are not negative, and a `hugepages-<size>` name has a real size.
+fn resource_list(v: Option<(&Value, String)>) -> Result<BTreeMap<String, Quantity>> {
     let mut out = BTreeMap::new();
-    match v {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(m)) => {
-            for (k, q) in m {
-                let text = match q {
-                    Value::String(s) => s.clone(),
-                    Value::Number(n) => n.to_string(),
-                    other => {
-                        return Err(pod_err(format!(
-                            "{path}.{k}: expected a quantity, got {other}"
-                        )))
-                    }
-                };
-                let parsed = Quantity::parse(&text)
-                    .map_err(|e| pod_err(format!("{path}.{k}: {}", e.message())))?;
-                out.insert(k.clone(), parsed);
+    let Some((v, path)) = v else {
+        return Ok(out);
+    };
+    let list = Obj::new(v, &path, P)?;
+    for (name, q) in list.map {
+        let at = list.at(name);
+        if name.is_empty() {
+            return Err(P.error(&path, "a resource name must not be empty"));
+        }
+        let text = match q {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            other => return Err(P.error(&at, format!("expected a quantity, got {}", kind(other)))),
+        };
+        let parsed = Quantity::parse(&text).map_err(|e| P.error(&at, e.message()))?;
+        if parsed.is_negative() {
+            return Err(P.error(
+                &at,
+                format!("must be greater than or equal to 0, got {text}"),
+            ));
+        }
+        if let Some(size) = name.strip_prefix("hugepages-") {
+            if !Quantity::parse(size).is_ok_and(|q| q.is_positive()) {
+                return Err(P.error(
+                    &at,
+                    format!("{name:?} is not a hugepage resource: the size after \"hugepages-\" must be a quantity such as 2Mi or 1Gi"),
+                ));
             }
         }
-        Some(other) => return Err(pod_err(format!("{path}: expected a mapping, got {other}"))),
+        out.insert(name.clone(), parsed);
     }
     Ok(out)
 }
 
-fn get<'a>(m: &'a serde_json::Map<String, Value>, snake: &str, camel: &str) -> Option<&'a Value> {
-    m.get(snake).or_else(|| m.get(camel))
-}
-
-fn container_from(v: &Value, path: &str) -> Result<Container> {
-    let Value::Object(m) = v else {
-        return Err(pod_err(format!("{path}: expected a mapping")));
-    };
-    let name = match m.get("name") {
+/// One container. `manifest` reads `resources.requests/limits` (a Pod manifest); otherwise
+/// `requests`/`limits` sit on the container (engine and scenario data).
+fn container_from(v: &Value, path: &str, manifest: bool, defaults: bool) -> Result<Container> {
+    let c = Obj::new(v, path, P)?;
+    let name = match c.get("name") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        _ => return Err(pod_err(format!("{path}.name: a container needs a name"))),
+        Some(Value::String(_)) => return Err(c.err("name", "must not be empty")),
+        Some(other) => return Err(c.err("name", format!("expected a string, got {}", kind(other)))),
+        None => return Err(c.err("name", "required")),
     };
-    let restart = get(m, "restart_policy", "restartPolicy");
-    let restartable = matches!(restart, Some(Value::String(s)) if s == "Always");
+    let (requests, limits, restart) = if manifest {
+        let res = c.obj("resources")?;
+        let pick = |k: &str| res.as_ref().and_then(|r| r.get(k).map(|v| (v, r.at(k))));
+        (pick("requests"), pick("limits"), c.str("restartPolicy")?)
+    } else {
+        let restart = match c.either("restart_policy", "restartPolicy")? {
+            None => None,
+            Some((Value::String(s), _)) => Some(s.as_str()),
+            Some((other, at)) => {
+                return Err(P.error(&at, format!("expected a string, got {}", kind(other))))
+            }
+        };
+        (
+            c.get("requests").map(|v| (v, c.at("requests"))),
+            c.get("limits").map(|v| (v, c.at("limits"))),
+            restart,
+        )
+    };
+    let requests_path = requests.as_ref().map(|(_, p)| p.clone());
+    let mut requests = resource_list(requests)?;
+    let limits = resource_list(limits)?;
+    for (name, limit) in &limits {
+        match requests.get(name) {
+            Some(r) if r > limit => {
+                let at = join(requests_path.as_deref().unwrap_or(path), name);
+                return Err(P.error(
+                    &at,
+                    format!("must be less than or equal to {name} limit of {limit}, got {r}"),
+                ));
+            }
+            None if defaults => {
+                // API-server defaulting: a resource with a limit and no request requests it.
+                requests.insert(name.clone(), *limit);
+            }
+            _ => {}
+        }
+    }
     Ok(Container {
-        requests: quantities(m.get("requests"), &format!("{path}.requests"))?,
-        limits: quantities(m.get("limits"), &format!("{path}.limits"))?,
         name,
-        restartable,
+        requests,
+        limits,
+        restartable: restart == Some("Always"),
     })
 }
 
+fn containers_from(
+    list: Option<(&Value, String)>,
+    manifest: bool,
+    defaults: bool,
+) -> Result<Vec<Container>> {
+    let Some((v, path)) = list else {
+        return Ok(vec![]);
+    };
+    let Value::Array(items) = v else {
+        return Err(P.error(&path, format!("expected a list, got {}", kind(v))));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, c)| container_from(c, &index(&path, i), manifest, defaults))
+        .collect()
+}
+
+/// Container names are unique across init and app containers; the later one is reported.
+fn check_unique(
+    init: &[Container],
+    init_path: &str,
+    app: &[Container],
+    app_path: &str,
+) -> Result<()> {
+    let mut seen: HashMap<&str, String> = HashMap::with_capacity(init.len() + app.len());
+    let paths = (0..init.len())
+        .map(|i| index(init_path, i))
+        .chain((0..app.len()).map(|i| index(app_path, i)));
+    for (c, at) in init.iter().chain(app).zip(paths) {
+        if let Some(first) = seen.get(c.name.as_str()) {
+            return Err(P.error(
+                &join(&at, "name"),
+                format!("duplicate container name {:?} (also {first}.name)", c.name),
+            ));
+        }
+        seen.insert(&c.name, at);
+    }
+    Ok(())
+}
+
+fn annotations_from(v: Option<(&Value, String)>) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let Some((v, path)) = v else {
+        return Ok(out);
+    };
+    let m = Obj::new(v, &path, P)?;
+    for (k, x) in m.map {
+        match x {
+            Value::String(s) => {
+                out.insert(k.clone(), s.clone());
+            }
+            other => {
+                return Err(P.error(
+                    &format!("{path}[{k:?}]"),
+                    format!("expected a string, got {}", kind(other)),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
 impl Pod {
-    /// Builds a pod from plain data: `{uid, name?, namespace?, containers: [...],
-    /// init_containers|initContainers: [...], has_pod_level_resources?}` where each container is
-    /// `{name, requests: {res: qty}, limits: {res: qty}, restart_policy|restartPolicy?}`.
+    /// A pod from plain data: `{uid, name?, namespace?, containers: [...],
+    /// init_containers|initContainers: [...], has_pod_level_resources?, annotations?}` where
+    /// each container is `{name, requests: {res: qty}, limits: {res: qty},
+    /// restart_policy|restartPolicy?}`. Other keys (a scenario's `fakePodHints`) are ignored.
     pub fn from_value(v: &Value) -> Result<Pod> {
-        let Value::Object(m) = v else {
-            return Err(pod_err("a pod must be a mapping".into()));
-        };
-        let s = |k: &str| match m.get(k) {
+        let m = Obj::new(v, "", P)?;
+        let uid = match m.map.get("uid") {
             Some(Value::String(s)) => s.clone(),
-            _ => String::new(),
+            Some(other) => {
+                return Err(m.err("uid", format!("expected a string, got {}", kind(other))))
+            }
+            None => return Err(m.err("uid", "required")),
         };
-        let list = |snake: &str, camel: &str| -> Result<Vec<Container>> {
-            match get(m, snake, camel) {
-                None | Some(Value::Null) => Ok(vec![]),
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| container_from(c, &format!("{camel}[{i}]")))
-                    .collect(),
-                Some(_) => Err(pod_err(format!("{camel}: expected a list"))),
+        let init = m.either("init_containers", "initContainers")?;
+        let init_path = init
+            .as_ref()
+            .map_or("initContainers".into(), |(_, p)| p.clone());
+        let init_containers = containers_from(init, false, false)?;
+        let containers = containers_from(
+            m.get("containers").map(|v| (v, m.at("containers"))),
+            false,
+            false,
+        )?;
+        check_unique(&init_containers, &init_path, &containers, "containers")?;
+        let plr = match m.either("has_pod_level_resources", "hasPodLevelResources")? {
+            None => false,
+            Some((Value::Bool(b), _)) => *b,
+            Some((other, at)) => {
+                return Err(P.error(&at, format!("expected a bool, got {}", kind(other))))
             }
         };
-        let pod = Pod {
-            uid: s("uid"),
-            name: s("name"),
-            namespace: s("namespace"),
-            containers: list("containers", "containers")?,
-            init_containers: list("init_containers", "initContainers")?,
-            pod_level_resources: matches!(
-                get(m, "has_pod_level_resources", "hasPodLevelResources"),
-                Some(Value::Bool(true))
-            ),
-        };
-        let mut names: Vec<&str> = pod.all_containers().map(|c| c.name.as_str()).collect();
-        names.sort_unstable();
-        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(pod_err(format!(
-                "pod {:?}: container name {:?} is used twice",
-                pod.uid, w[0]
-            )));
+        Ok(Pod {
+            uid,
+            name: m.str("name")?.unwrap_or_default().to_string(),
+            namespace: m.str("namespace")?.unwrap_or("default").to_string(),
+            containers,
+            init_containers,
+            pod_level_resources: plr,
+            annotations: annotations_from(m.get("annotations").map(|v| (v, m.at("annotations"))))?,
+        })
+    }
+
+    /// The pods of a Kubernetes object: a Pod, or a `List`/`PodList` of them, as `kubectl get
+    /// -o yaml` prints them. With `defaults`, the API server's defaulting applies (a limit
+    /// without a request is also the request). Fields that do not affect memory placement
+    /// (status, images, ...) are ignored. The uid is `metadata.uid`, or `namespace/name` for a
+    /// pod not yet created.
+    pub fn from_manifest(v: &Value, defaults: bool) -> Result<Vec<Pod>> {
+        let top = Obj::new(v, "", P)?;
+        match top.str("kind")? {
+            Some("List" | "PodList") => {
+                let items = top.list("items")?.map(Vec::as_slice).unwrap_or_default();
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| pod_from_manifest(item, &index("items", i), true, defaults))
+                    .collect()
+            }
+            _ => Ok(vec![pod_from_manifest(v, "", false, defaults)?]),
         }
-        Ok(pod)
     }
 
     /// Init containers first, then app containers: the order the kubelet admits them in.
@@ -153,10 +280,6 @@ impl Pod {
 
     pub fn container(&self, name: &str) -> Option<&Container> {
         self.all_containers().find(|c| c.name == name)
-    }
-
-    pub fn is_init_container(&self, name: &str) -> bool {
-        self.init_containers.iter().any(|c| c.name == name)
     }
 
     /// `GetPodQOS`: only cpu and memory count, summed over all containers.
@@ -199,6 +322,76 @@ impl Pod {
             QosClass::Burstable
         }
     }
+}
+
+fn pod_from_manifest(v: &Value, path: &str, in_list: bool, defaults: bool) -> Result<Pod> {
+    let obj = Obj::new(v, path, P)?;
+    match (obj.str("kind")?, in_list) {
+        (Some("Pod"), _) | (None, true) => {}
+        (other, _) => {
+            let got = other.map_or("nothing".to_string(), |k| format!("{k:?}"));
+            return Err(obj.err("kind", format!("expected \"Pod\", got {got}")));
+        }
+    }
+    if let Some(api) = obj.str("apiVersion")? {
+        if api != "v1" {
+            return Err(obj.err("apiVersion", format!("expected \"v1\", got {api:?}")));
+        }
+    }
+    let meta = obj
+        .obj("metadata")?
+        .ok_or_else(|| obj.err("metadata", "required"))?;
+    let name = match meta.str("name")? {
+        Some(n) if !n.is_empty() => n.to_string(),
+        _ => return Err(meta.err("name", "required")),
+    };
+    // An empty namespace is the default one to the API server, too.
+    let namespace = match meta.str("namespace")? {
+        Some(ns) if !ns.is_empty() => ns.to_string(),
+        _ => "default".to_string(),
+    };
+    let uid = match meta.str("uid")? {
+        Some(u) if !u.is_empty() => u.to_string(),
+        _ => format!("{namespace}/{name}"),
+    };
+    let spec = obj
+        .obj("spec")?
+        .ok_or_else(|| obj.err("spec", "required"))?;
+    let app_path = spec.at("containers");
+    let containers = match spec.get("containers") {
+        None => return Err(spec.err("containers", "required")),
+        Some(v) => containers_from(Some((v, app_path.clone())), true, defaults)?,
+    };
+    if containers.is_empty() {
+        return Err(spec.err("containers", "must list at least one container"));
+    }
+    let init_path = spec.at("initContainers");
+    let init_containers = containers_from(
+        spec.get("initContainers").map(|v| (v, init_path.clone())),
+        true,
+        defaults,
+    )?;
+    check_unique(&init_containers, &init_path, &containers, &app_path)?;
+    // `resources: {}` is set-but-empty, which the kubelet treats as not set.
+    let pod_level_resources = match spec.obj("resources")? {
+        None => false,
+        Some(r) => {
+            let req = resource_list(r.get("requests").map(|v| (v, r.at("requests"))))?;
+            let lim = resource_list(r.get("limits").map(|v| (v, r.at("limits"))))?;
+            !req.is_empty() || !lim.is_empty()
+        }
+    };
+    Ok(Pod {
+        uid,
+        name,
+        namespace,
+        containers,
+        init_containers,
+        pod_level_resources,
+        annotations: annotations_from(
+            meta.get("annotations").map(|v| (v, meta.at("annotations"))),
+        )?,
+    })
 }
 
 /// `getRequestedResources`: the container's memory and hugepage requests (limits are never

@@ -25,7 +25,7 @@ fn is_memory_type(name: &str) -> bool {
 }
 
 fn flag_err(msg: String) -> EngineError {
-    EngineError::ReservedMemory(msg)
+    EngineError::reserved(msg)
 }
 
 /// Parses the values of every `--reserved-memory` occurrence, in order. Repeated flags append;
@@ -116,7 +116,7 @@ pub fn validate_reserved_memory(
     let mut totals: BTreeMap<&str, Quantity> = BTreeMap::new();
     for r in reservations {
         if !machine.has_node(i64::from(r.numa_node)) {
-            return Err(EngineError::ReservedMemory(format!(
+            return Err(EngineError::reserved(format!(
                 "the reserved memory configuration references a NUMA node {} that does not exist on this machine",
                 r.numa_node
             )));
@@ -146,7 +146,7 @@ pub fn validate_reserved_memory(
             .get(t)
             .map_or(Quantity::ZERO, |q| Quantity::ZERO.add(q));
         if alloc != reserved {
-            return Err(EngineError::ReservedMemory(format!(
+            return Err(EngineError::reserved(format!(
                 "the total amount \"{reserved}\" of type \"{t}\" is not equal to the value \"{alloc}\" determined by Node Allocatable feature"
             )));
         }
@@ -166,9 +166,7 @@ pub fn convert_reserved(
     for r in reservations {
         for (name, (q, _)) in &r.limits {
             let v = q.as_i64().ok_or_else(|| {
-                EngineError::ReservedMemory(
-                    "could not covert a variable of type Quantity to int64".into(),
-                )
+                EngineError::reserved("could not covert a variable of type Quantity to int64")
             })?;
             // Go converts with uint64(int64), which wraps a negative value.
             out.entry(i64::from(r.numa_node))
@@ -218,12 +216,12 @@ pub fn node_allocatable_reservation(
     ] {
         for (name, text) in m {
             if !["cpu", "memory", "ephemeral-storage", "pid"].contains(&name.as_str()) {
-                return Err(EngineError::ReservedMemory(format!(
+                return Err(EngineError::reserved(format!(
                     "--{flag}: resource {name:?} is not supported, only cpu, memory, ephemeral-storage and pid are"
                 )));
             }
             let q = Quantity::parse(text)
-                .map_err(|e| EngineError::ReservedMemory(format!("--{flag} {name}={text}: {e}")))?;
+                .map_err(|e| EngineError::reserved(format!("--{flag} {name}={text}: {e}")))?;
             if name == "memory" {
                 let e = out.entry(name.clone()).or_insert(Quantity::ZERO);
                 *e = e.add(&q);
@@ -233,12 +231,12 @@ pub fn node_allocatable_reservation(
     if let Some(text) = eviction_hard.get("memory.available") {
         let q = if let Some(pct) = text.strip_suffix('%') {
             let p: f64 = pct.parse().map_err(|_| {
-                EngineError::ReservedMemory(format!(
+                EngineError::reserved(format!(
                     "--eviction-hard memory.available<{text}: invalid percentage"
                 ))
             })?;
             if !(0.0..=100.0).contains(&p) {
-                return Err(EngineError::ReservedMemory(format!(
+                return Err(EngineError::reserved(format!(
                     "--eviction-hard memory.available<{text}: a percentage must be 0-100"
                 )));
             }
@@ -246,7 +244,7 @@ pub fn node_allocatable_reservation(
             Quantity::from_bytes((total as f64 * p / 100.0) as u64, Format::BinarySI)
         } else {
             Quantity::parse(text).map_err(|e| {
-                EngineError::ReservedMemory(format!("--eviction-hard memory.available<{text}: {e}"))
+                EngineError::reserved(format!("--eviction-hard memory.available<{text}: {e}"))
             })?
         };
         let e = out.entry("memory".into()).or_insert(Quantity::ZERO);

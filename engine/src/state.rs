@@ -2,7 +2,7 @@
 //! assigned to containers. Field names and integer types follow the kubelet's state package so
 //! that the checkpoint and its checksum come out byte for byte the same.
 
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, MismatchKind, Result};
 use crate::machine::Machine;
 use crate::quantity::{bytes_text, hugepage_resource_name};
 use crate::reserved::SystemReserved;
@@ -85,21 +85,31 @@ impl State {
 }
 
 /// `getDefaultMachineState`: every node with its hugepage pools and `memory`, hugepage bytes
-/// taken out of `memory`. Subtractions wrap like Go's uint64.
-pub fn default_machine_state(machine: &Machine, reserved: &SystemReserved) -> MachineState {
+/// taken out of `memory`. Where the kubelet's uint64 subtractions would wrap (a reservation
+/// larger than what its node has), the configuration is refused instead, naming the node.
+pub fn default_machine_state(machine: &Machine, reserved: &SystemReserved) -> Result<MachineState> {
     let mut ms = MachineState::new();
     for node in &machine.nodes {
         let id = i64::from(node.id);
         let res = reserved.get(&id);
         let sr = |name: &str| res.and_then(|r| r.get(name)).copied().unwrap_or(0);
+        let too_much = |name: &str, want: u64, have: u64| EngineError::ReservedMemory {
+            message: format!(
+                "NUMA node {id}: the reserved {name} ({}) is more than the node has for it ({})",
+                bytes_text(want),
+                bytes_text(have)
+            ),
+            node: Some(id),
+        };
         let mut map = BTreeMap::new();
-        let mut hp_bytes = 0u64;
         for pool in &node.hugepages {
             let size = pool.page_size_kib * 1024;
             let name = hugepage_resource_name(size);
-            let total = pool.num_pages.wrapping_mul(size);
+            let total = pool.bytes();
             let system_reserved = sr(&name);
-            let alloc = total.wrapping_sub(system_reserved);
+            let alloc = total
+                .checked_sub(system_reserved)
+                .ok_or_else(|| too_much(&name, system_reserved, total))?;
             map.insert(
                 name,
                 MemoryTable {
@@ -110,13 +120,12 @@ pub fn default_machine_state(machine: &Machine, reserved: &SystemReserved) -> Ma
                     free: alloc,
                 },
             );
-            hp_bytes = hp_bytes.wrapping_add(total);
         }
         let system_reserved = sr("memory");
-        let alloc = node
-            .memory_bytes
-            .wrapping_sub(system_reserved)
-            .wrapping_sub(hp_bytes);
+        let regular = node.memory_bytes - node.hugepage_bytes().min(node.memory_bytes);
+        let alloc = regular
+            .checked_sub(system_reserved)
+            .ok_or_else(|| too_much("memory", system_reserved, regular))?;
         map.insert(
             "memory".into(),
             MemoryTable {
@@ -136,7 +145,11 @@ pub fn default_machine_state(machine: &Machine, reserved: &SystemReserved) -> Ma
             },
         );
     }
-    ms
+    Ok(ms)
+}
+
+fn wide_bytes_text(v: u128) -> String {
+    u64::try_from(v).map_or_else(|_| format!("{v} bytes"), bytes_text)
 }
 
 fn sorted(v: &[i64]) -> Vec<i64> {
@@ -196,36 +209,41 @@ pub fn machine_state_differences(
                 ));
                 continue;
             };
-            let mut field = |what: &str, a: u64, b: u64| {
+            // Group sums of a damaged file can pass 2^64; they are compared exactly.
+            let mut field = |what: &str, a: u128, b: u128| {
                 if a != b {
                     out.push(format!(
                         "node {id} {name} {what}: file {}, expected {}",
-                        bytes_text(a),
-                        bytes_text(b)
+                        wide_bytes_text(a),
+                        wide_bytes_text(b)
                     ));
                 }
             };
-            field("total", t1.total, t2.total);
-            field("systemReserved", t1.system_reserved, t2.system_reserved);
-            field("allocatable", t1.allocatable, t2.allocatable);
+            field("total", t1.total.into(), t2.total.into());
+            field(
+                "systemReserved",
+                t1.system_reserved.into(),
+                t2.system_reserved.into(),
+            );
+            field("allocatable", t1.allocatable.into(), t2.allocatable.into());
             if !group_sums {
-                field("reserved", t1.reserved, t2.reserved);
-                field("free", t1.free, t2.free);
+                field("reserved", t1.reserved.into(), t2.reserved.into());
+                field("free", t1.free.into(), t2.free.into());
                 continue;
             }
-            let (mut f1, mut r1, mut f2, mut r2) = (0u64, 0u64, 0u64, 0u64);
+            let (mut f1, mut r1, mut f2, mut r2) = (0u128, 0u128, 0u128, 0u128);
             for cell in n1.cells() {
                 let get = |ms: &MachineState| {
                     ms.get(cell)
                         .and_then(|n| n.memory_map.get(name))
-                        .map_or((0, 0), |t| (t.free, t.reserved))
+                        .map_or((0, 0), |t| (u128::from(t.free), u128::from(t.reserved)))
                 };
                 let (a, b) = get(file);
                 let (c, d) = get(expected);
-                f1 = f1.wrapping_add(a);
-                r1 = r1.wrapping_add(b);
-                f2 = f2.wrapping_add(c);
-                r2 = r2.wrapping_add(d);
+                f1 += a;
+                r1 += b;
+                f2 += c;
+                r2 += d;
             }
             let group = sorted(n1.cells());
             field(&format!("reserved (sum over group {group:?})"), r1, r2);
@@ -252,7 +270,7 @@ fn place(
     machine: &Machine,
     reserved: &SystemReserved,
 ) -> Result<(MachineState, Vec<String>)> {
-    let mut expected = default_machine_state(machine, reserved);
+    let mut expected = default_machine_state(machine, reserved)?;
     let mut unplaced = Vec::new();
     for (pod, containers) in entries {
         for (container, blocks) in containers {
@@ -260,14 +278,14 @@ fn place(
                 let mut remaining = b.size;
                 for node in b.affinity() {
                     let Some(ns) = expected.get_mut(node) else {
-                        return Err(EngineError::mismatch(format!(
+                        return Err(EngineError::mismatch(MismatchKind::UnknownNode, format!(
                             "[memorymanager] (pod: {pod}, container: {container}) the memory assignment uses the NUMA that does not exist"
                         )));
                     };
                     ns.number_of_assignments += 1;
                     ns.cells = b.numa_affinity.clone();
                     let Some(t) = ns.memory_map.get_mut(&b.resource) else {
-                        return Err(EngineError::mismatch(format!(
+                        return Err(EngineError::mismatch(MismatchKind::UnknownResource, format!(
                             "[memorymanager] (pod: {pod}, container: {container}) the memory assignment uses memory resource that does not exist"
                         )));
                     };
@@ -301,9 +319,10 @@ pub fn rebuild_state(
 ) -> Result<State> {
     let (ms, missing) = place(&entries, machine, reserved)?;
     if let Some(first) = missing.first() {
-        return Err(EngineError::mismatch(format!(
-            "[pymm] the memory assignments do not fit this machine: {first}"
-        )));
+        return Err(EngineError::mismatch(
+            MismatchKind::Unfit,
+            format!("[pymm] the memory assignments do not fit this machine: {first}"),
+        ));
     }
     Ok(State {
         machine_state: ms,
@@ -353,7 +372,7 @@ pub fn least_drift_tolerance(
     machine: &Machine,
     reserved: &SystemReserved,
 ) -> Option<u64> {
-    let current = default_machine_state(machine, reserved);
+    let current = default_machine_state(machine, reserved).ok()?;
     let drift = state
         .machine_state
         .iter()
@@ -379,19 +398,23 @@ pub fn validate_state(
     if state.machine_state.is_empty() {
         if !state.entries.is_empty() {
             return Err(EngineError::mismatch(
+                MismatchKind::EmptyMachineState,
                 "[memorymanager] machine state can not be empty when it has memory assignments",
             ));
         }
-        state.machine_state = default_machine_state(machine, reserved);
+        state.machine_state = default_machine_state(machine, reserved)?;
         return Ok(());
     }
     let expected = expected_machine_state(&state.entries, machine, reserved)?;
     let differences = machine_state_differences(&state.machine_state, &expected, group_sums);
     if !differences.is_empty() {
-        return Err(EngineError::StateMismatch(
-            "[memorymanager] the expected machine state is different from the real one".into(),
-            differences,
-        ));
+        return Err(EngineError::StateMismatch {
+            message: "[memorymanager] the expected machine state is different from the real one"
+                .into(),
+            kind: MismatchKind::MachineState,
+            details: differences,
+            least_drift: None,
+        });
     }
     Ok(())
 }
@@ -415,7 +438,7 @@ mod tests {
                     memory_bytes,
                     hugepages: vec![],
                     cpus: 1,
-                    kind: None,
+                    kind: crate::machine::MemoryKind::Dram,
                 })
                 .collect(),
             distances: None,

@@ -34,7 +34,7 @@ impl Policy {
             "restricted" => Policy::Restricted,
             "single-numa-node" => Policy::SingleNumaNode,
             other => {
-                return Err(EngineError::Config(format!(
+                return Err(EngineError::config(format!(
                     "unknown policy: \"{other}\" (expected none, best-effort, restricted or single-numa-node)"
                 )))
             }
@@ -55,7 +55,7 @@ impl Policy {
 pub struct MergeContext {
     /// All NUMA nodes of the machine.
     pub default: NodeMask,
-    /// `prefer-closest-numa-nodes`, with the distance matrix indexed by node id.
+    /// `prefer-closest-numa-nodes`, with the distance matrix indexed by node position.
     pub closest: Option<Vec<Vec<u64>>>,
 }
 
@@ -67,13 +67,10 @@ impl MergeContext {
             None => 0,
             Some(d) => {
                 let mut s = 0u64;
-                for i in m.ids() {
-                    for j in m.ids() {
-                        s += d
-                            .get(i as usize)
-                            .and_then(|r| r.get(j as usize))
-                            .copied()
-                            .unwrap_or(0);
+                for i in m.iter() {
+                    for j in m.iter() {
+                        let x = d.get(i as usize).and_then(|r| r.get(j as usize));
+                        s = s.saturating_add(x.copied().unwrap_or(0));
                     }
                 }
                 s
@@ -187,7 +184,7 @@ fn reachable_ands(lists: &[&[TopologyHint]], default: NodeMask) -> Vec<NodeMask>
             v
         })
         .collect();
-    let positions: Vec<u32> = default.ids().collect();
+    let positions: Vec<u32> = default.iter().collect();
     let mut work: u128 = 1;
     for s in &sets {
         work = work.saturating_mul(s.len() as u128);
@@ -220,7 +217,7 @@ fn and_convolution(sets: &[Vec<NodeMask>], positions: &[u32]) -> Vec<NodeMask> {
     let compress = |m: NodeMask| {
         let mut x = 0usize;
         for (p, id) in positions.iter().enumerate() {
-            if m.is_set(*id) {
+            if m.has(*id) {
                 x |= 1 << p;
             }
         }
@@ -356,11 +353,36 @@ pub fn policy_merge(
     }
 }
 
-/// Topology Manager policy options, parsed and checked as the kubelet does.
+/// Among equally good masks, which one the merge picks (KEP-6007's proposal, pymm-only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AllocationStrategy {
+    /// The kubelet's: the lowest node ids.
+    #[default]
+    None,
+    /// The most used nodes first (pack).
+    MostAllocated,
+    /// The least used nodes first (spread).
+    LeastAllocated,
+}
+
+impl AllocationStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AllocationStrategy::None => "none",
+            AllocationStrategy::MostAllocated => "most-allocated",
+            AllocationStrategy::LeastAllocated => "least-allocated",
+        }
+    }
+}
+
+/// Topology Manager policy options, parsed and checked as the kubelet does; the last two are
+/// pymm's own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyOptions {
     pub prefer_closest_numa_nodes: bool,
     pub max_allowable_numa_nodes: usize,
+    pub numa_allocation_strategy: AllocationStrategy,
+    pub restrict_to_cpu_numa_nodes: bool,
 }
 
 impl Default for PolicyOptions {
@@ -368,17 +390,38 @@ impl Default for PolicyOptions {
         PolicyOptions {
             prefer_closest_numa_nodes: false,
             max_allowable_numa_nodes: 8,
+            numa_allocation_strategy: AllocationStrategy::None,
+            restrict_to_cpu_numa_nodes: false,
         }
     }
 }
 
-fn parse_go_bool(s: &str) -> Option<bool> {
+/// Go's `strconv.ParseBool`.
+pub fn parse_go_bool(s: &str) -> Option<bool> {
     match s {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
         _ => None,
     }
 }
+
+/// A boolean option's value, with the kubelet's error text.
+pub fn bool_option(k: &str, v: &str) -> Result<bool> {
+    parse_go_bool(v).ok_or_else(|| EngineError::Config {
+        message: format!(
+            "bad value for option {k:?}: strconv.ParseBool: parsing {v:?}: invalid syntax"
+        ),
+        key: Some(k.to_string()),
+        suggestion: None,
+    })
+}
+
+const TOPOLOGY_OPTIONS: [&str; 4] = [
+    "prefer-closest-numa-nodes",
+    "max-allowable-numa-nodes",
+    "numa-allocation-strategy",
+    "restrict-to-cpu-numa-nodes",
+];
 
 impl PolicyOptions {
     /// `with_max_allowable` is false for kubelet 1.26, which has no such option.
@@ -389,31 +432,46 @@ impl PolicyOptions {
         let mut o = PolicyOptions::default();
         for (k, v) in opts {
             match k.as_str() {
-                "prefer-closest-numa-nodes" => {
-                    o.prefer_closest_numa_nodes = parse_go_bool(v).ok_or_else(|| {
-                        EngineError::Config(format!(
-                            "bad value for option {k:?}: strconv.ParseBool: parsing {v:?}: invalid syntax"
-                        ))
-                    })?;
-                }
+                "prefer-closest-numa-nodes" => o.prefer_closest_numa_nodes = bool_option(k, v)?,
                 "max-allowable-numa-nodes" if with_max_allowable => {
                     let n: i64 = v.parse().map_err(|_| {
-                        EngineError::Config(format!(
+                        EngineError::config(format!(
                             "unable to convert policy option to integer {k:?}: strconv.Atoi: parsing {v:?}: invalid syntax"
                         ))
                     })?;
                     if n < 8 {
-                        return Err(EngineError::Config(
-                            "the minimum value of \"max-allowable-numa-nodes\" should not be less than 8"
-                                .into(),
+                        return Err(EngineError::config(
+                            "the minimum value of \"max-allowable-numa-nodes\" should not be less than 8",
                         ));
                     }
-                    o.max_allowable_numa_nodes = n as usize;
+                    o.max_allowable_numa_nodes = usize::try_from(n).unwrap_or(usize::MAX);
                 }
+                "numa-allocation-strategy" => {
+                    o.numa_allocation_strategy = match v.as_str() {
+                        "none" => AllocationStrategy::None,
+                        "most-allocated" => AllocationStrategy::MostAllocated,
+                        "least-allocated" => AllocationStrategy::LeastAllocated,
+                        other => {
+                            return Err(EngineError::Config {
+                                message: format!("bad value for option {k:?}: {other:?} (expected none, most-allocated or least-allocated)"),
+                                key: Some(k.clone()),
+                                suggestion: None,
+                            })
+                        }
+                    }
+                }
+                "restrict-to-cpu-numa-nodes" => o.restrict_to_cpu_numa_nodes = bool_option(k, v)?,
                 _ => {
-                    return Err(EngineError::Config(format!(
-                        "unknown Topology Manager Policy option: {k:?}"
-                    )))
+                    // The kubelet's text first, so operators can search for it.
+                    let suggestion = crate::error::closest(k, &TOPOLOGY_OPTIONS);
+                    let tail = suggestion
+                        .as_ref()
+                        .map_or(String::new(), |s| format!(" (did you mean {s:?}?)"));
+                    return Err(EngineError::Config {
+                        message: format!("unknown Topology Manager Policy option: {k:?}{tail}"),
+                        key: Some(k.clone()),
+                        suggestion,
+                    });
                 }
             }
         }
@@ -426,7 +484,7 @@ mod tests {
     use super::*;
 
     fn h(ids: &[i64], p: bool) -> TopologyHint {
-        TopologyHint::new(NodeMask::new(ids.iter().copied()).unwrap(), p)
+        TopologyHint::new(NodeMask::from_positions(ids.iter().copied()).unwrap(), p)
     }
 
     /// The kubelet's fold over the cartesian product, written the slow way, to check `merge`.

@@ -15,7 +15,7 @@ impl KubeletVersion {
         match s.trim_start_matches('v') {
             "1.26" => Ok(KubeletVersion::V1_26),
             "" | "latest" | "1.32" | "1.33" | "1.34" | "1.35" | "1.36" => Ok(KubeletVersion::Latest),
-            other => Err(EngineError::Config(format!(
+            other => Err(EngineError::config(format!(
                 "unsupported kubelet version {other:?}: pymm reproduces \"1.26\" and the newest behaviour (\"latest\", 1.32 and later)"
             ))),
         }

@@ -6,7 +6,7 @@
 //! - removing everything returns the initial state file (1.32+).
 
 use proptest::prelude::*;
-use pymm_engine::machine::{HugePagePool, Machine, NumaNode};
+use pymm_engine::machine::{HugePagePool, Machine, MemoryKind, NumaNode};
 use pymm_engine::manager::{Config, Manager, Scope, Search};
 use pymm_engine::quantity::{Format, Quantity};
 use pymm_engine::request::Pod;
@@ -108,7 +108,7 @@ fn build_with(s: &Spec, search: Search) -> Manager {
                     },
                 ],
                 cpus: 1,
-                kind: None,
+                kind: MemoryKind::Unknown,
             })
             .collect(),
         distances: None,
@@ -126,22 +126,18 @@ fn build_with(s: &Spec, search: Search) -> Manager {
             .into(),
         })
         .collect();
-    let config = Config {
-        memory_policy: "Static".into(),
+    let mut config = Config {
         topology_policy: s.policy,
         scope: s.scope,
-        // Machines above 8 nodes need the option (1.32+) for the exhaustive search to run.
-        options: if s.nodes.len() > 8 {
-            [("max-allowable-numa-nodes".to_string(), "16".to_string())].into()
-        } else {
-            BTreeMap::new()
-        },
         version: s.version,
-        reserved,
-        node_allocatable: None,
+        reserved: Some(reserved),
         search,
-        drift_tolerance: None,
+        ..Config::default()
     };
+    // Machines above 8 nodes need the option (1.32+) for the exhaustive search to run.
+    if s.nodes.len() > 8 {
+        config.topology_options.max_allowable_numa_nodes = 16;
+    }
     Manager::new(machine, config, None, "memory_manager_state").unwrap()
 }
 
@@ -269,7 +265,7 @@ proptest! {
                 prop_assert_eq!((a.admit, &a.message), (b.admit, &b.message));
                 prop_assert_eq!(exact.checkpoint_json(), bounded.checkpoint_json());
                 let req = pymm_engine::request::container_requested(&pod.containers[0]).unwrap();
-                let got: Vec<(Vec<i64>, bool)> = pymm_engine::hints::calculate_hints(&exact.state().machine_state, &req, None, &exact.id_map())
+                let got: Vec<(Vec<i64>, bool)> = pymm_engine::hints::calculate_hints(&exact.state().machine_state, &req, None, exact.id_map())
                     .unwrap().iter().map(|h| (exact.id_map().ids(h.affinity.unwrap()), h.preferred)).collect();
                 prop_assert_eq!(got, kubelet_hints(exact.state(), &req));
             }
@@ -319,7 +315,7 @@ proptest! {
             for (mem, h2) in [(512u64, 0u64), (9000, 64)] {
                 let p = Pod::from_value(&json!({"uid": "probe", "containers": [container("c", mem, h2, 0)]})).unwrap();
                 let req = pymm_engine::request::container_requested(&p.containers[0]).unwrap();
-                let got: Vec<(Vec<i64>, bool)> = pymm_engine::hints::calculate_hints(&full.state().machine_state, &req, None, &full.id_map())
+                let got: Vec<(Vec<i64>, bool)> = pymm_engine::hints::calculate_hints(&full.state().machine_state, &req, None, full.id_map())
                     .unwrap().iter().map(|h| (full.id_map().ids(h.affinity.unwrap()), h.preferred)).collect();
                 prop_assert_eq!(got, kubelet_hints(full.state(), &req));
             }

@@ -7,10 +7,45 @@ mod static_policy;
 pub use none::NonePolicy;
 pub use static_policy::StaticPolicy;
 
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::hints::{Extent, ProviderHints, TopologyHint};
 use crate::request::Pod;
 use crate::state::{Assignments, Block, MachineState, State};
+use crate::topology::bool_option;
+use std::collections::BTreeMap;
+
+/// Memory-manager policy options: pymm's own, named like kubelet options, all off by default
+/// (off, the Static policy is the kubelet's exactly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MemoryOptions {
+    /// Place a Guaranteed container on the best valid group of nodes where the kubelet would
+    /// reject it although one can hold it ([`crate::placement`]).
+    pub admit_when_fits: bool,
+    /// A multi-node group takes its hugepages evenly from its nodes instead of lowest-first.
+    pub spread_hugepages: bool,
+}
+
+pub const MEMORY_OPTIONS: [&str; 2] = ["admit-when-fits", "spread-hugepages"];
+
+impl MemoryOptions {
+    pub fn parse(opts: &BTreeMap<String, String>) -> Result<MemoryOptions> {
+        let mut o = MemoryOptions::default();
+        for (k, v) in opts {
+            match k.as_str() {
+                "admit-when-fits" => o.admit_when_fits = bool_option(k, v)?,
+                "spread-hugepages" => o.spread_hugepages = bool_option(k, v)?,
+                _ => {
+                    return Err(EngineError::unknown_key(
+                        "memory manager policy option",
+                        k,
+                        &MEMORY_OPTIONS,
+                    ))
+                }
+            }
+        }
+        Ok(o)
+    }
+}
 
 /// A memory-manager policy. Contract, as in the kubelet's `policy.go`: `allocate` is
 /// idempotent (a container that already has blocks keeps them and nothing changes), and so
@@ -18,6 +53,8 @@ use crate::state::{Assignments, Block, MachineState, State};
 pub trait MemoryPolicy: Send + Sync {
     /// The name written into the state file (`Static`, `None`).
     fn name(&self) -> &'static str;
+    /// A copy, for undoing an operation whose durable write failed.
+    fn clone_box(&self) -> Box<dyn MemoryPolicy>;
     /// Validates (or initialises) a restored state at start-up.
     fn start(&mut self, state: &mut State) -> Result<()>;
     /// Container-scope hints, all of them or only the preferred ones. `Err` only where the
@@ -57,7 +94,7 @@ pub trait MemoryPolicy: Send + Sync {
         if entries.is_empty() {
             return Ok(State::default());
         }
-        Err(crate::error::EngineError::Config(format!(
+        Err(EngineError::config(format!(
             "policy {:?} keeps no assignments to rebuild",
             self.name()
         )))

@@ -6,12 +6,15 @@ use crate::hints::{Extent, ProviderHints, TopologyHint};
 use crate::request::Pod;
 use crate::state::{Block, State};
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct NonePolicy;
 
 impl MemoryPolicy for NonePolicy {
     fn name(&self) -> &'static str {
         "None"
+    }
+    fn clone_box(&self) -> Box<dyn MemoryPolicy> {
+        Box::new(NonePolicy)
     }
     fn start(&mut self, _state: &mut State) -> Result<()> {
         Ok(())

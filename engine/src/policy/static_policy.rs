@@ -18,8 +18,11 @@ use crate::version::KubeletVersion;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+#[derive(Clone)]
 pub struct StaticPolicy {
     machine: Machine,
+    /// Node ids <-> the positions node sets hold, built once from the machine.
+    map: IdMap,
     system_reserved: SystemReserved,
     version: KubeletVersion,
     /// `Some` in bounded-search mode.
@@ -42,13 +45,21 @@ impl StaticPolicy {
         let total: u64 = system_reserved
             .values()
             .filter_map(|m| m.get("memory"))
-            .fold(0u64, |a, b| a.wrapping_add(*b));
+            .fold(0u64, |a, b| a.saturating_add(*b));
         if total == 0 {
-            return Err(EngineError::ReservedMemory(
-                "[memorymanager] you should specify the system reserved memory".into(),
+            return Err(EngineError::reserved(
+                "[memorymanager] you should specify the system reserved memory",
             ));
         }
+        let map = if machine.nodes.is_empty() {
+            // The kubelet's own tests run the policy without a machine: node ids are then
+            // the bitmask's bit numbers.
+            IdMap::new((0..crate::nodemask::MAX_NODES as i64).collect())?
+        } else {
+            IdMap::new(machine.node_ids().map(i64::from).collect())?
+        };
         Ok(StaticPolicy {
+            map,
             machine,
             system_reserved,
             version,
@@ -91,9 +102,9 @@ impl StaticPolicy {
         extent: Extent,
     ) -> Result<Vec<TopologyHint>> {
         match &self.bounds {
-            None => calculate_hints_to(ms, req, self.reusable_for(pod), extent, &id_map(ms)),
+            None => calculate_hints_to(ms, req, self.reusable_for(pod), extent, &self.map),
             Some(b) => {
-                calculate_hints_bounded(ms, req, self.reusable_for(pod), extent, b, &id_map(ms))
+                calculate_hints_bounded(ms, req, self.reusable_for(pod), extent, b, &self.map)
             }
         }
     }
@@ -126,7 +137,7 @@ impl StaticPolicy {
         extent: Extent,
     ) -> Result<ProviderHints> {
         if let Some(blocks) = blocks {
-            return Ok(regenerate_hints(blocks, req, &id_map(&state.machine_state)));
+            return Ok(regenerate_hints(blocks, req, &self.map));
         }
         let hints = self.hints(&state.machine_state, pod, req, extent)?;
         Ok(provider_answer(
@@ -136,24 +147,22 @@ impl StaticPolicy {
     }
 
     fn container_req(&self, pod: &Pod, container: &str) -> Result<Requested> {
-        let c = pod.container(container).ok_or_else(|| {
-            EngineError::Pod(format!("pod {:?} has no container {container:?}", pod.uid))
-        })?;
+        let c = pod
+            .container(container)
+            .ok_or_else(|| EngineError::NotFound {
+                message: format!("pod {:?} has no container {container:?}", pod.uid),
+                pod: pod.uid.clone(),
+                container: Some(container.to_string()),
+            })?;
         container_requested(c)
     }
 
-    fn update_reusable(
-        &mut self,
-        map: &IdMap,
-        pod: &Pod,
-        container: &str,
-        blocks: &[Block],
-    ) -> Result<()> {
+    fn update_reusable(&mut self, pod: &Pod, container: &str, blocks: &[Block]) -> Result<()> {
         self.reusable.retain(|uid, _| *uid == pod.uid);
         let regular_init = self.is_regular_init(pod, container);
         let entry = self.reusable.entry(pod.uid.clone()).or_default();
         for b in blocks {
-            let m = map.mask(b.affinity())?;
+            let m = self.map.mask(b.affinity())?;
             if regular_init {
                 let e = entry
                     .entry(m)
@@ -203,16 +212,6 @@ impl StaticPolicy {
     }
 }
 
-/// Node sets are positions over the state's nodes (the machine's, once validated); on ids
-/// `0..n`, the kubelet's own bitmasks.
-fn id_map(ms: &MachineState) -> IdMap {
-    if ms.is_empty() {
-        // No nodes known yet: node ids are the kubelet's bit numbers.
-        return IdMap::new((0..crate::nodemask::MAX_NODES as i64).collect()).unwrap_or_default();
-    }
-    IdMap::new(ms.keys().copied().collect()).unwrap_or_default()
-}
-
 fn same_set(a: &[i64], b: &[i64]) -> bool {
     let (mut x, mut y) = (a.to_vec(), b.to_vec());
     x.sort_unstable();
@@ -247,7 +246,7 @@ fn free_satisfies(ms: &MachineState, ids: &[i64], req: &Requested) -> bool {
             .iter()
             .filter_map(|id| ms.get(id))
             .filter_map(|n| n.memory_map.get(name))
-            .fold(0u64, |a, t| a.wrapping_add(t.free));
+            .fold(0u64, |a, t| a.saturating_add(t.free));
         free >= *want
     })
 }
@@ -266,6 +265,10 @@ fn violates_group_rule(ms: &MachineState, bits: &[i64]) -> bool {
 impl MemoryPolicy for StaticPolicy {
     fn name(&self) -> &'static str {
         "Static"
+    }
+
+    fn clone_box(&self) -> Box<dyn MemoryPolicy> {
+        Box::new(self.clone())
     }
 
     fn start(&mut self, state: &mut State) -> Result<()> {
@@ -318,7 +321,7 @@ impl MemoryPolicy for StaticPolicy {
             return Ok(());
         }
         if let Some(blocks) = state.blocks(&pod.uid, container).cloned() {
-            return self.update_reusable(&id_map(&state.machine_state), pod, container, &blocks);
+            return self.update_reusable(pod, container, &blocks);
         }
         let req = self.container_req(pod, container)?;
         let ms = &state.machine_state;
@@ -352,7 +355,7 @@ impl MemoryPolicy for StaticPolicy {
                 "failed to get the default NUMA affinity, no NUMA nodes with enough memory is available",
             ));
         };
-        if !free_satisfies(ms, &id_map(ms).ids(mask), &req) {
+        if !free_satisfies(ms, &self.map.ids(mask), &req) {
             let e = if req.contains_key("memory") {
                 self.best_hint(ms, pod, &req, |h| {
                     h.affinity.is_some_and(|a| mask.is_subset_of(a))
@@ -371,14 +374,11 @@ impl MemoryPolicy for StaticPolicy {
             mask = e.affinity.unwrap_or(mask);
         }
         if self.version.checks_group_rule_at_allocate()
-            && violates_group_rule(
-                &state.machine_state,
-                &id_map(&state.machine_state).ids(mask),
-            )
+            && violates_group_rule(&state.machine_state, &self.map.ids(mask))
         {
             return Err(alloc_err("preferred hint violates NUMA node allocation"));
         }
-        let bits = id_map(&state.machine_state).ids(mask);
+        let bits = self.map.ids(mask);
         let reuse = self
             .reusable
             .get(&pod.uid)
@@ -419,7 +419,7 @@ impl MemoryPolicy for StaticPolicy {
             }
             // What no node could take stays unaccounted, as in the kubelet.
         }
-        self.update_reusable(&id_map(&state.machine_state), pod, container, &blocks)?;
+        self.update_reusable(pod, container, &blocks)?;
         state.set_blocks(&pod.uid, container, blocks.clone());
         self.update_init_blocks(state, pod, container, &blocks);
         Ok(())

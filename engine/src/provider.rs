@@ -1,0 +1,155 @@
+//! Hint providers other than the memory manager (the caller's CPU or device manager): their
+//! one decoder, and the one encoder of hint lists back to plain data. Hints name node *ids*
+//! outside the engine and node *positions* inside it; [`IdMap`] is the only translation.
+
+use crate::decode::{index, kind, Obj, Subject};
+use crate::error::{EngineError, Result};
+use crate::hints::{ProviderHints, TopologyHint};
+use crate::nodemask::IdMap;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A provider's hints: per container for container scope, and one answer for pod scope.
+#[derive(Debug, Clone, Default)]
+pub struct ExtraProvider {
+    pub name: String,
+    pub containers: BTreeMap<String, ProviderHints>,
+    pub pod: ProviderHints,
+}
+
+const S: Subject = Subject::Config;
+
+/// `{"affinity": [node ids] | null, "preferred": bool}`.
+pub fn hint_from(v: &Value, path: &str, map: &IdMap) -> Result<TopologyHint> {
+    let h = Obj::new(v, path, S)?;
+    h.deny_unknown("hint key", &["affinity", "preferred"])?;
+    let affinity = match h.get("affinity") {
+        None => None,
+        Some(Value::Array(a)) => {
+            let ids = a
+                .iter()
+                .enumerate()
+                .map(|(i, x)| {
+                    x.as_i64().ok_or_else(|| {
+                        S.error(
+                            &index(&h.at("affinity"), i),
+                            format!("expected a NUMA node id, got {}", kind(x)),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<i64>>>()?;
+            Some(
+                map.mask(&ids)
+                    .map_err(|e| S.error(&h.at("affinity"), e.message()))?,
+            )
+        }
+        Some(other) => {
+            return Err(h.err(
+                "affinity",
+                format!(
+                    "expected a list of NUMA node ids or null, got {}",
+                    kind(other)
+                ),
+            ))
+        }
+    };
+    let preferred = h
+        .bool("preferred")?
+        .ok_or_else(|| h.err("preferred", "required (a bool)"))?;
+    Ok(TopologyHint {
+        affinity,
+        preferred,
+    })
+}
+
+/// One provider answer: `null` (no preference) or `{resource: [hint, ...] | null}`.
+pub fn answer_from(v: Option<&Value>, path: &str, map: &IdMap) -> Result<ProviderHints> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let m = Obj::new(v, path, S)?;
+    let mut out = Vec::with_capacity(m.map.len());
+    for (resource, list) in m.map {
+        let at = m.at(resource);
+        let hints = match list {
+            Value::Null => None,
+            Value::Array(a) => Some(Arc::new(
+                a.iter()
+                    .enumerate()
+                    .map(|(i, h)| hint_from(h, &index(&at, i), map))
+                    .collect::<Result<Vec<_>>>()?,
+            )),
+            other => {
+                return Err(S.error(
+                    &at,
+                    format!("expected a list of hints or null, got {}", kind(other)),
+                ))
+            }
+        };
+        out.push((resource.clone(), hints));
+    }
+    Ok(Some(out))
+}
+
+/// `[{"name": str, "containers": {name: answer}, "pod": answer}, ...]`.
+pub fn providers_from(v: &Value, map: &IdMap) -> Result<Vec<ExtraProvider>> {
+    let Value::Array(items) = v else {
+        return Err(S.error(
+            "hints",
+            format!("expected a list of hint providers, got {}", kind(v)),
+        ));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let at = index("hints", i);
+            let o = Obj::new(p, &at, S)?;
+            o.deny_unknown("hint provider key", &["name", "containers", "pod"])?;
+            let mut containers = BTreeMap::new();
+            if let Some(cs) = o.obj("containers")? {
+                for (c, h) in cs.map {
+                    containers.insert(c.clone(), answer_from(Some(h), &cs.at(c), map)?);
+                }
+            }
+            Ok(ExtraProvider {
+                name: o.str("name")?.unwrap_or("extra").to_string(),
+                containers,
+                pod: answer_from(o.get("pod"), &o.at("pod"), map)?,
+            })
+        })
+        .collect()
+}
+
+pub fn hint_value(h: &TopologyHint, map: &IdMap) -> Value {
+    json!({"affinity": h.affinity.map(|m| map.ids(m)), "preferred": h.preferred})
+}
+
+pub fn answer_value(p: &ProviderHints, map: &IdMap) -> Value {
+    match p {
+        None => Value::Null,
+        Some(m) => Value::Object(
+            m.iter()
+                .map(|(r, l)| {
+                    let v = l.as_ref().map_or(Value::Null, |l| {
+                        Value::Array(l.iter().map(|h| hint_value(h, map)).collect())
+                    });
+                    (r.clone(), v)
+                })
+                .collect::<Map<_, _>>(),
+        ),
+    }
+}
+
+/// A node-id list as given by a caller: ascending, unique, each a NUMA node id.
+pub fn id_map_from(ids: &[i64]) -> Result<IdMap> {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    if sorted.windows(2).any(|w| w[0] == w[1]) {
+        return Err(EngineError::config(
+            "numa_nodes: a NUMA node id appears twice",
+        ));
+    }
+    IdMap::new(sorted).map_err(|e| EngineError::config(format!("numa_nodes: {}", e.message())))
+}

@@ -1,0 +1,105 @@
+//! State files: decoding, the kubelet's checksum text, and inspection.
+
+use super::convert::to_py;
+use super::errors::IntoPy;
+use crate::checkpoint;
+use crate::inspect::{inspect, Inspection};
+use pyo3::prelude::*;
+use serde_json::{json, Value};
+
+/// Decodes a state file and checks its checksum: `(policy_name, checksum, state_as_data)`.
+#[pyfunction]
+pub fn decode_checkpoint<'py>(
+    py: Python<'py>,
+    text: &str,
+) -> PyResult<(String, u64, Bound<'py, PyAny>)> {
+    let cp = checkpoint::decode(text).py()?;
+    let parse = |s: String| serde_json::from_str::<Value>(&s).unwrap_or(Value::Null);
+    let data = json!({
+        "machineState": parse(checkpoint::machine_state_json(&cp.state.machine_state)),
+        "entries": parse(checkpoint::entries_json(&cp.state.entries)),
+    });
+    Ok((cp.policy_name, cp.checksum, to_py(py, &data)?))
+}
+
+/// go-spew's text that the state file's checksum is computed over.
+#[pyfunction]
+pub fn checkpoint_spew_text(text: &str) -> PyResult<String> {
+    let cp = checkpoint::decode_unverified(text).py()?;
+    Ok(checkpoint::spew_text(&cp.policy_name, &cp.state))
+}
+
+/// A state file inspected: what it records, and what does not add up. Raises only when the
+/// text is not a checkpoint; a wrong checksum is one of the findings.
+#[pyclass(module = "pymm._engine", name = "Inspection", frozen)]
+pub struct PyInspection {
+    inner: Inspection,
+}
+
+#[pymethods]
+impl PyInspection {
+    #[new]
+    fn new(text: &str) -> PyResult<Self> {
+        Ok(PyInspection {
+            inner: inspect(text).py()?,
+        })
+    }
+    #[getter]
+    fn policy_name(&self) -> &str {
+        &self.inner.policy_name
+    }
+    #[getter]
+    fn stored_checksum(&self) -> u64 {
+        self.inner.stored_checksum
+    }
+    #[getter]
+    fn computed_checksum(&self) -> u64 {
+        self.inner.computed_checksum
+    }
+    #[getter]
+    fn checksum_valid(&self) -> bool {
+        self.inner.checksum_valid()
+    }
+    #[getter]
+    fn node_count(&self) -> usize {
+        self.inner.state.machine_state.len()
+    }
+    #[getter]
+    fn pod_count(&self) -> usize {
+        self.inner.state.entries.len()
+    }
+    #[getter]
+    fn container_count(&self) -> usize {
+        self.inner.containers()
+    }
+    /// `(kind, message)` per inconsistency.
+    #[getter]
+    fn findings(&self) -> Vec<(&'static str, String)> {
+        self.inner
+            .findings
+            .iter()
+            .map(|f| (f.kind, f.message.clone()))
+            .collect()
+    }
+    fn node_rows<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &Value::Array(self.inner.node_rows()))
+    }
+    fn group_rows<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &Value::Array(self.inner.group_rows()))
+    }
+    #[pyo3(signature = (limit=usize::MAX))]
+    fn pod_rows<'py>(&self, py: Python<'py>, limit: usize) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &Value::Array(self.inner.pod_rows(limit)))
+    }
+    /// The whole inspection as JSON text (written by the engine: a file with a million
+    /// entries never becomes Python objects).
+    #[pyo3(signature = (pods_limit=usize::MAX, indent=true))]
+    fn to_json(&self, pods_limit: usize, indent: bool) -> String {
+        let v = self.inner.to_json(pods_limit);
+        if indent {
+            serde_json::to_string_pretty(&v).unwrap_or_default()
+        } else {
+            v.to_string()
+        }
+    }
+}

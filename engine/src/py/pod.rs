@@ -1,0 +1,138 @@
+//! `Pod`: a pod decoded and checked once by the engine, shared (not copied) by every
+//! admission that uses it.
+
+use super::convert::{to_py, to_value};
+use super::errors::IntoPy;
+use crate::decode::Subject;
+use crate::error::EngineError;
+use crate::request::{container_requested, pod_requested, Container, Pod};
+use pyo3::prelude::*;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[pyclass(module = "pymm._engine", name = "Pod", frozen)]
+pub struct PyPod {
+    pub inner: Arc<Pod>,
+}
+
+fn container_value(c: &Container) -> Value {
+    let list = |m: &BTreeMap<String, crate::quantity::Quantity>| -> Map<String, Value> {
+        m.iter()
+            .map(|(k, q)| (k.clone(), json!(q.to_string())))
+            .collect()
+    };
+    json!({
+        "name": c.name,
+        "requests": list(&c.requests),
+        "limits": list(&c.limits),
+        "restart_policy": if c.restartable { Some("Always") } else { None },
+    })
+}
+
+#[pymethods]
+impl PyPod {
+    /// A pod from plain data (`{uid, containers: [...], init_containers: [...], ...}`).
+    #[new]
+    fn new(spec: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let v = to_value(spec, Subject::Pod)?;
+        Ok(PyPod {
+            inner: Arc::new(Pod::from_value(&v).py()?),
+        })
+    }
+
+    /// A pod from a Kubernetes Pod manifest; `defaults` applies the API server's defaulting.
+    #[staticmethod]
+    #[pyo3(signature = (manifest, defaults=true))]
+    fn from_manifest(manifest: &Bound<'_, PyAny>, defaults: bool) -> PyResult<Self> {
+        let v = to_value(manifest, Subject::Pod)?;
+        let mut pods = Pod::from_manifest(&v, defaults).py()?;
+        if pods.len() != 1 {
+            return Err(super::errors::to_py_err(EngineError::pod(
+                Some("kind"),
+                "expected one Pod, got a List (use pods_from_manifest)",
+            )));
+        }
+        Ok(PyPod {
+            inner: Arc::new(pods.remove(0)),
+        })
+    }
+
+    #[getter]
+    fn uid(&self) -> &str {
+        &self.inner.uid
+    }
+    #[getter]
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+    #[getter]
+    fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+    #[getter]
+    fn qos_class(&self) -> &'static str {
+        self.inner.qos_class().as_str()
+    }
+    /// Container names, init containers first.
+    #[getter]
+    fn container_names(&self) -> Vec<String> {
+        self.inner
+            .all_containers()
+            .map(|c| c.name.clone())
+            .collect()
+    }
+    #[getter]
+    fn annotations(&self) -> BTreeMap<String, String> {
+        self.inner.annotations.clone()
+    }
+
+    /// Requested bytes per memory resource: per container, or for the pod (`None`).
+    #[pyo3(signature = (container=None, sidecars=true))]
+    fn requested(
+        &self,
+        container: Option<&str>,
+        sidecars: bool,
+    ) -> PyResult<BTreeMap<String, u64>> {
+        match container {
+            Some(c) => {
+                let c = self.inner.container(c).ok_or_else(|| {
+                    super::errors::to_py_err(EngineError::NotFound {
+                        message: format!("pod {:?} has no container {c:?}", self.inner.uid),
+                        pod: self.inner.uid.clone(),
+                        container: Some(c.to_string()),
+                    })
+                })?;
+                container_requested(c).py()
+            }
+            None => pod_requested(&self.inner, sidecars).py(),
+        }
+    }
+
+    /// The pod as plain data in the engine's shape (quantities in canonical text).
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let p = &self.inner;
+        let v = json!({
+            "uid": p.uid,
+            "name": p.name,
+            "namespace": p.namespace,
+            "containers": p.containers.iter().map(container_value).collect::<Vec<_>>(),
+            "init_containers": p.init_containers.iter().map(container_value).collect::<Vec<_>>(),
+            "has_pod_level_resources": p.pod_level_resources,
+            "annotations": p.annotations,
+        });
+        to_py(py, &v)
+    }
+}
+
+/// The pods of a Kubernetes object (a Pod, or a List/PodList of them).
+#[pyfunction]
+#[pyo3(signature = (manifest, defaults=true))]
+pub fn pods_from_manifest(manifest: &Bound<'_, PyAny>, defaults: bool) -> PyResult<Vec<PyPod>> {
+    let v = to_value(manifest, Subject::Pod)?;
+    Ok(Pod::from_manifest(&v, defaults)
+        .py()?
+        .into_iter()
+        .map(|p| PyPod { inner: Arc::new(p) })
+        .collect())
+}
