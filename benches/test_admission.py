@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pymm import Machine, MemoryManager, compile_pod
-from pymm.benchmarks import group_totals, guaranteed
+from pymm._bench.suite import group_totals, guaranteed
 
 SHAPES = {
     "memory": {"memory": "1Gi"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -207,3 +208,37 @@ def test_demo_keeps_a_two_node_pod_on_one_socket_with_prefer_closest(
     assert len(close) == 2 and len({n // 4 for n in close}) == 1
     # Without distances the kubelet takes the narrowest mask of lowest value: across sockets.
     assert inference_nodes(["--no-prefer-closest"]) == [1, 4]
+
+
+def test_benchmark_suite_stays_off_the_runtime_import_path(tmp_path: Path) -> None:
+    # A fresh interpreter: this test process may already have imported the suite.
+    code = (
+        "import contextlib, io, sys\n"
+        "import pymm.cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert pymm.cli.main(['machines', '--json']) == 0\n"
+        "print(sorted(m for m in sys.modules if m.startswith('pymm')))\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    loaded = set(json.loads(p.stdout.replace("'", '"')))
+    assert "pymm.cli" in loaded and "pymm.commands.bench" in loaded
+    assert not {m for m in loaded if m.startswith("pymm._bench")}
+
+
+def test_every_command_is_registered() -> None:
+    from pymm.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == {
+        "demo",
+        "admit",
+        "hints",
+        "remove",
+        "machines",
+        "replay",
+        "topology",
+        "state",
+        "bench",
+    }

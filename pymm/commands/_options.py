@@ -1,0 +1,135 @@
+"""The options every manager command shares (machine, reservation, policies, state directory),
+and building the machine and the :class:`MemoryManager` from them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pymm.errors import PymmError
+from pymm.machine import DEFAULT_MACHINE, Machine
+from pymm.manager import Enforcement, MemoryManager, reserved_memory_config
+from pymm.pod import Pod, load_pods, load_pods_file
+
+__all__ = ["add_manager_options", "build_machine", "build_manager", "load_cli_pods"]
+
+
+def add_manager_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--machine",
+        default=DEFAULT_MACHINE,
+        help=f"catalog name or machine JSON file (default {DEFAULT_MACHINE}); see 'pymm machines'",
+    )
+    p.add_argument(
+        "--sysfs",
+        metavar="ROOT",
+        help="discover the machine from sysfs under ROOT (e.g. /) instead of --machine",
+    )
+    p.add_argument(
+        "--hugepages",
+        action="append",
+        default=[],
+        metavar="SIZE=PAGES",
+        help="give every node PAGES hugepages of SIZE (e.g. 2Mi=1024, repeatable)",
+    )
+    p.add_argument(
+        "--reserved-memory",
+        action="append",
+        metavar="N:TYPE=QTY[,...][;...]",
+        help="as the kubelet flag (repeatable); default: 1Gi of memory on every node",
+    )
+    p.add_argument(
+        "--node-allocatable",
+        metavar="QTY",
+        help="memory reserved by Node Allocatable (kube+system-reserved+eviction-hard); "
+        "default: the sum of --reserved-memory",
+    )
+    p.add_argument("--memory-policy", default="Static", choices=["Static", "None"])
+    p.add_argument(
+        "--topology-policy",
+        default="best-effort",
+        choices=["none", "best-effort", "restricted", "single-numa-node"],
+    )
+    p.add_argument("--scope", default="container", choices=["container", "pod"])
+    p.add_argument(
+        "--policy-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Topology Manager policy option, e.g. prefer-closest-numa-nodes=true",
+    )
+    p.add_argument("--kubelet-version", default="latest", help="'latest' (1.32+) or '1.26'")
+    p.add_argument(
+        "--search",
+        default="auto",
+        choices=["auto", "exact", "bounded"],
+        help="hint search: the kubelet's exhaustive one, bounded-time, or exact up to "
+        "max-allowable-numa-nodes and bounded above (default)",
+    )
+    p.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="keep the memory_manager_state file in DIR and reuse it across runs",
+    )
+    p.add_argument(
+        "--tolerate-drift",
+        metavar="QTY",
+        help="beyond the kubelet: accept a state file whose node totals drifted by at most QTY "
+        "(e.g. 256Mi after a reboot) when every reservation still fits, and rebase the totals",
+    )
+
+
+def build_machine(args: argparse.Namespace) -> Machine:
+    if getattr(args, "sysfs", None):
+        machine = Machine.from_sysfs(args.sysfs)
+    else:
+        machine = Machine.load(args.machine)
+    pools: dict[str, int] = {}
+    for item in getattr(args, "hugepages", None) or ():
+        size, sep, count = item.partition("=")
+        if not sep or not count.isdigit():
+            raise PymmError(f"--hugepages {item!r}: expected SIZE=PAGES, e.g. 2Mi=1024")
+        pools[size] = int(count)
+    return machine.with_hugepages(pools) if pools else machine
+
+
+def build_manager(
+    args: argparse.Namespace, enforcement: Enforcement | None = None
+) -> MemoryManager:
+    machine = build_machine(args)
+    options: dict[str, str] = {}
+    for item in args.policy_option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise PymmError(f"--policy-option {item!r}: expected KEY=VALUE")
+        options[key] = value
+    reserved: Any = args.reserved_memory
+    if reserved is None and args.memory_policy == "Static":
+        reserved = machine.reserve_per_node("1Gi")
+    node_alloc = {"memory": args.node_allocatable} if args.node_allocatable else None
+    mm = MemoryManager(
+        machine,
+        reserved_memory=reserved_memory_config(reserved),
+        node_allocatable=node_alloc,
+        memory_policy=args.memory_policy,
+        topology_policy=args.topology_policy,
+        scope=args.scope,
+        policy_options=options,
+        kubelet_version=args.kubelet_version,
+        search=args.search,
+        state_dir=args.state_dir,
+        tolerate_drift=args.tolerate_drift,
+        enforcement=enforcement,
+    )
+    for note in mm.notes:
+        print(f"pymm: note: {note}", file=sys.stderr)
+    return mm
+
+
+def load_cli_pods(path: str) -> list[Pod]:
+    """Pods of a manifest, with the API server's defaulting (a missing request takes the
+    limit), so a hand-written manifest is admitted as the cluster would see it."""
+    pods = load_pods(sys.stdin.read()) if path == "-" else load_pods_file(Path(path))
+    return [p.with_defaults() for p in pods]
