@@ -7,8 +7,10 @@ Each command lives in its own module under :mod:`pymm.commands` with ``register(
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from pymm import __version__
 from pymm.commands import admit, bench, demo, hints, machines, remove, replay, state, topology
@@ -17,9 +19,20 @@ from pymm.errors import PymmError, StateError, advice_for
 # In the order ``pymm --help`` lists them.
 COMMANDS = (demo, admit, hints, remove, machines, replay, topology, state, bench)
 
+#: The exit status of a command whose reader went away (128 + SIGPIPE, as a shell reports a
+#: program killed by the signal), so ``set -o pipefail`` scripts see what happened.
+EXIT_BROKEN_PIPE = 141
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with pymm's error format: one ``pymm: error:`` line instead of usage + error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"pymm: error: {message} (see '{self.prog} --help')\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pymm",
         description="NUMA-aware memory manager with kubelet-exact Memory/Topology Manager "
         "semantics.",
@@ -31,18 +44,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _report(e: PymmError | OSError) -> None:
+    msg = str(e) or type(e).__name__
+    print(f"pymm: error: {msg.splitlines()[0]}", file=sys.stderr)
+    if isinstance(e, StateError):
+        for line in getattr(e, "details", ()):
+            print(f"  {line}", file=sys.stderr)
+        print(f"pymm: advice: {advice_for(e)}", file=sys.stderr)
+
+
+def _quiet_broken_pipe() -> int:
+    # Python would flush stdout again at exit and print "Exception ignored ... BrokenPipeError";
+    # pointing the descriptor at /dev/null makes that last flush succeed silently.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        # --help, --version and usage errors: a status to return, as from any command.
+        return e.code if isinstance(e.code, int) else 2
+    try:
+        status = int(args.func(args))
+        # Surface a closed pipe here, not in the interpreter's final flush.
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except (PymmError, OSError) as e:
-        msg = str(e) or type(e).__name__
-        print(f"pymm: error: {msg.splitlines()[0] if msg else msg}", file=sys.stderr)
-        if isinstance(e, StateError):
-            for line in getattr(e, "details", ()):
-                print(f"  {line}", file=sys.stderr)
-            print(f"pymm: advice: {advice_for(e)}", file=sys.stderr)
+        _report(e)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -17,7 +17,10 @@ from typing import Any
 from pymm._engine import parse_quantity
 from pymm.errors import MachineError
 
-__all__ = ["DEFAULT_MACHINE", "HugePages", "Machine", "NumaNode", "page_size_kib"]
+__all__ = ["DEFAULT_MACHINE", "MAX_U64", "HugePages", "Machine", "NumaNode", "page_size_kib"]
+
+#: The largest count or size a machine may hold: the engine keeps them in 64 bits.
+MAX_U64 = 2**64 - 1
 
 #: The machine ``pymm demo`` and the CLI use when none is named.
 DEFAULT_MACHINE = "xeon-8480-2s-snc4"
@@ -68,25 +71,23 @@ class Machine:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Machine:
-        """From the catalog's JSON shape (``nodes[].memory_bytes``, ``distances``)."""
-        try:
-            nodes = tuple(
-                NumaNode(
-                    id=int(n["id"]),
-                    memory_bytes=int(n.get("memory_bytes", n.get("memory", 0))),
-                    cpus=int(n.get("cpus", 0)),
-                    kind=str(n.get("kind") or "unknown"),
-                    hugepages=tuple(
-                        HugePages(int(p["page_size_kib"]), int(p["num_pages"]))
-                        for p in n.get("hugepages") or ()
-                    ),
+        """From the catalog's JSON shape (``nodes[].memory_bytes``, ``distances``). Errors name
+        the field (``nodes[0].hugepages: expected a list``)."""
+        if not isinstance(data, Mapping):
+            raise MachineError("a machine description must be a mapping")
+        nodes = tuple(_node(n, f"nodes[{i}]") for i, n in enumerate(_items(data, "nodes")))
+        dist = data.get("distances")
+        distances = (
+            tuple(
+                tuple(
+                    _uint(x, f"distances[{i}][{j}]")
+                    for j, x in enumerate(_seq(row, f"distances[{i}]"))
                 )
-                for n in data["nodes"]
+                for i, row in enumerate(_seq(dist, "distances"))
             )
-            dist = data.get("distances")
-            distances = tuple(tuple(int(x) for x in row) for row in dist) if dist else None
-        except (KeyError, TypeError, ValueError) as e:
-            raise MachineError(f"invalid machine description: {e!r}") from e
+            if dist
+            else None
+        )
         known = {"name", "nodes", "distances", "description", "source"}
         return cls(
             name=str(data.get("name", "")),
@@ -103,6 +104,8 @@ class Machine:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise MachineError(f"machine description is not valid JSON: {e}") from e
+        except RecursionError:
+            raise MachineError("machine description is nested too deeply to be one") from None
         if not isinstance(data, dict):
             raise MachineError("a machine description must be a JSON object")
         return cls.from_dict(data)
@@ -113,7 +116,12 @@ class Machine:
             text = Path(path).read_text()
         except OSError as e:
             raise MachineError(f"cannot read machine file {str(path)!r}: {e.strerror}") from e
-        return cls.from_json(text)
+        except UnicodeDecodeError as e:
+            raise MachineError(f"machine file {path}: not UTF-8 text") from e
+        try:
+            return cls.from_json(text)
+        except MachineError as e:
+            raise MachineError(f"machine file {path}: {e}") from e
 
     @staticmethod
     def catalog_names() -> list[str]:
@@ -228,6 +236,58 @@ class Machine:
         total = sum(n.memory_bytes for n in self.nodes) / 2**30
         kinds = sorted({n.kind for n in self.nodes})
         return f"{len(self.nodes)} NUMA nodes, {total:.0f} GiB, {'/'.join(kinds)}"
+
+
+def _seq(value: object, where: str) -> Sequence[Any]:
+    if not isinstance(value, list | tuple):
+        raise MachineError(f"{where}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def _items(data: Mapping[str, Any], key: str) -> Sequence[Any]:
+    if key not in data:
+        raise MachineError(f"missing {key!r}")
+    return _seq(data[key], key)
+
+
+def _uint(value: object, where: str) -> int:
+    # bool is an int, but `memory_bytes: true` is a mistake; the engine holds 64-bit values.
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise MachineError(f"{where}: expected a whole number, got {value!r}")
+    try:
+        number = int(value)
+    except ValueError:
+        raise MachineError(f"{where}: expected a whole number, got {value!r}") from None
+    if not 0 <= number <= MAX_U64:
+        raise MachineError(f"{where}: {number} is out of range (0 to {MAX_U64})")
+    return number
+
+
+def _node(value: object, where: str) -> NumaNode:
+    if not isinstance(value, Mapping):
+        raise MachineError(f"{where}: expected a mapping, got {type(value).__name__}")
+    if "id" not in value:
+        raise MachineError(f"{where}: missing 'id'")
+    pools = []
+    for i, pool in enumerate(_seq(value.get("hugepages") or [], f"{where}.hugepages")):
+        at = f"{where}.hugepages[{i}]"
+        if not isinstance(pool, Mapping) or not {"page_size_kib", "num_pages"} <= pool.keys():
+            raise MachineError(f"{at}: expected {{'page_size_kib': KiB, 'num_pages': N}}")
+        pools.append(
+            HugePages(
+                _uint(pool["page_size_kib"], f"{at}.page_size_kib"),
+                _uint(pool["num_pages"], f"{at}.num_pages"),
+            )
+        )
+    return NumaNode(
+        id=_uint(value["id"], f"{where}.id"),
+        memory_bytes=_uint(
+            value.get("memory_bytes", value.get("memory", 0)), f"{where}.memory_bytes"
+        ),
+        cpus=_uint(value.get("cpus", 0), f"{where}.cpus"),
+        kind=str(value.get("kind") or "unknown"),
+        hugepages=tuple(pools),
+    )
 
 
 def as_machine(value: Machine | str | Path | Mapping[str, Any]) -> Machine:

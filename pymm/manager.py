@@ -22,7 +22,12 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from pymm import _engine
-from pymm.errors import AdmissionError, CheckpointCorruptedError, ConfigError
+from pymm.errors import (
+    AdmissionError,
+    CheckpointCorruptedError,
+    ConfigError,
+    ReservedMemoryError,
+)
 from pymm.machine import DEFAULT_MACHINE, Machine, as_machine
 from pymm.pod import Pod
 
@@ -43,6 +48,9 @@ ReservedMemory: TypeAlias = str | Sequence[str] | Sequence[Mapping[str, Any]] | 
 
 log = logging.getLogger("pymm")
 
+#: Memory reserved on every node when ``reserved_memory`` is not given (Static policy).
+DEFAULT_RESERVED_PER_NODE = "1Gi"
+
 PodLike: TypeAlias = Pod | Mapping[str, Any] | _engine.Pod
 
 
@@ -57,9 +65,14 @@ def reserved_memory_config(value: ReservedMemory) -> list[dict[str, Any]]:
     if all(isinstance(v, str) for v in items):
         return list(_engine.parse_reserved_memory([str(v) for v in items]))
     out: list[dict[str, Any]] = []
-    for v in items:
+    for i, v in enumerate(items):
         if not isinstance(v, Mapping):
             raise ConfigError(f"reserved memory entries must all be strings or mappings, got {v!r}")
+        if not {"numaNode", "limits"} <= v.keys() or not isinstance(v["limits"], Mapping):
+            raise ReservedMemoryError(
+                f"reservedMemory[{i}]: expected {{'numaNode': N, 'limits': {{TYPE: QTY}}}}, "
+                f"got {v!r}"
+            )
         out.append({"numaNode": v["numaNode"], "limits": dict(v["limits"])})
     return out
 
@@ -191,6 +204,10 @@ class MemoryManager:
         machine: a :class:`Machine`, a catalog name, a JSON file path, or a machine dict.
         reserved_memory: ``--reserved-memory`` text such as ``"0:memory=1Gi;1:memory=1Gi"``
             (or a list with one string per flag occurrence), or a ``reservedMemory`` list.
+            Default (None): 1Gi of memory on every node with the Static policy
+            (``machine.reserve_per_node("1Gi")``, as the ``pymm`` command line does), none
+            with the None policy. Pass ``[]`` for no reservation at all (the Static policy
+            refuses that, as the kubelet does).
         node_allocatable: Node Allocatable's reservation per resource (kube-reserved +
             system-reserved + eviction-hard). Defaults to the sum of ``reserved_memory``, the
             only value a kubelet accepts together with it.
@@ -238,6 +255,8 @@ class MemoryManager:
     ) -> None:
         self.enforcement = enforcement
         self.machine = as_machine(machine)
+        if reserved_memory is None and memory_policy == "Static":
+            reserved_memory = self.machine.reserve_per_node(DEFAULT_RESERVED_PER_NODE)
         self._config: dict[str, Any] = {
             "memory_policy": memory_policy,
             "topology_policy": topology_policy,

@@ -485,6 +485,9 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+_TOO_DEEP = "invalid {}: nested too deeply (no Pod manifest is anywhere near this deep)"
+
+
 def _parse_documents(text: str) -> list[object]:
     # Like kubectl: text that starts like JSON is JSON, so a stray trailing comma is reported
     # as the JSON error it is rather than being read as a YAML flow mapping.
@@ -494,10 +497,15 @@ def _parse_documents(text: str) -> list[object]:
         except json.JSONDecodeError as exc:
             msg = _one_line(exc.msg)
             raise PodError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {msg}") from exc
+        except RecursionError:
+            raise PodError(_TOO_DEEP.format("JSON")) from None
     try:
         return list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:
         raise PodError(_yaml_message(exc)) from exc
+    except RecursionError:
+        # PyYAML's composer recurses once per nesting level, like json's decoder.
+        raise PodError(_TOO_DEEP.format("YAML")) from None
 
 
 def _yaml_message(exc: yaml.YAMLError) -> str:

@@ -144,7 +144,8 @@ def test_hints_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     pod = tmp_path / "pod.yaml"
     pod.write_text(POD)
     rc, out, _ = run(
-        ["hints", str(pod), "--machine", "xeon-gold-6242-2s", "--hugepages", "2Mi=1024"], capsys
+        ["hints", str(pod), "--machine", "xeon-gold-6242-2s", "--hugepages", "2Mi=1024", "--json"],
+        capsys,
     )
     hints = json.loads(out)["1111-2222"]["postgres"]
     assert rc == 0 and hints["memory"][0] == {"affinity": [0], "preferred": True}

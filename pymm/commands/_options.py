@@ -5,15 +5,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-from pymm.errors import PymmError
-from pymm.machine import DEFAULT_MACHINE, Machine
-from pymm.manager import Enforcement, MemoryManager, reserved_memory_config
+from pymm.errors import ConfigError, PodError, PymmError
+from pymm.machine import DEFAULT_MACHINE, MAX_U64, Machine, page_size_kib
+from pymm.manager import Enforcement, MemoryManager
 from pymm.pod import Pod, load_pods, load_pods_file
 
-__all__ = ["add_manager_options", "build_machine", "build_manager", "load_cli_pods"]
+#: The kubelet behaviours pymm reproduces (``MemoryManager(kubelet_version=...)``).
+KUBELET_VERSIONS = ("latest", "1.26")
+
+__all__ = [
+    "KUBELET_VERSIONS",
+    "add_manager_options",
+    "build_machine",
+    "build_manager",
+    "load_cli_pods",
+]
 
 
 def add_manager_options(p: argparse.ArgumentParser) -> None:
@@ -60,7 +69,12 @@ def add_manager_options(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="Topology Manager policy option, e.g. prefer-closest-numa-nodes=true",
     )
-    p.add_argument("--kubelet-version", default="latest", help="'latest' (1.32+) or '1.26'")
+    p.add_argument(
+        "--kubelet-version",
+        default="latest",
+        choices=KUBELET_VERSIONS,
+        help="whose behaviour to follow: 'latest' (1.32+, default) or '1.26'",
+    )
     p.add_argument(
         "--search",
         default="auto",
@@ -86,13 +100,26 @@ def build_machine(args: argparse.Namespace) -> Machine:
         machine = Machine.from_sysfs(args.sysfs)
     else:
         machine = Machine.load(args.machine)
-    pools: dict[str, int] = {}
-    for item in getattr(args, "hugepages", None) or ():
-        size, sep, count = item.partition("=")
-        if not sep or not count.isdigit():
-            raise PymmError(f"--hugepages {item!r}: expected SIZE=PAGES, e.g. 2Mi=1024")
-        pools[size] = int(count)
+    pools = parse_hugepages(getattr(args, "hugepages", None) or ())
     return machine.with_hugepages(pools) if pools else machine
+
+
+def parse_hugepages(items: Iterable[str]) -> dict[str, int]:
+    """``--hugepages SIZE=PAGES`` values as size -> pages."""
+    pools: dict[str, int] = {}
+    for item in items:
+        size, sep, count = item.partition("=")
+        # isdigit() alone accepts superscripts and other digits int() refuses.
+        if not sep or not size or not (count.isascii() and count.isdigit()):
+            raise ConfigError(f"--hugepages {item!r}: expected SIZE=PAGES, e.g. 2Mi=1024")
+        try:
+            page_size_kib(size)
+        except PymmError as e:
+            raise ConfigError(f"--hugepages {item!r}: page size {size!r}: {e}") from e
+        if int(count) > MAX_U64:
+            raise ConfigError(f"--hugepages {item!r}: PAGES must be at most {MAX_U64}")
+        pools[size] = int(count)
+    return pools
 
 
 def build_manager(
@@ -105,13 +132,12 @@ def build_manager(
         if not sep:
             raise PymmError(f"--policy-option {item!r}: expected KEY=VALUE")
         options[key] = value
-    reserved: Any = args.reserved_memory
-    if reserved is None and args.memory_policy == "Static":
-        reserved = machine.reserve_per_node("1Gi")
+    if args.node_allocatable is not None and not args.node_allocatable.strip():
+        raise ConfigError("--node-allocatable '': expected a quantity such as 2Gi")
     node_alloc = {"memory": args.node_allocatable} if args.node_allocatable else None
     mm = MemoryManager(
         machine,
-        reserved_memory=reserved_memory_config(reserved),
+        reserved_memory=args.reserved_memory,
         node_allocatable=node_alloc,
         memory_policy=args.memory_policy,
         topology_policy=args.topology_policy,
@@ -132,4 +158,7 @@ def load_cli_pods(path: str) -> list[Pod]:
     """Pods of a manifest, with the API server's defaulting (a missing request takes the
     limit), so a hand-written manifest is admitted as the cluster would see it."""
     pods = load_pods(sys.stdin.read()) if path == "-" else load_pods_file(Path(path))
+    if not pods:
+        where = "standard input" if path == "-" else path
+        raise PodError(f"{where}: no pods in the manifest (expected a Pod, a List or a PodList)")
     return [p.with_defaults() for p in pods]

@@ -10,13 +10,31 @@ from rich.table import Table
 
 from pymm.manager import Admission, MemoryManager
 
-__all__ = ["admission_json", "console", "fmt_bytes", "print_admission", "usage_table"]
+__all__ = [
+    "admission_json",
+    "console",
+    "fmt_bytes",
+    "print_admission",
+    "stdout_console",
+    "usage_table",
+]
 
 _GIB = 2**30
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # Rich would exit(1) on its own; pymm.cli.main ends every closed pipe the same way.
+        raise BrokenPipeError
+
+
+def stdout_console(**options: Any) -> Console:
+    """A rich console on standard output that leaves a closed pipe to :func:`pymm.cli.main`."""
+    return _Console(**options)
+
+
 def console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    return stdout_console(highlight=False, soft_wrap=True)
 
 
 def fmt_bytes(n: int) -> str:
@@ -45,9 +63,13 @@ def admission_json(a: Admission) -> dict[str, Any]:
     }
 
 
-def print_admission(con: Console, a: Admission) -> None:
+def print_admission(con: Console, a: Admission, why: str | None = None) -> None:
+    """One line per admission; a rejection keeps the kubelet's text intact on its line and
+    adds ``why`` (pymm's explanation, :func:`pymm.explain.explain_rejection`) below it."""
     if not a.admitted:
         con.print(f"[red]rejected[/] {escape(a.pod_uid)}: {a.reason}: {escape(a.message or '')}")
+        if why:
+            con.print(f"    why: {escape(why)}")
         return
     parts = []
     for name, p in a.placements.items():

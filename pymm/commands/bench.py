@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from pymm.commands._output import stdout_console
 from pymm.errors import PymmError
 
 if TYPE_CHECKING:
@@ -191,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
             # A wrong answer is not a timing: report it (one line) instead of a table.
             raise PymmError(f"benchmark check failed: {exc}") from exc
     # Rich wraps at 80 columns when not on a terminal; the table reads best unwrapped.
-    out = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 120)
+    out = stdout_console(file=sys.stdout, width=None if sys.stdout.isatty() else 120)
     out.print(_table(rows, args.quick))
     if args.output:
         doc = {"quick": args.quick, "rows": rows, "kubelet_published_us": KUBELET_PUBLISHED_US}

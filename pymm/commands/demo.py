@@ -8,6 +8,7 @@ import json
 from pymm import __version__
 from pymm.commands._options import build_machine
 from pymm.commands._output import admission_json, console, print_admission, usage_table
+from pymm.explain import explain_rejection
 from pymm.machine import DEFAULT_MACHINE
 from pymm.manager import MemoryManager
 from pymm.pod import Container, Pod
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         a = mm.admit(pod)
         results.append(admission_json(a))
         if not args.json:
-            print_admission(con, a)
+            print_admission(con, a, explain_rejection(mm, pod, a))
     if args.json:
         print(json.dumps({"admissions": results, "state": mm.state}, indent=1))
     else:

@@ -25,8 +25,14 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([m.to_dict() for m in machines], indent=1))
         return 0
     t = Table(title="Embedded machine catalog")
-    for col in ("name", "nodes", "memory", "kinds", "description"):
-        t.add_column(col)
+    # The name is what a user types after --machine: never cut or wrapped, whatever the
+    # terminal's width; the description folds instead.
+    widest = max(len(m.name) for m in machines)
+    t.add_column("name", no_wrap=True, min_width=widest)
+    t.add_column("nodes", no_wrap=True)
+    t.add_column("memory", no_wrap=True)
+    t.add_column("kinds", overflow="fold", min_width=len("DRAM"))
+    t.add_column("description", overflow="fold", min_width=12)
     for m in machines:
         total = sum(n.memory_bytes for n in m.nodes)
         kinds = "/".join(sorted({n.kind for n in m.nodes}))

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from pymm import _engine
+from pymm.commands._output import stdout_console
 from pymm.errors import (
     CheckpointCorruptedError,
     ReservedMemoryError,
@@ -461,7 +461,7 @@ def _inspect(path: Path, *, as_json: bool) -> int:
 
     # Rich assumes 80 columns when piped, which would cut numbers short; a log or pager
     # copes better with a wider table.
-    con = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    con = stdout_console(highlight=False, width=None if sys.stdout.isatty() else 120)
     status = "valid" if found.checksum_valid else "[red]MISMATCH[/]"
     con.print(
         f"[bold]{escape(str(path))}[/]: policy {escape(found.policy_name)}, "
