@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from pymm.errors import (
     CheckpointCorruptedError,
     ConfigError,
     ReservedMemoryError,
+    StateFileError,
 )
 from pymm.machine import DEFAULT_MACHINE, Machine, as_machine
 from pymm.pod import Pod
@@ -224,7 +226,13 @@ class MemoryManager:
         state_dir: keep the kubelet-format state file ``memory_manager_state`` here: restored
             on start, written durably before every mutating call returns, and locked against
             a second writer.
+            The directory must belong to the user running pymm and not be writable by its
+            group or others (a symlink is resolved and the real directory checked).
         lock_wait: with ``state_dir``, wait for the lock (True, or seconds) instead of failing.
+        read_only: with ``state_dir``, only read the state: no lock is taken and nothing is
+            written (the directory may be read-only), and every call that would change the
+            state (``admit``, ``start``, ``remove``, ``stop_pod``) raises
+            :class:`~pymm.errors.StateFileError` naming the state file.
         tolerate_drift: beyond the kubelet (the idea of KEP-6232): accept a state file whose
             node totals drifted by at most this much (e.g. ``"256Mi"`` after a reboot) when
             every reservation still fits; the totals are rebased and the file rewritten.
@@ -249,6 +257,7 @@ class MemoryManager:
         search: str = "auto",
         state_dir: str | Path | None = None,
         lock_wait: bool | float = False,
+        read_only: bool = False,
         tolerate_drift: str | int | None = None,
         rebuild_from: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]] | None = None,
         enforcement: Enforcement | None = None,
@@ -268,7 +277,11 @@ class MemoryManager:
             "search": search,
             "drift_tolerance": tolerate_drift,
         }
-        self._store = _DurableStore(Path(state_dir), lock_wait) if state_dir is not None else None
+        if read_only and state_dir is None:
+            raise ConfigError("read_only=True needs a state_dir to read")
+        self._store = (
+            _DurableStore(Path(state_dir), lock_wait, read_only) if state_dir is not None else None
+        )
         try:
             text = self._store.read() if self._store else None
             if rebuild_from is not None and text is not None:
@@ -290,7 +303,8 @@ class MemoryManager:
             raise
         for note in self._engine.notes:
             log.warning("%s: %s", self.state_path or "state", note)
-        if self._store and (text is None or self._engine.notes):
+        self._restored = text is not None
+        if self._store and not read_only and (text is None or self._engine.notes):
             # The kubelet writes the initial state when it finds no file; a rebased or
             # rebuilt state is written at once so the next start needs no tolerance.
             self._persist(force=True)
@@ -300,6 +314,15 @@ class MemoryManager:
     @property
     def state_path(self) -> str | None:
         return str(self._store.path) if self._store else None
+
+    @property
+    def restored(self) -> bool:
+        """True when the state came from an existing state file (else it starts empty)."""
+        return self._restored
+
+    @property
+    def read_only(self) -> bool:
+        return self._store is not None and self._store.read_only
 
     @property
     def policy_name(self) -> str:
@@ -330,6 +353,7 @@ class MemoryManager:
         ``{"name": str, "containers": {name: {resource: [hint...] | None}}, "pod": {...}}``
         where a hint is ``{"affinity": [node ids] | None, "preferred": bool}``.
         """
+        self._check_writable("admit")
         compiled = compile_pod(pod)
         raw = self._engine.admit(compiled, list(hints) if hints else None, trace)
         if raw.admit and start:
@@ -365,11 +389,13 @@ class MemoryManager:
 
     def start(self, pod_uid: str) -> None:
         """Starts an admitted pod's containers (``admit(..., start=False)`` defers this)."""
+        self._check_writable("start")
         self._engine.start_pod(pod_uid)
         self._persist()
 
     def remove(self, pod_uid: str, container: str | None = None) -> None:
         """Releases one container's memory, or (without ``container``) the whole pod's."""
+        self._check_writable("remove")
         pinned = []
         if self.enforcement:
             entries = self.state.get("entries", {}).get(pod_uid, {})
@@ -386,6 +412,7 @@ class MemoryManager:
         """The kubelet's view of a pod going away: each started container stops and
         releases its memory, and the pod is no longer active. Containers that never started
         keep their reservation until the next admission removes it as stale."""
+        self._check_writable("stop_pod")
         self._engine.remove_pod(pod_uid)
         self._persist()
 
@@ -459,6 +486,15 @@ class MemoryManager:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _check_writable(self, operation: str) -> None:
+        if self._store is not None and self._store.read_only:
+            err = StateFileError(
+                f"cannot {operation}: the state in {self._store.path} was opened read-only "
+                "(read_only=True)"
+            )
+            err.errno = errno.EROFS
+            raise err
+
     def _persist(self, force: bool = False) -> None:
         if self._store:
             self._store.write(self._engine.checkpoint(), force=force)
@@ -475,17 +511,34 @@ class MemoryManager:
 
 
 class _DurableStore:
-    """The state file in a locked directory, replaced atomically on every write."""
+    """The state file in a locked directory, replaced atomically on every write; or, read-only,
+    the state file read without the lock and never written."""
 
-    def __init__(self, directory: Path, wait: bool | float) -> None:
-        from pymm.statefile import STATE_FILE_NAME, StateDirLock, clean_stale_temporaries
+    def __init__(self, directory: Path, wait: bool | float, read_only: bool = False) -> None:
+        from pymm.statefile import (
+            STATE_FILE_NAME,
+            StateDirLock,
+            check_state_directory,
+            clean_stale_temporaries,
+        )
 
+        self.read_only = read_only
+        self._lock: StateDirLock | None = None
+        if directory.exists() or directory.is_symlink():
+            directory = check_state_directory(directory)
         self.directory = directory
         self.path = directory / STATE_FILE_NAME
+        self._last: str | None = None
+        if read_only:
+            return
         self._lock = StateDirLock(directory, wait=wait)
         self._lock.acquire()
-        clean_stale_temporaries(directory)
-        self._last: str | None = None
+        try:
+            # The lock created a missing directory (0700); an existing one was checked above.
+            clean_stale_temporaries(directory)
+        except BaseException:
+            self._lock.release()
+            raise
 
     def read(self) -> str | None:
         from pymm.statefile import read_file
@@ -509,8 +562,10 @@ class _DurableStore:
 
         if text == self._last and not force:
             return
+        assert not self.read_only, "callers check _check_writable first"
         atomic_write(self.path, text.encode())
         self._last = text
 
     def close(self) -> None:
-        self._lock.release()
+        if self._lock is not None:
+            self._lock.release()

@@ -163,12 +163,15 @@ def test_verify_missing_file_is_a_command_error(
     assert err.startswith("pymm: error: ") and "No such file" in err
 
 
-def test_verify_directory_is_a_command_error(
+def test_verify_directory_means_its_state_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _, err = cli(capsys, "verify", str(tmp_path))
     assert code == 2
-    assert "not a regular file" in err
+    assert f"{tmp_path / 'memory_manager_state'}: No such file or directory" in err
+    (tmp_path / "memory_manager_state").mkdir()
+    code, _, err = cli(capsys, "verify", str(tmp_path))
+    assert code == 2 and "not a regular file" in err
 
 
 def test_verify_follows_a_symlink_for_reading(

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "admit", help="admit the pods of a manifest (YAML/JSON, '-' for stdin)"
     )
     p.add_argument("pod", metavar="POD.yaml")
-    add_manager_options(p)
+    add_manager_options(p, writes=True)
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no usage table")
     p.add_argument("--cgroup", metavar="PATH", help="write cpuset.mems of admitted containers here")

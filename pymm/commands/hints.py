@@ -85,7 +85,8 @@ def _table(result: dict[str, dict[str, Hints]]) -> Table:
 
 def run(args: argparse.Namespace) -> int:
     pods = load_cli_pods(args.pod)
-    with build_manager(args) as mm:
+    # Hints change nothing: read the state without the lock (the directory may be read-only).
+    with build_manager(args, read_only=True) as mm:
         out: dict[str, dict[str, Hints]] = {}
         for pod in pods:
             if args.scope == "pod":

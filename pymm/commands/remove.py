@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser("remove", help="release a pod's (or one container's) memory")
     p.add_argument("pod_uid", metavar="POD_UID")
     p.add_argument("--container")
-    add_manager_options(p)
+    add_manager_options(p, writes=True)
     p.set_defaults(func=run)
 
 

@@ -25,14 +25,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from pymm import _engine
+from pymm.commands._options import KUBELET_VERSIONS, resolve
 from pymm.commands._output import stdout_console
+from pymm.commands._recorded import DEFAULTS, load_recorded
 from pymm.errors import (
     CheckpointCorruptedError,
+    ConfigError,
     ReservedMemoryError,
     StateError,
     StateFileError,
     advice_for,
 )
+from pymm.machine import Machine
+from pymm.manager import MemoryManager, reserved_memory_config
 
 __all__ = ["Inspection", "inspect_text", "register", "run"]
 
@@ -80,8 +85,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Restore the file and run the kubelet's startup validation against a "
         "machine. Exit 0 if it would start, 1 with the kubelet's error and advice if not.",
     )
-    p.add_argument("file", metavar="FILE")
-    where = p.add_mutually_exclusive_group(required=True)
+    p.add_argument(
+        "file",
+        metavar="FILE|DIR",
+        help="a state file, or a state directory (whose recorded configuration then supplies "
+        "the machine and the flags not given)",
+    )
+    where = p.add_mutually_exclusive_group()
     where.add_argument("--machine", metavar="NAME|FILE", help="catalog name or machine JSON file")
     where.add_argument(
         "--sysfs", metavar="ROOT", help="discover the machine from sysfs under ROOT (e.g. /)"
@@ -94,11 +104,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--kubelet-version",
-        default="latest",
-        choices=["latest", "1.26"],
-        help="whose startup validation to apply (1.26 compares free/reserved per node)",
+        choices=KUBELET_VERSIONS,
+        help="whose startup validation to apply (default latest; 1.26 compares free/reserved "
+        "per node)",
     )
-    p.add_argument("--policy", default="Static", choices=["Static", "None"])
+    p.add_argument("--policy", choices=["Static", "None"], help="default Static")
     p.add_argument(
         "--tolerate-drift",
         metavar="QTY",
@@ -122,8 +132,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _read_text(path: Path) -> str:
     """The file's text; a missing or unreadable file raises (exit 2), bad bytes do not."""
-    from pymm.statefile import read_file
+    from pymm.statefile import STATE_FILE_NAME, read_file
 
+    if path.is_dir():
+        path = path / STATE_FILE_NAME
     # Following a symlink is harmless for a read-only command; read_file refuses them because
     # the manager writes where it reads.
     data = read_file(path.resolve())
@@ -543,28 +555,27 @@ def _inspect(path: Path, *, as_json: bool) -> int:
 # -- validate -------------------------------------------------------------------------------
 
 
-def _validate(args: argparse.Namespace) -> int:
-    from pymm.machine import Machine
-    from pymm.manager import reserved_memory_config
+def _manager_args(args: argparse.Namespace) -> argparse.Namespace:
+    """``validate``'s flags under the names the manager commands use, the rest not given."""
+    ns = argparse.Namespace(**dict.fromkeys(DEFAULTS), machine=args.machine, sysfs=args.sysfs)
+    ns.reserved_memory = args.reserved_memory
+    ns.memory_policy = args.policy
+    ns.kubelet_version = args.kubelet_version
+    return ns
 
+
+def _validate(args: argparse.Namespace) -> int:
     path = Path(args.file)
+    directory = path if path.is_dir() else None
+    recorded = load_recorded(directory) if directory is not None else None
+    if recorded is None and args.machine is None and args.sysfs is None:
+        lacking = f" ({directory} records no configuration)" if directory is not None else ""
+        raise ConfigError(f"state validate needs --machine NAME|FILE or --sysfs ROOT{lacking}")
+    ns = _manager_args(args)
+    _, machine = resolve(ns, recorded)
     text = _read_text(path)
-    machine = Machine.from_sysfs(args.sysfs) if args.sysfs else Machine.load(args.machine)
-    reserved: Any = args.reserved_memory
-    if reserved is None and args.policy == "Static":
-        reserved = machine.reserve_per_node("1Gi")
     try:
-        config = {
-            "memory_policy": args.policy,
-            "topology_policy": "none",
-            "scope": "container",
-            "kubelet_version": args.kubelet_version,
-            "reserved_memory": reserved_memory_config(reserved),
-            "node_allocatable": None,
-            "options": {},
-            "drift_tolerance": args.tolerate_drift,
-        }
-        engine = _engine.Engine(machine.to_dict(), config, text, str(path))
+        notes = _restore(ns, machine, path, text, directory, args.tolerate_drift)
     except (StateError, ReservedMemoryError) as e:
         message = " ".join(str(e).split())
         print(f"would not start: {message}")
@@ -578,15 +589,57 @@ def _validate(args: argparse.Namespace) -> int:
         return 1
     if args.sysfs:
         where = f"this machine (sysfs under {args.sysfs})"
+    elif args.machine is None and recorded is not None:
+        where = f"the recorded machine {machine.name or recorded.machine_source}"
     else:
         where = f"machine {machine.name or args.machine}"
     print(
-        f"would start: {path} restores on {where} with policy {args.policy} "
-        f"(kubelet {args.kubelet_version})"
+        f"would start: {path} restores on {where} with policy {ns.memory_policy} "
+        f"(kubelet {ns.kubelet_version})"
     )
-    for note in engine.notes:
+    for note in notes:
         print(f"  beyond the kubelet, which would not start: {note}")
     return 0
+
+
+def _restore(
+    ns: argparse.Namespace,
+    machine: Machine,
+    path: Path,
+    text: str,
+    directory: Path | None,
+    tolerate_drift: str | None,
+) -> list[str]:
+    """Restore as a starting kubelet would; a directory read-only, as pymm opens it."""
+    if directory is not None:
+        with MemoryManager(
+            machine,
+            reserved_memory=ns.reserved_memory,
+            node_allocatable={"memory": ns.node_allocatable} if ns.node_allocatable else None,
+            memory_policy=ns.memory_policy,
+            topology_policy=ns.topology_policy,
+            scope=ns.scope,
+            kubelet_version=ns.kubelet_version,
+            search=ns.search,
+            state_dir=directory,
+            read_only=True,
+            tolerate_drift=tolerate_drift,
+        ) as mm:
+            return mm.notes
+    reserved: Any = ns.reserved_memory
+    if reserved is None and ns.memory_policy == "Static":
+        reserved = machine.reserve_per_node("1Gi")
+    config = {
+        "memory_policy": ns.memory_policy,
+        "topology_policy": "none",
+        "scope": "container",
+        "kubelet_version": ns.kubelet_version,
+        "reserved_memory": reserved_memory_config(reserved),
+        "node_allocatable": None,
+        "options": {},
+        "drift_tolerance": tolerate_drift,
+    }
+    return list(_engine.Engine(machine.to_dict(), config, text, str(path)).notes)
 
 
 if __name__ == "__main__":  # pragma: no cover - convenience for `python -m`
