@@ -70,9 +70,9 @@ def _flag(dest: str) -> str:
     return "--" + dest.replace("_", "-")
 
 
-def _show(value: Any) -> str:
+def _show(dest: str, value: Any) -> str:
     if value is None:
-        return "the default"
+        return "default (1Gi of memory on every node)" if dest == "reserved_memory" else "default"
     if isinstance(value, list):
         return " ".join(map(str, value)) if value else "none"
     return str(value)
@@ -180,7 +180,8 @@ def check_reserved(
 
 def _conflict(dest: str, mine: Any, theirs: Any, path: Path) -> ConfigError:
     return ConfigError(
-        f"{_flag(dest)} {_show(mine)} conflicts with the state directory's {_show(theirs)} "
+        f"{_flag(dest)} {_show(dest, mine)} conflicts with the state directory's "
+        f"{_show(dest, theirs)} "
         f"(recorded in {path})"
     )
 
