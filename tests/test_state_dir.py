@@ -11,6 +11,7 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -139,7 +140,7 @@ def test_read_only_takes_no_lock_writes_nothing_and_refuses_changes(tmp_path: Pa
             assert reader.read_only and reader.restored
             assert "kept" in reader.state["entries"]
             assert reader.hints(pod("new"), "c") is not None
-            calls = {
+            calls: dict[str, Callable[[], object]] = {
                 "admit": lambda: reader.admit(pod("new")),
                 "start": lambda: reader.start("kept"),
                 "remove": lambda: reader.remove("kept"),
