@@ -360,7 +360,7 @@ def test_hints_and_validate_use_the_recorded_configuration(
     code, out, _ = cli(capsys, "state", "validate", str(state))
     assert code == 0 and f"restores on the recorded machine {MACHINE}" in out
     code, _, err = cli(capsys, "state", "validate", str(state), "--policy", "None")
-    assert code == 2 and "--memory-policy None conflicts" in err
+    assert code == 2 and "--policy None conflicts with the state directory's Static" in err
 
 
 def test_state_validate_of_a_directory_without_configuration_needs_a_machine(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from pymm.commands._recorded import (
@@ -165,14 +165,16 @@ def _policy_options(items: Iterable[str]) -> dict[str, str]:
     return options
 
 
-def resolve(args: argparse.Namespace, recorded: Recorded | None) -> tuple[Machine, Machine]:
+def resolve(
+    args: argparse.Namespace, recorded: Recorded | None, flags: Mapping[str, str] | None = None
+) -> tuple[Machine, Machine]:
     """Complete ``args`` from ``recorded`` and the defaults (refusing flags that disagree with
     it); returns the base machine (as recorded or as the flags name it) and the machine with
     ``--hugepages`` applied."""
     if args.node_allocatable is not None and not args.node_allocatable.strip():
         raise ConfigError("--node-allocatable '': expected a quantity such as 2Gi")
     given_reserved = args.reserved_memory
-    recorded_machine = apply_recorded(args, recorded)
+    recorded_machine = apply_recorded(args, recorded, flags)
     base = recorded_machine if recorded_machine is not None else _base_machine(args)
     machine = build_machine(args, base)
     check_reserved(given_reserved, recorded, machine, args.memory_policy)

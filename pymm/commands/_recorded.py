@@ -143,10 +143,13 @@ def load_recorded(state_dir: str | Path) -> Recorded | None:
     return Recorded(path, machine, source, {k: flags.get(k) for k in DEFAULTS})
 
 
-def apply_recorded(args: argparse.Namespace, recorded: Recorded | None) -> Machine | None:
+def apply_recorded(
+    args: argparse.Namespace, recorded: Recorded | None, flags: Mapping[str, str] | None = None
+) -> Machine | None:
     """Fill the flags ``args`` lacks from ``recorded`` (else from :data:`DEFAULTS`), refusing
-    a flag that disagrees with it. Returns the recorded machine when the command line names
-    none (the caller builds the machine from the flags otherwise)."""
+    a flag that disagrees with it (``flags`` renames a destination's flag in the message).
+    Returns the recorded machine when the command line names none (the caller builds the
+    machine from the flags otherwise)."""
     for dest, default in DEFAULTS.items():
         given = getattr(args, dest, None)
         if recorded is None or given is None:
@@ -157,7 +160,7 @@ def apply_recorded(args: argparse.Namespace, recorded: Recorded | None) -> Machi
         theirs = default if theirs is None else theirs
         canonical = _CANONICAL.get(dest, _same)
         if canonical(given) != canonical(theirs):
-            raise _conflict(dest, given, theirs, recorded.path)
+            raise _conflict(dest, given, theirs, recorded.path, (flags or {}).get(dest))
     for dest, default in DEFAULTS.items():
         if getattr(args, dest, None) is None:
             value = recorded.flags.get(dest) if recorded is not None else None
@@ -178,9 +181,11 @@ def check_reserved(
         raise _conflict("reserved_memory", given, theirs, recorded.path)
 
 
-def _conflict(dest: str, mine: Any, theirs: Any, path: Path) -> ConfigError:
+def _conflict(
+    dest: str, mine: Any, theirs: Any, path: Path, flag: str | None = None
+) -> ConfigError:
     return ConfigError(
-        f"{_flag(dest)} {_show(dest, mine)} conflicts with the state directory's "
+        f"{flag or _flag(dest)} {_show(dest, mine)} conflicts with the state directory's "
         f"{_show(dest, theirs)} "
         f"(recorded in {path})"
     )

@@ -572,7 +572,7 @@ def _validate(args: argparse.Namespace) -> int:
         lacking = f" ({directory} records no configuration)" if directory is not None else ""
         raise ConfigError(f"state validate needs --machine NAME|FILE or --sysfs ROOT{lacking}")
     ns = _manager_args(args)
-    _, machine = resolve(ns, recorded)
+    _, machine = resolve(ns, recorded, {"memory_policy": "--policy"})
     text = _read_text(path)
     try:
         notes = _restore(ns, machine, path, text, directory, args.tolerate_drift)
