@@ -132,7 +132,7 @@ def _cases(tmp_path: Path) -> dict[str, tuple[list[str], list[str]]]:
         "empty manifest": (["admit", str(tmp_path / "empty.yaml")], ["empty.yaml", "no pods"]),
         "--kubelet-version v1.26": (
             ["admit", p, "--kubelet-version", "v1.26"],
-            ["--kubelet-version", "'v1.26'", "'latest'", "'1.26'"],
+            ["--kubelet-version", "v1.26", "latest", "1.26"],
         ),
         "unknown flag": (["admit", p, "--bogus"], ["--bogus"]),
     }
