@@ -1,35 +1,70 @@
 """Typed stub of the compiled engine (engine/src/py). Checked by ``mypy.stubtest``."""
 
-from typing import Any, final
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TypedDict, final, type_check_only
 
 __all__ = [
     "STATE_FILE_NAME",
     "AdmitResult",
     "Engine",
+    "Inspection",
     "Pod",
+    "Snapshot",
     "__version__",
     "canonical_quantity",
     "checkpoint_spew_text",
     "decode_checkpoint",
+    "decode_machine",
     "merge_hints",
     "node_allocatable",
     "parse_quantity",
     "parse_reserved_memory",
+    "pods_from_manifest",
 ]
 
 __version__: str
 STATE_FILE_NAME: str
 
+@type_check_only
+class ReservedMemoryEntry(TypedDict):
+    numaNode: int
+    limits: Mapping[str, str | int]
+
+@type_check_only
+class EngineConfig(TypedDict, total=False):
+    """The engine's configuration: every key optional (the engine holds the defaults), any
+    other key refused with the closest known one."""
+
+    memory_policy: Literal["Static", "None"]
+    topology_policy: Literal["none", "best-effort", "restricted", "single-numa-node"]
+    scope: Literal["container", "pod"]
+    policy_options: Mapping[str, str | bool | int]
+    memory_policy_options: Mapping[str, str | bool]
+    kubelet_version: str
+    reserved_memory: str | Sequence[str] | Sequence[ReservedMemoryEntry] | None
+    node_allocatable: Mapping[str, str | int] | None
+    search: Literal["auto", "exact", "bounded"]
+    drift_tolerance: str | int | None
+
 @final
 class Pod:
-    def __new__(cls, spec: dict[str, Any]) -> Pod: ...
+    def __new__(cls, spec: Mapping[str, Any]) -> Pod: ...
+    @staticmethod
+    def from_manifest(manifest: Mapping[str, Any], defaults: bool = True) -> Pod: ...
     @property
     def uid(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
     @property
     def qos_class(self) -> str: ...
     @property
     def container_names(self) -> list[str]: ...
+    @property
+    def annotations(self) -> dict[str, str]: ...
     def requested(self, container: str | None = None, sidecars: bool = True) -> dict[str, int]: ...
+    def to_dict(self) -> dict[str, Any]: ...
 
 @final
 class AdmitResult:
@@ -49,32 +84,45 @@ class AdmitResult:
     def allocations(self) -> list[dict[str, Any]]: ...
 
 @final
+class Snapshot: ...
+
+@final
 class Engine:
     def __new__(
         cls,
-        machine: dict[str, Any],
-        config: dict[str, Any],
+        machine: Mapping[str, Any],
+        config: EngineConfig | Mapping[str, Any],
         checkpoint: str | None = None,
         state_path: str = "memory_manager_state",
-        rebuild_entries: dict[str, Any] | None = None,
+        rebuild_entries: Mapping[str, Any] | None = None,
     ) -> Engine: ...
+    @property
+    def config(self) -> dict[str, Any]: ...
     @property
     def notes(self) -> list[str]: ...
     def admit(
-        self, pod: Pod, extra: list[Any] | None = None, trace: bool = False
+        self,
+        pod: Pod,
+        extra: Sequence[Mapping[str, Any]] | None = None,
+        trace: bool = False,
+        start: bool = True,
     ) -> AdmitResult: ...
     def hints(self, pod: Pod, container: str | None = None) -> dict[str, Any] | None: ...
     def start_pod(self, pod_uid: str) -> None: ...
-    def remove_container(self, pod_uid: str, container: str) -> None: ...
+    def remove(
+        self, pod_uid: str, container: str | None = None, missing_ok: bool = False
+    ) -> None: ...
     def remove_pod(self, pod_uid: str) -> None: ...
-    def release_pod(self, pod_uid: str) -> None: ...
+    def copy(self) -> Engine: ...
+    def snapshot(self) -> Snapshot: ...
+    def rollback(self, snapshot: Snapshot) -> None: ...
     def checkpoint(self) -> str: ...
     def restart(
         self,
         checkpoint: str,
         state_path: str,
-        machine: dict[str, Any] | None = None,
-        config: dict[str, Any] | None = None,
+        machine: Mapping[str, Any] | None = None,
+        config: EngineConfig | Mapping[str, Any] | None = None,
     ) -> None: ...
     def cpuset_mems(self, pod_uid: str, container: str) -> str | None: ...
     def container_nodes(self, pod_uid: str, container: str) -> list[int] | None: ...
@@ -85,21 +133,49 @@ class Engine:
     def usage(self) -> list[tuple[int, str, int, int, int, int, int]]: ...
     def groups(self) -> list[tuple[int, int, list[int]]]: ...
 
+@final
+class Inspection:
+    def __new__(cls, text: str) -> Inspection: ...
+    @property
+    def policy_name(self) -> str: ...
+    @property
+    def stored_checksum(self) -> int: ...
+    @property
+    def computed_checksum(self) -> int: ...
+    @property
+    def checksum_valid(self) -> bool: ...
+    @property
+    def node_count(self) -> int: ...
+    @property
+    def pod_count(self) -> int: ...
+    @property
+    def container_count(self) -> int: ...
+    @property
+    def findings(self) -> list[tuple[str, str]]: ...
+    def node_rows(self) -> list[dict[str, Any]]: ...
+    def group_rows(self) -> list[dict[str, Any]]: ...
+    def pod_rows(self, limit: int = ...) -> list[dict[str, Any]]: ...
+    def to_json(self, pods_limit: int = ..., indent: bool = True) -> str: ...
+
+def pods_from_manifest(manifest: Mapping[str, Any], defaults: bool = True) -> list[Pod]: ...
+def decode_machine(data: Mapping[str, Any]) -> dict[str, Any]: ...
 def parse_quantity(text: str) -> int: ...
 def canonical_quantity(text: str) -> str: ...
-def parse_reserved_memory(values: list[str]) -> list[dict[str, Any]]: ...
+def parse_reserved_memory(
+    value: str | Sequence[str] | Sequence[Mapping[str, Any]],
+) -> list[dict[str, Any]]: ...
 def node_allocatable(
-    machine: dict[str, Any],
-    kube_reserved: dict[str, str],
-    system_reserved: dict[str, str],
-    eviction_hard: dict[str, str],
+    machine: Mapping[str, Any],
+    kube_reserved: Mapping[str, str],
+    system_reserved: Mapping[str, str],
+    eviction_hard: Mapping[str, str],
 ) -> dict[str, str]: ...
 def decode_checkpoint(text: str) -> tuple[str, int, dict[str, Any]]: ...
 def checkpoint_spew_text(text: str) -> str: ...
 def merge_hints(
-    providers: list[Any],
-    numa_nodes: list[int],
+    providers: Sequence[Any],
+    numa_nodes: Sequence[int],
     policy: str = "best-effort",
-    options: dict[str, str] | None = None,
-    distances: list[list[int]] | None = None,
+    options: Mapping[str, str] | None = None,
+    distances: Sequence[Sequence[int]] | None = None,
 ) -> tuple[dict[str, Any], bool]: ...

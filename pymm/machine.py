@@ -8,16 +8,20 @@ built synthetically for tests and benchmarks (:meth:`Machine.synthetic`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pymm import _engine
 from pymm._engine import parse_quantity
 from pymm.errors import MachineError
 
-__all__ = ["DEFAULT_MACHINE", "HugePages", "Machine", "NumaNode", "page_size_kib"]
+__all__ = ["DEFAULT_MACHINE", "MAX_U64", "HugePages", "Machine", "NumaNode", "page_size_kib"]
+
+#: The largest count or size a machine may hold: the engine keeps them in 64 bits.
+MAX_U64 = 2**64 - 1
 
 #: The machine ``pymm demo`` and the CLI use when none is named.
 DEFAULT_MACHINE = "xeon-8480-2s-snc4"
@@ -68,32 +72,34 @@ class Machine:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Machine:
-        """From the catalog's JSON shape (``nodes[].memory_bytes``, ``distances``)."""
-        try:
-            nodes = tuple(
-                NumaNode(
-                    id=int(n["id"]),
-                    memory_bytes=int(n.get("memory_bytes", n.get("memory", 0))),
-                    cpus=int(n.get("cpus", 0)),
-                    kind=str(n.get("kind") or "unknown"),
-                    hugepages=tuple(
-                        HugePages(int(p["page_size_kib"]), int(p["num_pages"]))
-                        for p in n.get("hugepages") or ()
-                    ),
-                )
-                for n in data["nodes"]
+        """From the catalog's JSON shape (``nodes[].memory_bytes``, ``distances``), checked
+        by the engine's one machine decoder: values are not coerced, hugepages must fit in
+        their node, distances follow the ACPI SLIT rules. Errors name the field and node.
+        Keys the engine does not use (sysfs discovery's ``cpulist``, ``tier``...) are kept
+        in ``extra``."""
+        if not isinstance(data, Mapping):
+            raise MachineError("a machine description must be a mapping")
+        checked = _engine.decode_machine(data)
+        nodes = tuple(
+            NumaNode(
+                id=n["id"],
+                memory_bytes=n["memory_bytes"],
+                cpus=n["cpus"],
+                kind=n["kind"],
+                hugepages=tuple(
+                    HugePages(p["page_size_kib"], p["num_pages"]) for p in n["hugepages"]
+                ),
             )
-            dist = data.get("distances")
-            distances = tuple(tuple(int(x) for x in row) for row in dist) if dist else None
-        except (KeyError, TypeError, ValueError) as e:
-            raise MachineError(f"invalid machine description: {e!r}") from e
+            for n in checked["nodes"]
+        )
+        dist = checked["distances"]
         known = {"name", "nodes", "distances", "description", "source"}
         return cls(
-            name=str(data.get("name", "")),
+            name=str(data.get("name") or ""),
             nodes=nodes,
-            distances=distances,
-            description=str(data.get("description", "")),
-            source=str(data.get("source", "")),
+            distances=tuple(tuple(row) for row in dist) if dist else None,
+            description=str(data.get("description") or ""),
+            source=str(data.get("source") or ""),
             extra={k: v for k, v in data.items() if k not in known},
         )
 
@@ -103,6 +109,8 @@ class Machine:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise MachineError(f"machine description is not valid JSON: {e}") from e
+        except RecursionError:
+            raise MachineError("machine description is nested too deeply to be one") from None
         if not isinstance(data, dict):
             raise MachineError("a machine description must be a JSON object")
         return cls.from_dict(data)
@@ -113,7 +121,12 @@ class Machine:
             text = Path(path).read_text()
         except OSError as e:
             raise MachineError(f"cannot read machine file {str(path)!r}: {e.strerror}") from e
-        return cls.from_json(text)
+        except UnicodeDecodeError as e:
+            raise MachineError(f"machine file {path}: not UTF-8 text") from e
+        try:
+            return cls.from_json(text)
+        except MachineError as e:
+            raise MachineError(f"machine file {path}: {e}") from e
 
     @staticmethod
     def catalog_names() -> list[str]:
@@ -182,12 +195,6 @@ class Machine:
     def node_ids(self) -> list[int]:
         return [n.id for n in self.nodes]
 
-    def node(self, node_id: int) -> NumaNode:
-        for n in self.nodes:
-            if n.id == node_id:
-                return n
-        raise MachineError(f"machine {self.name!r} has no NUMA node {node_id}")
-
     def to_dict(self) -> dict[str, Any]:
         """The plain data the engine takes (and the catalog's JSON shape). Every node reports
         every page size found on any node, with 0 pages where it has none, as the kernel's
@@ -236,7 +243,3 @@ def as_machine(value: Machine | str | Path | Mapping[str, Any]) -> Machine:
     if isinstance(value, Mapping):
         return Machine.from_dict(value)
     return Machine.load(value)
-
-
-def distances_of(rows: Sequence[Sequence[int]] | None) -> list[list[int]] | None:
-    return [list(r) for r in rows] if rows else None

@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
 from pymm import _engine
-from pymm.errors import AdmissionError, CheckpointCorruptedError, ConfigError
+from pymm.errors import AdmissionError, CheckpointCorruptedError, ConfigError, StateFileError
 from pymm.machine import DEFAULT_MACHINE, Machine, as_machine
 from pymm.pod import Pod
 
@@ -222,7 +223,13 @@ class MemoryManager:
         state_dir: keep the kubelet-format state file ``memory_manager_state`` here: restored
             on start, written durably before every mutating call returns, and locked against
             a second writer. A write that fails raises and changes nothing in memory either.
+            The directory must belong to the user running pymm and not be writable by its
+            group or others (a symlink is resolved and the real directory checked).
         lock_wait: with ``state_dir``, wait for the lock (True, or seconds) instead of failing.
+        read_only: with ``state_dir``, only read the state: no lock is taken and nothing is
+            written (the directory may be read-only), and every call that would change the
+            state (``admit``, ``start``, ``remove``, ``stop_pod``) raises
+            :class:`~pymm.errors.StateFileError` naming the state file.
         tolerate_drift: beyond the kubelet (the idea of KEP-6232): accept a state file whose
             node totals drifted by at most this much (e.g. ``"256Mi"`` after a reboot) when
             every reservation still fits; the totals are rebased and the file rewritten.
@@ -248,6 +255,7 @@ class MemoryManager:
         search: str | None = None,
         state_dir: str | Path | None = None,
         lock_wait: bool | float = False,
+        read_only: bool = False,
         tolerate_drift: str | int | None = None,
         rebuild_from: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]] | None = None,
         enforcement: Enforcement | None = None,
@@ -269,7 +277,11 @@ class MemoryManager:
             "drift_tolerance": tolerate_drift,
         }
         config = {k: v for k, v in given.items() if v is not None}
-        self._store = _DurableStore(Path(state_dir), lock_wait) if state_dir is not None else None
+        if read_only and state_dir is None:
+            raise ConfigError("read_only=True needs a state_dir to read")
+        self._store = (
+            _DurableStore(Path(state_dir), lock_wait, read_only) if state_dir is not None else None
+        )
         try:
             text = self._store.read() if self._store else None
             if rebuild_from is not None and text is not None:
@@ -286,7 +298,8 @@ class MemoryManager:
             )
             for note in self._engine.notes:
                 log.warning("%s: %s", self.state_path or "state", note)
-            if self._store and (text is None or self._engine.notes):
+            self._restored = text is not None
+            if self._store and not read_only and (text is None or self._engine.notes):
                 # The kubelet writes the initial state when it finds no file; a rebased or
                 # rebuilt state is written at once so the next start needs no tolerance.
                 self._persist(force=True)
@@ -301,6 +314,15 @@ class MemoryManager:
     @property
     def state_path(self) -> str | None:
         return str(self._store.path) if self._store else None
+
+    @property
+    def restored(self) -> bool:
+        """True when the state came from an existing state file (else it starts empty)."""
+        return self._restored
+
+    @property
+    def read_only(self) -> bool:
+        return self._store is not None and self._store.read_only
 
     @property
     def policy_name(self) -> str:
@@ -318,11 +340,12 @@ class MemoryManager:
 
     # -- operations ---------------------------------------------------------------------
 
-    def _durably(self, change: Callable[[], _T]) -> _T:
+    def _durably(self, operation: str, change: Callable[[], _T]) -> _T:
         """Runs ``change`` on the engine and persists the result; if the write fails, the
         engine is rolled back, so memory never holds what the caller is told did not happen."""
         if self._store is None:
             return change()
+        self._check_writable(operation)
         snapshot = self._engine.snapshot()
         try:
             result = change()
@@ -350,7 +373,7 @@ class MemoryManager:
         """
         compiled = compile_pod(pod)
         extra = list(hints) if hints else None
-        raw = self._durably(lambda: self._engine.admit(compiled, extra, trace, start))
+        raw = self._durably("admit", lambda: self._engine.admit(compiled, extra, trace, start))
         admission = Admission(compiled.uid, raw)
         if self.enforcement and raw.admit and start:
             self._pin_admission(admission)
@@ -369,7 +392,9 @@ class MemoryManager:
         def run() -> list[_engine.AdmitResult]:
             return [self._engine.admit(c, None, False, start) for c in compiled]
 
-        admissions = [Admission(c.uid, r) for c, r in zip(compiled, self._durably(run), strict=True)]
+        admissions = [
+            Admission(c.uid, r) for c, r in zip(compiled, self._durably("admit", run), strict=True)
+        ]
         if self.enforcement and start:
             for a in admissions:
                 if a.admitted:
@@ -404,16 +429,18 @@ class MemoryManager:
 
     def start(self, pod_uid: str) -> None:
         """Starts an admitted pod's containers (``admit(..., start=False)`` defers this)."""
-        self._durably(lambda: self._engine.start_pod(pod_uid))
+        self._durably("start", lambda: self._engine.start_pod(pod_uid))
 
-    def remove(self, pod_uid: str, container: str | None = None, *, missing_ok: bool = False) -> None:
+    def remove(
+        self, pod_uid: str, container: str | None = None, *, missing_ok: bool = False
+    ) -> None:
         """Releases one container's memory, or (without ``container``) the whole pod's.
 
         An unknown pod or container raises :class:`~pymm.errors.NotFoundError` (a
         ``LookupError``) unless ``missing_ok`` (the kubelet itself ignores them).
         """
         pinned = self._pinned(pod_uid, container)
-        self._durably(lambda: self._engine.remove(pod_uid, container, missing_ok))
+        self._durably("remove", lambda: self._engine.remove(pod_uid, container, missing_ok))
         for name in pinned:
             self._pin(pod_uid, name, None)
 
@@ -426,7 +453,7 @@ class MemoryManager:
             for uid in uids:
                 self._engine.remove(uid, None, missing_ok)
 
-        self._durably(run)
+        self._durably("remove", run)
         for uid, names in pinned.items():
             for name in names:
                 self._pin(uid, name, None)
@@ -441,7 +468,7 @@ class MemoryManager:
         """The kubelet's view of a pod going away: each started container stops and
         releases its memory, and the pod is no longer active. Containers that never started
         keep their reservation until the next admission removes it as stale."""
-        self._durably(lambda: self._engine.remove_pod(pod_uid))
+        self._durably("stop_pod", lambda: self._engine.remove_pod(pod_uid))
 
     def restart(
         self,
@@ -463,7 +490,14 @@ class MemoryManager:
         if text is None:
             text = self._engine.checkpoint()
         path = self.state_path or "memory_manager_state"
-        self._durably(lambda: self._engine.restart(text, path, new_machine.to_dict(), config))
+
+        def run() -> None:
+            self._engine.restart(text, path, new_machine.to_dict(), config)
+
+        if self.read_only:
+            run()  # a read-only manager re-reads; there is nothing of its own to write
+        else:
+            self._durably("restart", run)
         self.machine = new_machine
 
     def copy(self) -> MemoryManager:
@@ -473,6 +507,7 @@ class MemoryManager:
         other.enforcement = None
         other.machine = self.machine
         other._store = None
+        other._restored = False
         other._engine = self._engine.copy()
         return other
 
@@ -522,6 +557,15 @@ class MemoryManager:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _check_writable(self, operation: str) -> None:
+        if self._store is not None and self._store.read_only:
+            err = StateFileError(
+                f"cannot {operation}: the state in {self._store.path} was opened read-only "
+                "(read_only=True)"
+            )
+            err.errno = errno.EROFS
+            raise err
+
     def _persist(self, force: bool = False) -> None:
         if self._store:
             self._store.write(self._engine.checkpoint(), force=force)
@@ -539,17 +583,34 @@ class MemoryManager:
 
 
 class _DurableStore:
-    """The state file in a locked directory, replaced atomically on every write."""
+    """The state file in a locked directory, replaced atomically on every write; or, read-only,
+    the state file read without the lock and never written."""
 
-    def __init__(self, directory: Path, wait: bool | float) -> None:
-        from pymm.statefile import STATE_FILE_NAME, StateDirLock, clean_stale_temporaries
+    def __init__(self, directory: Path, wait: bool | float, read_only: bool = False) -> None:
+        from pymm.statefile import (
+            STATE_FILE_NAME,
+            StateDirLock,
+            check_state_directory,
+            clean_stale_temporaries,
+        )
 
+        self.read_only = read_only
+        self._lock: StateDirLock | None = None
+        if directory.exists() or directory.is_symlink():
+            directory = check_state_directory(directory)
         self.directory = directory
         self.path = directory / STATE_FILE_NAME
+        self._last: str | None = None
+        if read_only:
+            return
         self._lock = StateDirLock(directory, wait=wait)
         self._lock.acquire()
-        clean_stale_temporaries(directory)
-        self._last: str | None = None
+        try:
+            # The lock created a missing directory (0700); an existing one was checked above.
+            clean_stale_temporaries(directory)
+        except BaseException:
+            self._lock.release()
+            raise
 
     def read(self) -> str | None:
         from pymm.statefile import read_file
@@ -577,4 +638,5 @@ class _DurableStore:
         self._last = text
 
     def close(self) -> None:
-        self._lock.release()
+        if self._lock is not None:
+            self._lock.release()

@@ -16,7 +16,7 @@ from typing import Any
 
 from pymm import _engine
 from pymm.errors import PymmError, ScenarioError
-from pymm.machine import page_size_kib
+from pymm.machine import MAX_U64, page_size_kib
 from pymm.manager import MemoryManager
 from pymm.pod import Pod
 
@@ -29,13 +29,26 @@ def _bytes(value: Any, where: str) -> int:
     if isinstance(value, bool):
         raise ScenarioError(f"{where}: expected bytes or a quantity, got {value!r}")
     if isinstance(value, int):
-        return value
-    if isinstance(value, str):
+        number = value
+    elif isinstance(value, str):
         try:
-            return int(_engine.parse_quantity(value))
+            number = int(_engine.parse_quantity(value))
         except PymmError as e:
             raise ScenarioError(f"{where}: {e}") from e
-    raise ScenarioError(f"{where}: expected bytes or a quantity, got {value!r}")
+    else:
+        raise ScenarioError(f"{where}: expected bytes or a quantity, got {value!r}")
+    if not 0 <= number <= MAX_U64:
+        raise ScenarioError(f"{where}: {number} is out of range (0 to {MAX_U64} bytes)")
+    return number
+
+
+def _page_kib(size: object, where: str) -> int:
+    if isinstance(size, bool) or not isinstance(size, str | int):
+        raise ScenarioError(f"{where}: expected a page size such as '2Mi', got {size!r}")
+    try:
+        return page_size_kib(size)
+    except PymmError as e:
+        raise ScenarioError(f"{where}: {e}") from e
 
 
 def scenario_machine(spec: Mapping[str, Any], where: str = "machine") -> dict[str, Any]:
@@ -44,6 +57,9 @@ def scenario_machine(spec: Mapping[str, Any], where: str = "machine") -> dict[st
     if not isinstance(spec, Mapping) or not isinstance(spec.get("numaNodes"), list):
         raise ScenarioError(f"{where}: needs a list 'numaNodes'")
     sizes = spec.get("hugepageSizes", DEFAULT_HUGEPAGE_SIZES)
+    if not isinstance(sizes, list | tuple):
+        raise ScenarioError(f"{where}.hugepageSizes: expected a list of page sizes")
+    kibs = [_page_kib(size, f"{where}.hugepageSizes[{i}]") for i, size in enumerate(sizes)]
     nodes = []
     rows = []
     for i, n in enumerate(spec["numaNodes"]):
@@ -51,9 +67,10 @@ def scenario_machine(spec: Mapping[str, Any], where: str = "machine") -> dict[st
         if not isinstance(n, Mapping) or not isinstance(n.get("id"), int):
             raise ScenarioError(f"{at}: needs an integer 'id'")
         have = n.get("hugepages") or {}
+        if not isinstance(have, Mapping):
+            raise ScenarioError(f"{at}.hugepages: expected a mapping of page size to bytes")
         pools = []
-        for size in sizes:
-            kib = page_size_kib(size)
+        for size, kib in zip(sizes, kibs, strict=True):
             total = _bytes(have.get(size, 0), f"{at}.hugepages.{size}")
             pools.append({"page_size_kib": kib, "num_pages": total // (kib * 1024)})
         for size in have:
@@ -78,10 +95,29 @@ def load_scenarios(path: str | Path) -> list[dict[str, Any]]:
         raise ScenarioError(f"cannot read {str(path)!r}: {e.strerror}") from e
     except json.JSONDecodeError as e:
         raise ScenarioError(f"{path}: not valid JSON: {e}") from e
+    except RecursionError:
+        raise ScenarioError(f"{path}: not valid JSON: nested too deeply") from None
     scenarios = data.get("scenarios") if isinstance(data, dict) else None
     if not isinstance(scenarios, list):
         raise ScenarioError(f"{path}: expected an object with a list 'scenarios'")
+    for i, sc in enumerate(scenarios):
+        if not isinstance(sc, dict):
+            raise ScenarioError(f"{path}: scenarios[{i}]: expected an object")
     return scenarios
+
+
+def _reserved_memory(sc: Mapping[str, Any]) -> list[Any]:
+    """The scenario's ``reservedMemory`` list, its shape checked here so that a malformed
+    scenario is the scenario's error rather than a kubelet setup error to compare."""
+    value = sc.get("reservedMemory") or []
+    if not isinstance(value, list):
+        raise ScenarioError("reservedMemory: expected a list")
+    for i, entry in enumerate(value):
+        if not isinstance(entry, Mapping) or not {"numaNode", "limits"} <= entry.keys():
+            raise ScenarioError(
+                f"reservedMemory[{i}]: expected {{'numaNode': N, 'limits': {{...}}}}, got {entry!r}"
+            )
+    return value
 
 
 def _fake_provider(raw_pod: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -102,9 +138,11 @@ def replay_scenario(
     with tempfile.TemporaryDirectory(prefix="pymm-replay-", dir=workdir) as tmp:
         state_dir = Path(tmp) / "state"
         try:
+            if not isinstance(sc.get("ops") or [], list):
+                raise ScenarioError("ops: expected a list of operations")
             mm = MemoryManager(
                 scenario_machine(sc.get("machine", {})),
-                reserved_memory=sc.get("reservedMemory") or [],
+                reserved_memory=_reserved_memory(sc),
                 node_allocatable=sc.get("nodeAllocatableReservation"),
                 memory_policy=sc.get("memoryManagerPolicy", "Static"),
                 topology_policy=sc.get("topologyManagerPolicy", "none"),

@@ -34,10 +34,12 @@ from types import TracebackType
 from pymm.errors import StateFileError, StateLockedError
 
 __all__ = [
+    "CONFIG_FILE_NAME",
     "LOCK_FILE_NAME",
     "STATE_FILE_NAME",
     "StateDirLock",
     "atomic_write",
+    "check_state_directory",
     "clean_stale_temporaries",
     "fsync_baseline",
     "read_file",
@@ -47,6 +49,9 @@ STATE_FILE_NAME = "memory_manager_state"
 """The kubelet's file name for the memory-manager checkpoint."""
 
 LOCK_FILE_NAME = ".pymm.lock"
+
+CONFIG_FILE_NAME = "pymm-config.json"
+"""The configuration the ``pymm`` command line created a state directory with."""
 
 _TMP_MARKER = ".tmp-"
 # Temporaries are named ".<target>.tmp-<pid>-<hex>": hidden (a leading dot keeps them out of
@@ -260,6 +265,49 @@ def fsync_baseline(path: Path, size: int) -> None:
         raise _file_error(StateFileError, "cannot write baseline file", path, exc) from exc
 
 
+def check_state_directory(directory: Path) -> Path:
+    """The real path of an existing state directory, refused (:class:`StateFileError`, with
+    the fix) when another user owns it or its group or others may write it.
+
+    Whoever can write the directory can replace the state file between pymm's check and its
+    rename, or plant files the root-run kubelet or pymm will trust; ssh refuses key
+    directories for the same reason. A symlinked directory is resolved and the real one is
+    checked, so a safe-looking link cannot lead somewhere unsafe.
+    """
+    real = Path(os.path.realpath(directory))
+    try:
+        st = os.stat(real)
+    except OSError as exc:
+        raise _file_error(StateFileError, "cannot use state directory", real, exc) from exc
+    shown = str(directory) if real == Path(directory) else f"{directory} (really {real})"
+    if not stat.S_ISDIR(st.st_mode):
+        err = StateFileError(f"state directory {shown} exists but is not a directory")
+        err.errno = errno.ENOTDIR
+        raise err
+    me = os.geteuid()
+    if st.st_uid != me:
+        err = StateFileError(
+            f"refusing state directory {shown}: it is owned by uid {st.st_uid}, not by uid {me} "
+            f"who runs pymm, so its owner could change the state under pymm; fix: chown {me} "
+            f"{real} (and chmod 700 {real}), or use a directory of your own"
+        )
+        err.errno = errno.EPERM
+        raise err
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        writers = [
+            w for w, bit in (("group", stat.S_IWGRP), ("world", stat.S_IWOTH)) if st.st_mode & bit
+        ]
+        who = "- and ".join(writers) + "-writable"
+        err = StateFileError(
+            f"refusing state directory {shown}: it is {who} (mode "
+            f"{stat.S_IMODE(st.st_mode):04o}), so other users could replace the state file; "
+            f"fix: chmod 700 {real}"
+        )
+        err.errno = errno.EPERM
+        raise err
+    return real
+
+
 def _read_holder_pid(fd: int) -> int | None:
     try:
         raw = os.pread(fd, 32, 0)
@@ -320,6 +368,12 @@ class StateDirLock:
             # The previous holder's PID may still be there (it died or released); overwrite.
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        except StateFileError:
+            os.close(fd)
+            raise
+        except OSError as exc:
+            os.close(fd)
+            raise _file_error(StateFileError, "cannot write lock file", self.path, exc) from exc
         except BaseException:
             os.close(fd)
             raise

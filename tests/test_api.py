@@ -198,9 +198,20 @@ def test_allocation_error_is_a_memory_error() -> None:
     assert issubclass(errors.StateFileError, OSError) and issubclass(errors.CgroupError, OSError)
 
 
+def test_default_reservation_is_1gi_per_node_as_the_cli() -> None:
+    machine = Machine.synthetic(3, memory="16Gi")
+    reserved = {(u.node, u.resource): u.system_reserved for u in MemoryManager(machine).usage()}
+    assert reserved == {(n, "memory"): 1 << 30 for n in range(3)} | {
+        (n, f"hugepages-{s}"): 0 for n in range(3) for s in ("2Mi", "1Gi")
+    }
+    # The None policy reserves nothing, and nothing is needed.
+    none = MemoryManager(machine, memory_policy="None")
+    assert none.config["reserved_memory"] is None and none.usage() == []
+
+
 def test_kubelet_error_texts_are_kept() -> None:
     with pytest.raises(errors.ReservedMemoryError) as e:
-        MemoryManager(Machine.synthetic(2), reserved_memory=None)
+        MemoryManager(Machine.synthetic(2), reserved_memory=[])
     assert str(e.value) == "[memorymanager] you should specify the system reserved memory"
     with pytest.raises(errors.ReservedMemoryError) as e2:
         two_nodes(node_allocatable={"memory": "993Mi"})
@@ -228,5 +239,6 @@ def test_admissions_never_overcommit(sizes_mib: list[int]) -> None:
         for u in mm.usage():
             assert u.reserved + u.free == u.allocatable
     for i in range(len(sizes_mib)):
-        mm.remove(f"p{i}")
+        # A rejected pod left nothing behind to remove, and that is not an error here.
+        mm.remove(f"p{i}", missing_ok=True)
     assert all(u.reserved == 0 for u in mm.usage())

@@ -1,4 +1,4 @@
-"""``pymm bench`` and the scenario builders of :mod:`pymm.benchmarks`."""
+"""``pymm bench`` and the scenario builders of :mod:`pymm._bench.suite`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pymm import compile_pod
-from pymm.benchmarks import (
+from pymm._bench.suite import (
     SHAPES,
     check_placed_admission,
     design_target_manager,

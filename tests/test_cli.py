@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -101,6 +102,9 @@ def test_state_from_another_machine_is_refused(
     args = ["--machine", "xeon-gold-6242-2s", "--state-dir", str(state)]
     assert run(["admit", str(pod), *args, "--hugepages", "2Mi=1024", "--quiet"], capsys)[0] == 0
     before = (state / "memory_manager_state").read_bytes()
+    # As an older pymm left it: no recorded configuration, so the flags alone describe the
+    # machine, and without --hugepages it is not the one the file was written on.
+    (state / "pymm-config.json").unlink()
     rc, _, err = run(["remove", "1111-2222", *args], capsys)
     assert rc == 2 and "the expected machine state is different from the real one" in err
     # What differs: the 1024 pages of 2Mi the file was written with are gone.
@@ -143,7 +147,8 @@ def test_hints_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     pod = tmp_path / "pod.yaml"
     pod.write_text(POD)
     rc, out, _ = run(
-        ["hints", str(pod), "--machine", "xeon-gold-6242-2s", "--hugepages", "2Mi=1024"], capsys
+        ["hints", str(pod), "--machine", "xeon-gold-6242-2s", "--hugepages", "2Mi=1024", "--json"],
+        capsys,
     )
     hints = json.loads(out)["1111-2222"]["postgres"]
     assert rc == 0 and hints["memory"][0] == {"affinity": [0], "preferred": True}
@@ -207,3 +212,37 @@ def test_demo_keeps_a_two_node_pod_on_one_socket_with_prefer_closest(
     assert len(close) == 2 and len({n // 4 for n in close}) == 1
     # Without distances the kubelet takes the narrowest mask of lowest value: across sockets.
     assert inference_nodes(["--no-prefer-closest"]) == [1, 4]
+
+
+def test_benchmark_suite_stays_off_the_runtime_import_path(tmp_path: Path) -> None:
+    # A fresh interpreter: this test process may already have imported the suite.
+    code = (
+        "import contextlib, io, sys\n"
+        "import pymm.cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert pymm.cli.main(['machines', '--json']) == 0\n"
+        "print(sorted(m for m in sys.modules if m.startswith('pymm')))\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    loaded = set(json.loads(p.stdout.replace("'", '"')))
+    assert "pymm.cli" in loaded and "pymm.commands.bench" in loaded
+    assert not {m for m in loaded if m.startswith("pymm._bench")}
+
+
+def test_every_command_is_registered() -> None:
+    from pymm.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == {
+        "demo",
+        "admit",
+        "hints",
+        "remove",
+        "machines",
+        "replay",
+        "topology",
+        "state",
+        "bench",
+    }

@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -330,11 +330,16 @@ def test_immutable_state_dir_fails_the_write_and_keeps_the_file(
         assert not list(state_dir.glob(TMP_GLOB))
 
 
-READ_FAILURES = {
+def _replace_with_symlink(path: Path, _good: bytes) -> None:
+    path.unlink()
+    path.symlink_to(path.with_name("x"))
+
+
+READ_FAILURES: dict[str, Callable[[Path, bytes], object]] = {
     # The engine's refusal: MemoryManager closes its store before re-raising.
     "corrupted": lambda path, good: path.write_bytes(good[:10]),
     # Refusals while reading the file, before the engine is involved.
-    "symlink": lambda path, good: (path.unlink(), path.symlink_to(path.with_name("x"))),
+    "symlink": _replace_with_symlink,
     "non-utf8": lambda path, good: path.write_bytes(b"\xff"),
 }
 

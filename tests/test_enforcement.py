@@ -11,8 +11,9 @@ import pytest
 from test_cgroups import FakeKernel, kernel, make_v1  # noqa: F401  (kernel is a fixture)
 
 from pymm import Container, Enforcement, Machine, MemoryManager, Pod
-from pymm.cgroups import CpusetEnforcer, parse_list
+from pymm.cgroups import CpusetEnforcer
 from pymm.cli import main
+from pymm.sysfs import parse_list
 
 
 def four_nodes(enforcement: Enforcement) -> MemoryManager:

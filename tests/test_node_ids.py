@@ -50,7 +50,9 @@ def test_cross_node_group_and_extra_hints_use_real_ids() -> None:
     assert a["c"].numa_nodes == (700, 701)
     assert a.hint_calls[0]["merged"] == {"affinity": [700, 701], "preferred": True}
     assert mm.groups()[700] == (700, 701)
-    with pytest.raises(errors.MachineError, match="NUMA node 9 is not on this machine"):
+    with pytest.raises(
+        errors.ConfigError, match=r"hints\[0\].*affinity: NUMA node 9 is not on this machine"
+    ):
         bad = {"name": "cpu", "containers": {"c": {"cpu": [{"affinity": [9], "preferred": True}]}}}
         mm.admit(Pod.of("x", Container.of("c", cpu="1", memory="1Gi")), hints=[bad])
 

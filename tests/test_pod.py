@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pymm import canonical_quantity
 from pymm.errors import PodError, PymmError
 from pymm.pod import Container, Pod, load_pods, load_pods_file
 
@@ -239,19 +240,42 @@ class TestContainer:
         msg = _pod_error(Container, "c", {}, {"memory": value})
         assert msg == f"container 'c': limits.memory: expected a quantity, got {kind}"
 
-    @pytest.mark.parametrize("value", [float("nan"), float("inf"), ""])
+    @pytest.mark.parametrize("value", [float("nan"), float("inf")])
     def test_bad_quantity_values(self, value: object) -> None:
         msg = _pod_error(Container, "c", {"memory": value})
         assert msg.startswith("container 'c': requests.memory: expected a quantity, got")
 
+    def test_quantity_text_is_checked_by_the_engine_in_a_pod(self) -> None:
+        # A Container alone only converts Python values; the engine judges the text (with
+        # the field's path) when the container joins a pod.
+        c = Container("c", {"memory": ""})
+        msg = _pod_error(Pod.of, "u", c)
+        assert msg.startswith("containers[0].requests.memory: quantities must match")
+        assert _pod_error(Pod.of, "u", Container("")) == "containers[0].name: must not be empty"
+
+    def test_api_server_rules(self) -> None:
+        # What the API server refuses, the engine refuses, naming the field.
+        cases = {
+            "containers[0].limits.memory: must be greater than or equal to 0, got -1Gi": (
+                Container("c", {}, {"memory": "-1Gi"})
+            ),
+            "containers[0].requests.memory: must be less than or equal to memory limit of "
+            "1Gi, got 2Gi": Container("c", {"memory": "2Gi"}, {"memory": "1Gi"}),
+            'containers[0].limits.hugepages-foo: "hugepages-foo" is not a hugepage resource: '
+            'the size after "hugepages-" must be a quantity such as 2Mi or 1Gi': Container(
+                "c", {}, {"hugepages-foo": "1Gi"}
+            ),
+        }
+        for message, container in cases.items():
+            assert _pod_error(Pod.of, "u", container) == message
+
     def test_bad_fields(self) -> None:
-        assert _pod_error(Container, "") == "container name: must not be empty"
         assert _pod_error(Container, 3) == "container name: expected a string, got int"
         assert _pod_error(Container, "c", ["memory"]) == (
             "container 'c': requests: expected a mapping of resource name to quantity, got list"
         )
         assert _pod_error(Container, "c", {1: "1Gi"}) == (
-            "container 'c': requests: resource name must be a non-empty string, got 1"
+            "container 'c': requests: resource name must be a string, got 1"
         )
         assert _pod_error(Container, "c", {}, {}, 1) == (
             "container 'c': restart_policy: expected a string, got int"
@@ -317,6 +341,7 @@ class TestPod:
                 {"name": "s", "requests": {}, "limits": {"cpu": "1"}, "restart_policy": "Always"}
             ],
             "has_pod_level_resources": False,
+            "annotations": {},
         }
         # Plain data only: it must survive JSON unchanged.
         assert json.loads(json.dumps(pod.to_dict())) == pod.to_dict()
@@ -338,9 +363,11 @@ class TestPod:
 
     def test_duplicate_names_across_init_and_app(self) -> None:
         msg = _pod_error(Pod.of, "u", Container("x"), Container("x"))
-        assert msg == "containers[1]: duplicate container name 'x' (also containers[0])"
+        assert msg == "containers[1].name: duplicate container name 'x' (also containers[0].name)"
         msg = _pod_error(lambda: Pod.of("u", Container("a"), init=[Container("a")]))
-        assert msg == "containers[0]: duplicate container name 'a' (also init_containers[0])"
+        assert msg == (
+            "containers[0].name: duplicate container name 'a' (also init_containers[0].name)"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -495,6 +522,8 @@ class TestManifest:
         assert not Pod.from_manifest(_manifest(resources=None)).has_pod_level_resources
 
     def test_yaml_numbers_and_nulls(self) -> None:
+        # YAML numbers are quantities too; a pod read through the engine shows each in its
+        # canonical text (0.5 CPU is 500m).
         text = textwrap.dedent(
             """\
             apiVersion: v1
@@ -510,7 +539,7 @@ class TestManifest:
         )
         [pod] = load_pods(text)
         assert pod.containers[0].requests == {}
-        assert pod.containers[0].limits == {"cpu": "0.5", "memory": "1073741824"}
+        assert pod.containers[0].limits == {"cpu": "500m", "memory": "1073741824"}
 
     def test_multi_document(self) -> None:
         text = "---\n" + KUBECTL_POD_YAML + "---\n\n---\n" + yaml_dump(_manifest()) + "...\n"
@@ -647,7 +676,7 @@ def test_manifest_errors(manifest: dict[str, Any], message: str) -> None:
 def test_from_manifest_rejects_lists_with_a_hint() -> None:
     msg = _pod_error(Pod.from_manifest, {"kind": "List", "items": []})
     assert msg == "kind: expected 'Pod', got 'List'; use load_pods() for a List"
-    assert _pod_error(Pod.from_manifest, ["x"]) == "expected a mapping (a Pod manifest), got list"
+    assert _pod_error(Pod.from_manifest, ["x"]) == "expected a mapping, got list"
 
 
 @pytest.mark.parametrize(
@@ -689,27 +718,30 @@ def test_load_pods_errors(text: str, message: str) -> None:
 # Round trip property
 
 _names = st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=12)
-_quantities = st.one_of(
-    st.text(min_size=1, max_size=10),
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=False, allow_infinity=False),
+# Valid quantities in canonical text, as a pod read back from the engine shows them.
+_quantities = st.builds(
+    lambda n, unit: canonical_quantity(f"{n}{unit}"),
+    st.integers(min_value=0, max_value=2**40),
+    st.sampled_from(["", "m", "Ki", "Mi", "Gi", "k", "M", "G"]),
 )
-_resource_lists = st.dictionaries(_names, _quantities, max_size=5)
+_resources = st.sampled_from(
+    ["memory", "cpu", "hugepages-2Mi", "hugepages-1Gi", "example.com/gpu", "ephemeral-storage"]
+)
+_resource_lists = st.dictionaries(_resources, _quantities, max_size=5)
 
 
 @st.composite
 def _pods(draw: st.DrawFn) -> Pod:
     names = draw(st.lists(_names, unique=True, max_size=6))
     split = draw(st.integers(min_value=0, max_value=len(names)))
-    policies = st.none() | st.sampled_from(["Always", "Never", "OnFailure"])
+    # The engine keeps what matters to memory: whether an init container is a sidecar.
+    policies = st.none() | st.just("Always")
 
     def container(name: str) -> Container:
-        return Container(
-            name,
-            draw(_resource_lists),  # type: ignore[arg-type]
-            draw(_resource_lists),  # type: ignore[arg-type]
-            draw(policies),
-        )
+        limits = draw(_resource_lists)
+        # A request may not exceed its limit (the API server's rule): equal, or no limit.
+        requests = {k: limits.get(k, v) for k, v in draw(_resource_lists).items()}
+        return Container(name, requests, limits, draw(policies))
 
     return Pod(
         uid=draw(st.text(max_size=20)),
@@ -737,6 +769,7 @@ def _camel(d: dict[str, Any]) -> dict[str, Any]:
         "containers": [container(c) for c in d["containers"]],
         "initContainers": [container(c) for c in d["init_containers"]],
         "hasPodLevelResources": d["has_pod_level_resources"],
+        "annotations": d["annotations"],
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,14 +27,14 @@ def test_all_54_scenarios_are_present() -> None:
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s["name"])
-def test_scenario_matches_the_kubelet(scenario: dict) -> None:
+def test_scenario_matches_the_kubelet(scenario: dict[str, Any]) -> None:
     got = {"results": [replay_scenario(scenario, "1.26")]}
     ref = {"results": [REF_BY_NAME[scenario["name"]]]}
     assert compare_results(got, ref) == []
 
 
 @pytest.mark.parametrize("scenario", LATEST_SCENARIOS, ids=lambda s: s["name"])
-def test_scenario_matches_kubelet_1_32(scenario: dict) -> None:
+def test_scenario_matches_kubelet_1_32(scenario: dict[str, Any]) -> None:
     # No kubeletVersion in these scenarios: the default ("latest") must be the 1.32 kubelet.
     assert "kubeletVersion" not in scenario
     got = {"results": [replay_scenario(scenario)]}

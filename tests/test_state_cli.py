@@ -163,12 +163,15 @@ def test_verify_missing_file_is_a_command_error(
     assert err.startswith("pymm: error: ") and "No such file" in err
 
 
-def test_verify_directory_is_a_command_error(
+def test_verify_directory_means_its_state_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _, err = cli(capsys, "verify", str(tmp_path))
     assert code == 2
-    assert "not a regular file" in err
+    assert f"{tmp_path / 'memory_manager_state'}: No such file or directory" in err
+    (tmp_path / "memory_manager_state").mkdir()
+    code, _, err = cli(capsys, "verify", str(tmp_path))
+    assert code == 2 and "not a regular file" in err
 
 
 def test_verify_follows_a_symlink_for_reading(
@@ -195,7 +198,8 @@ def test_inspect_finds_nothing_wrong_in_real_files(
     code, report = inspect_json(capsys, STATE_FILES / name)
     assert report["inconsistencies"] == []
     assert code == 0
-    assert report["checksum"] == {"stored": INDEX[name]["storedChecksum"], "valid": True}
+    stored = INDEX[name]["storedChecksum"]
+    assert report["checksum"] == {"stored": stored, "computed": stored, "valid": True}
 
 
 def test_inspect_json_reports_nodes_groups_and_pods(
@@ -280,7 +284,7 @@ PLANTS = {
         "node 2: numberOfAssignments is 2 but 1 blocks use it",
     ),
     "unknown-node": (_plant_unknown_node, "uses NUMA node 7"),
-    "unknown-resource": (_plant_unknown_resource, "'hugepages-3Mi'"),
+    "unknown-resource": (_plant_unknown_resource, '"hugepages-3Mi"'),
 }
 
 
@@ -330,7 +334,9 @@ def test_inspect_reports_bad_checksum_and_keeps_going(
 
     code, report = inspect_json(capsys, path)
     assert code == 1
-    assert report["checksum"] == {"stored": cp["checksum"], "valid": False}
+    # The content's checksum, computed here independently of the engine.
+    computed = json.loads(with_valid_checksum(cp))["checksum"]
+    assert report["checksum"] == {"stored": cp["checksum"], "computed": computed, "valid": False}
     kinds = {item["kind"] for item in report["inconsistencies"]}
     assert kinds == {"checksum", "reserved-free-allocatable"}
     checksum_item = next(i for i in report["inconsistencies"] if i["kind"] == "checksum")
@@ -459,9 +465,10 @@ def test_validate_against_the_machine_in_sysfs(
     # A different machine is not this one.
     code, out, _ = cli(capsys, "validate", str(path), "--sysfs", str(root.parent / "vm-1node"))
     assert code == 1 and "node 1: in the file, not on this machine" in out
-    with pytest.raises(SystemExit):
-        main(["state", "validate", str(path), "--sysfs", str(root), "--machine", "x"])
-    assert "not allowed with argument" in capsys.readouterr().err
+    assert main(["state", "validate", str(path), "--sysfs", str(root), "--machine", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pymm: error: ") and "not allowed with argument" in err
+    assert err.count("\n") == 1
 
 
 def test_validate_default_reservation_differs_from_the_files(
@@ -487,7 +494,7 @@ def test_validate_policy_mismatch(tmp_path: Path, capsys: pytest.CaptureFixture[
     )
     assert code == 1
     assert 'configured policy "None" differs from state checkpoint policy "Static"' in out
-    assert "advice: start the kubelet with the policy" in out
+    assert "advice: start with the policy the file was written with ('Static')" in out
 
 
 def test_validate_corrupted_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -187,8 +187,9 @@ fn option_map(v: &Value, at: &str) -> Result<BTreeMap<String, String>> {
         .collect()
 }
 
-/// `reserved_memory`: `--reserved-memory` text (one string, or one per flag occurrence), or
-/// the KubeletConfiguration `reservedMemory` list. Validated as the kubelet validates them.
+/// `reserved_memory`: `--reserved-memory` text (one string, or one per flag occurrence),
+/// parsed and validated as the kubelet's flag is, or the KubeletConfiguration
+/// `reservedMemory` list.
 pub fn reservations_from(v: &Value) -> Result<Vec<MemoryReservation>> {
     const R: Subject = Subject::Reserved;
     let flags = |values: Vec<String>| -> Result<Vec<MemoryReservation>> {
@@ -256,9 +257,8 @@ pub fn reservations_from(v: &Value) -> Result<Vec<MemoryReservation>> {
             limits,
         });
     }
-    if let Some(first) = validate_reserved_memory_config(&out).into_iter().next() {
-        return Err(EngineError::reserved(first));
-    }
+    // A `reservedMemory` list goes to the memory manager as it is: the kubelet checks it at
+    // start-up (node-allocatable sums, existing nodes), not with the flag's validator.
     Ok(out)
 }
 

@@ -44,8 +44,8 @@ pub fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "bool",
-        Value::Number(n) if n.is_f64() => "a fractional number",
-        Value::Number(_) => "number",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "int",
         Value::String(_) => "string",
         Value::Array(_) => "list",
         Value::Object(_) => "mapping",
@@ -102,7 +102,7 @@ impl<'a> Obj<'a> {
         if snake != camel && self.map.contains_key(snake) && self.map.contains_key(camel) {
             return Err(self.subject.error(
                 &self.path,
-                format!("both {snake:?} and {camel:?} given; use one"),
+                format!("both '{snake}' and '{camel}' given; use one"),
             ));
         }
         Ok(self

@@ -61,7 +61,18 @@ fn resource_list(v: Option<(&Value, String)>) -> Result<BTreeMap<String, Quantit
     let Some((v, path)) = v else {
         return Ok(out);
     };
-    let list = Obj::new(v, &path, P)?;
+    let list = match v {
+        Value::Object(_) => Obj::new(v, &path, P)?,
+        other => {
+            return Err(P.error(
+                &path,
+                format!(
+                    "expected a mapping of resource name to quantity, got {}",
+                    kind(other)
+                ),
+            ))
+        }
+    };
     for (name, q) in list.map {
         let at = list.at(name);
         if name.is_empty() {
@@ -180,7 +191,7 @@ fn check_unique(
         if let Some(first) = seen.get(c.name.as_str()) {
             return Err(P.error(
                 &join(&at, "name"),
-                format!("duplicate container name {:?} (also {first}.name)", c.name),
+                format!("duplicate container name '{}' (also {first}.name)", c.name),
             ));
         }
         seen.insert(&c.name, at);
@@ -216,6 +227,9 @@ impl Pod {
     /// each container is `{name, requests: {res: qty}, limits: {res: qty},
     /// restart_policy|restartPolicy?}`. Other keys (a scenario's `fakePodHints`) are ignored.
     pub fn from_value(v: &Value) -> Result<Pod> {
+        if !v.is_object() {
+            return Err(P.error("", format!("expected a mapping for a pod, got {}", kind(v))));
+        }
         let m = Obj::new(v, "", P)?;
         let uid = match m.map.get("uid") {
             Some(Value::String(s)) => s.clone(),
@@ -329,18 +343,25 @@ fn pod_from_manifest(v: &Value, path: &str, in_list: bool, defaults: bool) -> Re
     match (obj.str("kind")?, in_list) {
         (Some("Pod"), _) | (None, true) => {}
         (other, _) => {
-            let got = other.map_or("nothing".to_string(), |k| format!("{k:?}"));
-            return Err(obj.err("kind", format!("expected \"Pod\", got {got}")));
+            let got = other.map_or("nothing".to_string(), |k| format!("'{k}'"));
+            let hint = if matches!(other, Some("List" | "PodList")) {
+                "; use load_pods() for a List"
+            } else {
+                ""
+            };
+            return Err(obj.err("kind", format!("expected 'Pod', got {got}{hint}")));
         }
     }
     if let Some(api) = obj.str("apiVersion")? {
         if api != "v1" {
-            return Err(obj.err("apiVersion", format!("expected \"v1\", got {api:?}")));
+            return Err(obj.err("apiVersion", format!("expected 'v1', got '{api}'")));
         }
     }
-    let meta = obj
-        .obj("metadata")?
-        .ok_or_else(|| obj.err("metadata", "required"))?;
+    // Present but null is a type error, as `metadata:` alone in YAML is.
+    let meta = match obj.map.get("metadata") {
+        None => return Err(obj.err("metadata", "required")),
+        Some(v) => Obj::new(v, &obj.at("metadata"), P)?,
+    };
     let name = match meta.str("name")? {
         Some(n) if !n.is_empty() => n.to_string(),
         _ => return Err(meta.err("name", "required")),
@@ -354,9 +375,10 @@ fn pod_from_manifest(v: &Value, path: &str, in_list: bool, defaults: bool) -> Re
         Some(u) if !u.is_empty() => u.to_string(),
         _ => format!("{namespace}/{name}"),
     };
-    let spec = obj
-        .obj("spec")?
-        .ok_or_else(|| obj.err("spec", "required"))?;
+    let spec = match obj.map.get("spec") {
+        None => return Err(obj.err("spec", "required")),
+        Some(v) => Obj::new(v, &obj.at("spec"), P)?,
+    };
     let app_path = spec.at("containers");
     let containers = match spec.get("containers") {
         None => return Err(spec.err("containers", "required")),

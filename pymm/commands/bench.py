@@ -1,5 +1,5 @@
 """``pymm bench``: time admissions from 2 to 128 NUMA nodes, print a table, optionally write
-JSON and a plot against the kubelet's published numbers (scenarios in :mod:`pymm.benchmarks`)."""
+JSON and a plot against the kubelet's published numbers (scenarios in :mod:`pymm._bench.suite`)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,17 @@ import json
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pymm.benchmarks import KUBELET_PUBLISHED_US, SHAPES, Row, run_suite
+from pymm.commands._output import stdout_console
 from pymm.errors import PymmError
+
+if TYPE_CHECKING:
+    from pymm._bench.suite import Row
 
 __all__ = ["plot", "register", "run"]
 
@@ -74,6 +77,8 @@ def _table(rows: list[Row], quick: bool) -> Table:
 def plot(rows: list[Row], path: Path) -> None:
     """Median admission time against NUMA node count, one line per shape, log scales, with
     the kubelet's published reference points as markers."""
+    from pymm._bench.suite import KUBELET_PUBLISHED_US, SHAPES
+
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     colours = {"memory": "tab:blue", "memory+hugepages": "tab:orange"}
@@ -162,6 +167,9 @@ def _duration(us: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the suite; print the table; write JSON and the plot if asked. Exit status 0."""
+    # Imported here so that no other command (nor ``import pymm``) loads the benchmark suite.
+    from pymm._bench.suite import KUBELET_PUBLISHED_US, run_suite
+
     if args.plot:
         # Fail before a minute of timing, not after it.
         _pyplot()
@@ -184,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
             # A wrong answer is not a timing: report it (one line) instead of a table.
             raise PymmError(f"benchmark check failed: {exc}") from exc
     # Rich wraps at 80 columns when not on a terminal; the table reads best unwrapped.
-    out = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 120)
+    out = stdout_console(file=sys.stdout, width=None if sys.stdout.isatty() else 120)
     out.print(_table(rows, args.quick))
     if args.output:
         doc = {"quick": args.quick, "rows": rows, "kubelet_published_us": KUBELET_PUBLISHED_US}

@@ -16,33 +16,29 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from pymm import _engine
+from pymm.commands._options import KUBELET_VERSIONS, resolve
+from pymm.commands._output import stdout_console
+from pymm.commands._recorded import DEFAULTS, load_recorded
 from pymm.errors import (
     CheckpointCorruptedError,
+    ConfigError,
     ReservedMemoryError,
     StateError,
     StateFileError,
     advice_for,
 )
+from pymm.machine import Machine
+from pymm.manager import MemoryManager
 
-__all__ = ["Inspection", "inspect_text", "register", "run"]
-
-# The kubelet's text for a checksum mismatch (ErrCorruptCheckpoint); any other decode error
-# means the JSON itself does not have the checkpoint's shape.
-_CORRUPTED = "checkpoint is corrupted"
+__all__ = ["inspect_text", "register", "run"]
 
 _TABLE_FIELDS = ("total", "systemReserved", "allocatable", "reserved", "free")
-# The kubelet (>= 1.32) compares free and reserved per group, not per node.
-_GROUP_FIELDS = ("allocatable", "reserved", "free")
 
 _GIB = 1 << 30
 
@@ -80,8 +76,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Restore the file and run the kubelet's startup validation against a "
         "machine. Exit 0 if it would start, 1 with the kubelet's error and advice if not.",
     )
-    p.add_argument("file", metavar="FILE")
-    where = p.add_mutually_exclusive_group(required=True)
+    p.add_argument(
+        "file",
+        metavar="FILE|DIR",
+        help="a state file, or a state directory (whose recorded configuration then supplies "
+        "the machine and the flags not given)",
+    )
+    where = p.add_mutually_exclusive_group()
     where.add_argument("--machine", metavar="NAME|FILE", help="catalog name or machine JSON file")
     where.add_argument(
         "--sysfs", metavar="ROOT", help="discover the machine from sysfs under ROOT (e.g. /)"
@@ -94,11 +95,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--kubelet-version",
-        default="latest",
-        choices=["latest", "1.26"],
-        help="whose startup validation to apply (1.26 compares free/reserved per node)",
+        choices=KUBELET_VERSIONS,
+        help="whose startup validation to apply (default latest; 1.26 compares free/reserved "
+        "per node)",
     )
-    p.add_argument("--policy", default="Static", choices=["Static", "None"])
+    p.add_argument("--policy", choices=["Static", "None"], help="default Static")
     p.add_argument(
         "--tolerate-drift",
         metavar="QTY",
@@ -122,8 +123,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _read_text(path: Path) -> str:
     """The file's text; a missing or unreadable file raises (exit 2), bad bytes do not."""
-    from pymm.statefile import read_file
+    from pymm.statefile import STATE_FILE_NAME, read_file
 
+    if path.is_dir():
+        path = path / STATE_FILE_NAME
     # Following a symlink is harmless for a read-only command; read_file refuses them because
     # the manager writes where it reads.
     data = read_file(path.resolve())
@@ -145,297 +148,34 @@ def _fail(path: Path, reason: str) -> int:
 def _verify(path: Path) -> int:
     text = _read_text(path)
     try:
-        policy, checksum, data = _engine.decode_checkpoint(text)
+        found = _engine.Inspection(text)
     except CheckpointCorruptedError as e:
         return _fail(path, str(e))
-    nodes = len(data["machineState"])
-    pods = len(data["entries"])
-    print(f"OK {path}: policy {policy}, checksum {checksum}, {nodes} NUMA nodes, {pods} pods")
+    if not found.checksum_valid:
+        return _fail(
+            path,
+            "checkpoint is corrupted: the stored checksum "
+            f"{found.stored_checksum} does not match the content ({found.computed_checksum})",
+        )
+    print(
+        f"OK {path}: policy {found.policy_name}, checksum {found.stored_checksum}, "
+        f"{found.node_count} NUMA nodes, {found.pod_count} pods"
+    )
     return 0
 
 
 # -- inspect --------------------------------------------------------------------------------
 
 
-@dataclass
-class Inspection:
-    """What a state file says, normalised, plus everything found inconsistent in it."""
-
-    policy_name: str
-    checksum: int
-    checksum_valid: bool
-    machine_state: dict[int, dict[str, Any]]
-    entries: dict[str, dict[str, list[dict[str, Any]]]]
-    inconsistencies: list[dict[str, str]] = field(default_factory=list)
-
-    def problem(self, kind: str, message: str) -> None:
-        self.inconsistencies.append({"kind": kind, "message": message})
-
-    # -- derived views ----------------------------------------------------------------
-
-    def node_rows(self) -> list[dict[str, Any]]:
-        rows = []
-        for node in sorted(self.machine_state):
-            state = self.machine_state[node]
-            for resource in sorted(state["memoryMap"]):
-                table = state["memoryMap"][resource]
-                rows.append(
-                    {
-                        "node": node,
-                        "resource": resource,
-                        **{k: table[k] for k in _TABLE_FIELDS},
-                        "numberOfAssignments": state["numberOfAssignments"],
-                        "cells": state["cells"],
-                    }
-                )
-        return rows
-
-    def groups(self) -> list[tuple[int, ...]]:
-        """The distinct node sets of ``cells``, in order of their smallest node."""
-        seen: dict[tuple[int, ...], None] = {}
-        for node in sorted(self.machine_state):
-            cells = self.machine_state[node]["cells"]
-            group = tuple(sorted(set(cells))) if cells else (node,)
-            seen.setdefault(group, None)
-        return sorted(seen, key=lambda g: (min(g), g))
-
-    def group_rows(self) -> list[dict[str, Any]]:
-        rows = []
-        for group in self.groups():
-            sums: dict[str, dict[str, int]] = {}
-            for node in group:
-                state = self.machine_state.get(node)
-                if state is None:
-                    continue
-                for resource, table in state["memoryMap"].items():
-                    acc = sums.setdefault(resource, dict.fromkeys(_GROUP_FIELDS, 0))
-                    for k in _GROUP_FIELDS:
-                        acc[k] += table[k]
-            rows.append(
-                {
-                    "nodes": list(group),
-                    "used": any(
-                        self.machine_state[n]["numberOfAssignments"] > 0
-                        for n in group
-                        if n in self.machine_state
-                    ),
-                    "resources": {r: sums[r] for r in sorted(sums)},
-                }
-            )
-        return rows
-
-    def pod_rows(self) -> list[dict[str, Any]]:
-        pods = []
-        for uid in sorted(self.entries):
-            containers = []
-            for name in sorted(self.entries[uid]):
-                blocks = self.entries[uid][name]
-                nodes = sorted({n for b in blocks for n in b["numaAffinity"] or ()})
-                containers.append({"name": name, "numaNodes": nodes, "blocks": blocks})
-            pods.append({"podUID": uid, "containers": containers})
-        return pods
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "policyName": self.policy_name,
-            "checksum": {"stored": self.checksum, "valid": self.checksum_valid},
-            "nodes": self.node_rows(),
-            "groups": self.group_rows(),
-            "pods": self.pod_rows(),
-            "inconsistencies": self.inconsistencies,
-        }
+def inspect_text(text: str) -> _engine.Inspection:
+    """Read a state file's text and check it (in the engine). Raises
+    :class:`CheckpointCorruptedError` only when the text is not a checkpoint at all; a wrong
+    checksum is one of the findings."""
+    return _engine.Inspection(text)
 
 
-class _ShapeError(ValueError):
-    """The JSON parses but is not a checkpoint (what the kubelet's json.Unmarshal rejects)."""
-
-
-def _uint(value: Any, where: str) -> int:
-    # bool is an int subclass in Python but not a number in JSON.
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _ShapeError(f"{where}: expected a non-negative integer, got {value!r}")
-    return value
-
-
-def _ints(value: Any, where: str) -> list[int] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        raise _ShapeError(f"{where}: expected a list of integers, got {value!r}")
-    out = []
-    for i, v in enumerate(value):
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise _ShapeError(f"{where}[{i}]: expected an integer, got {v!r}")
-        out.append(v)
-    return out
-
-
-def _obj(value: Any, where: str) -> Mapping[str, Any]:
-    # Go decodes null into a map as an empty (nil) map.
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise _ShapeError(f"{where}: expected an object, got {type(value).__name__}")
-    return value
-
-
-def _normalise(doc: Any) -> tuple[str, int, dict[int, dict[str, Any]], dict[str, Any]]:
-    """Python's reading of a checkpoint whose checksum the engine refused.
-
-    Missing fields take Go's zero values and unknown ones are ignored, as with json.Unmarshal;
-    only the shape is checked, so every inconsistency can still be reported.
-    """
-    top = _obj(doc, "checkpoint")
-    policy = top.get("policyName", "")
-    if not isinstance(policy, str):
-        raise _ShapeError(f"policyName: expected a string, got {policy!r}")
-    checksum = _uint(top.get("checksum", 0), "checksum")
-    machine: dict[int, dict[str, Any]] = {}
-    for key, raw in _obj(top.get("machineState"), "machineState").items():
-        try:
-            node = int(key)
-        except ValueError:
-            raise _ShapeError(f"machineState: NUMA node key {key!r} is not an integer") from None
-        at = f"machineState.{key}"
-        state = _obj(raw, at)
-        tables = {}
-        for resource, rawtable in _obj(state.get("memoryMap"), f"{at}.memoryMap").items():
-            table = _obj(rawtable, f"{at}.memoryMap.{resource}")
-            tables[resource] = {
-                k: _uint(table.get(k, 0), f"{at}.memoryMap.{resource}.{k}") for k in _TABLE_FIELDS
-            }
-        assignments = state.get("numberOfAssignments", 0)
-        if isinstance(assignments, bool) or not isinstance(assignments, int):
-            raise _ShapeError(f"{at}.numberOfAssignments: expected an integer")
-        machine[node] = {
-            "numberOfAssignments": assignments,
-            "memoryMap": tables,
-            "cells": _ints(state.get("cells"), f"{at}.cells"),
-        }
-    entries: dict[str, Any] = {}
-    for uid, rawpod in _obj(top.get("entries"), "entries").items():
-        pod = {}
-        for name, rawblocks in _obj(rawpod, f"entries.{uid}").items():
-            at = f"entries.{uid}.{name}"
-            if rawblocks is None:
-                rawblocks = []
-            if not isinstance(rawblocks, list):
-                raise _ShapeError(f"{at}: expected a list of blocks")
-            blocks = []
-            for i, rawblock in enumerate(rawblocks):
-                block = _obj(rawblock, f"{at}[{i}]")
-                kind = block.get("type", "")
-                if not isinstance(kind, str):
-                    raise _ShapeError(f"{at}[{i}].type: expected a string")
-                blocks.append(
-                    {
-                        "numaAffinity": _ints(block.get("numaAffinity"), f"{at}[{i}].numaAffinity"),
-                        "type": kind,
-                        "size": _uint(block.get("size", 0), f"{at}[{i}].size"),
-                    }
-                )
-            pod[name] = blocks
-        entries[uid] = pod
-    return policy, checksum, machine, entries
-
-
-def inspect_text(text: str) -> Inspection:
-    """Read a state file's text and check it. Raises :class:`CheckpointCorruptedError` only
-    when the text is not a checkpoint at all; a wrong checksum is one of the findings."""
-    try:
-        policy, checksum, data = _engine.decode_checkpoint(text)
-        machine = {int(k): v for k, v in data["machineState"].items()}
-        entries = data["entries"]
-        valid = True
-    except CheckpointCorruptedError as e:
-        if str(e) != _CORRUPTED:
-            raise
-        try:
-            policy, checksum, machine, entries = _normalise(json.loads(text))
-        except (ValueError, _ShapeError) as shape:
-            # The engine accepted the structure, so this only happens if the two disagree;
-            # report the engine's verdict rather than a second opinion.
-            raise CheckpointCorruptedError(f"{_CORRUPTED} ({shape})") from e
-        valid = False
-    for state in machine.values():
-        # Not every writer emits cells; the kubelet treats a missing group as the node alone.
-        state.setdefault("cells", None)
-    found = Inspection(policy, checksum, valid, machine, entries)
-    if not valid:
-        found.problem(
-            "checksum",
-            f"checksum mismatch: the stored checksum {checksum} does not match the content "
-            f"(kubelet: {_CORRUPTED}); the kubelet will refuse this file",
-        )
-    _check(found)
-    return found
-
-
-def _check(found: Inspection) -> None:
-    machine, entries = found.machine_state, found.entries
-    if not machine and entries:
-        found.problem(
-            "empty-machine-state",
-            "entries exist but machineState is empty (kubelet: machine state can not be empty "
-            "when it has memory assignments)",
-        )
-    for node in sorted(machine):
-        state = machine[node]
-        cells = state["cells"]
-        if cells is not None and node not in cells:
-            found.problem(
-                "node-not-in-group", f"node {node} is not in its own group (cells {cells})"
-            )
-        for resource in sorted(state["memoryMap"]):
-            t = state["memoryMap"][resource]
-            if t["reserved"] + t["free"] != t["allocatable"]:
-                found.problem(
-                    "reserved-free-allocatable",
-                    f"node {node} {resource}: reserved {t['reserved']} + free {t['free']} != "
-                    f"allocatable {t['allocatable']}",
-                )
-
-    used = [n for n in sorted(machine) if machine[n]["numberOfAssignments"] > 0]
-    for i, a in enumerate(used):
-        cells_a = set(machine[a]["cells"] or (a,))
-        for b in used[i + 1 :]:
-            cells_b = set(machine[b]["cells"] or (b,))
-            if cells_a != cells_b and cells_a & cells_b:
-                found.problem(
-                    "overlapping-groups",
-                    f"used nodes {a} and {b} are in overlapping groups {sorted(cells_a)} and "
-                    f"{sorted(cells_b)}",
-                )
-
-    counted = dict.fromkeys(machine, 0)
-    for uid in sorted(entries):
-        for name in sorted(entries[uid]):
-            for block in entries[uid][name]:
-                where = f"pod {uid} container {name}"
-                affinity = block["numaAffinity"] or []
-                if not affinity:
-                    found.problem("block-without-nodes", f"{where}: a block has no NUMA nodes")
-                for node in affinity:
-                    if node not in machine:
-                        found.problem(
-                            "unknown-node",
-                            f"{where}: a block uses NUMA node {node}, not in the file",
-                        )
-                        continue
-                    counted[node] += 1
-                    if block["type"] not in machine[node]["memoryMap"]:
-                        found.problem(
-                            "unknown-resource",
-                            f"{where}: a block uses resource {block['type']!r}, unknown on "
-                            f"node {node}",
-                        )
-    for node in sorted(machine):
-        stored = machine[node]["numberOfAssignments"]
-        if stored != counted[node]:
-            found.problem(
-                "number-of-assignments",
-                f"node {node}: numberOfAssignments is {stored} but {counted[node]} blocks use it",
-            )
+#: Pods listed in the text view; the JSON lists them all.
+_PODS_SHOWN = 50
 
 
 def _size(n: int) -> str:
@@ -456,16 +196,23 @@ def _inspect(path: Path, *, as_json: bool) -> int:
             return 1
         return _fail(path, str(e))
     if as_json:
-        print(json.dumps({"file": str(path), **found.to_json()}, indent=1))
-        return 1 if found.inconsistencies else 0
+        # The engine writes the JSON: a file with a million entries never becomes Python objects.
+        body = found.to_json(indent=False)
+        print(f'{{"file": {json.dumps(str(path))}, {body[1:]}')
+        return 1 if found.findings else 0
 
     # Rich assumes 80 columns when piped, which would cut numbers short; a log or pager
     # copes better with a wider table.
-    con = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
-    status = "valid" if found.checksum_valid else "[red]MISMATCH[/]"
+    con = stdout_console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    status = (
+        "valid"
+        if found.checksum_valid
+        else f"[red]MISMATCH[/] (content: {found.computed_checksum})"
+    )
     con.print(
         f"[bold]{escape(str(path))}[/]: policy {escape(found.policy_name)}, "
-        f"checksum {found.checksum} ({status})",
+        f"checksum {found.stored_checksum} ({status}), {found.pod_count} pods, "
+        f"{found.container_count} containers",
         soft_wrap=True,
     )
     nodes = Table(title="NUMA nodes")
@@ -509,9 +256,11 @@ def _inspect(path: Path, *, as_json: bool) -> int:
             )
     con.print(groups)
 
-    pods = found.pod_rows()
+    pods = found.pod_rows(_PODS_SHOWN)
     if pods:
-        table = Table(title="Pods")
+        more = found.pod_count - len(pods)
+        title = "Pods" + (f" (the first {len(pods)}; --json lists all)" if more else "")
+        table = Table(title=title)
         for col in ("pod", "container", "NUMA nodes", "blocks"):
             table.add_column(col)
         for pod in pods:
@@ -531,10 +280,13 @@ def _inspect(path: Path, *, as_json: bool) -> int:
     else:
         con.print("no pods have memory assigned")
 
-    if found.inconsistencies:
-        con.print(f"[red]{len(found.inconsistencies)} inconsistencies:[/]")
-        for item in found.inconsistencies:
-            con.print(f"  - {escape(item['message'])}", soft_wrap=True)
+    findings = found.findings
+    if findings:
+        con.print(f"[red]{len(findings)} inconsistencies:[/]")
+        for _kind, message in findings[:_PODS_SHOWN]:
+            con.print(f"  - {escape(message)}", soft_wrap=True)
+        if len(findings) > _PODS_SHOWN:
+            con.print(f"  ... and {len(findings) - _PODS_SHOWN} more (--json lists all)")
         return 1
     con.print("[green]no inconsistencies found[/]")
     return 0
@@ -543,28 +295,27 @@ def _inspect(path: Path, *, as_json: bool) -> int:
 # -- validate -------------------------------------------------------------------------------
 
 
-def _validate(args: argparse.Namespace) -> int:
-    from pymm.machine import Machine
-    from pymm.manager import reserved_memory_config
+def _manager_args(args: argparse.Namespace) -> argparse.Namespace:
+    """``validate``'s flags under the names the manager commands use, the rest not given."""
+    ns = argparse.Namespace(**dict.fromkeys(DEFAULTS), machine=args.machine, sysfs=args.sysfs)
+    ns.reserved_memory = args.reserved_memory
+    ns.memory_policy = args.policy
+    ns.kubelet_version = args.kubelet_version
+    return ns
 
+
+def _validate(args: argparse.Namespace) -> int:
     path = Path(args.file)
+    directory = path if path.is_dir() else None
+    recorded = load_recorded(directory) if directory is not None else None
+    if recorded is None and args.machine is None and args.sysfs is None:
+        lacking = f" ({directory} records no configuration)" if directory is not None else ""
+        raise ConfigError(f"state validate needs --machine NAME|FILE or --sysfs ROOT{lacking}")
+    ns = _manager_args(args)
+    _, machine = resolve(ns, recorded, {"memory_policy": "--policy"})
     text = _read_text(path)
-    machine = Machine.from_sysfs(args.sysfs) if args.sysfs else Machine.load(args.machine)
-    reserved: Any = args.reserved_memory
-    if reserved is None and args.policy == "Static":
-        reserved = machine.reserve_per_node("1Gi")
     try:
-        config = {
-            "memory_policy": args.policy,
-            "topology_policy": "none",
-            "scope": "container",
-            "kubelet_version": args.kubelet_version,
-            "reserved_memory": reserved_memory_config(reserved),
-            "node_allocatable": None,
-            "options": {},
-            "drift_tolerance": args.tolerate_drift,
-        }
-        engine = _engine.Engine(machine.to_dict(), config, text, str(path))
+        notes = _restore(ns, machine, path, text, directory, args.tolerate_drift)
     except (StateError, ReservedMemoryError) as e:
         message = " ".join(str(e).split())
         print(f"would not start: {message}")
@@ -578,15 +329,52 @@ def _validate(args: argparse.Namespace) -> int:
         return 1
     if args.sysfs:
         where = f"this machine (sysfs under {args.sysfs})"
+    elif args.machine is None and recorded is not None:
+        where = f"the recorded machine {machine.name or recorded.machine_source}"
     else:
         where = f"machine {machine.name or args.machine}"
     print(
-        f"would start: {path} restores on {where} with policy {args.policy} "
-        f"(kubelet {args.kubelet_version})"
+        f"would start: {path} restores on {where} with policy {ns.memory_policy} "
+        f"(kubelet {ns.kubelet_version})"
     )
-    for note in engine.notes:
+    for note in notes:
         print(f"  beyond the kubelet, which would not start: {note}")
     return 0
+
+
+def _restore(
+    ns: argparse.Namespace,
+    machine: Machine,
+    path: Path,
+    text: str,
+    directory: Path | None,
+    tolerate_drift: str | None,
+) -> list[str]:
+    """Restore as a starting kubelet would; a directory read-only, as pymm opens it."""
+    if directory is not None:
+        with MemoryManager(
+            machine,
+            reserved_memory=ns.reserved_memory,
+            node_allocatable={"memory": ns.node_allocatable} if ns.node_allocatable else None,
+            memory_policy=ns.memory_policy,
+            topology_policy=ns.topology_policy,
+            scope=ns.scope,
+            kubelet_version=ns.kubelet_version,
+            search=ns.search,
+            state_dir=directory,
+            read_only=True,
+            tolerate_drift=tolerate_drift,
+        ) as mm:
+            return mm.notes
+    given = {
+        "memory_policy": ns.memory_policy,
+        "topology_policy": "none",
+        "kubelet_version": ns.kubelet_version,
+        "reserved_memory": ns.reserved_memory,
+        "drift_tolerance": tolerate_drift,
+    }
+    config = {k: v for k, v in given.items() if v is not None}
+    return list(_engine.Engine(machine.to_dict(), config, text, str(path)).notes)
 
 
 if __name__ == "__main__":  # pragma: no cover - convenience for `python -m`

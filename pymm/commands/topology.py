@@ -7,9 +7,9 @@ import json
 import sys
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
+from pymm.commands._output import stdout_console
 from pymm.errors import PymmError
 from pymm.sysfs import MEMORY_KIND_RULE, discover
 
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(machine, indent=2))
         return 0
-    console = Console(file=sys.stdout)
+    console = stdout_console(file=sys.stdout)
     console.print(_table(machine))
     console.print(MEMORY_KIND_RULE, soft_wrap=True, markup=False, highlight=False)
     return 0

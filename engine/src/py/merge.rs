@@ -8,7 +8,6 @@ use crate::hints::ProviderHints;
 use crate::provider::{answer_from, hint_value, id_map_from};
 use crate::topology::{policy_merge, MergeContext, Policy, PolicyOptions};
 use pyo3::prelude::*;
-use pyo3::types::PyList;
 use std::collections::BTreeMap;
 
 /// Merges hint providers' answers for a machine with the given NUMA node ids (sparse ids
@@ -17,7 +16,7 @@ use std::collections::BTreeMap;
 #[pyo3(signature = (providers, numa_nodes, policy="best-effort", options=None, distances=None))]
 pub fn merge_hints<'py>(
     py: Python<'py>,
-    providers: &Bound<'py, PyList>,
+    providers: &Bound<'py, PyAny>,
     numa_nodes: Vec<i64>,
     policy: &str,
     options: Option<BTreeMap<String, String>>,
@@ -27,8 +26,11 @@ pub fn merge_hints<'py>(
     let opts = PolicyOptions::parse(&options.unwrap_or_default(), true).py()?;
     let map = id_map_from(&numa_nodes).py()?;
     let answers: Vec<ProviderHints> = providers
-        .iter()
+        .try_iter()?
         .enumerate()
+        .map(|(i, p)| p.map(|p| (i, p)))
+        .collect::<PyResult<Vec<_>>>()?
+        .into_iter()
         .map(|(i, p)| {
             let v = to_value(&p, Subject::Config)?;
             answer_from(Some(&v), &format!("providers[{i}]"), &map).py()

@@ -46,13 +46,13 @@ impl PyPod {
     #[pyo3(signature = (manifest, defaults=true))]
     fn from_manifest(manifest: &Bound<'_, PyAny>, defaults: bool) -> PyResult<Self> {
         let v = to_value(manifest, Subject::Pod)?;
-        let mut pods = Pod::from_manifest(&v, defaults).py()?;
-        if pods.len() != 1 {
+        if let Some(k @ ("List" | "PodList")) = v.get("kind").and_then(|k| k.as_str()) {
             return Err(super::errors::to_py_err(EngineError::pod(
                 Some("kind"),
-                "expected one Pod, got a List (use pods_from_manifest)",
+                format!("expected 'Pod', got '{k}'; use load_pods() for a List"),
             )));
         }
+        let mut pods = Pod::from_manifest(&v, defaults).py()?;
         Ok(PyPod {
             inner: Arc::new(pods.remove(0)),
         })

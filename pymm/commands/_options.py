@@ -1,0 +1,256 @@
+"""The options every manager command shares (machine, reservation, policies, state directory),
+and building the machine and the :class:`MemoryManager` from them."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from pymm.commands._recorded import (
+    Recorded,
+    apply_recorded,
+    check_reserved,
+    flags_of,
+    load_recorded,
+    write_recorded,
+)
+from pymm.errors import ConfigError, PodError, PymmError
+from pymm.machine import DEFAULT_MACHINE, MAX_U64, Machine, page_size_kib
+from pymm.manager import Enforcement, MemoryManager
+from pymm.pod import Pod, load_pods, load_pods_file
+from pymm.statefile import CONFIG_FILE_NAME
+
+#: The kubelet behaviours pymm reproduces (``MemoryManager(kubelet_version=...)``).
+KUBELET_VERSIONS = ("latest", "1.26")
+
+__all__ = [
+    "KUBELET_VERSIONS",
+    "add_manager_options",
+    "build_machine",
+    "build_manager",
+    "load_cli_pods",
+    "parse_hugepages",
+    "resolve",
+]
+
+
+def add_manager_options(p: argparse.ArgumentParser, *, writes: bool = False) -> None:
+    """The manager flags. Their defaults are None so that a flag the user gave can be told
+    from one a state directory's recorded configuration (or the default) supplies."""
+    p.add_argument(
+        "--machine",
+        help=f"catalog name or machine JSON file (default {DEFAULT_MACHINE}); see 'pymm machines'",
+    )
+    p.add_argument(
+        "--sysfs",
+        metavar="ROOT",
+        help="discover the machine from sysfs under ROOT (e.g. /) instead of --machine",
+    )
+    p.add_argument(
+        "--hugepages",
+        action="append",
+        metavar="SIZE=PAGES",
+        help="give every node PAGES hugepages of SIZE (e.g. 2Mi=1024, repeatable)",
+    )
+    p.add_argument(
+        "--reserved-memory",
+        action="append",
+        metavar="N:TYPE=QTY[,...][;...]",
+        help="as the kubelet flag (repeatable); default: 1Gi of memory on every node",
+    )
+    p.add_argument(
+        "--node-allocatable",
+        metavar="QTY",
+        help="memory reserved by Node Allocatable (kube+system-reserved+eviction-hard); "
+        "default: the sum of --reserved-memory",
+    )
+    p.add_argument("--memory-policy", choices=["Static", "None"], help="default Static")
+    p.add_argument(
+        "--topology-policy",
+        choices=["none", "best-effort", "restricted", "single-numa-node"],
+        help="default best-effort",
+    )
+    p.add_argument("--scope", choices=["container", "pod"], help="default container")
+    p.add_argument(
+        "--policy-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="Topology Manager policy option, e.g. prefer-closest-numa-nodes=true",
+    )
+    p.add_argument(
+        "--kubelet-version",
+        choices=KUBELET_VERSIONS,
+        help="whose behaviour to follow: 'latest' (1.32+, default) or '1.26'",
+    )
+    p.add_argument(
+        "--search",
+        choices=["auto", "exact", "bounded"],
+        help="hint search: the kubelet's exhaustive one, bounded-time, or exact up to "
+        "max-allowable-numa-nodes and bounded above (default auto)",
+    )
+    p.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="keep the memory_manager_state file in DIR and reuse it across runs; DIR "
+        f"remembers the machine and these flags ({CONFIG_FILE_NAME})",
+    )
+    p.add_argument(
+        "--tolerate-drift",
+        metavar="QTY",
+        help="beyond the kubelet: accept a state file whose node totals drifted by at most QTY "
+        "(e.g. 256Mi after a reboot) when every reservation still fits, and rebase the totals",
+    )
+    if writes:
+        p.add_argument(
+            "--lock-wait",
+            type=_seconds,
+            default=0.0,
+            metavar="SECONDS",
+            help="wait up to SECONDS for another pymm holding the state directory (default: "
+            "fail at once)",
+        )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def _base_machine(args: argparse.Namespace) -> Machine:
+    if getattr(args, "sysfs", None):
+        return Machine.from_sysfs(args.sysfs)
+    return Machine.load(getattr(args, "machine", None) or DEFAULT_MACHINE)
+
+
+def build_machine(args: argparse.Namespace, base: Machine | None = None) -> Machine:
+    """``base`` (default: the ``--machine``/``--sysfs`` one) with ``--hugepages`` applied."""
+    machine = base if base is not None else _base_machine(args)
+    pools = parse_hugepages(getattr(args, "hugepages", None) or ())
+    return machine.with_hugepages(pools) if pools else machine
+
+
+def parse_hugepages(items: Iterable[str]) -> dict[str, int]:
+    """``--hugepages SIZE=PAGES`` values as size -> pages."""
+    pools: dict[str, int] = {}
+    for item in items:
+        size, sep, count = item.partition("=")
+        # isdigit() alone accepts superscripts and other digits int() refuses.
+        if not sep or not size or not (count.isascii() and count.isdigit()):
+            raise ConfigError(f"--hugepages {item!r}: expected SIZE=PAGES, e.g. 2Mi=1024")
+        try:
+            page_size_kib(size)
+        except PymmError as e:
+            raise ConfigError(f"--hugepages {item!r}: page size {size!r}: {e}") from e
+        if int(count) > MAX_U64:
+            raise ConfigError(f"--hugepages {item!r}: PAGES must be at most {MAX_U64}")
+        pools[size] = int(count)
+    return pools
+
+
+def _policy_options(items: Iterable[str]) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--policy-option {item!r}: expected KEY=VALUE")
+        options[key] = value
+    return options
+
+
+def resolve(
+    args: argparse.Namespace, recorded: Recorded | None, flags: Mapping[str, str] | None = None
+) -> tuple[Machine, Machine]:
+    """Complete ``args`` from ``recorded`` and the defaults (refusing flags that disagree with
+    it); returns the base machine (as recorded or as the flags name it) and the machine with
+    ``--hugepages`` applied."""
+    if args.node_allocatable is not None and not args.node_allocatable.strip():
+        raise ConfigError("--node-allocatable '': expected a quantity such as 2Gi")
+    given_reserved = args.reserved_memory
+    recorded_machine = apply_recorded(args, recorded, flags)
+    base = recorded_machine if recorded_machine is not None else _base_machine(args)
+    machine = build_machine(args, base)
+    check_reserved(given_reserved, recorded, machine, args.memory_policy)
+    return base, machine
+
+
+def build_manager(
+    args: argparse.Namespace,
+    enforcement: Enforcement | None = None,
+    *,
+    read_only: bool = False,
+) -> MemoryManager:
+    """The manager the flags describe, completed from the state directory's recorded
+    configuration; a command that writes records it when it creates the directory."""
+    recorded = load_recorded(args.state_dir) if args.state_dir else None
+    base, machine = resolve(args, recorded)
+    node_alloc = {"memory": args.node_allocatable} if args.node_allocatable else None
+    mm = MemoryManager(
+        machine,
+        reserved_memory=args.reserved_memory,
+        node_allocatable=node_alloc,
+        memory_policy=args.memory_policy,
+        topology_policy=args.topology_policy,
+        scope=args.scope,
+        policy_options=_policy_options(args.policy_option),
+        kubelet_version=args.kubelet_version,
+        search=args.search,
+        state_dir=args.state_dir,
+        lock_wait=getattr(args, "lock_wait", 0.0),
+        read_only=read_only and args.state_dir is not None,
+        tolerate_drift=args.tolerate_drift,
+        enforcement=enforcement,
+    )
+    try:
+        if not read_only and mm.state_path is not None:
+            _record(mm, args, recorded, base)
+    except BaseException:
+        mm.close()
+        raise
+    for note in mm.notes:
+        print(f"pymm: note: {note}", file=sys.stderr)
+    return mm
+
+
+def _record(
+    mm: MemoryManager,
+    args: argparse.Namespace,
+    recorded: Recorded | None,
+    base: Machine,
+) -> None:
+    """Runs under the directory's lock, so the check and the write are one step."""
+    assert mm.state_path is not None
+    directory = Path(mm.state_path).parent
+    if recorded is None:
+        if not mm.restored:
+            write_recorded(directory, args, base)  # this run created the state
+            return
+        # Another pymm may have created the directory between our read and our lock.
+        now = load_recorded(directory)
+        if now is not None and (
+            dict(flags_of(args)) != now.flags or base.to_dict() != now.machine.to_dict()
+        ):
+            raise ConfigError(
+                f"state directory {directory} was set up meanwhile by another pymm with a "
+                f"different configuration (recorded in {now.path}); run the command again"
+            )
+    elif base.to_dict() != recorded.machine.to_dict():
+        # The state file validated against this machine: it is the one to remember now.
+        write_recorded(directory, args, base)
+
+
+def load_cli_pods(path: str) -> list[Pod]:
+    """Pods of a manifest, with the API server's defaulting (a missing request takes the
+    limit), so a hand-written manifest is admitted as the cluster would see it."""
+    pods = load_pods(sys.stdin.read()) if path == "-" else load_pods_file(Path(path))
+    if not pods:
+        where = "standard input" if path == "-" else path
+        raise PodError(f"{where}: no pods in the manifest (expected a Pod, a List or a PodList)")
+    return [p.with_defaults() for p in pods]

@@ -1,0 +1,106 @@
+"""What the manager commands print: admissions (JSON and text) and the per-node usage table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from pymm.manager import Admission, MemoryManager
+
+__all__ = [
+    "admission_json",
+    "console",
+    "fmt_bytes",
+    "print_admission",
+    "stdout_console",
+    "usage_table",
+]
+
+_GIB = 2**30
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # Rich would exit(1) on its own; pymm.cli.main ends every closed pipe the same way.
+        raise BrokenPipeError
+
+
+def stdout_console(**options: Any) -> Console:
+    """A rich console on standard output that leaves a closed pipe to :func:`pymm.cli.main`."""
+    return _Console(**options)
+
+
+def console() -> Console:
+    return stdout_console(highlight=False, soft_wrap=True)
+
+
+def fmt_bytes(n: int) -> str:
+    if n >= _GIB:
+        return f"{n / _GIB:.2f} GiB"
+    return f"{n / 2**20:.0f} MiB"
+
+
+def admission_json(a: Admission) -> dict[str, Any]:
+    return {
+        "podUID": a.pod_uid,
+        "admit": a.admitted,
+        "reason": a.reason,
+        "message": a.message,
+        "containers": {
+            name: {
+                "numaNodes": list(p.numa_nodes) if p.numa_nodes else None,
+                "cpusetMems": p.cpuset_mems,
+                "blocks": [
+                    {"numaAffinity": list(b.numa_nodes), "type": b.resource, "size": b.size}
+                    for b in p.blocks
+                ],
+            }
+            for name, p in a.placements.items()
+        },
+    }
+
+
+def print_admission(con: Console, a: Admission, why: str | None = None) -> None:
+    """One line per admission; a rejection keeps the kubelet's text intact on its line and
+    adds ``why`` (pymm's explanation, :func:`pymm.explain.explain_rejection`) below it."""
+    if not a.admitted:
+        con.print(f"[red]rejected[/] {escape(a.pod_uid)}: {a.reason}: {escape(a.message or '')}")
+        if why:
+            con.print(f"    why: {escape(why)}")
+        return
+    parts = []
+    for name, p in a.placements.items():
+        if p.numa_nodes is None:
+            parts.append(f"{name} -> any node (not Guaranteed or nothing requested)")
+            continue
+        # An init container's block shrinks to 0 when later containers reuse its memory.
+        sizes = ", ".join(
+            f"{b.resource} {fmt_bytes(b.size) if b.size else 'reused by later containers'}"
+            for b in p.blocks
+        )
+        parts.append(f"{name} -> NUMA {p.cpuset_mems} ({sizes})")
+    con.print(f"[green]admitted[/] {escape(a.pod_uid)}: " + escape("; ".join(parts)))
+
+
+def usage_table(mm: MemoryManager, title: str) -> Table:
+    t = Table(title=title)
+    for col in ("node", "group", "resource", "allocatable", "reserved", "free", "used"):
+        t.add_column(col, justify="right" if col not in ("resource", "group") else "left")
+    groups = mm.groups()
+    for u in mm.usage():
+        if u.total == 0:
+            continue
+        used = 100 * u.reserved / u.allocatable if u.allocatable else 0.0
+        t.add_row(
+            str(u.node),
+            ",".join(map(str, groups.get(u.node, ()))),
+            u.resource,
+            fmt_bytes(u.allocatable),
+            fmt_bytes(u.reserved),
+            fmt_bytes(u.free),
+            f"{used:.0f}%",
+        )
+    return t

@@ -1,0 +1,210 @@
+"""The configuration a state directory was created with (``DIR/pymm-config.json``).
+
+The first ``pymm admit`` (or ``remove``) that creates a state directory records the machine
+(the description itself, so a later run needs neither the catalog nor sysfs) and every
+manager flag in effect. Later commands given the directory take what they are not told from
+there; a flag given again must agree with it, since a state file only restores under the
+configuration it was written with. The machine is the exception: it is the hardware's fact, so
+a machine given on the command line is checked against the state file by the kubelet's own
+start-up validation (with its detailed differences) and, when that passes, recorded in place
+of the old one (a reboot's drift accepted with ``--tolerate-drift`` is the usual reason).
+
+A directory without the file (an older pymm's, or one made by the Python API) works with flags
+exactly as before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pymm import __version__, parse_quantity
+from pymm.errors import ConfigError, StateFileError
+from pymm.machine import Machine, page_size_kib
+from pymm.manager import reserved_memory_config
+from pymm.statefile import CONFIG_FILE_NAME, atomic_write, check_state_directory, read_file
+
+__all__ = [
+    "DEFAULTS",
+    "Recorded",
+    "apply_recorded",
+    "check_reserved",
+    "flags_of",
+    "load_recorded",
+    "write_recorded",
+]
+
+_FORMAT = 1
+
+#: Each recorded flag's ``argparse`` destination and its value when neither the command line
+#: nor the directory names one. ``reserved_memory`` None is MemoryManager's default (1Gi per
+#: node with the Static policy).
+DEFAULTS: dict[str, Any] = {
+    "hugepages": [],
+    "reserved_memory": None,
+    "node_allocatable": None,
+    "memory_policy": "Static",
+    "topology_policy": "best-effort",
+    "scope": "container",
+    "policy_option": [],
+    "kubelet_version": "latest",
+    "search": "auto",
+}
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A state directory's ``pymm-config.json``."""
+
+    path: Path
+    machine: Machine
+    machine_source: str
+    flags: dict[str, Any]
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _show(dest: str, value: Any) -> str:
+    if value is None:
+        return "default (1Gi of memory on every node)" if dest == "reserved_memory" else "default"
+    if isinstance(value, list):
+        return " ".join(map(str, value)) if value else "none"
+    return str(value)
+
+
+def _canonical_reserved(value: Any, machine: Machine, memory_policy: str) -> Any:
+    if value is None:
+        value = machine.reserve_per_node("1Gi") if memory_policy == "Static" else []
+    return sorted(
+        (entry["numaNode"], kind, parse_quantity(str(qty)))
+        for entry in reserved_memory_config(value)
+        for kind, qty in entry["limits"].items()
+    )
+
+
+def _canonical_options(value: Any) -> Any:
+    return sorted(str(item).partition("=")[::2] for item in value or ())
+
+
+def _canonical_hugepages(value: Any) -> Any:
+    from pymm.commands._options import parse_hugepages
+
+    return sorted((page_size_kib(s), n) for s, n in parse_hugepages(value or ()).items())
+
+
+def _canonical_quantity(value: Any) -> Any:
+    return None if value is None else parse_quantity(str(value))
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+_CANONICAL: dict[str, Callable[[Any], Any]] = {
+    "hugepages": _canonical_hugepages,
+    "node_allocatable": _canonical_quantity,
+    "policy_option": _canonical_options,
+}
+
+
+def _machine_source(args: argparse.Namespace) -> str:
+    return f"sysfs under {args.sysfs}" if args.sysfs else str(args.machine)
+
+
+def load_recorded(state_dir: str | Path) -> Recorded | None:
+    """The directory's recorded configuration, or None when it has none."""
+    directory = Path(state_dir)
+    if not (directory.exists() or directory.is_symlink()):
+        return None
+    path = check_state_directory(directory) / CONFIG_FILE_NAME
+    data = read_file(path)
+    if data is None:
+        return None
+    try:
+        doc = json.loads(data)
+        if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
+            raise ValueError(f"expected an object with format {_FORMAT}")
+        flags = doc["flags"]
+        if not isinstance(flags, dict):
+            raise ValueError("flags: expected an object")
+        machine = Machine.from_dict(doc["machine"])
+        source = str(doc.get("machineSource", machine.name))
+    except (ValueError, KeyError, RecursionError) as e:
+        raise StateFileError(
+            f"cannot use {path}: {e}; it records the configuration this state directory was "
+            "created with (move it away to use flags only)"
+        ) from e
+    return Recorded(path, machine, source, {k: flags.get(k) for k in DEFAULTS})
+
+
+def apply_recorded(
+    args: argparse.Namespace, recorded: Recorded | None, flags: Mapping[str, str] | None = None
+) -> Machine | None:
+    """Fill the flags ``args`` lacks from ``recorded`` (else from :data:`DEFAULTS`), refusing
+    a flag that disagrees with it (``flags`` renames a destination's flag in the message).
+    Returns the recorded machine when the command line names none (the caller builds the
+    machine from the flags otherwise)."""
+    for dest, default in DEFAULTS.items():
+        given = getattr(args, dest, None)
+        if recorded is None or given is None:
+            continue
+        if dest == "reserved_memory":
+            continue  # compared by check_reserved, once the machine and policy are settled
+        theirs = recorded.flags.get(dest)
+        theirs = default if theirs is None else theirs
+        canonical = _CANONICAL.get(dest, _same)
+        if canonical(given) != canonical(theirs):
+            raise _conflict(dest, given, theirs, recorded.path, (flags or {}).get(dest))
+    for dest, default in DEFAULTS.items():
+        if getattr(args, dest, None) is None:
+            value = recorded.flags.get(dest) if recorded is not None else None
+            setattr(args, dest, default if value is None else value)
+    machine_given = args.machine is not None or args.sysfs is not None
+    return None if machine_given or recorded is None else recorded.machine
+
+
+def check_reserved(
+    given: Any, recorded: Recorded | None, machine: Machine, memory_policy: str
+) -> None:
+    """``--reserved-memory`` against the recorded one, both resolved on ``machine``."""
+    if recorded is None or given is None:
+        return
+    theirs = recorded.flags.get("reserved_memory")
+    mine_c = _canonical_reserved(given, machine, memory_policy)
+    if mine_c != _canonical_reserved(theirs, machine, memory_policy):
+        raise _conflict("reserved_memory", given, theirs, recorded.path)
+
+
+def _conflict(
+    dest: str, mine: Any, theirs: Any, path: Path, flag: str | None = None
+) -> ConfigError:
+    return ConfigError(
+        f"{flag or _flag(dest)} {_show(dest, mine)} conflicts with the state directory's "
+        f"{_show(dest, theirs)} "
+        f"(recorded in {path})"
+    )
+
+
+def write_recorded(
+    state_dir: Path, args: argparse.Namespace, machine: Machine, source: str | None = None
+) -> None:
+    """Record ``machine`` (without ``--hugepages``: those are a flag) and the flags in effect,
+    with the same durable write as the state file. Call it holding the directory's lock."""
+    doc = {
+        "format": _FORMAT,
+        "createdBy": f"pymm {__version__}",
+        "machineSource": source if source is not None else _machine_source(args),
+        "machine": machine.to_dict(),
+        "flags": {dest: getattr(args, dest) for dest in DEFAULTS},
+    }
+    atomic_write(state_dir / CONFIG_FILE_NAME, (json.dumps(doc, indent=1) + "\n").encode())
+
+
+def flags_of(args: argparse.Namespace) -> Mapping[str, Any]:
+    return {dest: getattr(args, dest) for dest in DEFAULTS}
