@@ -427,11 +427,11 @@ def run(
     """
     if len(workload) == 0:
         raise ConfigError("the workload has no events")
+    probe_spec = probe_pod(probe)
+    sample_at = sample_points(len(workload), samples)
     chosen = parse_configs(configs)
     for c in chosen:
         open_manager(c, workload.machine, workload.reserved_memory).close()
-    probe_spec = probe_pod(probe)
-    sample_at = sample_points(len(workload), samples)
     result = SimulationResult(
         workload=workload.name,
         machine=workload.machine.name,
