@@ -71,7 +71,7 @@ def rejections_table(result: SimulationResult) -> Table | None:
     if not totals:
         return None
     t = Table(title="rejections by message")
-    t.add_column("message", overflow="fold", ratio=1)
+    t.add_column("message", overflow="fold", max_width=56)
     for c in result.configs:
         t.add_column(c.label, justify="right")
     for message in sorted(totals, key=lambda m: -totals[m]):
