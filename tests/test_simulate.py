@@ -408,6 +408,7 @@ def test_progress_counts_every_event_of_every_config() -> None:
 
 def test_json_has_the_documented_shape() -> None:
     doc = json.loads(run(_hand_workload(), ["kubelet:"], samples=3).to_json())
+    assert set(doc) == {"machine", "events", "configs"}
     assert doc["machine"] == "synthetic-2" and doc["events"] == 7
     (c,) = doc["configs"]
     types = {
@@ -427,6 +428,27 @@ def test_json_has_the_documented_shape() -> None:
     assert c["rejectedByReason"] == {"UnexpectedAdmissionError": 1}
     assert len(c["series"]["reservedFraction"]) == 3
     assert set(c["series"]["nodeReservedFraction"]) == {"0", "1"}
+    assert c["probe"] == {"memory": "8Gi"} and c["skippedOps"] == {}
+
+
+def test_table_rows_show_the_hand_worked_numbers() -> None:
+    from rich.console import Console
+
+    from pymm.simulate.report import rejections_table, table
+
+    r = run(_hand_workload(), ["kubelet:", "snn:topology-policy=single-numa-node"], samples=7)
+    con = Console(width=200, record=True)
+    con.print(table(r))
+    con.print(rejections_table(r))
+    text = con.export_text()
+    kubelet = next(line for line in text.splitlines() if "kubelet" in line and "%" in line)
+    cells = [c.strip() for c in kubelet.strip("│ ").split("│")]
+    # admitted, rejected, top reason, cross-NUMA, distance, reserved mean/peak, stranded, valid
+    assert cells == [
+        "kubelet", "3", "1", "UnexpectedAdmission", "1", "20.0", "42.9%", "66.7%", "10.3 GiB", "yes"
+    ]  # fmt: skip
+    assert "preferred hint violates NUMA node allocation" in text
+    assert "Allocate failed due to" not in text
 
 
 # -- command line -----------------------------------------------------------------------------

@@ -131,7 +131,7 @@ def _progress(total: int, show: bool) -> Iterator[Callable[[int], None]]:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    # Tables of five configurations need about 100 columns; a pipe or file gets them too.
+    # The main table needs about 120 columns; a pipe or a file gets them too.
     out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     if args.list:
         _print_mixes(out)

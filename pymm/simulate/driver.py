@@ -207,14 +207,13 @@ class SimulationResult:
     configs: list[ConfigResult] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``--json`` document."""
+        """The ``--json`` document. Its top level is exactly machine, events and configs, so
+        what applies to the whole run (probe, skipped source ops) is repeated in each config."""
+        run_wide = {"probe": dict(self.probe), "skippedOps": dict(self.skipped)}
         return {
             "machine": self.machine,
             "events": self.events,
-            "workload": self.workload,
-            "probe": dict(self.probe),
-            "skippedOps": dict(self.skipped),
-            "configs": [c.to_dict(self.node_ids) for c in self.configs],
+            "configs": [{**c.to_dict(self.node_ids), **run_wide} for c in self.configs],
         }
 
     def to_json(self, indent: int | None = 1) -> str:
@@ -253,7 +252,12 @@ class _Observer:
     """Collects the metrics of one configuration, event by event."""
 
     def __init__(
-        self, mm: MemoryManager, workload: Workload, sample_at: npt.NDArray[np.int64], probe: Pod
+        self,
+        mm: MemoryManager,
+        workload: Workload,
+        sample_at: npt.NDArray[np.int64],
+        probe: Pod,
+        tick: Callable[[int], None] | None,
     ) -> None:
         self.mm = mm
         self.workload = workload
@@ -276,7 +280,7 @@ class _Observer:
         self.node_stranded = np.zeros((k, n), dtype=np.int64)
         self.fits = np.zeros(k, dtype=np.int64)
         self.next_sample = 0
-        self.tick: Callable[[int], None] | None = None
+        self.tick = tick
 
     def _per_node(self, value: Callable[[Any], int]) -> npt.NDArray[np.float64]:
         out = np.zeros(len(self.index))
@@ -403,8 +407,7 @@ def run_config(
 ) -> ConfigResult:
     """One configuration's results; the unit a faster simulation core replaces."""
     mm = open_manager(config, workload.machine, workload.reserved_memory)
-    observer = _Observer(mm, workload, sample_at, probe)
-    observer.tick = tick
+    observer = _Observer(mm, workload, sample_at, probe, tick)
     replay_events(mm, workload, observer)
     if tick is not None:
         tick(len(workload) % 1000)

@@ -9,7 +9,7 @@ from typing import Any
 from rich.table import Table
 
 from pymm.errors import PymmError
-from pymm.simulate.driver import SimulationResult
+from pymm.simulate.driver import ConfigResult, SimulationResult
 from pymm.simulate.workloads import HOUR
 
 __all__ = ["fmt_bytes", "plot", "rejections_table", "short_message", "table", "tiers_table"]
@@ -30,19 +30,31 @@ def short_message(message: str) -> str:
     return text.removesuffix(", which is unexpected") or "(no message)"
 
 
+def _top_reason(c: ConfigResult) -> str:
+    if not c.rejected_by_reason:
+        return "-"
+    # Both of the kubelet's reasons end in "Error"; the column is narrower without it.
+    reason = max(c.rejected_by_reason.items(), key=lambda kv: (kv[1], kv[0]))[0]
+    return reason.removesuffix("Error")
+
+
 def table(result: SimulationResult) -> Table:
     """One row per configuration, in the order they were given."""
     samples = len(result.configs[0].series.event) if result.configs else 0
     probe = ", ".join(f"{k}={v}" for k, v in result.probe.items())
     t = Table(
         title=f"{result.workload} on {result.machine}: {result.events:,} events",
-        caption=f"reserved: share of allocatable memory + hugepages over all events; stranded: "
+        caption="top reason: the most frequent rejection reason (…Error); reserved: share of "
+        f"allocatable memory + hugepages over all events; stranded: "
         f"free memory no further {probe} probe can use ({samples} samples); "
         "valid: the final state file restores",
     )
     t.add_column("config", no_wrap=True)
-    headers = ("admitted", "rejected", "cross-\nNUMA", "mean\ndistance", "reserved\nmean")
-    for name in (*headers, "reserved\npeak", "stranded\nmean"):
+    for name in ("admitted", "rejected"):
+        t.add_column(name, justify="right")
+    t.add_column("top reason", no_wrap=True)
+    headers = ("cross-\nNUMA", "mean\ndistance", "reserved\nmean", "reserved\npeak")
+    for name in (*headers, "stranded\nmean"):
         t.add_column(name, justify="right")
     t.add_column("valid")
     for c in result.configs:
@@ -51,6 +63,7 @@ def table(result: SimulationResult) -> Table:
             c.label,
             f"{c.admitted:,}",
             f"{c.rejected:,}",
+            _top_reason(c),
             f"{c.cross_numa:,}",
             distance,
             f"{100 * c.mean_reserved_fraction:.1f}%",

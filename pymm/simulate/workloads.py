@@ -50,7 +50,8 @@ HOUR = 3600.0
 _GIB = 1 << 30
 
 
-@dataclass(frozen=True)
+# eq=False: field-wise == on numpy arrays has no single truth value.
+@dataclass(frozen=True, eq=False)
 class Workload:
     """Events to replay against a machine (see the module docstring for the arrays).
 
