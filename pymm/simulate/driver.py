@@ -293,7 +293,8 @@ class _Observer:
         if a is not None:
             self._count(a)
         reserved = self._per_node(lambda u: u.reserved)
-        fraction = float(reserved.sum() / self.allocatable.sum())
+        # A machine with nothing allocatable reserves nothing: 0, not a division by zero.
+        fraction = float(reserved.sum() / max(self.allocatable.sum(), 1.0))
         self.fraction_sum += fraction
         self.peak = max(self.peak, fraction)
         for tier in self.tier_sum:
