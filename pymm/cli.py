@@ -13,11 +13,22 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from pymm import __version__
-from pymm.commands import admit, bench, demo, hints, machines, remove, replay, state, topology
+from pymm.commands import (
+    admit,
+    bench,
+    demo,
+    hints,
+    machines,
+    remove,
+    replay,
+    simulate,
+    state,
+    topology,
+)
 from pymm.errors import PymmError, StateError, advice_for
 
 # In the order ``pymm --help`` lists them.
-COMMANDS = (demo, admit, hints, remove, machines, replay, topology, state, bench)
+COMMANDS = (demo, admit, hints, remove, machines, replay, simulate, topology, state, bench)
 
 #: The exit status of a command whose reader went away (128 + SIGPIPE, as a shell reports a
 #: program killed by the signal), so ``set -o pipefail`` scripts see what happened.

@@ -242,6 +242,7 @@ def test_every_command_is_registered() -> None:
         "remove",
         "machines",
         "replay",
+        "simulate",
         "topology",
         "state",
         "bench",

@@ -101,35 +101,8 @@ def scale_machine(n: int) -> Machine:
 
 
 def gb200_like(n_gpu: int = 32) -> Machine:
-    """A GB200-like tray: 2 Grace CPU nodes (480Gi, 72 CPUs, 2Mi hugepages) and ``n_gpu``
-    CPU-less GPU-memory nodes (186Gi of HBM each), 34 NUMA nodes by default.
-
-    Modelled from the publicly reported NUMA node count only: capacities are round figures and
-    the distances (local 10, CPU-CPU 40, CPU-GPU 80, GPU-GPU 120) are plausible, not measured.
-    """
-    if not 0 <= n_gpu <= 126:
-        raise ValueError(f"gb200_like: 0..126 GPU nodes, got {n_gpu}")
-    cpu_pools = (HugePages(2048, 8192),)
-    nodes = [NumaNode(i, 480 * _GIB, cpus=72, kind="DRAM", hugepages=cpu_pools) for i in (0, 1)]
-    nodes += [NumaNode(2 + g, 186 * _GIB, cpus=0, kind="HBM") for g in range(n_gpu)]
-
-    def distance(i: int, j: int) -> int:
-        if i == j:
-            return 10
-        if i < 2 and j < 2:
-            return 40
-        if i < 2 or j < 2:
-            return 80
-        return 120
-
-    n = len(nodes)
-    dist = tuple(tuple(distance(i, j) for j in range(n)) for i in range(n))
-    return Machine(
-        f"gb200-like-{n}",
-        tuple(nodes),
-        dist,
-        description=f"2 CPU nodes + {n_gpu} GPU-memory nodes (modelled, not measured)",
-    )
+    """:meth:`Machine.gb200_like` (kept here for the benchmark scenarios' names)."""
+    return Machine.gb200_like(n_gpu)
 
 
 # -- managers ---------------------------------------------------------------------------------

@@ -1,0 +1,43 @@
+"""``pymm simulate``: one workload replayed under several configurations, side by side.
+
+>>> from pymm.simulate import generate, run
+>>> result = run(generate("db-batch", events=200, seed=1), ["kubelet:"], samples=4)
+>>> result.configs[0].label, result.events
+('kubelet', 200)
+
+Workloads (:mod:`pymm.simulate.workloads`) are event arrays from a named mix or a replay
+scenario; configurations (:mod:`pymm.simulate.configs`) are ``LABEL:KEY=VALUE,...``; the
+reference driver (:mod:`pymm.simulate.driver`) measures each; :mod:`pymm.simulate.report` draws
+the table and the plot.
+"""
+
+from pymm.simulate.configs import DEFAULT_CONFIGS, SimConfig, default_configs, parse_config
+from pymm.simulate.driver import (
+    ConfigResult,
+    Series,
+    SimulationResult,
+    Stranded,
+    probe_pod,
+    run,
+    stranded,
+)
+from pymm.simulate.workloads import MIXES, Workload, from_scenario, generate, load_scenario
+
+__all__ = [
+    "DEFAULT_CONFIGS",
+    "MIXES",
+    "ConfigResult",
+    "Series",
+    "SimConfig",
+    "SimulationResult",
+    "Stranded",
+    "Workload",
+    "default_configs",
+    "from_scenario",
+    "generate",
+    "load_scenario",
+    "parse_config",
+    "probe_pod",
+    "run",
+    "stranded",
+]

@@ -1,0 +1,165 @@
+"""What ``pymm simulate`` shows: a rich table per run, and a plot (matplotlib, lazily)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from rich.table import Table
+
+from pymm.errors import PymmError
+from pymm.simulate.driver import ConfigResult, SimulationResult
+from pymm.simulate.workloads import HOUR
+
+__all__ = ["fmt_bytes", "plot", "rejections_table", "short_message", "table", "tiers_table"]
+
+_GIB = 1 << 30
+
+
+def fmt_bytes(n: float) -> str:
+    if n >= 1024 * _GIB:
+        return f"{n / (1024 * _GIB):.2f} TiB"
+    return f"{n / _GIB:.1f} GiB"
+
+
+def short_message(message: str) -> str:
+    """A rejection message without the kubelet's wrapping ("Allocate failed due to
+    [memorymanager] ..., which is unexpected"), which is the same on every such line."""
+    text = message.removeprefix("Allocate failed due to ").removeprefix("[memorymanager] ")
+    return text.removesuffix(", which is unexpected") or "(no message)"
+
+
+def _top_reason(c: ConfigResult) -> str:
+    if not c.rejected_by_reason:
+        return "-"
+    # Both of the kubelet's reasons end in "Error"; the column is narrower without it.
+    reason = max(c.rejected_by_reason.items(), key=lambda kv: (kv[1], kv[0]))[0]
+    return reason.removesuffix("Error")
+
+
+def table(result: SimulationResult) -> Table:
+    """One row per configuration, in the order they were given."""
+    samples = len(result.configs[0].series.event) if result.configs else 0
+    probe = ", ".join(f"{k}={v}" for k, v in result.probe.items())
+    t = Table(
+        title=f"{result.workload} on {result.machine}: {result.events:,} events",
+        caption="top reason: the most frequent rejection reason (…Error); reserved: share of "
+        f"allocatable memory + hugepages over all events; stranded: "
+        f"free memory no further {probe} probe can use ({samples} samples); "
+        "valid: the final state file restores",
+    )
+    t.add_column("config", no_wrap=True)
+    for name in ("admitted", "rejected"):
+        t.add_column(name, justify="right")
+    t.add_column("top reason", no_wrap=True)
+    headers = ("cross-\nNUMA", "mean\ndistance", "reserved\nmean", "reserved\npeak")
+    for name in (*headers, "stranded\nmean"):
+        t.add_column(name, justify="right")
+    t.add_column("valid")
+    for c in result.configs:
+        distance = f"{c.mean_numa_distance:.1f}" if c.mean_numa_distance is not None else "-"
+        t.add_row(
+            c.label,
+            f"{c.admitted:,}",
+            f"{c.rejected:,}",
+            _top_reason(c),
+            f"{c.cross_numa:,}",
+            distance,
+            f"{100 * c.mean_reserved_fraction:.1f}%",
+            f"{100 * c.peak_reserved_fraction:.1f}%",
+            fmt_bytes(c.mean_stranded_bytes),
+            "yes" if c.final_state_valid else "[red]NO[/]",
+        )
+    return t
+
+
+def rejections_table(result: SimulationResult) -> Table | None:
+    """Rejections by message (the kubelet's wrapping cut off), one column per
+    configuration; None when nothing was rejected."""
+    totals: dict[str, int] = {}
+    for c in result.configs:
+        for message, n in c.rejected_by_message.items():
+            totals[message] = totals.get(message, 0) + n
+    if not totals:
+        return None
+    t = Table(title="rejections by message")
+    t.add_column("message", overflow="fold", max_width=56)
+    for c in result.configs:
+        t.add_column(c.label, justify="right")
+    for message in sorted(totals, key=lambda m: -totals[m]):
+        counts = [f"{c.rejected_by_message.get(message, 0):,}" for c in result.configs]
+        t.add_row(short_message(message), *counts)
+    return t
+
+
+def tiers_table(result: SimulationResult) -> Table | None:
+    """Mean reserved bytes per memory tier; None on a machine with one tier."""
+    tiers = sorted({t for c in result.configs for t in c.reserved_by_tier})
+    if len(tiers) < 2:
+        return None
+    t = Table(title="mean reserved memory by tier")
+    t.add_column("config", no_wrap=True)
+    for tier in tiers:
+        t.add_column(tier, justify="right")
+    for c in result.configs:
+        t.add_row(c.label, *(fmt_bytes(c.reserved_by_tier.get(tier, 0.0)) for tier in tiers))
+    return t
+
+
+def _pyplot() -> ModuleType:
+    try:
+        import matplotlib
+    except ImportError:
+        raise PymmError(
+            "--plot needs matplotlib: pip install 'pymm[plot]' (or drop --plot)"
+        ) from None
+    # A PNG needs no display, and a headless CI has none.
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot(result: SimulationResult, path: str | Path) -> None:
+    """Reserved share and stranded memory over time (one line per configuration), and below
+    them a heat map per configuration of each node's reserved share over time."""
+    plt = _pyplot()
+    k = len(result.configs)
+    fig = plt.figure(figsize=(12, 4 + 1.8 * k), dpi=100, layout="constrained")
+    grid = fig.add_gridspec(1 + k, 2, height_ratios=[2.2] + [1] * k)
+    used, strand = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
+    for c in result.configs:
+        hours = c.series.time / HOUR
+        used.plot(hours, 100 * c.series.reserved_fraction, label=c.label)
+        strand.plot(hours, c.series.stranded_bytes / _GIB, label=c.label)
+    used.set(title="reserved memory", xlabel="hours", ylabel="% of allocatable", ylim=(0, 100))
+    probe = ", ".join(f"{r}={q}" for r, q in result.probe.items())
+    strand.set(title=f"stranded for a {probe} probe", xlabel="hours", ylabel="GiB")
+    used.legend(fontsize=8)
+    strand.legend(fontsize=8)
+    image: Any = None
+    for i, c in enumerate(result.configs):
+        ax = fig.add_subplot(grid[1 + i, :])
+        s = c.series
+        extent = (s.time[0] / HOUR, s.time[-1] / HOUR, len(result.node_ids) - 0.5, -0.5)
+        image = ax.imshow(
+            s.node_reserved_fraction.T,
+            aspect="auto",
+            interpolation="nearest",
+            extent=extent,
+            vmin=0.0,
+            vmax=1.0,
+            cmap="viridis",
+        )
+        step = max(1, len(result.node_ids) // 8)
+        ax.set_yticks(range(0, len(result.node_ids), step))
+        ax.set_yticklabels([str(n) for n in result.node_ids[::step]])
+        ax.set(ylabel="node", title=f"{c.label}: reserved share per node")
+        if i == k - 1:
+            ax.set_xlabel("hours")
+    if image is not None:
+        fig.colorbar(image, ax=fig.axes[2:], label="reserved share", shrink=0.9)
+    fig.suptitle(f"{result.workload} on {result.machine}, {result.events:,} events")
+    fig.savefig(path)
+    plt.close(fig)
