@@ -44,9 +44,9 @@ def _hand_workload() -> Workload:
         _two_nodes(),
         shapes,
         time=np.arange(7, dtype=np.float64),
-        op=[0, 0, 0, 1, 1, 1, 0],
-        pod=[0, 1, 2, 0, 2, 1, 3],
-        shape=[0, 1, 2, 0, 2, 1, 3],
+        op=np.array([0, 0, 0, 1, 1, 1, 0], dtype=np.uint8),
+        pod=np.array([0, 1, 2, 0, 2, 1, 3], dtype=np.int64),
+        shape=np.array([0, 1, 2, 0, 2, 1, 3], dtype=np.int32),
     )
 
 
@@ -145,15 +145,55 @@ def test_mix_load_makes_placement_matter_under_the_kubelet(name: str) -> None:
 def test_workload_rejects_inconsistent_events() -> None:
     m, shapes = _two_nodes(), (_pod("a", 1),)
     with pytest.raises(ScenarioError, match="never admits"):
-        Workload("w", m, shapes, time=[0.0], op=[1], pod=[0], shape=[0])
+        Workload(
+            "w",
+            m,
+            shapes,
+            time=np.array([0.0], dtype=np.float64),
+            op=np.array([1], dtype=np.uint8),
+            pod=np.array([0], dtype=np.int64),
+            shape=np.array([0], dtype=np.int32),
+        )
     with pytest.raises(ScenarioError, match="before its admit"):
-        Workload("w", m, shapes, time=[0.0, 1.0], op=[1, 0], pod=[0, 0], shape=[0, 0])
+        Workload(
+            "w",
+            m,
+            shapes,
+            time=np.array([0.0, 1.0], dtype=np.float64),
+            op=np.array([1, 0], dtype=np.uint8),
+            pod=np.array([0, 0], dtype=np.int64),
+            shape=np.array([0, 0], dtype=np.int32),
+        )
     with pytest.raises(ScenarioError, match="nondecreasing"):
-        Workload("w", m, shapes, time=[1.0, 0.0], op=[0, 0], pod=[0, 1], shape=[0, 0])
+        Workload(
+            "w",
+            m,
+            shapes,
+            time=np.array([1.0, 0.0], dtype=np.float64),
+            op=np.array([0, 0], dtype=np.uint8),
+            pod=np.array([0, 1], dtype=np.int64),
+            shape=np.array([0, 0], dtype=np.int32),
+        )
     with pytest.raises(ScenarioError, match="equal"):
-        Workload("w", m, shapes, time=[0.0], op=[0, 0], pod=[0, 1], shape=[0, 0])
+        Workload(
+            "w",
+            m,
+            shapes,
+            time=np.array([0.0], dtype=np.float64),
+            op=np.array([0, 0], dtype=np.uint8),
+            pod=np.array([0, 1], dtype=np.int64),
+            shape=np.array([0, 0], dtype=np.int32),
+        )
     with pytest.raises(ScenarioError, match="shape indices"):
-        Workload("w", m, shapes, time=[0.0], op=[0], pod=[0], shape=[1])
+        Workload(
+            "w",
+            m,
+            shapes,
+            time=np.array([0.0], dtype=np.float64),
+            op=np.array([0], dtype=np.uint8),
+            pod=np.array([0], dtype=np.int64),
+            shape=np.array([1], dtype=np.int32),
+        )
 
 
 # -- scenarios --------------------------------------------------------------------------------
