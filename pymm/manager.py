@@ -16,15 +16,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from pymm import _engine
 from pymm.errors import AdmissionError, CheckpointCorruptedError, ConfigError
 from pymm.machine import DEFAULT_MACHINE, Machine, as_machine
 from pymm.pod import Pod
+
+if TYPE_CHECKING:
+    from pymm.metrics import Metrics
 
 __all__ = [
     "Admission",
@@ -216,6 +220,9 @@ class MemoryManager:
         rebuild_from: beyond the kubelet: when the state file is lost, rebuild the state from
             the running containers' assignments (``{pod_uid: {container: [{"numaAffinity":
             [...], "type": "memory", "size": bytes}]}}``, the state file's ``entries``).
+        metrics: a :class:`pymm.metrics.Metrics`: every admit and remove records its outcome
+            and duration under the kubelet's metric names, and the registry reports this
+            manager's per-node usage. None (the default) costs nothing.
     """
 
     def __init__(
@@ -235,8 +242,10 @@ class MemoryManager:
         tolerate_drift: str | int | None = None,
         rebuild_from: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]] | None = None,
         enforcement: Enforcement | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.enforcement = enforcement
+        self.metrics = metrics
         self.machine = as_machine(machine)
         self._config: dict[str, Any] = {
             "memory_policy": memory_policy,
@@ -275,6 +284,8 @@ class MemoryManager:
             # The kubelet writes the initial state when it finds no file; a rebased or
             # rebuilt state is written at once so the next start needs no tolerance.
             self._persist(force=True)
+        if metrics is not None:
+            metrics.attach(self)
 
     # -- properties ---------------------------------------------------------------------
 
@@ -312,10 +323,19 @@ class MemoryManager:
         where a hint is ``{"affinity": [node ids] | None, "preferred": bool}``.
         """
         compiled = compile_pod(pod)
+        began = time.perf_counter()
         raw = self._engine.admit(compiled, list(hints) if hints else None, trace)
         if raw.admit and start:
             self._engine.start_pod(compiled.uid)
         self._persist()
+        if self.metrics is not None:
+            # Timed as the kubelet times its scope's Admit: the state file write included.
+            self.metrics.record_admission(
+                raw,
+                compiled.qos_class,
+                self._config["memory_policy"] == "Static",
+                (time.perf_counter() - began) * 1e3,
+            )
         admission = Admission(compiled.uid, raw)
         if self.enforcement and raw.admit and start:
             # The reservation is durable first: a failed pin raises CgroupError with the
@@ -355,11 +375,14 @@ class MemoryManager:
         if self.enforcement:
             entries = self.state.get("entries", {}).get(pod_uid, {})
             pinned = [c for c in entries if container is None or c == container]
+        began = time.perf_counter()
         if container is None:
             self._engine.release_pod(pod_uid)
         else:
             self._engine.remove_container(pod_uid, container)
         self._persist()
+        if self.metrics is not None:
+            self.metrics.record_removal((time.perf_counter() - began) * 1e3)
         for name in pinned:
             self._pin(pod_uid, name, None)
 
@@ -419,6 +442,20 @@ class MemoryManager:
     def groups(self) -> dict[int, tuple[int, ...]]:
         """Node id -> the group (nodes pinned together) it belongs to."""
         return {node: tuple(cells) for node, _, cells in self._engine.groups()}
+
+    def nrt(self, node_name: str | None = None) -> dict[str, Any]:
+        """This node's NodeResourceTopology object (``topology.node.k8s.io/v1alpha2``) as a
+        dict; ``node_name`` defaults to ``$NODE_NAME`` or the host name. See :mod:`pymm.nrt`
+        for how multi-node groups count in ``available``."""
+        from pymm.nrt import default_node_name, node_resource_topology
+
+        return node_resource_topology(
+            self.state,
+            self.machine,
+            node_name=node_name or default_node_name(),
+            topology_policy=self._config["topology_policy"],
+            scope=self._config["scope"],
+        )
 
     def allocatable_memory(self) -> list[tuple[int, str, int]]:
         return list(self._engine.allocatable_memory())
