@@ -21,7 +21,13 @@ from pymm.manager import Admission, Enforcement, MemoryManager, reserved_memory_
 from pymm.pod import Container, Pod, load_pods_file
 
 # Subcommands that live in their own modules; each has ``register(subparsers)``.
-COMMAND_MODULES = ("pymm.commands.topology", "pymm.commands.state", "pymm.commands.bench")
+COMMAND_MODULES = (
+    "pymm.commands.topology",
+    "pymm.commands.state",
+    "pymm.commands.bench",
+    "pymm.commands.nrt",
+    "pymm.commands.agent",
+)
 
 GiB = 2**30
 

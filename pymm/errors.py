@@ -15,6 +15,7 @@ from collections.abc import Iterable
 __all__ = [
     "AdmissionError",
     "AllocationError",
+    "ApiServerError",
     "CgroupError",
     "CheckpointCorruptedError",
     "ConfigError",
@@ -108,6 +109,10 @@ class CgroupError(PymmError, OSError):
 
 class SysfsError(PymmError, OSError):
     """The sysfs NUMA topology cannot be read."""
+
+
+class ApiServerError(PymmError, OSError):
+    """The Kubernetes API server refused a request or could not be reached."""
 
 
 # Matched against the kubelet's error text, most specific first.

@@ -1,0 +1,35 @@
+"""Structured logs for the long-running commands (``pymm agent``, ``pymm nrt --watch``): one
+JSON object per line on stderr, with the fields a log pipeline indexes (time, level, logger,
+message) plus whatever a call passes in ``extra=``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TextIO
+
+from pymm.errors import ConfigError
+
+__all__ = ["setup_json_logging"]
+
+
+def setup_json_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
+    """Sends the ``pymm`` loggers' records to ``stream`` (stderr) as JSON lines."""
+    try:
+        from pythonjsonlogger.json import JsonFormatter
+    except ImportError:
+        raise ConfigError(
+            "structured logs need python-json-logger: pip install 'pymm[agent]'"
+        ) from None
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(
+        JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
+    )
+    logger = logging.getLogger("pymm")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level.upper())
+    # The records are complete here; a root handler would print them a second time.
+    logger.propagate = False
