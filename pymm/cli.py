@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -19,6 +19,9 @@ from pymm.errors import PymmError, StateError, advice_for
 from pymm.machine import DEFAULT_MACHINE, Machine
 from pymm.manager import Admission, Enforcement, MemoryManager, reserved_memory_config
 from pymm.pod import Container, Pod, load_pods_file
+
+if TYPE_CHECKING:
+    from pymm.metrics import Metrics
 
 # Subcommands that live in their own modules; each has ``register(subparsers)``.
 COMMAND_MODULES = (
@@ -124,7 +127,11 @@ def _machine(args: argparse.Namespace) -> Machine:
     return machine.with_hugepages(pools) if pools else machine
 
 
-def _manager(args: argparse.Namespace, enforcement: Enforcement | None = None) -> MemoryManager:
+def _manager(
+    args: argparse.Namespace,
+    enforcement: Enforcement | None = None,
+    metrics: Metrics | None = None,
+) -> MemoryManager:
     machine = _machine(args)
     options: dict[str, str] = {}
     for item in args.policy_option:
@@ -149,6 +156,7 @@ def _manager(args: argparse.Namespace, enforcement: Enforcement | None = None) -
         state_dir=args.state_dir,
         tolerate_drift=args.tolerate_drift,
         enforcement=enforcement,
+        metrics=metrics,
     )
     for note in mm.notes:
         print(f"pymm: note: {note}", file=sys.stderr)

@@ -24,8 +24,9 @@ def setup_json_logging(level: str = "INFO", stream: TextIO | None = None) -> Non
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(
         JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            "%(levelname)s %(name)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",  # RFC 3339, UTC
         )
     )
     logger = logging.getLogger("pymm")
