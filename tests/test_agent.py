@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -100,6 +101,31 @@ def test_admit_answers_as_pymm_admit_json_and_retries_are_idempotent(
     assert call(conn, "POST", "/v1/remove", {"podUID": "db-0"})[1]["removed"] is False
     _, state = call(conn, "GET", "/v1/state")
     assert "entries" not in state or not state["entries"]
+
+
+def test_client_that_disconnects_mid_request_loses_nothing(agent: AgentProcess) -> None:
+    body = json.dumps(pod_manifest("gone", "2Gi")).encode()
+    head = (
+        "POST /v1/admit HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    raw.connect(str(agent.socket))
+    raw.sendall(head + body)
+    raw.close()  # gone before the answer
+    conn = agent.connection()
+    deadline = time.monotonic() + 10
+    while "gone" not in (call(conn, "GET", "/v1/state")[1].get("entries") or {}):
+        assert time.monotonic() < deadline, "the admission was lost with its client"
+        time.sleep(0.05)
+    # The retry learns the outcome instead of admitting twice.
+    _, retry = call(conn, "POST", "/v1/admit", pod_manifest("gone", "2Gi"))
+    assert retry["alreadyAdmitted"] is True
+    assert retry["containers"]["c0"]["blocks"] == [
+        {"numaAffinity": [0], "type": "memory", "size": 2 * GI}
+    ]
+    _, state = call(conn, "GET", "/v1/state")
+    assert state["machineState"]["0"]["memoryMap"]["memory"]["reserved"] == 2 * GI
 
 
 def test_remove_one_container(agent: AgentProcess) -> None:
