@@ -43,7 +43,7 @@ from pymm.errors import ConfigError, PymmError
 from pymm.manager import MemoryManager, compile_pod
 from pymm.pod import Pod, load_pods
 
-__all__ = ["Agent"]
+__all__ = ["Agent", "claim_socket"]
 
 log = logging.getLogger("pymm.agent")
 
@@ -255,7 +255,7 @@ class Agent:
             # A ready file left by a killed agent must not announce this one early.
             with contextlib.suppress(FileNotFoundError):
                 ready_file.unlink()
-        _claim_socket(socket_path)
+        claim_socket(socket_path)
         runner = web.AppRunner(self.application(), access_log=None, shutdown_timeout=30.0)
         await runner.setup()
         self._runners.append(runner)
@@ -321,7 +321,7 @@ def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
     stop.set()
 
 
-def _claim_socket(path: Path) -> None:
+def claim_socket(path: Path) -> None:
     """Removes a socket left by a dead agent; refuses one a live process still serves."""
     try:
         mode = path.lstat().st_mode

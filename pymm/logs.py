@@ -13,6 +13,22 @@ from pymm.errors import ConfigError
 __all__ = ["setup_json_logging"]
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record (as the logging
+    module's last-resort handler does), so a redirected stderr is honoured."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
 def setup_json_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
     """Sends the ``pymm`` loggers' records to ``stream`` (stderr) as JSON lines."""
     try:
@@ -21,7 +37,7 @@ def setup_json_logging(level: str = "INFO", stream: TextIO | None = None) -> Non
         raise ConfigError(
             "structured logs need python-json-logger: pip install 'pymm[agent]'"
         ) from None
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.setFormatter(
         JsonFormatter(
             "%(levelname)s %(name)s %(message)s",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import socket
 import stat
@@ -31,6 +32,16 @@ POLICY = ("--topology-policy", "single-numa-node")
 
 #: The load test's size: 20,000 requests take about 15 s here; PYMM_AGENT_LOAD_REQUESTS changes it.
 LOAD_REQUESTS = int(os.environ.get("PYMM_AGENT_LOAD_REQUESTS", "20000"))
+
+
+@pytest.fixture(autouse=True)
+def pymm_logging_untouched() -> Iterator[None]:
+    """The agent command configures the ``pymm`` logger for its process; a failed start run
+    in-process must leave it as it was, or later tests' logs go astray."""
+    logger = logging.getLogger("pymm")
+    before = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    assert (list(logger.handlers), logger.propagate, logger.level) == before
 
 
 @pytest.fixture

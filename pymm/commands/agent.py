@@ -62,18 +62,21 @@ def run(args: argparse.Namespace) -> int:
         from pymm.metrics import Metrics
     except ImportError as e:
         raise ConfigError(f"pymm agent needs {e.name}: pip install 'pymm[agent]'") from None
+    from pymm.agent import claim_socket
     from pymm.cli import _manager
 
-    setup_json_logging(args.log_level)
     # The kubelet exports no *_created series; neither does the agent.
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     registry = prometheus_client.CollectorRegistry()
     manager = _manager(args, metrics=Metrics(registry))
     try:
         agent = Agent(manager, node_name=args.node_name, registry=registry)
+        claim_socket(Path(args.socket))
     except BaseException:
         manager.close()
         raise
+    # Only now: a start that fails above is one `pymm: error:` line, not a log record.
+    setup_json_logging(args.log_level)
     asyncio.run(
         agent.serve(
             Path(args.socket),
