@@ -140,8 +140,11 @@ def test_tiered_machines_have_kind_and_cpu_attributes(
 ) -> None:
     m = Machine.from_catalog(name)
     mm = MemoryManager(m, reserved_memory=m.reserve_per_node("1Gi"))
+    for i, size in enumerate(("20Gi", "20Gi", "90Gi")):
+        assert mm.admit(Pod.of(f"p{i}", Container.of("c", cpu="2", memory=size))).admitted
     obj = mm.nrt("tiered")
     validator.validate(obj)
+    assert_matches_state_inspect(obj, mm.checkpoint())
     seen = set()
     for n in m.nodes:
         a = attrs(zone(obj, n.id))
@@ -161,6 +164,7 @@ def test_64_node_machine(validator: jsonschema.protocols.Validator) -> None:
         assert mm.admit(Pod.of(f"p{i}", Container.of("c", cpu="1", memory="6Gi"))).admitted
     obj = mm.nrt("big")
     validator.validate(obj)
+    assert_matches_state_inspect(obj, mm.checkpoint())
     assert len(obj["zones"]) == 64
     assert all(len(z["costs"]) == 64 for z in obj["zones"])
     used = sum(1 for z in obj["zones"] if res(z)["available"] == int(1.5 * GI))
@@ -172,15 +176,9 @@ def _kubelet_files() -> list[Path]:
     return sorted(STATE_FILES.glob("*.state.json"))
 
 
-@pytest.mark.parametrize("path", _kubelet_files(), ids=lambda p: p.name.removesuffix(".state.json"))
-def test_real_kubelet_state_files_match_state_inspect(
-    path: Path, validator: jsonschema.protocols.Validator
-) -> None:
-    text = path.read_text()
-    _, _, data = _engine.decode_checkpoint(text)
-    m = Machine.synthetic(len(data["machineState"]), memory="16Gi")
-    obj = node_resource_topology(data, m, node_name="kubelet-node")
-    validator.validate(obj)
+def assert_matches_state_inspect(obj: dict[str, Any], text: str) -> None:
+    """Each zone's numbers are `pymm state inspect`'s for that node (group nodes: available 0,
+    and the group's free sum in the attribute)."""
     found = inspect_text(text)
     groups = {tuple(g["nodes"]): g for g in found.group_rows()}
     for row in found.node_rows():
@@ -199,6 +197,18 @@ def test_real_kubelet_state_files_match_state_inspect(
             group_free = groups[group]["resources"][row["resource"]]["free"]
             key = f"pymm.io/group-available-{row['resource']}"
             assert parse_quantity(attrs(z)[key]) == group_free
+
+
+@pytest.mark.parametrize("path", _kubelet_files(), ids=lambda p: p.name.removesuffix(".state.json"))
+def test_real_kubelet_state_files_match_state_inspect(
+    path: Path, validator: jsonschema.protocols.Validator
+) -> None:
+    text = path.read_text()
+    _, _, data = _engine.decode_checkpoint(text)
+    m = Machine.synthetic(len(data["machineState"]), memory="16Gi")
+    obj = node_resource_topology(data, m, node_name="kubelet-node")
+    validator.validate(obj)
+    assert_matches_state_inspect(obj, text)
 
 
 def test_some_kubelet_files_have_groups() -> None:
