@@ -15,10 +15,12 @@ from typing import NoReturn
 from pymm import __version__
 from pymm.commands import (
     admit,
+    agent,
     bench,
     demo,
     hints,
     machines,
+    nrt,
     remove,
     replay,
     simulate,
@@ -28,7 +30,20 @@ from pymm.commands import (
 from pymm.errors import PymmError, StateError, advice_for
 
 # In the order ``pymm --help`` lists them.
-COMMANDS = (demo, admit, hints, remove, machines, replay, simulate, topology, state, bench)
+COMMANDS = (
+    demo,
+    admit,
+    hints,
+    remove,
+    machines,
+    replay,
+    simulate,
+    topology,
+    state,
+    nrt,
+    agent,
+    bench,
+)
 
 #: The exit status of a command whose reader went away (128 + SIGPIPE, as a shell reports a
 #: program killed by the signal), so ``set -o pipefail`` scripts see what happened.

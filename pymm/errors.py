@@ -16,6 +16,7 @@ from typing import Any
 __all__ = [
     "AdmissionError",
     "AllocationError",
+    "ApiServerError",
     "CgroupError",
     "CheckpointCorruptedError",
     "ConfigError",
@@ -202,6 +203,10 @@ class CgroupError(PymmError, OSError):
 
 class SysfsError(PymmError, OSError):
     """The sysfs NUMA topology cannot be read."""
+
+
+class ApiServerError(PymmError, OSError):
+    """The Kubernetes API server refused a request or could not be reached."""
 
 
 _MISMATCH_ADVICE = {

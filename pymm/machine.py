@@ -227,6 +227,13 @@ class Machine:
     def node_ids(self) -> list[int]:
         return [n.id for n in self.nodes]
 
+    def node(self, node_id: int) -> NumaNode:
+        """The node with this id."""
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise MachineError(f"machine {self.name!r} has no NUMA node {node_id}", node=node_id)
+
     def to_dict(self) -> dict[str, Any]:
         """The plain data the engine takes (and the catalog's JSON shape). Every node reports
         every page size found on any node, with 0 pages where it has none, as the kernel's

@@ -17,15 +17,19 @@ import errno
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from pymm import _engine
 from pymm.errors import AdmissionError, CheckpointCorruptedError, ConfigError, StateFileError
 from pymm.machine import DEFAULT_MACHINE, Machine, as_machine
 from pymm.pod import Pod
+
+if TYPE_CHECKING:
+    from pymm.metrics import Metrics
 
 __all__ = [
     "Admission",
@@ -238,6 +242,9 @@ class MemoryManager:
         rebuild_from: beyond the kubelet: when the state file is lost, rebuild the state from
             the running containers' assignments (``{pod_uid: {container: [{"numaAffinity":
             [...], "type": "memory", "size": bytes}]}}``, the state file's ``entries``).
+        metrics: a :class:`pymm.metrics.Metrics`: every admit and remove records its outcome
+            and duration under the kubelet's metric names, and the registry reports this
+            manager's per-node usage. None (the default) costs nothing.
     """
 
     def __init__(
@@ -259,8 +266,10 @@ class MemoryManager:
         tolerate_drift: str | int | None = None,
         rebuild_from: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]] | None = None,
         enforcement: Enforcement | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.enforcement = enforcement
+        self.metrics = metrics
         self.machine = as_machine(machine)
         given: dict[str, Any] = {
             "memory_policy": memory_policy,
@@ -308,6 +317,8 @@ class MemoryManager:
             if self._store:
                 self._store.close()
             raise
+        if metrics is not None:
+            metrics.attach(self)
 
     # -- properties ---------------------------------------------------------------------
 
@@ -373,7 +384,16 @@ class MemoryManager:
         """
         compiled = compile_pod(pod)
         extra = list(hints) if hints else None
+        began = time.perf_counter() if self.metrics is not None else 0.0
         raw = self._durably("admit", lambda: self._engine.admit(compiled, extra, trace, start))
+        if self.metrics is not None:
+            # Timed as the kubelet times its scope's Admit: the state file write included.
+            self.metrics.record_admission(
+                raw,
+                compiled.qos_class,
+                self.policy_name == "Static",
+                (time.perf_counter() - began) * 1e3,
+            )
         admission = Admission(compiled.uid, raw)
         if self.enforcement and raw.admit and start:
             self._pin_admission(admission)
@@ -440,7 +460,10 @@ class MemoryManager:
         ``LookupError``) unless ``missing_ok`` (the kubelet itself ignores them).
         """
         pinned = self._pinned(pod_uid, container)
+        began = time.perf_counter() if self.metrics is not None else 0.0
         self._durably("remove", lambda: self._engine.remove(pod_uid, container, missing_ok))
+        if self.metrics is not None:
+            self.metrics.record_removal((time.perf_counter() - began) * 1e3)
         for name in pinned:
             self._pin(pod_uid, name, None)
 
@@ -536,6 +559,21 @@ class MemoryManager:
     def groups(self) -> dict[int, tuple[int, ...]]:
         """Node id -> the group (nodes pinned together) it belongs to."""
         return {node: tuple(cells) for node, _, cells in self._engine.groups()}
+
+    def nrt(self, node_name: str | None = None) -> dict[str, Any]:
+        """This node's NodeResourceTopology object (``topology.node.k8s.io/v1alpha2``) as a
+        dict; ``node_name`` defaults to ``$NODE_NAME`` or the host name. See :mod:`pymm.nrt`
+        for how multi-node groups count in ``available``."""
+        from pymm.nrt import default_node_name, node_resource_topology
+
+        config = self.config
+        return node_resource_topology(
+            self.state,
+            self.machine,
+            node_name=node_name or default_node_name(),
+            topology_policy=config["topology_policy"],
+            scope=config["scope"],
+        )
 
     def allocatable_memory(self) -> list[tuple[int, str, int]]:
         return list(self._engine.allocatable_memory())

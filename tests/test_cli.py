@@ -243,6 +243,8 @@ def test_every_command_is_registered() -> None:
         "machines",
         "replay",
         "simulate",
+        "nrt",
+        "agent",
         "topology",
         "state",
         "bench",

@@ -8,6 +8,7 @@ import math
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pymm.commands._recorded import (
     Recorded,
@@ -22,6 +23,9 @@ from pymm.machine import DEFAULT_MACHINE, MAX_U64, Machine, page_size_kib
 from pymm.manager import Enforcement, MemoryManager
 from pymm.pod import Pod, load_pods, load_pods_file
 from pymm.statefile import CONFIG_FILE_NAME
+
+if TYPE_CHECKING:
+    from pymm.metrics import Metrics
 
 #: The kubelet behaviours pymm reproduces (``MemoryManager(kubelet_version=...)``).
 KUBELET_VERSIONS = ("latest", "1.26")
@@ -186,6 +190,7 @@ def build_manager(
     enforcement: Enforcement | None = None,
     *,
     read_only: bool = False,
+    metrics: Metrics | None = None,
 ) -> MemoryManager:
     """The manager the flags describe, completed from the state directory's recorded
     configuration; a command that writes records it when it creates the directory."""
@@ -207,6 +212,7 @@ def build_manager(
         read_only=read_only and args.state_dir is not None,
         tolerate_drift=args.tolerate_drift,
         enforcement=enforcement,
+        metrics=metrics,
     )
     try:
         if not read_only and mm.state_path is not None:
