@@ -1,6 +1,6 @@
 """Typed stub of the compiled engine (engine/src/py). Checked by ``mypy.stubtest``."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypedDict, final, type_check_only
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "parse_quantity",
     "parse_reserved_memory",
     "pods_from_manifest",
+    "simulate",
 ]
 
 __version__: str
@@ -132,6 +133,7 @@ class Engine:
     def policy_name(self) -> str: ...
     def usage(self) -> list[tuple[int, str, int, int, int, int, int]]: ...
     def groups(self) -> list[tuple[int, int, list[int]]]: ...
+    def fragmentation(self, probe: Pod, cap: int = 100_000) -> dict[str, Any]: ...
 
 @final
 class Inspection:
@@ -156,6 +158,9 @@ class Inspection:
     def group_rows(self) -> list[dict[str, Any]]: ...
     def pod_rows(self, limit: int = ...) -> list[dict[str, Any]]: ...
     def to_json(self, pods_limit: int = ..., indent: bool = True) -> str: ...
+    def fragmentation(
+        self, probe: Pod, config: EngineConfig | Mapping[str, Any] | None = None, cap: int = 100_000
+    ) -> dict[str, Any]: ...
 
 def pods_from_manifest(manifest: Mapping[str, Any], defaults: bool = True) -> list[Pod]: ...
 def decode_machine(data: Mapping[str, Any]) -> dict[str, Any]: ...
@@ -179,3 +184,15 @@ def merge_hints(
     options: Mapping[str, str] | None = None,
     distances: Sequence[Sequence[int]] | None = None,
 ) -> tuple[dict[str, Any], bool]: ...
+def simulate(
+    machine: Mapping[str, Any],
+    config: EngineConfig | Mapping[str, Any],
+    shapes: Sequence[Pod],
+    op: bytes,
+    pod: bytes,
+    shape: bytes,
+    probe: Pod,
+    sample_at: Sequence[int],
+    cap: int = 100_000,
+    progress: Callable[[int], object] | None = None,
+) -> dict[str, Any]: ...

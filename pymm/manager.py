@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 from pymm import _engine
 from pymm.errors import AdmissionError, CheckpointCorruptedError, ConfigError, StateFileError
 from pymm.machine import DEFAULT_MACHINE, Machine, as_machine
-from pymm.pod import Pod
+from pymm.pod import Pod, probe_pod
 
 if TYPE_CHECKING:
     from pymm.metrics import Metrics
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Admission",
     "Block",
+    "Fragmentation",
     "MemoryManager",
     "NodeUsage",
     "Placement",
@@ -182,6 +183,44 @@ class Admission:
             return f"<Admission {self.pod_uid!r} rejected {self.reason}: {self.message}>"
         where = {c: p.numa_nodes for c, p in self.placements.items()}
         return f"<Admission {self.pod_uid!r} admitted {where}>"
+
+
+@dataclass(frozen=True, slots=True)
+class Fragmentation:
+    """How fragmented the free memory is for one pod shape (the probe).
+
+    Copies of the probe are admitted one after another on a copy of the state, under the
+    manager's own configuration, until one is rejected: ``fits`` is how many were admitted,
+    ``stranded_by_node`` the free bytes of the probe's resources left on each node (free, but
+    usable by no further pod of this shape, because of its size, the group rules or the
+    policy), ``free_by_node`` what was free before. The copy is restored as a restart would
+    restore it, so every pod in the state counts.
+    """
+
+    probe: Mapping[str, str]
+    fits: int
+    capped: bool
+    stranded_by_node: Mapping[int, int]
+    free_by_node: Mapping[int, int]
+
+    @property
+    def stranded(self) -> int:
+        return sum(self.stranded_by_node.values())
+
+    @property
+    def free(self) -> int:
+        return sum(self.free_by_node.values())
+
+    @classmethod
+    def _from_engine(cls, probe: Pod, raw: Mapping[str, Any]) -> Fragmentation:
+        requests = {r: q for c in probe.containers for r, q in c.requests.items() if r != "cpu"}
+        return cls(
+            requests,
+            raw["fits"],
+            raw["capped"],
+            {int(k): v for k, v in raw["byNode"].items()},
+            {int(k): v for k, v in raw["freeBefore"].items()},
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -574,6 +613,13 @@ class MemoryManager:
             topology_policy=config["topology_policy"],
             scope=config["scope"],
         )
+
+    def fragmentation(self, probe: Pod | str | None = None, *, cap: int = 100_000) -> Fragmentation:
+        """How many more pods of the ``probe`` shape fit, and how much free memory is stranded
+        for that shape (see :class:`Fragmentation`). ``probe``: a Pod, or ``"8Gi"`` (one
+        container, memory only: the default), or ``"memory=4Gi,hugepages-1Gi=2Gi"``."""
+        shape = probe_pod(probe)
+        return Fragmentation._from_engine(shape, self._engine.fragmentation(shape.compiled, cap))
 
     def allocatable_memory(self) -> list[tuple[int, str, int]]:
         return list(self._engine.allocatable_memory())

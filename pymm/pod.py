@@ -26,7 +26,7 @@ import yaml
 from pymm import _engine
 from pymm.errors import PodError
 
-__all__ = ["Container", "Pod", "QuantityLike", "load_pods", "load_pods_file"]
+__all__ = ["Container", "Pod", "QuantityLike", "load_pods", "load_pods_file", "probe_pod"]
 
 QuantityLike = str | int | float
 """A Kubernetes quantity string, or a number that is converted with :func:`str`."""
@@ -430,3 +430,22 @@ def load_pods_file(path: str | os.PathLike[str]) -> list[Pod]:
         return load_pods(text)
     except PodError as exc:
         raise PodError(f"{os.fspath(path)}: {exc}", field=exc.field) from exc
+
+
+def probe_pod(spec: str | Pod | None = None) -> Pod:
+    """A probe shape for fragmentation: a Pod, or ``"8Gi"`` (memory only, the default), or a
+    resource list ``"memory=4Gi,hugepages-1Gi=2Gi"``; always one Guaranteed container."""
+    if isinstance(spec, Pod):
+        return spec
+    text = (spec or "8Gi").strip()
+    resources: dict[str, str] = {}
+    for item in text.split(","):
+        key, eq, value = (s.strip() for s in item.partition("="))
+        if not eq:
+            key, value = "memory", key
+        if not (key == "memory" or key.startswith("hugepages-")) or not value:
+            raise PodError(
+                f"probe {text!r}: expected a quantity (8Gi) or memory=QTY,hugepages-SIZE=QTY"
+            )
+        resources[key] = value
+    return Pod.of("pymm-probe", Container.of("probe", requests=resources, limits=resources, cpu=1))

@@ -18,7 +18,7 @@ import pytest
 
 from pymm import Container, Machine, MemoryManager, Pod, parse_quantity
 from pymm.cli import main
-from pymm.errors import CheckpointCorruptedError, ConfigError, ScenarioError
+from pymm.errors import CheckpointCorruptedError, ConfigError, PodError, ScenarioError
 from pymm.simulate import SimConfig, Workload, from_scenario, generate, parse_config, run
 from pymm.simulate.configs import manager_kwargs, open_manager, parse_configs
 from pymm.simulate.driver import _final_state_valid, probe_pod, sample_points, stranded
@@ -416,7 +416,7 @@ def test_probe_shapes() -> None:
     assert probe_pod(None).containers[0].requests == {"cpu": "1", "memory": "8Gi"}
     p = probe_pod("memory=1Gi,hugepages-1Gi=2Gi")
     assert p.containers[0].limits == {"cpu": "1", "memory": "1Gi", "hugepages-1Gi": "2Gi"}
-    with pytest.raises(ConfigError, match="--probe"):
+    with pytest.raises(PodError, match=r"probe 'cpu=1': expected a quantity"):
         probe_pod("cpu=1")
 
 

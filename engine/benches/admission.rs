@@ -80,10 +80,7 @@ fn hint_lists(c: &mut Criterion) {
         let hints =
             calculate_hints(&m.state().machine_state, &req, None, m.id_map()).expect("hints");
         let answer = provider_answer(&["hugepages-2Mi".into(), "memory".into()], hints);
-        let ctx = MergeContext {
-            default: NodeMask::from_positions(0..n as i64).expect("mask"),
-            closest: None,
-        };
+        let ctx = MergeContext::plain(NodeMask::from_positions(0..n as i64).expect("mask"), None);
         g.bench_with_input(BenchmarkId::new("merge of two lists", n), &n, |b, _| {
             b.iter(|| policy_merge(Policy::BestEffort, &[black_box(&answer)], &ctx))
         });

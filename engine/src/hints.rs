@@ -545,6 +545,15 @@ pub fn provider_answer(resources: &[String], hints: Vec<TopologyHint>) -> Provid
 pub fn find_best_hint<'a>(
     hints: impl IntoIterator<Item = &'a TopologyHint>,
 ) -> Option<TopologyHint> {
+    find_best_hint_by(hints, &|_| 0)
+}
+
+/// [`find_best_hint`] with a tie-break (lower wins) between sets of the same size, before the
+/// lower value decides (`numa-allocation-strategy`; the kubelet's is `|_| 0`).
+pub fn find_best_hint_by<'a>(
+    hints: impl IntoIterator<Item = &'a TopologyHint>,
+    tie: &dyn Fn(NodeMask) -> u64,
+) -> Option<TopologyHint> {
     let mut best: Option<TopologyHint> = None;
     for h in hints {
         best = match best {
@@ -554,9 +563,9 @@ pub fn find_best_hint<'a>(
                     h.affinity.unwrap_or_default(),
                     b.affinity.unwrap_or_default(),
                 );
-                if (h.preferred && !b.preferred)
-                    || (h.preferred == b.preferred && hm.is_narrower_than(bm))
-                {
+                let better = hm.count() < bm.count()
+                    || (hm.count() == bm.count() && (tie(hm), hm.raw()) < (tie(bm), bm.raw()));
+                if (h.preferred && !b.preferred) || (h.preferred == b.preferred && better) {
                     Some(*h)
                 } else {
                     Some(b)

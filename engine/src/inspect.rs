@@ -7,7 +7,14 @@
 //! here, once; `pymm state verify/inspect` only print it.
 
 use crate::checkpoint::{checksum, decode_unverified};
-use crate::error::Result;
+use crate::config::Config;
+use crate::error::{EngineError, Result};
+use crate::machine::{HugePagePool, Machine, MemoryKind, NumaNode};
+use crate::manager::Manager;
+use crate::quantity::{Format, Quantity};
+use crate::request::Pod;
+use crate::reserved::MemoryReservation;
+use crate::simulate::Fragmentation;
 use crate::state::{MachineState, State};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -129,6 +136,75 @@ impl Inspection {
             "containerCount": self.containers(),
             "inconsistencies": self.findings.iter().map(|f| json!({"kind": f.kind, "message": f.message})).collect::<Vec<_>>(),
         })
+    }
+}
+
+impl Inspection {
+    /// The machine and reservation the file describes: each node's totals and system
+    /// reservations are in it, so a state file alone is enough to ask what-if questions.
+    pub fn machine(&self) -> Result<(Machine, Vec<MemoryReservation>)> {
+        let mut nodes = Vec::new();
+        let mut reserved = Vec::new();
+        for (id, st) in &self.state.machine_state {
+            let id32 = u32::try_from(*id).map_err(|_| {
+                EngineError::machine(Some(*id), format!("NUMA node {id} is out of range"))
+            })?;
+            let mut hugepages = Vec::new();
+            let mut limits = std::collections::BTreeMap::new();
+            for (r, t) in &st.memory_map {
+                if t.system_reserved > 0 {
+                    let q = Quantity::from_bytes(t.system_reserved, Format::BinarySI);
+                    limits.insert(r.clone(), (q, q.to_string()));
+                }
+                let Some(size) = r.strip_prefix("hugepages-") else {
+                    continue;
+                };
+                let page = Quantity::parse(size).and_then(|q| q.bytes())?;
+                if page >= 1024 {
+                    hugepages.push(HugePagePool {
+                        page_size_kib: page / 1024,
+                        num_pages: t.total / page,
+                    });
+                }
+            }
+            let memory = st.memory_map.get("memory").map_or(0, |t| t.total);
+            nodes.push(NumaNode {
+                id: id32,
+                memory_bytes: memory,
+                hugepages,
+                cpus: 0,
+                kind: MemoryKind::Unknown,
+            });
+            if !limits.is_empty() {
+                reserved.push(MemoryReservation {
+                    numa_node: id32 as i32,
+                    limits,
+                });
+            }
+        }
+        let machine = Machine {
+            name: "from the state file".into(),
+            nodes,
+            distances: None,
+        }
+        .validated()?;
+        Ok((machine, reserved))
+    }
+
+    /// Stranded memory for a probe shape on the state the file records (see
+    /// [`Fragmentation`]), under `config` with the file's own machine and reservation.
+    pub fn fragmentation(
+        &self,
+        text: &str,
+        mut config: Config,
+        probe: &Pod,
+        cap: usize,
+    ) -> Result<Fragmentation> {
+        let (machine, reserved) = self.machine()?;
+        config.reserved = Some(reserved);
+        config.memory_policy = crate::config::MemoryPolicyName::Static;
+        let m = Manager::new(machine, config, Some(text), "state file")?;
+        m.fragmentation(probe, cap)
     }
 }
 

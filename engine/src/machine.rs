@@ -53,6 +53,43 @@ impl MemoryKind {
     }
 }
 
+/// The memory tier a pod asks for with the `pymm.io/memory-tier` annotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tier {
+    Dram,
+    Hbm,
+    Cxl,
+    /// Any node, whatever its kind.
+    Any,
+}
+
+/// The annotation naming a pod's memory tier.
+pub const TIER_ANNOTATION: &str = "pymm.io/memory-tier";
+
+impl Tier {
+    pub const NAMES: [&'static str; 4] = ["dram", "hbm", "cxl", "any"];
+
+    pub fn parse(s: &str) -> Option<Tier> {
+        match s {
+            "dram" => Some(Tier::Dram),
+            "hbm" => Some(Tier::Hbm),
+            "cxl" => Some(Tier::Cxl),
+            "any" => Some(Tier::Any),
+            _ => None,
+        }
+    }
+
+    /// Whether a node of this kind belongs to the tier.
+    pub fn admits(self, kind: MemoryKind) -> bool {
+        match self {
+            Tier::Any => true,
+            Tier::Dram => kind == MemoryKind::Dram,
+            Tier::Hbm => kind == MemoryKind::Hbm,
+            Tier::Cxl => kind == MemoryKind::Cxl,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct NumaNode {
     pub id: u32,

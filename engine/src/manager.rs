@@ -8,16 +8,17 @@ use crate::error::{EngineError, Result};
 use crate::hints::{Bounds, Extent, ProviderHints, TopologyHint};
 use crate::machine::Machine;
 use crate::nodemask::IdMap;
+use crate::placement::Placement;
 use crate::policy::{MemoryPolicy, NonePolicy, StaticPolicy};
 pub use crate::provider::ExtraProvider;
 use crate::quantity::Format;
 use crate::quantity::{bytes_text, Quantity};
-use crate::request::{Container, Pod};
+use crate::request::{container_requested, pod_requested, Container, Pod};
 use crate::reserved::{
     get_system_reserved, sum_of_reservations, MemoryReservation, SystemReserved,
 };
 use crate::state::{Assignments, Block, State};
-use crate::topology::{policy_merge, MergeContext, Policy};
+use crate::topology::{policy_merge, AllocationStrategy, MergeContext, Policy};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -65,6 +66,8 @@ pub struct Snapshot(Box<Manager>);
 
 pub struct Manager {
     machine: Machine,
+    /// pymm's placement options, `None` when all are off.
+    placement: Option<Arc<Placement>>,
     /// Node ids <-> node-set positions, built once.
     map: IdMap,
     config: Config,
@@ -101,10 +104,27 @@ pub fn effective_reservations(machine: &Machine, config: &Config) -> Vec<MemoryR
         .collect()
 }
 
+/// pymm's placement options, when any is on.
+fn placement_of(machine: &Machine, config: &Config) -> Result<Option<Arc<Placement>>> {
+    let m = config.memory_options;
+    let t = &config.topology_options;
+    let any = m.admit_when_fits
+        || m.spread_hugepages
+        || m.memory_tiers
+        || t.restrict_to_cpu_numa_nodes
+        || t.numa_allocation_strategy != AllocationStrategy::None;
+    Ok(if any {
+        Some(Arc::new(Placement::new(machine, config)?))
+    } else {
+        None
+    })
+}
+
 fn build_policy(
     machine: &Machine,
     config: &Config,
     bounded: bool,
+    placement: Option<Arc<Placement>>,
 ) -> Result<(Box<dyn MemoryPolicy>, SystemReserved)> {
     match config.memory_policy {
         MemoryPolicyName::None => Ok((Box::new(NonePolicy), SystemReserved::new())),
@@ -119,8 +139,9 @@ fn build_policy(
                 distances: machine.distances.clone(),
                 ..Bounds::default()
             });
-            let p =
-                StaticPolicy::new(machine.clone(), sr.clone(), config.version)?.with_bounds(bounds);
+            let p = StaticPolicy::new(machine.clone(), sr.clone(), config.version)?
+                .with_bounds(bounds)
+                .with_placement(placement);
             Ok((Box::new(p), sr))
         }
     }
@@ -154,7 +175,9 @@ fn merge_context(machine: &Machine, config: &Config) -> Result<(MergeContext, bo
     } else {
         None
     };
-    Ok((MergeContext { default, closest }, bounded))
+    let mut ctx = MergeContext::plain(default, closest);
+    ctx.strategy = opts.numa_allocation_strategy;
+    Ok((ctx, bounded))
 }
 
 /// Adds to a start-up mismatch what pymm could do beyond the kubelet: keep the reservations
@@ -192,6 +215,7 @@ fn with_drift_hint(e: EngineError, least: Option<u64>, config: &Config) -> Engin
 impl Clone for Manager {
     fn clone(&self) -> Manager {
         Manager {
+            placement: self.placement.clone(),
             machine: self.machine.clone(),
             map: self.map.clone(),
             config: self.config.clone(),
@@ -219,7 +243,9 @@ impl Manager {
     ) -> Result<Manager> {
         let machine = machine.validated()?;
         let (ctx, bounded) = merge_context(&machine, &config)?;
-        let (mut policy, system_reserved) = build_policy(&machine, &config, bounded)?;
+        let placement = placement_of(&machine, &config)?;
+        let (mut policy, system_reserved) =
+            build_policy(&machine, &config, bounded, placement.clone())?;
         let mut state = match checkpoint_text {
             Some(t) => checkpoint::restore(t, policy.name(), state_path)?,
             None => State::default(),
@@ -248,6 +274,7 @@ impl Manager {
         }
         let map = IdMap::new(machine.node_ids().map(i64::from).collect())?;
         let mut m = Manager {
+            placement,
             map,
             machine,
             config,
@@ -283,6 +310,19 @@ impl Manager {
         &self.notes
     }
 
+    /// Takes every pod with assignments as active and started, as a restart from the state
+    /// file would (pods already known keep their specs).
+    pub fn adopt_all_entries(&mut self) {
+        let known: Vec<String> = self.active.keys().cloned().collect();
+        let before = std::mem::take(&mut self.active);
+        self.adopt_restored_pods();
+        for uid in known {
+            if let Some(p) = before.get(&uid) {
+                self.active.insert(uid, Arc::clone(p));
+            }
+        }
+    }
+
     /// A state file is all a fresh process knows about running pods (the kubelet asks its pod
     /// sources instead): every pod with assignments is taken as active and its containers as
     /// started, so stale-state removal keeps them and removal releases them.
@@ -309,6 +349,7 @@ impl Manager {
                 init_containers: vec![],
                 pod_level_resources: false,
                 annotations: BTreeMap::new(),
+                tier: None,
             };
             self.active.insert(uid.clone(), Arc::new(pod));
         }
@@ -512,6 +553,35 @@ impl Manager {
         r
     }
 
+    /// The merge context with utilisation scores, when an allocation strategy needs them:
+    /// the memory manager's over the resources the container (or pod) requests, averaged
+    /// with the scores other providers gave their hints.
+    fn scored_context(
+        &self,
+        pod: &Pod,
+        container: Option<&str>,
+        extra: &[ExtraProvider],
+    ) -> Option<MergeContext> {
+        let p = self.placement.as_ref().filter(|p| p.uses_scores())?;
+        let requested = match container {
+            Some(c) => pod.container(c).map(container_requested),
+            None => Some(pod_requested(pod, self.config.version.has_sidecars())),
+        };
+        let requested = requested.and_then(Result::ok).unwrap_or_default();
+        let resources: Vec<&str> = requested.keys().map(String::as_str).collect();
+        let mut scores = p.scores(&self.state.machine_state, &resources);
+        for e in extra {
+            let given = match container {
+                Some(c) => e.container_scores.get(c),
+                None => Some(&e.pod_scores),
+            };
+            scores.extra.extend(given.into_iter().flatten().copied());
+        }
+        let mut ctx = self.ctx.clone();
+        ctx.scores = Some(scores);
+        Some(ctx)
+    }
+
     fn hint_call(
         &mut self,
         pod: &Pod,
@@ -526,10 +596,12 @@ impl Manager {
                 None => &p.pod,
             })
             .collect();
+        let scored = self.scored_context(pod, container, extra);
+        let ctx = scored.as_ref().unwrap_or(&self.ctx);
         let merge_with = |mm: &ProviderHints| {
             let mut all: Vec<&ProviderHints> = extra_answers.clone();
             all.push(mm);
-            policy_merge(self.config.topology_policy, &all, &self.ctx)
+            policy_merge(self.config.topology_policy, &all, ctx)
         };
         // The preferred hints decide the merge whenever it ends preferred (a preferred
         // permutation needs a preferred hint from every list), so the full list, which can

@@ -5,7 +5,7 @@
 use crate::decode::{index, kind, Obj, Subject};
 use crate::error::{EngineError, Result};
 use crate::hints::{ProviderHints, TopologyHint};
-use crate::nodemask::IdMap;
+use crate::nodemask::{IdMap, NodeMask};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,14 +16,18 @@ pub struct ExtraProvider {
     pub name: String,
     pub containers: BTreeMap<String, ProviderHints>,
     pub pod: ProviderHints,
+    /// Utilisation scores (percent) the provider gave its hints, per container and for the
+    /// pod: used by `numa-allocation-strategy` only.
+    pub container_scores: BTreeMap<String, Vec<(NodeMask, f64)>>,
+    pub pod_scores: Vec<(NodeMask, f64)>,
 }
 
 const S: Subject = Subject::Config;
 
-/// `{"affinity": [node ids] | null, "preferred": bool}`.
+/// `{"affinity": [node ids] | null, "preferred": bool, "score": percent?}`.
 pub fn hint_from(v: &Value, path: &str, map: &IdMap) -> Result<TopologyHint> {
     let h = Obj::new(v, path, S)?;
-    h.deny_unknown("hint key", &["affinity", "preferred"])?;
+    h.deny_unknown("hint key", &["affinity", "preferred", "score"])?;
     let affinity = match h.get("affinity") {
         None => None,
         Some(Value::Array(a)) => {
@@ -57,10 +61,43 @@ pub fn hint_from(v: &Value, path: &str, map: &IdMap) -> Result<TopologyHint> {
     let preferred = h
         .bool("preferred")?
         .ok_or_else(|| h.err("preferred", "required (a bool)"))?;
+    match h.get("score") {
+        None => {}
+        Some(Value::Number(n)) if n.as_f64().is_some_and(|x| (0.0..=100.0).contains(&x)) => {}
+        Some(other) => {
+            return Err(h.err(
+                "score",
+                format!("expected a utilisation percent from 0 to 100, got {other}"),
+            ))
+        }
+    }
     Ok(TopologyHint {
         affinity,
         preferred,
     })
+}
+
+/// The scores a provider answer gives its hints: `(node set, percent)`.
+fn scores_from(v: Option<&Value>, map: &IdMap) -> Vec<(NodeMask, f64)> {
+    let mut out = Vec::new();
+    let Some(Value::Object(m)) = v else {
+        return out;
+    };
+    for list in m.values().filter_map(Value::as_array) {
+        for h in list {
+            let score = h.get("score").and_then(Value::as_f64);
+            let ids: Option<Vec<i64>> = h
+                .get("affinity")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_i64).collect());
+            if let (Some(s), Some(ids)) = (score, ids) {
+                if let Ok(mask) = map.mask(&ids) {
+                    out.push((mask, s));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// One provider answer: `null` (no preference) or `{resource: [hint, ...] | null}`.
@@ -108,15 +145,19 @@ pub fn providers_from(v: &Value, map: &IdMap) -> Result<Vec<ExtraProvider>> {
             let o = Obj::new(p, &at, S)?;
             o.deny_unknown("hint provider key", &["name", "containers", "pod"])?;
             let mut containers = BTreeMap::new();
+            let mut container_scores = BTreeMap::new();
             if let Some(cs) = o.obj("containers")? {
                 for (c, h) in cs.map {
                     containers.insert(c.clone(), answer_from(Some(h), &cs.at(c), map)?);
+                    container_scores.insert(c.clone(), scores_from(Some(h), map));
                 }
             }
             Ok(ExtraProvider {
                 name: o.str("name")?.unwrap_or("extra").to_string(),
                 containers,
                 pod: answer_from(o.get("pod"), &o.at("pod"), map)?,
+                container_scores,
+                pod_scores: scores_from(o.get("pod"), map),
             })
         })
         .collect()

@@ -3,6 +3,7 @@
 
 use crate::decode::{index, join, kind, Obj, Subject};
 use crate::error::{EngineError, Result};
+use crate::machine::{Tier, TIER_ANNOTATION};
 use crate::quantity::Quantity;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +27,8 @@ pub struct Pod {
     /// `spec.resources` is set: the static policy leaves such pods alone (kubelet >= 1.32).
     pub pod_level_resources: bool,
     pub annotations: BTreeMap<String, String>,
+    /// The `pymm.io/memory-tier` annotation, checked when the pod is decoded.
+    pub tier: Option<Tier>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,6 +224,23 @@ fn annotations_from(v: Option<(&Value, String)>) -> Result<BTreeMap<String, Stri
     Ok(out)
 }
 
+/// The memory tier a pod's annotation names; a value pymm does not know is an error, so a
+/// typo does not silently place memory on the wrong kind of node.
+fn tier_of(annotations: &BTreeMap<String, String>, path: &str) -> Result<Option<Tier>> {
+    let Some(v) = annotations.get(TIER_ANNOTATION) else {
+        return Ok(None);
+    };
+    Tier::parse(v).map(Some).ok_or_else(|| {
+        P.error(
+            &format!("{path}[\"{TIER_ANNOTATION}\"]"),
+            format!(
+                "unknown memory tier '{v}' (expected one of {})",
+                Tier::NAMES.join(", ")
+            ),
+        )
+    })
+}
+
 impl Pod {
     /// A pod from plain data: `{uid, name?, namespace?, containers: [...],
     /// init_containers|initContainers: [...], has_pod_level_resources?, annotations?}` where
@@ -256,6 +276,7 @@ impl Pod {
                 return Err(P.error(&at, format!("expected a bool, got {}", kind(other))))
             }
         };
+        let annotations = annotations_from(m.get("annotations").map(|v| (v, m.at("annotations"))))?;
         Ok(Pod {
             uid,
             name: m.str("name")?.unwrap_or_default().to_string(),
@@ -263,7 +284,8 @@ impl Pod {
             containers,
             init_containers,
             pod_level_resources: plr,
-            annotations: annotations_from(m.get("annotations").map(|v| (v, m.at("annotations"))))?,
+            tier: tier_of(&annotations, "annotations")?,
+            annotations,
         })
     }
 
@@ -403,6 +425,8 @@ fn pod_from_manifest(v: &Value, path: &str, in_list: bool, defaults: bool) -> Re
             !req.is_empty() || !lim.is_empty()
         }
     };
+    let annotations =
+        annotations_from(meta.get("annotations").map(|v| (v, meta.at("annotations"))))?;
     Ok(Pod {
         uid,
         name,
@@ -410,9 +434,8 @@ fn pod_from_manifest(v: &Value, path: &str, in_list: bool, defaults: bool) -> Re
         containers,
         init_containers,
         pod_level_resources,
-        annotations: annotations_from(
-            meta.get("annotations").map(|v| (v, meta.at("annotations"))),
-        )?,
+        tier: tier_of(&annotations, "metadata.annotations")?,
+        annotations,
     })
 }
 

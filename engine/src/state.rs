@@ -253,6 +253,95 @@ pub fn machine_state_differences(
     out
 }
 
+/// How a block's bytes are spread over the nodes of its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// The kubelet's: lowest node id first.
+    Greedy,
+    /// Evenly, in whole pages of this many bytes (`spread-hugepages`).
+    Even { page: u64 },
+}
+
+/// Reserves one block: every node of `nodes` counts one more assignment and joins the group
+/// `nodes`, and `bytes` of `resource` come off the nodes' free memory as `fill` says. Returns
+/// what no node could hold (the kubelet leaves it unaccounted). The one place memory is taken.
+pub fn reserve(
+    ms: &mut MachineState,
+    nodes: &[i64],
+    resource: &str,
+    bytes: u64,
+    fill: Fill,
+) -> u64 {
+    let amounts = match fill {
+        Fill::Greedy => None,
+        Fill::Even { page } => {
+            let free: Vec<u64> = nodes
+                .iter()
+                .map(|id| table(ms, *id, resource).map_or(0, |t| t.free))
+                .collect();
+            Some(crate::placement::spread::even_split(&free, bytes, page))
+        }
+    };
+    let mut left = bytes;
+    for (i, id) in nodes.iter().enumerate() {
+        let Some(ns) = ms.get_mut(id) else {
+            continue;
+        };
+        ns.number_of_assignments += 1;
+        ns.cells = Some(nodes.to_vec());
+        let Some(t) = ns.memory_map.get_mut(resource) else {
+            continue;
+        };
+        let take = match &amounts {
+            None => t.free.min(left),
+            Some(a) => a[i].min(t.free).min(left),
+        };
+        t.reserved += take;
+        t.free -= take;
+        left -= take;
+    }
+    left
+}
+
+/// Releases one block, the inverse of [`reserve`]: a node whose last assignment goes returns
+/// to serving single-node allocations, and `bytes` go back to the nodes' free memory.
+pub fn release(ms: &mut MachineState, nodes: &[i64], resource: &str, bytes: u64, fill: Fill) {
+    let amounts = match fill {
+        Fill::Greedy => None,
+        Fill::Even { page } => {
+            let held: Vec<u64> = nodes
+                .iter()
+                .map(|id| table(ms, *id, resource).map_or(0, |t| t.reserved))
+                .collect();
+            Some(crate::placement::spread::even_split(&held, bytes, page))
+        }
+    };
+    let mut left = bytes;
+    for (i, id) in nodes.iter().enumerate() {
+        let Some(ns) = ms.get_mut(id) else {
+            continue;
+        };
+        ns.number_of_assignments -= 1;
+        if ns.number_of_assignments == 0 {
+            ns.cells = Some(vec![*id]);
+        }
+        let Some(t) = ns.memory_map.get_mut(resource) else {
+            continue;
+        };
+        let give = match &amounts {
+            None => t.reserved.min(left),
+            Some(a) => a[i].min(t.reserved).min(left),
+        };
+        t.reserved -= give;
+        t.free += give;
+        left -= give;
+    }
+}
+
+fn table<'a>(ms: &'a MachineState, id: i64, resource: &str) -> Option<&'a MemoryTable> {
+    ms.get(&id)?.memory_map.get(resource)
+}
+
 /// The machine state that `entries` imply on `machine`: the default state with every block
 /// placed greedily, as `validateState` computes it. Errors name the first block that refers
 /// to an unknown node or resource.
@@ -275,28 +364,27 @@ fn place(
     for (pod, containers) in entries {
         for (container, blocks) in containers {
             for b in blocks.iter().flatten() {
-                let mut remaining = b.size;
+                // The kubelet stops at the first node it cannot find, or that lacks the
+                // resource, in affinity order.
                 for node in b.affinity() {
-                    let Some(ns) = expected.get_mut(node) else {
+                    let Some(ns) = expected.get(node) else {
                         return Err(EngineError::mismatch(MismatchKind::UnknownNode, format!(
                             "[memorymanager] (pod: {pod}, container: {container}) the memory assignment uses the NUMA that does not exist"
                         )));
                     };
-                    ns.number_of_assignments += 1;
-                    ns.cells = b.numa_affinity.clone();
-                    let Some(t) = ns.memory_map.get_mut(&b.resource) else {
+                    if !ns.memory_map.contains_key(&b.resource) {
                         return Err(EngineError::mismatch(MismatchKind::UnknownResource, format!(
                             "[memorymanager] (pod: {pod}, container: {container}) the memory assignment uses memory resource that does not exist"
                         )));
-                    };
-                    if remaining == 0 || t.free == 0 {
-                        continue;
                     }
-                    let take = t.free.min(remaining);
-                    t.reserved += take;
-                    t.free -= take;
-                    remaining -= take;
                 }
+                let remaining = reserve(
+                    &mut expected,
+                    b.affinity(),
+                    &b.resource,
+                    b.size,
+                    Fill::Greedy,
+                );
                 if remaining > 0 {
                     unplaced.push(format!(
                         "pod {pod} container {container}: {remaining} bytes of {} on NUMA {:?} do not fit",

@@ -57,12 +57,76 @@ pub struct MergeContext {
     pub default: NodeMask,
     /// `prefer-closest-numa-nodes`, with the distance matrix indexed by node position.
     pub closest: Option<Vec<Vec<u64>>>,
+    /// `numa-allocation-strategy` (pymm's, after KEP-6007): how the last tie is broken.
+    pub strategy: AllocationStrategy,
+    /// The providers' utilisation scores, present when `strategy` needs them.
+    pub scores: Option<Scores>,
+}
+
+/// Utilisation scores of node sets (KEP-6007): the memory manager's score of a set is
+/// `max(1, reserved * 100 / allocatable)` over its nodes and the requested resources; a
+/// caller's provider may score its own hints. The merge averages the scores it has.
+#[derive(Debug, Clone, Default)]
+pub struct Scores {
+    /// Per node position, summed over the requested resources.
+    pub reserved: Vec<u64>,
+    pub allocatable: Vec<u64>,
+    /// Scores other providers gave to exact node sets (percent).
+    pub extra: Vec<(NodeMask, f64)>,
+}
+
+impl Scores {
+    /// The score of a node set in thousandths of a percent (so that keys stay integers).
+    pub fn score(&self, m: NodeMask) -> u64 {
+        let (mut r, mut a) = (0u128, 0u128);
+        for p in m.iter() {
+            r += u128::from(self.reserved.get(p as usize).copied().unwrap_or(0));
+            a += u128::from(self.allocatable.get(p as usize).copied().unwrap_or(0));
+        }
+        let memory = if a == 0 {
+            1.0
+        } else {
+            ((r * 100) as f64 / a as f64).max(1.0)
+        };
+        let (mut sum, mut count) = (memory, 1.0);
+        for (mask, s) in &self.extra {
+            if *mask == m {
+                sum += s;
+                count += 1.0;
+            }
+        }
+        (sum / count * 1000.0).round() as u64
+    }
 }
 
 impl MergeContext {
+    /// A context with no pymm options: the kubelet's merge.
+    pub fn plain(default: NodeMask, closest: Option<Vec<Vec<u64>>>) -> MergeContext {
+        MergeContext {
+            default,
+            closest,
+            strategy: AllocationStrategy::None,
+            scores: None,
+        }
+    }
+
+    /// The strategy's tie-break: 0 for every set without a strategy (the kubelet's order
+    /// then falls to the lower value), else lower is better.
+    pub fn tie(&self, m: NodeMask) -> u64 {
+        let Some(s) = &self.scores else {
+            return 0;
+        };
+        match self.strategy {
+            AllocationStrategy::None => 0,
+            AllocationStrategy::LeastAllocated => s.score(m),
+            AllocationStrategy::MostAllocated => u64::MAX - s.score(m),
+        }
+    }
+
     /// `better()`'s ordering as a key: narrower first; with prefer-closest, among equal sizes
-    /// the lower average distance (the sum, as the size is equal), then the lower value.
-    fn better_key(&self, m: NodeMask) -> (u32, u64, u128) {
+    /// the lower average distance (the sum, as the size is equal); with an allocation
+    /// strategy, the utilisation score; then the lower value.
+    fn better_key(&self, m: NodeMask) -> (u32, u64, u64, u128) {
         let dist = match &self.closest {
             None => 0,
             Some(d) => {
@@ -76,7 +140,7 @@ impl MergeContext {
                 s
             }
         };
-        (m.count(), dist, m.raw())
+        (m.count(), dist, self.tie(m), m.raw())
     }
 }
 
@@ -129,7 +193,7 @@ fn best_preferred(lists: &[&[TopologyHint]], ctx: &MergeContext) -> Option<NodeM
         }
     }
     let wild = |l: &[TopologyHint]| l.iter().any(|h| h.affinity.is_none() && h.preferred);
-    let mut best: Option<((u32, u64, u128), NodeMask)> = None;
+    let mut best: Option<((u32, u64, u64, u128), NodeMask)> = None;
     let mut consider = |m: NodeMask| {
         let merged = m.and(ctx.default);
         if merged.is_empty() {
@@ -340,9 +404,13 @@ pub fn policy_merge(
         Policy::SingleNumaNode => {
             let filtered = single_numa_filter(&provider_lists(providers));
             let lists: Vec<&[TopologyHint]> = filtered.iter().map(Vec::as_slice).collect();
+            // single-numa-node merges without distances (one node has none), but the
+            // allocation strategy still breaks ties between single nodes.
             let plain = MergeContext {
                 default: ctx.default,
                 closest: None,
+                strategy: ctx.strategy,
+                scores: ctx.scores.clone(),
             };
             let mut h = merge(&lists, &plain);
             if h.affinity == Some(ctx.default) {
@@ -568,10 +636,7 @@ mod tests {
 
     #[test]
     fn merge_matches_the_cartesian_fold_on_awkward_lists() {
-        let ctx = MergeContext {
-            default: NodeMask::from_raw(0b1111),
-            closest: None,
-        };
+        let ctx = MergeContext::plain(NodeMask::from_raw(0b1111), None);
         let a = vec![
             h(&[2, 3], false),
             h(&[0, 1, 2], false),

@@ -228,6 +228,7 @@ fn active_pods(v: &Value) -> Vec<Pod> {
             init_containers: vec![],
             pod_level_resources: false,
             annotations: BTreeMap::new(),
+            tier: None,
         })
         .collect()
 }
@@ -493,10 +494,7 @@ fn run_merge(v: &Value) -> Value {
     } else {
         None
     };
-    let ctx = MergeContext {
-        default: NodeMask::from_positions(ids).unwrap(),
-        closest,
-    };
+    let ctx = MergeContext::plain(NodeMask::from_positions(ids).unwrap(), closest);
     let providers: Vec<ProviderHints> = v["providers"]
         .as_array()
         .unwrap()

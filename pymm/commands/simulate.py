@@ -11,7 +11,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pymm.errors import ConfigError
+from pymm.errors import ConfigError, PodError
+from pymm.pod import probe_pod
 from pymm.simulate import MIXES, Workload, generate, load_scenario, run
 from pymm.simulate.configs import KEYS, parse_configs
 from pymm.simulate.report import fmt_bytes, plot, rejections_table, table, tiers_table
@@ -138,11 +139,15 @@ def run_command(args: argparse.Namespace) -> int:
         return 0
     workload = _workload(args)
     configs = parse_configs(args.config)
+    try:
+        probe = probe_pod(args.probe)
+    except PodError as e:
+        raise ConfigError(f"--probe {args.probe!r}: {e}") from e
     samples = _count(args.samples, "--samples", 200, 1)
     to_stdout = args.json == "-"
     show = sys.stderr.isatty() and not to_stdout
     with _progress(len(workload) * len(configs), show) as progress:
-        result = run(workload, configs, probe=args.probe, samples=samples, progress=progress)
+        result = run(workload, configs, probe=probe, samples=samples, progress=progress)
     if to_stdout:
         print(result.to_json())
     else:

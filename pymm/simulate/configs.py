@@ -8,7 +8,6 @@ reserved memory. Values are passed on as given; the engine checks them, with its
 from __future__ import annotations
 
 import difflib
-import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +37,7 @@ TOPOLOGY_OPTIONS = (
     "restrict-to-cpu-numa-nodes",
 )
 #: Memory-manager policy options (``memory_policy_options=``).
-MEMORY_POLICY_OPTIONS = ("admit-when-fits", "spread-hugepages")
+MEMORY_POLICY_OPTIONS = ("admit-when-fits", "spread-hugepages", "memory-tiers")
 RESERVED = "reserved-memory"
 KEYS = (*_SETTINGS, *TOPOLOGY_OPTIONS, *MEMORY_POLICY_OPTIONS, RESERVED)
 
@@ -141,10 +140,6 @@ def parse_configs(items: Sequence[SimConfig | str] | None) -> list[SimConfig]:
     return configs
 
 
-def _supports_memory_policy_options() -> bool:
-    return "memory_policy_options" in inspect.signature(MemoryManager).parameters
-
-
 def _reserved(value: str, machine: Machine) -> list[dict[str, Any]]:
     if ":" in value:
         return reserved_memory_config(value)
@@ -169,12 +164,6 @@ def manager_kwargs(
         elif key in MEMORY_POLICY_OPTIONS:
             memory[key] = value
     if memory:
-        if not _supports_memory_policy_options():
-            key = next(iter(memory))
-            raise ConfigError(
-                f"--config {config.label}: {key!r} is a memory-manager policy option, which "
-                "this engine does not support yet"
-            )
         kwargs["memory_policy_options"] = memory
     kwargs["policy_options"] = topology
     if RESERVED in config.options:

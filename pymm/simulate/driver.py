@@ -21,7 +21,7 @@ import numpy.typing as npt
 from pymm import _engine
 from pymm.errors import ConfigError, PymmError
 from pymm.manager import Admission, MemoryManager
-from pymm.pod import Container, Pod
+from pymm.pod import Pod, probe_pod
 from pymm.simulate.configs import SimConfig, open_manager, parse_configs
 from pymm.simulate.workloads import ADMIT, Workload
 
@@ -35,6 +35,7 @@ __all__ = [
     "replay_events",
     "run",
     "run_config",
+    "run_config_reference",
     "sample_points",
     "stranded",
 ]
@@ -50,25 +51,6 @@ def _is_memory(resource: str) -> bool:
 
 
 # -- probe and stranded memory ----------------------------------------------------------------
-
-
-def probe_pod(spec: str | Pod | None = None) -> Pod:
-    """The probe shape: a Pod, or ``"8Gi"`` (memory only, the default), or a resource list
-    ``"memory=4Gi,hugepages-1Gi=2Gi"``; always one Guaranteed container."""
-    if isinstance(spec, Pod):
-        return spec
-    text = (spec or "8Gi").strip()
-    resources: dict[str, str] = {}
-    for item in text.split(","):
-        key, eq, value = (s.strip() for s in item.partition("="))
-        if not eq:
-            key, value = "memory", key
-        if not _is_memory(key) or not value:
-            raise ConfigError(
-                f"--probe {text!r}: expected a quantity (8Gi) or memory=QTY,hugepages-SIZE=QTY"
-            )
-        resources[key] = value
-    return Pod.of("pymm-probe", Container.of("probe", requests=resources, limits=resources, cpu=1))
 
 
 @dataclass(frozen=True)
@@ -406,7 +388,74 @@ def run_config(
     sample_at: npt.NDArray[np.int64],
     tick: Callable[[int], None] | None = None,
 ) -> ConfigResult:
-    """One configuration's results; the unit a faster simulation core replaces."""
+    """One configuration's results, from the engine's simulation core (the same metrics as
+    :func:`run_config_reference`, which the tests compare it with)."""
+    with open_manager(config, workload.machine, workload.reserved_memory) as mm:
+        engine_config = mm.config
+    raw = _engine.simulate(
+        workload.machine.to_dict(),
+        engine_config,
+        [s.compiled for s in workload.shapes],
+        workload.op.astype("<u1").tobytes(),
+        workload.pod.astype("<i8").tobytes(),
+        workload.shape.astype("<i4").tobytes(),
+        probe.compiled,
+        [int(i) for i in sample_at],
+        PROBE_CAP,
+        tick,
+    )
+    n = len(workload)
+    samples = raw["samples"]
+    node_ids = workload.machine.node_ids
+    stranded = np.array([sum(s["nodeStranded"]) for s in samples], dtype=np.int64)
+    distances = workload.machine.distances is not None and raw["crossNuma"] > 0
+
+    def by_count(pairs: list[tuple[str, int]]) -> dict[str, int]:
+        # Most frequent first; ties in order of first occurrence, as Counter.most_common.
+        return dict(sorted(pairs, key=lambda kv: kv[1], reverse=True))
+
+    reasons = by_count(raw["rejectedByReason"])
+    return ConfigResult(
+        label=config.label,
+        options=dict(config.options),
+        admitted=raw["admitted"],
+        rejected=sum(reasons.values()),
+        rejected_by_reason=reasons,
+        rejected_by_message=by_count(raw["rejectedByMessage"]),
+        cross_numa=raw["crossNuma"],
+        mean_numa_distance=raw["distanceSum"] / raw["crossNuma"] if distances else None,
+        mean_reserved_fraction=raw["fractionSum"] / n,
+        peak_reserved_fraction=raw["peakFraction"],
+        reserved_by_tier={t: v / n for t, v in raw["tierSum"].items()},
+        mean_stranded_bytes=round(float(stranded.mean())) if samples else 0,
+        final_state_valid=raw["finalError"] is None,
+        final_state_error=raw["finalError"],
+        series=Series(
+            event=sample_at.copy(),
+            time=workload.time[sample_at],
+            reserved_fraction=np.array([s["reservedFraction"] for s in samples]),
+            stranded_bytes=stranded,
+            probe_fits=np.array([s["fits"] for s in samples], dtype=np.int64),
+            node_reserved_fraction=np.array([s["nodeReservedFraction"] for s in samples]).reshape(
+                len(samples), len(node_ids)
+            ),
+            node_stranded_bytes=np.array(
+                [s["nodeStranded"] for s in samples], dtype=np.int64
+            ).reshape(len(samples), len(node_ids)),
+        ),
+    )
+
+
+def run_config_reference(
+    workload: Workload,
+    config: SimConfig,
+    *,
+    probe: Pod,
+    sample_at: npt.NDArray[np.int64],
+    tick: Callable[[int], None] | None = None,
+) -> ConfigResult:
+    """One configuration's results through the public API only, event by event: slow, and
+    the reference :func:`run_config` is tested against."""
     mm = open_manager(config, workload.machine, workload.reserved_memory)
     observer = _Observer(mm, workload, sample_at, probe, tick)
     replay_events(mm, workload, observer)

@@ -23,9 +23,11 @@ pub struct MemoryOptions {
     pub admit_when_fits: bool,
     /// A multi-node group takes its hugepages evenly from its nodes instead of lowest-first.
     pub spread_hugepages: bool,
+    /// Pods keep to a memory tier (`pymm.io/memory-tier`, default: the CPU nodes' kind).
+    pub memory_tiers: bool,
 }
 
-pub const MEMORY_OPTIONS: [&str; 2] = ["admit-when-fits", "spread-hugepages"];
+pub const MEMORY_OPTIONS: [&str; 3] = ["admit-when-fits", "spread-hugepages", "memory-tiers"];
 
 impl MemoryOptions {
     pub fn parse(opts: &BTreeMap<String, String>) -> Result<MemoryOptions> {
@@ -34,6 +36,7 @@ impl MemoryOptions {
             match k.as_str() {
                 "admit-when-fits" => o.admit_when_fits = bool_option(k, v)?,
                 "spread-hugepages" => o.spread_hugepages = bool_option(k, v)?,
+                "memory-tiers" => o.memory_tiers = bool_option(k, v)?,
                 _ => {
                     return Err(EngineError::unknown_key(
                         "memory manager policy option",

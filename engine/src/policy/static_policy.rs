@@ -3,17 +3,21 @@
 use super::MemoryPolicy;
 use crate::error::{EngineError, Result};
 use crate::hints::{
-    calculate_hints_bounded, calculate_hints_to, find_best_hint, provider_answer, Bounds, Extent,
-    ProviderHints, Reusable, TopologyHint,
+    calculate_hints_bounded, calculate_hints_to, find_best_hint_by, provider_answer, Bounds,
+    Extent, ProviderHints, Reusable, TopologyHint,
 };
 use crate::machine::Machine;
 use crate::nodemask::IdMap;
+use crate::nodemask::NodeMask;
+use crate::placement::Placement;
+use crate::quantity::Quantity;
 use crate::request::{container_requested, pod_requested, Pod, QosClass, Requested};
 use crate::reserved::SystemReserved;
 use crate::state::{
-    least_drift_tolerance, rebase_for_drift, rebuild_state, validate_state, Assignments, Block,
-    MachineState, State,
+    least_drift_tolerance, rebase_for_drift, rebuild_state, release, reserve, validate_state,
+    Assignments, Block, Fill, MachineState, State,
 };
+use crate::topology::Scores;
 use crate::version::KubeletVersion;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,6 +34,8 @@ pub struct StaticPolicy {
     /// Init-container memory the pod being admitted may reuse. Held in memory only, for one pod
     /// at a time, and lost on restart, as in the kubelet.
     reusable: BTreeMap<String, Reusable>,
+    /// pymm's placement options; `None` when every one is off (the kubelet exactly).
+    placement: Option<Arc<Placement>>,
 }
 
 fn alloc_err(msg: &str) -> EngineError {
@@ -65,7 +71,14 @@ impl StaticPolicy {
             version,
             bounds: None,
             reusable: BTreeMap::new(),
+            placement: None,
         })
+    }
+
+    /// Turns on pymm's placement options.
+    pub fn with_placement(mut self, placement: Option<Arc<Placement>>) -> Self {
+        self.placement = placement;
+        self
     }
 
     /// Switches hint generation to the bounded search.
@@ -101,6 +114,35 @@ impl StaticPolicy {
         req: &Requested,
         extent: Extent,
     ) -> Result<Vec<TopologyHint>> {
+        match self.placement.as_ref().and_then(|p| p.allowed(pod)) {
+            Some((allowed, _)) => {
+                let view = self.only(ms, allowed);
+                self.hints_over(&view, pod, req, extent)
+            }
+            None => self.hints_over(ms, pod, req, extent),
+        }
+    }
+
+    /// The machine state restricted to some nodes (a pod's memory tier): hints over it name
+    /// only those nodes, and the preferred size is the smallest among them.
+    fn only(&self, ms: &MachineState, allowed: NodeMask) -> MachineState {
+        ms.iter()
+            .filter(|(id, _)| {
+                self.map
+                    .position(**id)
+                    .is_some_and(|p| allowed.has(p as u32))
+            })
+            .map(|(id, n)| (*id, n.clone()))
+            .collect()
+    }
+
+    fn hints_over(
+        &self,
+        ms: &MachineState,
+        pod: &Pod,
+        req: &Requested,
+        extent: Extent,
+    ) -> Result<Vec<TopologyHint>> {
         match &self.bounds {
             None => calculate_hints_to(ms, req, self.reusable_for(pod), extent, &self.map),
             Some(b) => {
@@ -119,11 +161,53 @@ impl StaticPolicy {
         keep: impl Fn(&TopologyHint) -> bool,
     ) -> Result<Option<TopologyHint>> {
         let preferred = self.hints(ms, pod, req, Extent::Preferred)?;
-        if let Some(h) = find_best_hint(preferred.iter().filter(|h| h.preferred && keep(h))) {
+        let scores = self.scores(ms, req);
+        let tie = |m: NodeMask| {
+            self.placement
+                .as_ref()
+                .map_or(0, |p| p.tie(scores.as_ref(), m))
+        };
+        if let Some(h) =
+            find_best_hint_by(preferred.iter().filter(|h| h.preferred && keep(h)), &tie)
+        {
             return Ok(Some(h));
         }
         let all = self.hints(ms, pod, req, Extent::Full)?;
-        Ok(find_best_hint(all.iter().filter(|h| keep(h))))
+        Ok(find_best_hint_by(all.iter().filter(|h| keep(h)), &tie))
+    }
+
+    /// Utilisation scores, when an allocation strategy needs them.
+    fn scores(&self, ms: &MachineState, req: &Requested) -> Option<Scores> {
+        let p = self.placement.as_ref().filter(|p| p.uses_scores())?;
+        let resources: Vec<&str> = req.keys().map(String::as_str).collect();
+        Some(p.scores(ms, &resources))
+    }
+
+    /// `admit-when-fits`: where the kubelet's Allocate fails, the best of every valid set of
+    /// nodes that can hold the request (the memory manager's own full hint list), if any.
+    fn fallback(
+        &self,
+        ms: &MachineState,
+        pod: &Pod,
+        req: &Requested,
+        merged: TopologyHint,
+    ) -> Result<Option<NodeMask>> {
+        let Some(p) = self.placement.as_ref().filter(|p| p.memory.admit_when_fits) else {
+            return Ok(None);
+        };
+        let scores = self.scores(ms, req);
+        let hints = self.hints(ms, pod, req, Extent::Full)?;
+        if let Some(m) = p.fallback(&hints, merged.affinity, scores.as_ref()) {
+            return Ok(Some(m));
+        }
+        // A default tier (no annotation) is a preference: when it is full, any node will do.
+        match p.allowed(pod) {
+            Some((_, false)) => {
+                let anywhere = self.hints_over(ms, pod, req, Extent::Full)?;
+                Ok(p.fallback(&anywhere, merged.affinity, scores.as_ref()))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The provider answer for `req`: regenerated from existing blocks (after a restart), or
@@ -144,6 +228,72 @@ impl StaticPolicy {
             &req.keys().cloned().collect::<Vec<_>>(),
             hints,
         ))
+    }
+
+    /// The kubelet's choice of nodes for a container (`Allocate` up to the reservation), with
+    /// its error texts where it gives up.
+    fn choose(
+        &self,
+        state: &State,
+        pod: &Pod,
+        req: &Requested,
+        hint: TopologyHint,
+    ) -> Result<NodeMask> {
+        let ms = &state.machine_state;
+        let mut best = hint;
+        if hint.affinity.is_none() {
+            // Only the regular-memory list is consulted; without a memory request there is none.
+            let d = if req.contains_key("memory") {
+                self.best_hint(ms, pod, req, |_| true)?
+            } else if self.hints(ms, pod, req, Extent::Preferred)?.is_empty()
+                && self.hints(ms, pod, req, Extent::Full)?.is_empty()
+            {
+                None
+            } else {
+                Some(TopologyHint {
+                    affinity: None,
+                    preferred: false,
+                })
+            };
+            let Some(d) = d else {
+                return Err(alloc_err(
+                    "failed to get the default NUMA affinity, no NUMA nodes with enough memory is available",
+                ));
+            };
+            if !d.preferred && hint.preferred {
+                return Err(alloc_err("failed to find the default preferred hint"));
+            }
+            best = d;
+        }
+        let Some(mut mask) = best.affinity else {
+            return Err(alloc_err(
+                "failed to get the default NUMA affinity, no NUMA nodes with enough memory is available",
+            ));
+        };
+        if !free_satisfies(ms, &self.map.ids(mask), req) {
+            let e = if req.contains_key("memory") {
+                self.best_hint(ms, pod, req, |h| {
+                    h.affinity.is_some_and(|a| mask.is_subset_of(a))
+                })?
+            } else {
+                None
+            };
+            let Some(e) = e else {
+                return Err(alloc_err(
+                    "failed to find NUMA nodes to extend the current topology hint",
+                ));
+            };
+            if !e.preferred && best.preferred {
+                return Err(alloc_err("failed to find the extended preferred hint"));
+            }
+            mask = e.affinity.unwrap_or(mask);
+        }
+        if self.version.checks_group_rule_at_allocate()
+            && violates_group_rule(ms, &self.map.ids(mask))
+        {
+            return Err(alloc_err("preferred hint violates NUMA node allocation"));
+        }
+        Ok(mask)
     }
 
     fn container_req(&self, pod: &Pod, container: &str) -> Result<Requested> {
@@ -209,6 +359,19 @@ impl StaticPolicy {
                 state.set_blocks(&pod.uid, &ic.name, ibs);
             }
         }
+    }
+}
+
+/// How a block comes off its nodes: evenly for hugepages of a multi-node group with
+/// `spread-hugepages`, else the kubelet's lowest-first.
+fn fill(spread: bool, resource: &str, nodes: usize) -> Fill {
+    let page = resource
+        .strip_prefix("hugepages-")
+        .and_then(|s| Quantity::parse(s).ok())
+        .and_then(|q| q.bytes().ok());
+    match page {
+        Some(page) if spread && nodes > 1 && page > 0 => Fill::Even { page },
+        _ => Fill::Greedy,
     }
 }
 
@@ -324,66 +487,26 @@ impl MemoryPolicy for StaticPolicy {
             return self.update_reusable(pod, container, &blocks);
         }
         let req = self.container_req(pod, container)?;
-        let ms = &state.machine_state;
-        let mut best = hint;
-        if hint.affinity.is_none() {
-            // Only the regular-memory list is consulted; without a memory request there is none.
-            let d = if req.contains_key("memory") {
-                self.best_hint(ms, pod, &req, |_| true)?
-            } else if self.hints(ms, pod, &req, Extent::Preferred)?.is_empty()
-                && self.hints(ms, pod, &req, Extent::Full)?.is_empty()
-            {
-                None
-            } else {
-                Some(TopologyHint {
-                    affinity: None,
-                    preferred: false,
-                })
-            };
-            let Some(d) = d else {
-                return Err(alloc_err(
-                    "failed to get the default NUMA affinity, no NUMA nodes with enough memory is available",
-                ));
-            };
-            if !d.preferred && hint.preferred {
-                return Err(alloc_err("failed to find the default preferred hint"));
+        let mask = match self.choose(state, pod, &req, hint) {
+            Ok(m) => m,
+            Err(e @ EngineError::Allocation(_)) => {
+                match self.fallback(&state.machine_state, pod, &req, hint)? {
+                    Some(m) => m,
+                    None => return Err(e),
+                }
             }
-            best = d;
-        }
-        let Some(mut mask) = best.affinity else {
-            return Err(alloc_err(
-                "failed to get the default NUMA affinity, no NUMA nodes with enough memory is available",
-            ));
+            Err(e) => return Err(e),
         };
-        if !free_satisfies(ms, &self.map.ids(mask), &req) {
-            let e = if req.contains_key("memory") {
-                self.best_hint(ms, pod, &req, |h| {
-                    h.affinity.is_some_and(|a| mask.is_subset_of(a))
-                })?
-            } else {
-                None
-            };
-            let Some(e) = e else {
-                return Err(alloc_err(
-                    "failed to find NUMA nodes to extend the current topology hint",
-                ));
-            };
-            if !e.preferred && best.preferred {
-                return Err(alloc_err("failed to find the extended preferred hint"));
-            }
-            mask = e.affinity.unwrap_or(mask);
-        }
-        if self.version.checks_group_rule_at_allocate()
-            && violates_group_rule(&state.machine_state, &self.map.ids(mask))
-        {
-            return Err(alloc_err("preferred hint violates NUMA node allocation"));
-        }
         let bits = self.map.ids(mask);
         let reuse = self
             .reusable
             .get(&pod.uid)
             .and_then(|r| r.get(&mask))
             .cloned();
+        let spread = self
+            .placement
+            .as_ref()
+            .is_some_and(|p| p.memory.spread_hugepages);
         let mut blocks = Vec::with_capacity(req.len());
         for (name, size) in &req {
             blocks.push(Block {
@@ -396,28 +519,14 @@ impl MemoryPolicy for StaticPolicy {
                 .and_then(|r| r.get(name))
                 .copied()
                 .unwrap_or(0);
-            let mut to_take = size.saturating_sub(reusable);
-            for id in &bits {
-                let Some(ns) = state.machine_state.get_mut(id) else {
-                    continue;
-                };
-                ns.number_of_assignments += 1;
-                ns.cells = Some(bits.clone());
-                if to_take == 0 {
-                    continue;
-                }
-                let Some(t) = ns.memory_map.get_mut(name) else {
-                    continue;
-                };
-                if t.free == 0 {
-                    continue;
-                }
-                let take = t.free.min(to_take);
-                t.reserved += take;
-                t.free -= take;
-                to_take -= take;
-            }
             // What no node could take stays unaccounted, as in the kubelet.
+            reserve(
+                &mut state.machine_state,
+                &bits,
+                name,
+                size.saturating_sub(reusable),
+                fill(spread, name, bits.len()),
+            );
         }
         self.update_reusable(pod, container, &blocks)?;
         state.set_blocks(&pod.uid, container, blocks.clone());
@@ -430,30 +539,19 @@ impl MemoryPolicy for StaticPolicy {
             return;
         };
         state.delete(pod_uid, container);
+        let spread = self
+            .placement
+            .as_ref()
+            .is_some_and(|p| p.memory.spread_hugepages);
         for b in &blocks {
-            let mut left = b.size;
-            for id in b.affinity() {
-                let Some(ns) = state.machine_state.get_mut(id) else {
-                    continue;
-                };
-                ns.number_of_assignments -= 1;
-                if ns.number_of_assignments == 0 {
-                    ns.cells = Some(vec![*id]);
-                }
-                if left == 0 {
-                    continue;
-                }
-                let Some(t) = ns.memory_map.get_mut(&b.resource) else {
-                    continue;
-                };
-                if t.reserved == 0 {
-                    continue;
-                }
-                let d = t.reserved.min(left);
-                t.reserved -= d;
-                t.free += d;
-                left -= d;
-            }
+            let nodes = b.affinity();
+            release(
+                &mut state.machine_state,
+                nodes,
+                &b.resource,
+                b.size,
+                fill(spread, &b.resource, nodes.len()),
+            );
         }
     }
 

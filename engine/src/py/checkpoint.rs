@@ -1,9 +1,13 @@
 //! State files: decoding, the kubelet's checksum text, and inspection.
 
-use super::convert::to_py;
+use super::convert::{to_py, to_value};
 use super::errors::IntoPy;
+use super::pod::PyPod;
 use crate::checkpoint;
+use crate::config::Config;
+use crate::decode::Subject;
 use crate::inspect::{inspect, Inspection};
+use crate::simulate::Fragmentation;
 use pyo3::prelude::*;
 use serde_json::{json, Value};
 
@@ -34,6 +38,7 @@ pub fn checkpoint_spew_text(text: &str) -> PyResult<String> {
 #[pyclass(module = "pymm._engine", name = "Inspection", frozen)]
 pub struct PyInspection {
     inner: Inspection,
+    text: String,
 }
 
 #[pymethods]
@@ -42,6 +47,7 @@ impl PyInspection {
     fn new(text: &str) -> PyResult<Self> {
         Ok(PyInspection {
             inner: inspect(text).py()?,
+            text: text.to_string(),
         })
     }
     #[getter]
@@ -91,6 +97,27 @@ impl PyInspection {
     fn pod_rows<'py>(&self, py: Python<'py>, limit: usize) -> PyResult<Bound<'py, PyAny>> {
         to_py(py, &Value::Array(self.inner.pod_rows(limit)))
     }
+    /// Stranded memory for a probe shape on the recorded state, with the file's own machine
+    /// and reservation and `config` for the rest (default: the kubelet's defaults).
+    #[pyo3(signature = (probe, config=None, cap=100_000))]
+    fn fragmentation<'py>(
+        &self,
+        py: Python<'py>,
+        probe: &PyPod,
+        config: Option<&Bound<'py, PyAny>>,
+        cap: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let c = match config {
+            Some(c) => Config::from_value(&to_value(c, Subject::Config)?).py()?,
+            None => Config::default(),
+        };
+        let f = self
+            .inner
+            .fragmentation(&self.text, c, &probe.inner, cap)
+            .py()?;
+        to_py(py, &fragmentation_value(&f))
+    }
+
     /// The whole inspection as JSON text (written by the engine: a file with a million
     /// entries never becomes Python objects).
     #[pyo3(signature = (pods_limit=usize::MAX, indent=true))]
@@ -102,4 +129,12 @@ impl PyInspection {
             v.to_string()
         }
     }
+}
+
+/// A fragmentation as plain data, node ids as keys.
+pub fn fragmentation_value(f: &Fragmentation) -> Value {
+    let map = |m: &std::collections::BTreeMap<i64, u64>| -> serde_json::Map<String, Value> {
+        m.iter().map(|(k, v)| (k.to_string(), json!(v))).collect()
+    };
+    json!({"fits": f.fits, "capped": f.capped, "byNode": map(&f.by_node), "freeBefore": map(&f.free_before)})
 }

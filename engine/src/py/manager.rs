@@ -311,6 +311,19 @@ impl PyEngine {
         out
     }
 
+    /// Stranded memory for a probe shape: `{"fits", "capped", "byNode", "freeBefore"}`
+    /// (see `crate::simulate::Fragmentation`).
+    #[pyo3(signature = (probe, cap=100_000))]
+    fn fragmentation<'py>(
+        &self,
+        py: Python<'py>,
+        probe: &PyPod,
+        cap: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let f = self.inner.fragmentation(&probe.inner, cap).py()?;
+        to_py(py, &super::checkpoint::fragmentation_value(&f))
+    }
+
     /// Per node: `(node, number_of_assignments, group)`.
     fn groups(&self) -> Vec<(i64, i64, Vec<i64>)> {
         self.inner

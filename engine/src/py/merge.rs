@@ -62,10 +62,7 @@ pub fn merge_hints<'py>(
     } else {
         None
     };
-    let ctx = MergeContext {
-        default: map.all(),
-        closest,
-    };
+    let ctx = MergeContext::plain(map.all(), closest);
     let refs: Vec<&ProviderHints> = answers.iter().collect();
     let (h, admit) = policy_merge(policy, &refs, &ctx);
     Ok((to_py(py, &hint_value(&h, &map))?, admit))

@@ -2,7 +2,7 @@
 //! converts its arguments, calls the core once, and converts back. Errors map once
 //! ([`errors`]), Python objects become plain data once ([`convert`]).
 
-mod checkpoint;
+pub(crate) mod checkpoint;
 mod convert;
 mod errors;
 mod machine;
@@ -10,6 +10,7 @@ mod manager;
 mod merge;
 mod pod;
 mod quantity;
+mod simulate;
 
 use pyo3::prelude::*;
 
@@ -31,5 +32,6 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(checkpoint::decode_checkpoint, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint::checkpoint_spew_text, m)?)?;
     m.add_function(wrap_pyfunction!(merge::merge_hints, m)?)?;
+    m.add_function(wrap_pyfunction!(simulate::simulate, m)?)?;
     Ok(())
 }

@@ -1,10 +1,10 @@
 //! Quantities and reservations.
 
 use super::convert::{to_py, to_value};
-use crate::decode::Subject;
 use super::errors::IntoPy;
 use super::machine::machine_from;
 use crate::config::reservations_from;
+use crate::decode::Subject;
 use crate::quantity::Quantity;
 use crate::reserved::node_allocatable_reservation;
 use pyo3::prelude::*;
