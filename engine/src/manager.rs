@@ -553,32 +553,43 @@ impl Manager {
         r
     }
 
-    /// The merge context with utilisation scores, when an allocation strategy needs them:
-    /// the memory manager's over the resources the container (or pod) requests, averaged
-    /// with the scores other providers gave their hints.
-    fn scored_context(
+    /// The merge context for one pod under pymm's options, `None` when they change nothing:
+    /// with utilisation scores when an allocation strategy needs them (the memory manager's
+    /// over the resources the container or pod requests, averaged with the scores other
+    /// providers gave their hints), and with the default affinity narrowed to the nodes the
+    /// pod may use (its memory tier, CPU nodes), as its hints are.
+    fn pod_context(
         &self,
         pod: &Pod,
         container: Option<&str>,
         extra: &[ExtraProvider],
     ) -> Option<MergeContext> {
-        let p = self.placement.as_ref().filter(|p| p.uses_scores())?;
-        let requested = match container {
-            Some(c) => pod.container(c).map(container_requested),
-            None => Some(pod_requested(pod, self.config.version.has_sidecars())),
-        };
-        let requested = requested.and_then(Result::ok).unwrap_or_default();
-        let resources: Vec<&str> = requested.keys().map(String::as_str).collect();
-        let mut scores = p.scores(&self.state.machine_state, &resources);
-        for e in extra {
-            let given = match container {
-                Some(c) => e.container_scores.get(c),
-                None => Some(&e.pod_scores),
-            };
-            scores.extra.extend(given.into_iter().flatten().copied());
+        let p = self.placement.as_ref()?;
+        let allowed = p.allowed(pod);
+        if !p.uses_scores() && allowed.is_none() {
+            return None;
         }
         let mut ctx = self.ctx.clone();
-        ctx.scores = Some(scores);
+        if let Some((nodes, _)) = allowed {
+            ctx.default = nodes;
+        }
+        if p.uses_scores() {
+            let requested = match container {
+                Some(c) => pod.container(c).map(container_requested),
+                None => Some(pod_requested(pod, self.config.version.has_sidecars())),
+            };
+            let requested = requested.and_then(Result::ok).unwrap_or_default();
+            let resources: Vec<&str> = requested.keys().map(String::as_str).collect();
+            let mut scores = p.scores(&self.state.machine_state, &resources);
+            for e in extra {
+                let given = match container {
+                    Some(c) => e.container_scores.get(c),
+                    None => Some(&e.pod_scores),
+                };
+                scores.extra.extend(given.into_iter().flatten().copied());
+            }
+            ctx.scores = Some(scores);
+        }
         Some(ctx)
     }
 
@@ -596,7 +607,7 @@ impl Manager {
                 None => &p.pod,
             })
             .collect();
-        let scored = self.scored_context(pod, container, extra);
+        let scored = self.pod_context(pod, container, extra);
         let ctx = scored.as_ref().unwrap_or(&self.ctx);
         let merge_with = |mm: &ProviderHints| {
             let mut all: Vec<&ProviderHints> = extra_answers.clone();

@@ -288,9 +288,13 @@ impl StaticPolicy {
             }
             mask = e.affinity.unwrap_or(mask);
         }
-        if self.version.checks_group_rule_at_allocate()
-            && violates_group_rule(ms, &self.map.ids(mask))
-        {
+        let bits = self.map.ids(mask);
+        let violates = if self.placement.is_some() {
+            violates_group_rule_strictly(ms, &bits)
+        } else {
+            self.version.checks_group_rule_at_allocate() && violates_group_rule(ms, &bits)
+        };
+        if violates {
             return Err(alloc_err("preferred hint violates NUMA node allocation"));
         }
         Ok(mask)
@@ -420,6 +424,24 @@ fn violates_group_rule(ms: &MachineState, bits: &[i64]) -> bool {
     if bits.len() <= 1 {
         return false;
     }
+    shares_a_group(ms, bits)
+}
+
+/// The group rule for any mask, single nodes included: a single node that serves a
+/// multi-node group may not also serve a single-node allocation. The kubelet checks this only
+/// when it lists hints, and a merged hint that no list offered (another provider's single
+/// node, or pymm's narrowed default affinity) can slip past its Allocate; with pymm's options
+/// on, Allocate checks it too, so that groups never overlap.
+fn violates_group_rule_strictly(ms: &MachineState, bits: &[i64]) -> bool {
+    match bits {
+        [one] => ms
+            .get(one)
+            .is_some_and(|n| n.number_of_assignments != 0 && n.cells().len() > 1),
+        _ => shares_a_group(ms, bits),
+    }
+}
+
+fn shares_a_group(ms: &MachineState, bits: &[i64]) -> bool {
     bits.iter().filter_map(|id| ms.get(id)).any(|n| {
         n.number_of_assignments != 0 && (n.cells().len() == 1 || !same_set(n.cells(), bits))
     })
