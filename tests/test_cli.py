@@ -39,6 +39,18 @@ def test_demo_prints_admissions_and_usage(capsys: pytest.CaptureFixture[str]) ->
     assert "NUMA memory after admission" in out
 
 
+def test_demo_shows_what_pymms_best_setting_rescues(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(["demo"], capsys)
+    assert rc == 0 and "Beyond the kubelet" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if "│" in line}
+    # The pinned trading engines: the kubelet rejects both (#120733's pattern), pymm places
+    # them on node 1, the idle node of the same socket as nodes 2-3 their CPUs prefer.
+    for uid in ("trading-0", "trading-1"):
+        assert rows[uid][1:5] == ["│", "rejected", "│", "NUMA"], rows[uid]
+        assert rows[uid][5] == "1"
+    assert "kubelet: 9/13 admitted" in out and "pymm:    11/13 admitted" in out
+
+
 def test_demo_json_is_consistent(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run(["demo", "--json"], capsys)
     data = json.loads(out)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 
+from rich.console import Console
+from rich.table import Table
+
 from pymm import __version__
 from pymm.commands._options import build_machine
 from pymm.commands._output import admission_json, console, print_admission, usage_table
 from pymm.explain import explain_rejection
-from pymm.machine import DEFAULT_MACHINE
-from pymm.manager import MemoryManager
+from pymm.machine import DEFAULT_MACHINE, Machine
+from pymm.manager import Admission, MemoryManager
 from pymm.pod import Container, Pod
 
 __all__ = ["demo_pods", "register", "run"]
@@ -65,6 +68,83 @@ def demo_pods() -> list[Pod]:
     ]
 
 
+#: pymm's best setting for the demo's workload: rescue what fits, pack pods onto busy
+#: nodes so that large ones still find room, keep multi-node pods close together.
+#: (least-allocated would spread the pods and leave no node free for the 60Gi brokers.)
+BEST = {
+    "policy_options": {
+        "numa-allocation-strategy": "most-allocated",
+        "prefer-closest-numa-nodes": "true",
+    },
+    "memory_policy_options": {"admit-when-fits": "true"},
+}
+
+
+def pinned_pods() -> list[tuple[Pod, int]]:
+    """Pods whose CPUs a CPU manager pins to a node whose memory is short (the pattern of
+    kubernetes/kubernetes#120733): the node each one's exclusive CPUs prefer."""
+    g = Container.of
+    return [
+        (Pod.of("trading-0", g("engine", cpu="8", memory="20Gi")), 2),
+        (Pod.of("trading-1", g("engine", cpu="8", memory="20Gi")), 3),
+    ]
+
+
+def _cpu_hint(pod: Pod, node: int) -> list[dict[str, object]]:
+    c = pod.containers[0].name
+    return [{"name": "cpu", "containers": {c: {"cpu": [{"affinity": [node], "preferred": True}]}}}]
+
+
+def _where(a: Admission) -> str:
+    if not a.admitted:
+        return "rejected"
+    nodes = sorted({n for p in a.placements.values() for n in p.numa_nodes or ()})
+    return "NUMA " + ",".join(map(str, nodes)) if nodes else "any node"
+
+
+def _compare(con: Console, machine: Machine, options: dict[str, str]) -> None:
+    """The kubelet and pymm's best setting side by side on the same pods."""
+    runs = {}
+    for label, extra in (("kubelet", {"policy_options": options}), ("pymm", BEST)):
+        mm = MemoryManager(machine, reserved_memory=machine.reserve_per_node("1Gi"), **extra)  # type: ignore[arg-type]
+        placed = {p.uid: mm.admit(p) for p in demo_pods()}
+        placed |= {p.uid: mm.admit(p, hints=_cpu_hint(p, n)) for p, n in pinned_pods()}
+        runs[label] = (mm, placed)
+    (kubelet, k), (best, b) = runs["kubelet"], runs["pymm"]
+    con.print(
+        "\n[bold]Beyond the kubelet[/]: the same pods plus two whose exclusive CPUs a CPU "
+        "manager pins to a node short of memory, under the kubelet's rules and under pymm's "
+        "admit-when-fits + most-allocated + prefer-closest-numa-nodes:"
+    )
+    t = Table(show_edge=False)
+    for col in ("pod", "kubelet", "pymm", ""):
+        t.add_column(col)
+    for uid in k:
+        if _where(k[uid]) == _where(b[uid]):
+            continue
+        if b[uid].admitted and not k[uid].admitted:
+            note = "rescued: a valid node has room"
+        elif k[uid].admitted and not b[uid].admitted:
+            note = "rejected"
+        else:
+            note = "packed onto a busier node"
+        t.add_row(uid, _where(k[uid]), _where(b[uid]), note)
+    con.print(t)
+
+    def summary(mm: MemoryManager, placed: dict[str, Admission]) -> str:
+        used = [u.reserved / u.allocatable for u in mm.usage() if u.resource == "memory"]
+        idle = sum(1 for x in used if x == 0)
+        f = mm.fragmentation()
+        admitted = sum(1 for a in placed.values() if a.admitted)
+        return (
+            f"{admitted}/{len(placed)} admitted, busiest node {max(used):.0%}, {idle} idle, "
+            f"{f.fits} more 8Gi pods fit"
+        )
+
+    con.print(f"  kubelet: {summary(kubelet, k)}")
+    con.print(f"  pymm:    {summary(best, b)}")
+
+
 def run(args: argparse.Namespace) -> int:
     machine = build_machine(args).with_hugepages({"1Gi": 16}, nodes=[0, 1])
     options = {"prefer-closest-numa-nodes": "true"} if args.prefer_closest else {}
@@ -93,4 +173,5 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"admissions": results, "state": mm.state}, indent=1))
     else:
         con.print(usage_table(mm, "NUMA memory after admission"))
+        _compare(con, machine, options)
     return 0
