@@ -691,6 +691,21 @@ impl Manager {
         extra: &[ExtraProvider],
         trace: bool,
     ) -> AdmitResult {
+        let out = self.admit_inner(shared, extra, trace);
+        // The stored hints only carry the merge to this pod's Allocate calls; kept, they
+        // would grow with every pod ever admitted.
+        for c in shared.all_containers() {
+            self.store.remove(&(shared.uid.clone(), c.name.clone()));
+        }
+        out
+    }
+
+    fn admit_inner(
+        &mut self,
+        shared: &Arc<Pod>,
+        extra: &[ExtraProvider],
+        trace: bool,
+    ) -> AdmitResult {
         let pod: &Pod = shared;
         let mut out = AdmitResult {
             admit: true,
