@@ -118,14 +118,26 @@ class Enforcement:
 class Admission:
     """The verdict of one admission. Truthy when the pod was admitted."""
 
-    __slots__ = ("_placements", "_raw", "cgroup_writes", "pod_uid")
+    __slots__ = ("_placements", "_pod", "_raw", "_writes")
 
-    def __init__(self, pod_uid: str, raw: _engine.AdmitResult) -> None:
-        self.pod_uid = pod_uid
+    def __init__(self, pod: _engine.Pod, raw: _engine.AdmitResult) -> None:
+        # Everything is read from the engine's result on demand: an admission nobody looks
+        # at (a benchmark, an agent's retry) costs one small object.
+        self._pod = pod
         self._raw = raw
         self._placements: dict[str, Placement] | None = None
-        #: The cgroup writes that pinned this pod (with an :class:`Enforcement`).
-        self.cgroup_writes: list[Any] = []
+        self._writes: list[Any] | None = None
+
+    @property
+    def pod_uid(self) -> str:
+        return self._pod.uid
+
+    @property
+    def cgroup_writes(self) -> list[Any]:
+        """The cgroup writes that pinned this pod (with an :class:`Enforcement`)."""
+        if self._writes is None:
+            self._writes = []
+        return self._writes
 
     @property
     def admitted(self) -> bool:
@@ -170,7 +182,8 @@ class Admission:
 
     @property
     def allocations(self) -> list[dict[str, Any]]:
-        """Each memory-manager Allocate call with its error and resulting blocks."""
+        """Each memory-manager Allocate call with its error and resulting blocks (recorded
+        with ``trace=True``)."""
         return list(self._raw.allocations)
 
     def raise_for_rejection(self) -> Admission:
@@ -421,8 +434,11 @@ class MemoryManager:
         [hint...] | None}}, "pod": {...}}`` where a hint is ``{"affinity": [node ids] | None,
         "preferred": bool}``.
         """
-        compiled = compile_pod(pod)
+        compiled = pod.compiled if type(pod) is Pod else compile_pod(pod)
         extra = list(hints) if hints else None
+        if self._store is None and self.metrics is None and self.enforcement is None:
+            # Nothing to persist, time or pin: one engine call.
+            return Admission(compiled, self._engine.admit(compiled, extra, trace, start))
         began = time.perf_counter() if self.metrics is not None else 0.0
         raw = self._durably("admit", lambda: self._engine.admit(compiled, extra, trace, start))
         if self.metrics is not None:
@@ -433,7 +449,7 @@ class MemoryManager:
                 self.policy_name == "Static",
                 (time.perf_counter() - began) * 1e3,
             )
-        admission = Admission(compiled.uid, raw)
+        admission = Admission(compiled, raw)
         if self.enforcement and raw.admit and start:
             self._pin_admission(admission)
         return admission
@@ -451,9 +467,8 @@ class MemoryManager:
         def run() -> list[_engine.AdmitResult]:
             return [self._engine.admit(c, None, False, start) for c in compiled]
 
-        admissions = [
-            Admission(c.uid, r) for c, r in zip(compiled, self._durably("admit", run), strict=True)
-        ]
+        results = self._durably("admit", run)
+        admissions = [Admission(c, r) for c, r in zip(compiled, results, strict=True)]
         if self.enforcement and start:
             for a in admissions:
                 if a.admitted:
@@ -465,7 +480,9 @@ class MemoryManager:
         # reservation kept, so the caller can retry the pin or remove the pod.
         for name, placement in admission.placements.items():
             if placement.cpuset_mems is not None:
-                admission.cgroup_writes += self._pin(admission.pod_uid, name, placement.cpuset_mems)
+                admission.cgroup_writes.extend(
+                    self._pin(admission.pod_uid, name, placement.cpuset_mems)
+                )
 
     def _pin(self, pod_uid: str, container: str, mems: str | None) -> list[Any]:
         e = self.enforcement
@@ -498,6 +515,9 @@ class MemoryManager:
         An unknown pod or container raises :class:`~pymm.errors.NotFoundError` (a
         ``LookupError``) unless ``missing_ok`` (the kubelet itself ignores them).
         """
+        if self._store is None and self.metrics is None and self.enforcement is None:
+            self._engine.remove(pod_uid, container, missing_ok)
+            return
         pinned = self._pinned(pod_uid, container)
         began = time.perf_counter() if self.metrics is not None else 0.0
         self._durably("remove", lambda: self._engine.remove(pod_uid, container, missing_ok))

@@ -128,9 +128,8 @@ class Metrics:
             self.admission_errors.inc()
             self.admissions.labels(raw.reason or "rejected").inc()
         if pinning and qos_class == "Guaranteed":
-            calls = raw.allocations
-            self.pinning_requests.inc(len(calls))
-            failed = sum(1 for c in calls if c.get("error"))
+            calls, failed = raw.allocate_counts
+            self.pinning_requests.inc(calls)
             if failed:
                 self.pinning_errors.inc(failed)
 

@@ -245,10 +245,12 @@ pub fn calculate_hints_to(
     // current combination so each set costs O(1) amortised, and skipping every combination
     // that extends a prefix the group rules already reject: one holding a node that serves
     // single-node allocations, or part of a group together with anything else.
-    let mut idx = [0usize; 128];
-    let mut pmask = [0u128; 129];
-    let mut palloc = vec![0u64; 129 * r_count];
-    let mut pfree = vec![0u64; 129 * r_count];
+    // Sized by the machine, not by the 128-node maximum: zeroing the larger arrays cost more
+    // than the whole walk on small machines.
+    let mut idx = vec![0usize; n];
+    let mut pmask = vec![0u128; n + 1];
+    let mut palloc = vec![0u64; (n + 1) * r_count];
+    let mut pfree = vec![0u64; (n + 1) * r_count];
     let mut sum_a = vec![0u64; r_count];
     let mut sum_f = vec![0u64; r_count];
     'sizes: for k in min_size..=top {

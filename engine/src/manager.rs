@@ -19,7 +19,7 @@ use crate::reserved::{
 };
 use crate::state::{Assignments, Block, State};
 use crate::topology::{policy_merge, AllocationStrategy, MergeContext, Policy};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -43,6 +43,10 @@ pub struct AllocationRecord {
 #[derive(Debug, Clone)]
 pub struct AdmitResult {
     pub admit: bool,
+    /// Allocate calls made and failed (the kubelet's pinning request/error counters), kept
+    /// also when `allocations` (the trace) is not.
+    pub allocate_calls: u32,
+    pub allocate_errors: u32,
     pub reason: Option<String>,
     pub message: Option<String>,
     pub hint_calls: Vec<HintCall>,
@@ -75,7 +79,9 @@ pub struct Manager {
     policy: Box<dyn MemoryPolicy>,
     state: State,
     system_reserved: SystemReserved,
-    store: HashMap<(String, String), TopologyHint>,
+    /// The topology manager's hints for the containers of the pod being admitted:
+    /// (pod uid, container, hint), searched without allocating.
+    store: Vec<(String, String, TopologyHint)>,
     /// container id -> (pod uid, container name)
     container_map: BTreeMap<String, (String, String)>,
     active: BTreeMap<String, Arc<Pod>>,
@@ -282,7 +288,7 @@ impl Manager {
             policy,
             state,
             system_reserved,
-            store: HashMap::new(),
+            store: Vec::new(),
             container_map: BTreeMap::new(),
             active: BTreeMap::new(),
             notes,
@@ -335,6 +341,7 @@ impl Manager {
                     requests: BTreeMap::new(),
                     limits: BTreeMap::new(),
                     restartable: false,
+                    requested: std::sync::OnceLock::new(),
                 })
                 .collect();
             for name in ctrs.keys() {
@@ -350,6 +357,7 @@ impl Manager {
                 pod_level_resources: false,
                 annotations: BTreeMap::new(),
                 tier: None,
+                qos: std::sync::OnceLock::new(),
             };
             self.active.insert(uid.clone(), Arc::new(pod));
         }
@@ -473,8 +481,11 @@ impl Manager {
         };
         let mut stale: Vec<(String, String)> = Vec::new();
         for (pod, ctrs) in &self.state.entries {
+            // Most admissions find nothing stale: look the pod up once, not per container.
+            let active = self.active.get(pod);
             for c in ctrs.keys() {
-                if !alive(pod, c) {
+                let live = active.is_some_and(|p| p.container(c).is_some());
+                if !live && !alive(pod, c) {
                     stale.push((pod.clone(), c.clone()));
                 }
             }
@@ -512,38 +523,52 @@ impl Manager {
 
     /// The kubelet's `Allocate(pod, container)` with the hint the topology manager stored.
     pub fn allocate(&mut self, pod: &Pod, container: &str) -> Result<()> {
-        let hint = self
-            .store
-            .get(&(pod.uid.clone(), container.to_string()))
-            .copied()
-            .unwrap_or(TopologyHint {
-                affinity: None,
-                preferred: false,
-            });
+        let hint = self.stored_hint(&pod.uid, container);
         self.policy.allocate(&mut self.state, pod, container, hint)
+    }
+
+    /// What the topology-manager store holds for a container (no preference without one).
+    fn stored_hint(&self, pod_uid: &str, container: &str) -> TopologyHint {
+        self.store
+            .iter()
+            .find(|(p, c, _)| p == pod_uid && c == container)
+            .map_or(
+                TopologyHint {
+                    affinity: None,
+                    preferred: false,
+                },
+                |(_, _, h)| *h,
+            )
     }
 
     /// Sets what the topology-manager store returns for a container.
     pub fn set_stored_hint(&mut self, pod_uid: &str, container: &str, hint: TopologyHint) {
-        self.store
-            .insert((pod_uid.to_string(), container.to_string()), hint);
+        match self
+            .store
+            .iter_mut()
+            .find(|(p, c, _)| p == pod_uid && c == container)
+        {
+            Some(entry) => entry.2 = hint,
+            None => self
+                .store
+                .push((pod_uid.to_string(), container.to_string(), hint)),
+        }
     }
 
     fn record_allocation(
         &mut self,
         pod: &Pod,
         container: &str,
+        trace: bool,
         out: &mut AdmitResult,
     ) -> Result<()> {
-        let hint = self
-            .store
-            .get(&(pod.uid.clone(), container.to_string()))
-            .copied()
-            .unwrap_or(TopologyHint {
-                affinity: None,
-                preferred: false,
-            });
+        let hint = self.stored_hint(&pod.uid, container);
         let r = self.policy.allocate(&mut self.state, pod, container, hint);
+        out.allocate_calls += 1;
+        out.allocate_errors += u32::from(r.is_err());
+        if !trace {
+            return r;
+        }
         out.allocations.push(AllocationRecord {
             container: container.to_string(),
             affinity_from_store: hint,
@@ -694,9 +719,7 @@ impl Manager {
         let out = self.admit_inner(shared, extra, trace);
         // The stored hints only carry the merge to this pod's Allocate calls; kept, they
         // would grow with every pod ever admitted.
-        for c in shared.all_containers() {
-            self.store.remove(&(shared.uid.clone(), c.name.clone()));
-        }
+        self.store.retain(|(p, _, _)| *p != shared.uid);
         out
     }
 
@@ -709,6 +732,8 @@ impl Manager {
         let pod: &Pod = shared;
         let mut out = AdmitResult {
             admit: true,
+            allocate_calls: 0,
+            allocate_errors: 0,
             reason: None,
             message: None,
             hint_calls: vec![],
@@ -724,7 +749,7 @@ impl Manager {
         let names: Vec<String> = pod.all_containers().map(|c| c.name.clone()).collect();
         if self.config.topology_policy == Policy::None {
             for c in &names {
-                if let Err(e) = self.record_allocation(pod, c, &mut out) {
+                if let Err(e) = self.record_allocation(pod, c, trace, &mut out) {
                     out.reject(UNEXPECTED_ADMISSION_ERROR, unexpected(&e));
                     return out;
                 }
@@ -735,7 +760,7 @@ impl Manager {
                     return out;
                 };
                 self.set_stored_hint(&pod.uid, c, merged);
-                if let Err(e) = self.record_allocation(pod, c, &mut out) {
+                if let Err(e) = self.record_allocation(pod, c, trace, &mut out) {
                     out.reject(UNEXPECTED_ADMISSION_ERROR, unexpected(&e));
                     return out;
                 }
@@ -748,7 +773,7 @@ impl Manager {
                 self.set_stored_hint(&pod.uid, c, merged);
             }
             for c in &names {
-                if let Err(e) = self.record_allocation(pod, c, &mut out) {
+                if let Err(e) = self.record_allocation(pod, c, trace, &mut out) {
                     out.reject(UNEXPECTED_ADMISSION_ERROR, unexpected(&e));
                     return out;
                 }

@@ -7,6 +7,7 @@ use crate::machine::{Tier, TIER_ANNOTATION};
 use crate::quantity::Quantity;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Container {
@@ -15,6 +16,8 @@ pub struct Container {
     pub limits: BTreeMap<String, Quantity>,
     /// `restartPolicy: Always` on an init container: a sidecar.
     pub restartable: bool,
+    /// [`container_requested`], computed once (every hint and Allocate call asks for it).
+    pub requested: OnceLock<Requested>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +32,8 @@ pub struct Pod {
     pub annotations: BTreeMap<String, String>,
     /// The `pymm.io/memory-tier` annotation, checked when the pod is decoded.
     pub tier: Option<Tier>,
+    /// [`Pod::qos_class`], computed once (every hint and Allocate call asks for it).
+    pub qos: OnceLock<QosClass>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +163,7 @@ fn container_from(v: &Value, path: &str, manifest: bool, defaults: bool) -> Resu
         requests,
         limits,
         restartable: restart == Some("Always"),
+        requested: OnceLock::new(),
     })
 }
 
@@ -286,6 +292,7 @@ impl Pod {
             pod_level_resources: plr,
             tier: tier_of(&annotations, "annotations")?,
             annotations,
+            qos: OnceLock::new(),
         })
     }
 
@@ -320,6 +327,10 @@ impl Pod {
 
     /// `GetPodQOS`: only cpu and memory count, summed over all containers.
     pub fn qos_class(&self) -> QosClass {
+        *self.qos.get_or_init(|| self.compute_qos())
+    }
+
+    fn compute_qos(&self) -> QosClass {
         let mut requests: BTreeMap<&str, Quantity> = BTreeMap::new();
         let mut limits: BTreeMap<&str, Quantity> = BTreeMap::new();
         let mut guaranteed = true;
@@ -436,7 +447,17 @@ fn pod_from_manifest(v: &Value, path: &str, in_list: bool, defaults: bool) -> Re
         pod_level_resources,
         tier: tier_of(&annotations, "metadata.annotations")?,
         annotations,
+        qos: OnceLock::new(),
     })
+}
+
+/// [`container_requested`], cached on the container.
+pub fn requested_of(c: &Container) -> Result<&Requested> {
+    if let Some(r) = c.requested.get() {
+        return Ok(r);
+    }
+    let r = container_requested(c)?;
+    Ok(c.requested.get_or_init(|| r))
 }
 
 /// `getRequestedResources`: the container's memory and hugepage requests (limits are never

@@ -223,12 +223,14 @@ fn active_pods(v: &Value) -> Vec<Pod> {
                     requests: BTreeMap::new(),
                     limits: BTreeMap::new(),
                     restartable: false,
+                    requested: std::sync::OnceLock::new(),
                 })
                 .collect(),
             init_containers: vec![],
             pod_level_resources: false,
             annotations: BTreeMap::new(),
             tier: None,
+            qos: std::sync::OnceLock::new(),
         })
         .collect()
 }

