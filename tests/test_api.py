@@ -126,6 +126,32 @@ def test_restart_with_changed_machine_fails_like_the_kubelet() -> None:
         mm.restart(machine=Machine.synthetic(2, memory="32Gi"))
 
 
+def test_restart_from_another_state_dir(tmp_path: Path) -> None:
+    # Saved while only "a" held memory; restarting from it takes that state back, and "b"
+    # (admitted after the copy) holds nothing in it, while the pods stay known as running.
+    mm = two_nodes(topology_policy="single-numa-node")
+    mm.admit(Pod.of("a", Container.of("c", cpu="1", memory="4Gi")))
+    saved = tmp_path / "saved"
+    saved.mkdir(mode=0o700)
+    (saved / "memory_manager_state").write_text(mm.checkpoint())
+    mm.admit(Pod.of("b", Container.of("c", cpu="1", memory="10Gi")))
+    mm.restart(from_state_dir=saved)
+    assert set(mm.state["entries"]) == {"a"}
+    assert sum(u.reserved for u in mm.usage()) == 4 * GI
+    assert sorted(mm.active_pods) == ["a", "b"]
+    # Nothing was written to the directory restored from.
+    assert sorted(p.name for p in saved.iterdir()) == ["memory_manager_state"]
+
+
+def test_restart_from_a_directory_without_state_changes_nothing(tmp_path: Path) -> None:
+    mm = two_nodes()
+    mm.admit(Pod.of("a", Container.of("c", cpu="1", memory="4Gi")))
+    before = mm.checkpoint()
+    with pytest.raises(errors.StateFileError, match="no such state file"):
+        mm.restart(from_state_dir=tmp_path)
+    assert mm.checkpoint() == before
+
+
 def test_machine_catalog_and_files(tmp_path: Path) -> None:
     names = Machine.catalog_names()
     assert "xeon-8480-2s-snc4" in names and len(names) == 12
