@@ -82,7 +82,15 @@ def add_manager_options(p: argparse.ArgumentParser, *, writes: bool = False) -> 
         "--policy-option",
         action="append",
         metavar="KEY=VALUE",
-        help="Topology Manager policy option, e.g. prefer-closest-numa-nodes=true",
+        help="Topology Manager policy option, e.g. prefer-closest-numa-nodes=true or "
+        "numa-allocation-strategy=least-allocated (repeatable)",
+    )
+    p.add_argument(
+        "--memory-policy-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="pymm's memory-manager policy option (beyond the kubelet, off by default): "
+        "admit-when-fits, spread-hugepages or memory-tiers =true (repeatable)",
     )
     p.add_argument(
         "--kubelet-version",
@@ -159,12 +167,12 @@ def parse_hugepages(items: Iterable[str]) -> dict[str, int]:
     return pools
 
 
-def _policy_options(items: Iterable[str]) -> dict[str, str]:
+def _policy_options(items: Iterable[str], flag: str = "--policy-option") -> dict[str, str]:
     options: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ConfigError(f"--policy-option {item!r}: expected KEY=VALUE")
+            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE")
         options[key] = value
     return options
 
@@ -205,6 +213,7 @@ def build_manager(
         topology_policy=args.topology_policy,
         scope=args.scope,
         policy_options=_policy_options(args.policy_option),
+        memory_policy_options=_policy_options(args.memory_policy_option, "--memory-policy-option"),
         kubelet_version=args.kubelet_version,
         search=args.search,
         state_dir=args.state_dir,
