@@ -212,6 +212,22 @@ class Fragmentation:
         return sum(self.free_by_node.values())
 
     @classmethod
+    def of_inspection(
+        cls,
+        inspection: _engine.Inspection,
+        probe: Pod | str | None = None,
+        *,
+        config: Mapping[str, Any] | None = None,
+        cap: int = 100_000,
+    ) -> Fragmentation:
+        """The same for a state file alone (``_engine.Inspection(text)``): its machine and
+        reservation are reconstructed from the file, the policies and options are ``config``'s
+        (the engine's configuration keys; default best-effort, container scope). Raises the
+        kubelet's start-up errors when the file does not restore."""
+        shape = probe_pod(probe)
+        return cls._from_engine(shape, inspection.fragmentation(shape.compiled, config, cap))
+
+    @classmethod
     def _from_engine(cls, probe: Pod, raw: Mapping[str, Any]) -> Fragmentation:
         requests = {r: q for c in probe.containers for r, q in c.requests.items() if r != "cpu"}
         return cls(

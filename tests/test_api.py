@@ -268,3 +268,18 @@ def test_admissions_never_overcommit(sizes_mib: list[int]) -> None:
         # A rejected pod left nothing behind to remove, and that is not an error here.
         mm.remove(f"p{i}", missing_ok=True)
     assert all(u.reserved == 0 for u in mm.usage())
+
+
+def test_fragmentation_of_a_state_file_alone_equals_the_managers() -> None:
+    # The file's machine and reservation, reconstructed from it, give what the manager that
+    # wrote it computes: 15Gi allocatable per node, "a" (20Gi) spans {0,1} and leaves 10Gi
+    # in that group; a 4Gi probe fits twice there (2Gi left, on node 1).
+    mm = two_nodes()
+    assert mm.admit(Pod.of("a", Container.of("c", cpu="1", memory="20Gi")))["c"].numa_nodes == (
+        0,
+        1,
+    )
+    mine = mm.fragmentation("4Gi")
+    alone = pymm.Fragmentation.of_inspection(pymm._engine.Inspection(mm.checkpoint()), "4Gi")
+    assert alone == mine
+    assert (mine.fits, mine.stranded_by_node) == (2, {0: 0, 1: 2 * GI})

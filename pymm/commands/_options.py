@@ -37,6 +37,7 @@ __all__ = [
     "build_manager",
     "load_cli_pods",
     "parse_hugepages",
+    "parse_options",
     "resolve",
 ]
 
@@ -167,7 +168,8 @@ def parse_hugepages(items: Iterable[str]) -> dict[str, int]:
     return pools
 
 
-def _policy_options(items: Iterable[str], flag: str = "--policy-option") -> dict[str, str]:
+def parse_options(items: Iterable[str], flag: str = "--policy-option") -> dict[str, str]:
+    """``KEY=VALUE`` flag values as a map, the last value of a key counting."""
     options: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -212,8 +214,8 @@ def build_manager(
         memory_policy=args.memory_policy,
         topology_policy=args.topology_policy,
         scope=args.scope,
-        policy_options=_policy_options(args.policy_option),
-        memory_policy_options=_policy_options(args.memory_policy_option, "--memory-policy-option"),
+        policy_options=parse_options(args.policy_option),
+        memory_policy_options=parse_options(args.memory_policy_option, "--memory-policy-option"),
         kubelet_version=args.kubelet_version,
         search=args.search,
         state_dir=args.state_dir,
