@@ -283,3 +283,24 @@ def test_fragmentation_of_a_state_file_alone_equals_the_managers() -> None:
     alone = pymm.Fragmentation.of_inspection(pymm._engine.Inspection(mm.checkpoint()), "4Gi")
     assert alone == mine
     assert (mine.fits, mine.stranded_by_node) == (2, {0: 0, 1: 2 * GI})
+
+
+def test_the_readmes_python_example_runs(tmp_path: Path) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "pod.yaml").write_text(
+        "kind: Pod\nmetadata: {name: web, uid: web-1}\nspec:\n  containers:\n  - name: c\n"
+        "    resources: {limits: {cpu: '1', memory: 2Gi}}\n"
+    )
+    code = code.replace('"/var/lib/pymm"', repr(str(tmp_path / "state")))
+    code = code.replace('"pod.yaml"', repr(str(tmp_path / "pod.yaml")))
+    ns: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), ns)
+    a, mm = ns["a"], ns["mm"]
+    assert isinstance(a, pymm.Admission) and isinstance(mm, MemoryManager)
+    assert a.admitted and a["postgres"].numa_nodes == (0,)
+    assert set(mm.state["entries"]) == {"web-1"}
+    # single-numa-node: each 8Gi probe takes one node, so each node holds free // 8Gi of them.
+    free = [u.free for u in mm.usage() if u.resource == "memory"]
+    assert mm.fragmentation("8Gi").fits == sum(f // (8 * GI) for f in free)
+    mm.close()
