@@ -225,6 +225,22 @@ class Fragmentation:
         return sum(self.free_by_node.values())
 
     @classmethod
+    def of_inspection(
+        cls,
+        inspection: _engine.Inspection,
+        probe: Pod | str | None = None,
+        *,
+        config: Mapping[str, Any] | None = None,
+        cap: int = 100_000,
+    ) -> Fragmentation:
+        """The same for a state file alone (``_engine.Inspection(text)``): its machine and
+        reservation are reconstructed from the file, the policies and options are ``config``'s
+        (the engine's configuration keys; default best-effort, container scope). Raises the
+        kubelet's start-up errors when the file does not restore."""
+        shape = probe_pod(probe)
+        return cls._from_engine(shape, inspection.fragmentation(shape.compiled, config, cap))
+
+    @classmethod
     def _from_engine(cls, probe: Pod, raw: Mapping[str, Any]) -> Fragmentation:
         requests = {r: q for c in probe.containers for r, q in c.requests.items() if r != "cpu"}
         return cls(
@@ -558,20 +574,33 @@ class MemoryManager:
         machine: Machine | str | Path | Mapping[str, Any] | None = None,
         reserved_memory: ReservedMemory = None,
         node_allocatable: Mapping[str, str] | None = None,
+        from_state_dir: str | Path | None = None,
     ) -> None:
         """Rebuilds the manager from its state file (or current state without one), as a
         kubelet restart does, possibly with a changed machine or reservation. Running
-        containers stay known. Raises the kubelet's startup errors, and changes nothing then."""
+        containers stay known. Raises the kubelet's startup errors, and changes nothing then.
+
+        ``from_state_dir`` restores from the state file in another directory instead (read
+        as ``read_only=True`` reads it: no lock, nothing written there), e.g. a copy of this
+        manager's state taken earlier; a manager with a ``state_dir`` then writes the result
+        to its own."""
         config = self.config
         if reserved_memory is not None:
             config["reserved_memory"] = reserved_memory
         if node_allocatable is not None:
             config["node_allocatable"] = dict(node_allocatable)
         new_machine = as_machine(machine) if machine is not None else self.machine
-        text = self._store.read() if self._store else None
+        source = (
+            _DurableStore(Path(from_state_dir), False, read_only=True)
+            if from_state_dir is not None
+            else self._store
+        )
+        text = source.read() if source else None
+        if text is None and source is not None and source is not self._store:
+            raise StateFileError(f"cannot restart from {source.path}: no such state file")
         if text is None:
             text = self._engine.checkpoint()
-        path = self.state_path or "memory_manager_state"
+        path = str(source.path) if source else "memory_manager_state"
 
         def run() -> None:
             self._engine.restart(text, path, new_machine.to_dict(), config)

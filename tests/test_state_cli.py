@@ -360,6 +360,141 @@ def test_inspect_refuses_what_is_not_a_checkpoint(
     assert code == 1 and report["error"]
 
 
+# -- inspect: fragmentation ------------------------------------------------------------------
+
+# Memory free per node in this kubelet file: node 0 6.5Gi (pods p1, p3), nodes 1 and 2 a group
+# {1,2} with 0 and 9Gi free (p2, 20Gi), node 3 14.5Gi free and unused; 30Gi free in all.
+FRAGMENTED = STATE_FILES / "restart-restore-op04.state.json"
+
+
+@pytest.mark.parametrize(
+    ("probe", "fits", "stranded"),
+    [
+        # 8Gi, best-effort: node 3 takes one (6.5Gi left); the group {1,2} takes one more
+        # (a container spanning exactly the group may join it; 1Gi left, all on node 2);
+        # node 0's 6.5Gi is too small, and no new group can form over used nodes.
+        ("8Gi", 2, {0: 6.5, 1: 0, 2: 1, 3: 6.5}),
+        # 4Gi: node 0 takes 1 (2.5Gi left), node 3 takes 3 (2.5Gi left), the group 2 (1Gi).
+        ("4Gi", 6, {0: 2.5, 1: 0, 2: 1, 3: 2.5}),
+    ],
+)
+def test_inspect_fragmentation_counts_what_still_fits(
+    capsys: pytest.CaptureFixture[str], probe: str, fits: int, stranded: dict[int, float]
+) -> None:
+    code, out, _ = cli(capsys, "inspect", str(FRAGMENTED), "--json", "--probe", probe)
+    report = json.loads(out)
+    assert code == 0 and report["inconsistencies"] == [] and report["pods"]
+    frag = report["fragmentation"]
+    assert frag["probe"] == {"memory": probe}
+    assert (frag["topologyPolicy"], frag["scope"], frag["configuration"]) == (
+        "best-effort",
+        "container",
+        "the defaults",
+    )
+    assert (frag["fits"], frag["capped"]) == (fits, False)
+    by_node = {row["node"]: row for row in frag["byNode"]}
+    assert {n: row["stranded"] / GI for n, row in by_node.items()} == stranded
+    assert {n: row["free"] / GI for n, row in by_node.items()} == {0: 6.5, 1: 0, 2: 9, 3: 14.5}
+    assert frag["stranded"] == sum(stranded.values()) * GI
+    assert frag["free"] == 30 * GI
+
+    code, out, _ = cli(capsys, "inspect", str(FRAGMENTED), "--probe", probe)
+    assert code == 0
+    assert f"Fragmentation for probe memory={probe} under best-effort, container scope" in out
+    total = sum(stranded.values())
+    assert f"{fits} more such pods fit; then {total:g}Gi of the 30Gi free is stranded" in out
+    section = out.split("Fragmentation for probe", 1)[1].split("└", 1)[0]
+    rows = [
+        [cell.strip() for cell in line.split("│")[1:-1]]
+        for line in section.splitlines()
+        if line.startswith("│")
+    ]
+    assert rows == [
+        ["0", "6.5Gi", f"{stranded[0]:g}Gi"],
+        ["1", "0", "0"],
+        ["2", "9Gi", f"{stranded[2]:g}Gi"],
+        ["3", "14.5Gi", f"{stranded[3]:g}Gi"],
+    ]
+
+
+def test_inspect_fragmentation_of_a_file_that_does_not_restore(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cp = copy.deepcopy(manager_checkpoint())
+    _plant_free_mismatch(cp)
+    path = write(tmp_path, with_valid_checksum(cp))
+    code, report = inspect_json(capsys, path)
+    # The rest of the report is there; the section says why it has no numbers.
+    assert code == 1 and report["inconsistencies"] and report["pods"]
+    frag = report["fragmentation"]
+    assert "fits" not in frag
+    assert frag["error"].startswith("the file does not restore: ")
+    assert "expected machine state is different" in frag["error"]
+    code, out, err = cli(capsys, "inspect", str(path))
+    assert code == 1 and err == ""
+    assert "Fragmentation for probe memory=8Gi" in out
+    assert "not computed, the file does not restore" in out
+
+
+def test_inspect_fragmentation_uses_a_directorys_recorded_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    machine = tmp_path / "m.json"
+    machine.write_text(json.dumps(Machine.synthetic(2, memory="16Gi").to_dict()))
+    pod = tmp_path / "pod.yaml"
+    pod.write_text(
+        "kind: Pod\nmetadata: {name: p, uid: p}\nspec:\n  containers:\n  - name: c\n"
+        "    resources: {limits: {cpu: '1', memory: 1Gi}}\n"
+    )
+    state = tmp_path / "state"
+    flags = ["--machine", str(machine), "--topology-policy", "single-numa-node"]
+    assert main(["admit", str(pod), *flags, "--state-dir", str(state), "--quiet"]) == 0
+    assert main(["remove", "p", "--state-dir", str(state)]) == 0
+    capsys.readouterr()
+    # An empty machine of two 15Gi nodes and a 20Gi probe: single-numa-node admits none
+    # (no node holds it), so all 30Gi is stranded; the same file alone, under best-effort,
+    # takes one across {0,1}, lowest node first: 15Gi of node 0 and 5Gi of node 1.
+    code, report = inspect_json_probe(capsys, state, "20Gi")
+    frag = report["fragmentation"]
+    assert code == 0 and frag["topologyPolicy"] == "single-numa-node"
+    assert frag["configuration"] == f"recorded in {state / 'pymm-config.json'}"
+    assert (frag["fits"], frag["stranded"]) == (0, 30 * GI)
+    alone = write(tmp_path, (state / "memory_manager_state").read_text(), "copy")
+    code, report = inspect_json_probe(capsys, alone, "20Gi")
+    frag = report["fragmentation"]
+    assert frag["topologyPolicy"] == "best-effort" and frag["fits"] == 1
+    assert {row["node"]: row["stranded"] for row in frag["byNode"]} == {0: 0, 1: 10 * GI}
+    # A directory whose recorded configuration is unreadable still inspects, with the defaults.
+    (state / "pymm-config.json").write_text("{not json")
+    code, report = inspect_json_probe(capsys, state, "20Gi")
+    frag = report["fragmentation"]
+    assert code == 0 and frag["fits"] == 1
+    assert frag["configuration"].startswith("the defaults (cannot use ")
+
+
+def inspect_json_probe(
+    capsys: pytest.CaptureFixture[str], path: Path, probe: str
+) -> tuple[int, dict[str, Any]]:
+    code, out, _ = cli(capsys, "inspect", str(path), "--json", "--probe", probe)
+    return code, json.loads(out)
+
+
+@pytest.mark.parametrize(
+    ("probe", "needle"),
+    [
+        ("cpu=1", "expected a quantity (8Gi) or memory=QTY,hugepages-SIZE=QTY"),
+        ("8Gx", "quantities must match the regular expression"),
+        ("0", "a probe shape must be a Guaranteed pod that requests memory or hugepages"),
+    ],
+)
+def test_inspect_bad_probe_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], probe: str, needle: str
+) -> None:
+    code, out, err = cli(capsys, "inspect", str(FRAGMENTED), "--probe", probe)
+    assert (code, out) == (2, "")
+    assert err.startswith("pymm: error: --probe") and needle in err and err.count("\n") == 1
+
+
 # -- validate -------------------------------------------------------------------------------
 
 VALIDATE_FILES = [

@@ -306,6 +306,7 @@ def test_the_machine_is_embedded_not_looked_up(
         ("--search", "bounded", "auto"),
         ("--reserved-memory", "0:memory=2Gi;1:memory=1Gi", "default (1Gi of memory on every node)"),
         ("--policy-option", "prefer-closest-numa-nodes=true", "none"),
+        ("--memory-policy-option", "admit-when-fits=true", "none"),
         ("--memory-policy", "None", "Static"),
     ],
 )

@@ -37,6 +37,7 @@ __all__ = [
     "build_manager",
     "load_cli_pods",
     "parse_hugepages",
+    "parse_options",
     "resolve",
 ]
 
@@ -82,7 +83,15 @@ def add_manager_options(p: argparse.ArgumentParser, *, writes: bool = False) -> 
         "--policy-option",
         action="append",
         metavar="KEY=VALUE",
-        help="Topology Manager policy option, e.g. prefer-closest-numa-nodes=true",
+        help="Topology Manager policy option, e.g. prefer-closest-numa-nodes=true or "
+        "numa-allocation-strategy=least-allocated (repeatable)",
+    )
+    p.add_argument(
+        "--memory-policy-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="pymm's memory-manager policy option (beyond the kubelet, off by default): "
+        "admit-when-fits, spread-hugepages or memory-tiers =true (repeatable)",
     )
     p.add_argument(
         "--kubelet-version",
@@ -159,12 +168,13 @@ def parse_hugepages(items: Iterable[str]) -> dict[str, int]:
     return pools
 
 
-def _policy_options(items: Iterable[str]) -> dict[str, str]:
+def parse_options(items: Iterable[str], flag: str = "--policy-option") -> dict[str, str]:
+    """``KEY=VALUE`` flag values as a map, the last value of a key counting."""
     options: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ConfigError(f"--policy-option {item!r}: expected KEY=VALUE")
+            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE")
         options[key] = value
     return options
 
@@ -204,7 +214,8 @@ def build_manager(
         memory_policy=args.memory_policy,
         topology_policy=args.topology_policy,
         scope=args.scope,
-        policy_options=_policy_options(args.policy_option),
+        policy_options=parse_options(args.policy_option),
+        memory_policy_options=parse_options(args.memory_policy_option, "--memory-policy-option"),
         kubelet_version=args.kubelet_version,
         search=args.search,
         state_dir=args.state_dir,

@@ -51,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "topology_policy": "best-effort",
     "scope": "container",
     "policy_option": [],
+    "memory_policy_option": [],
     "kubelet_version": "latest",
     "search": "auto",
 }
@@ -89,7 +90,8 @@ def _canonical_reserved(value: Any, machine: Machine, memory_policy: str) -> Any
 
 
 def _canonical_options(value: Any) -> Any:
-    return sorted(str(item).partition("=")[::2] for item in value or ())
+    # As the manager takes them: a key given twice counts with its last value.
+    return sorted(dict(str(item).partition("=")[::2] for item in value or ()).items())
 
 
 def _canonical_hugepages(value: Any) -> Any:
@@ -110,6 +112,7 @@ _CANONICAL: dict[str, Callable[[Any], Any]] = {
     "hugepages": _canonical_hugepages,
     "node_allocatable": _canonical_quantity,
     "policy_option": _canonical_options,
+    "memory_policy_option": _canonical_options,
 }
 
 

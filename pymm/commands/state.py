@@ -16,25 +16,31 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from pymm import _engine
-from pymm.commands._options import KUBELET_VERSIONS, resolve
+from pymm.commands._options import KUBELET_VERSIONS, parse_options, resolve
 from pymm.commands._output import stdout_console
 from pymm.commands._recorded import DEFAULTS, load_recorded
 from pymm.errors import (
     CheckpointCorruptedError,
     ConfigError,
+    PodError,
+    PymmError,
     ReservedMemoryError,
     StateError,
     StateFileError,
     advice_for,
 )
 from pymm.machine import Machine
-from pymm.manager import MemoryManager
+from pymm.manager import Fragmentation, MemoryManager
+from pymm.pod import Pod, probe_pod
 
 __all__ = ["inspect_text", "register", "run"]
 
@@ -66,8 +72,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Show what the file records and list what does not add up. Works on files "
         "whose checksum is wrong (reported as an inconsistency). Exit 1 if any is found.",
     )
-    p.add_argument("file", metavar="FILE")
+    p.add_argument(
+        "file",
+        metavar="FILE|DIR",
+        help="a state file, or a state directory (whose recorded policies and options then "
+        "apply to --probe)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--probe",
+        default="8Gi",
+        metavar="SHAPE",
+        help="pod shape for the fragmentation section: how many more fit, and the free memory "
+        "stranded for it: 8Gi (default) or memory=QTY,hugepages-SIZE=QTY",
+    )
     p.set_defaults(func=run, state_action="inspect")
 
     p = sub.add_parser(
@@ -114,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     if action == "verify":
         return _verify(Path(args.file))
     if action == "inspect":
-        return _inspect(Path(args.file), as_json=args.json)
+        return _inspect(Path(args.file), as_json=args.json, probe=args.probe)
     return _validate(args)
 
 
@@ -186,7 +204,112 @@ def _size(n: int) -> str:
     return f"{n / _GIB:.2f}Gi" if n >= _GIB else str(n)
 
 
-def _inspect(path: Path, *, as_json: bool) -> int:
+def _probe_config(path: Path) -> tuple[dict[str, Any], str]:
+    """The policies and options the probe runs under: a state directory's recorded ones, else
+    the defaults (a file alone does not say which the kubelet ran with)."""
+    recorded = None
+    source = "the defaults"
+    if path.is_dir():
+        try:
+            recorded = load_recorded(path)
+        except StateFileError as e:
+            # Inspecting must keep working in a damaged directory; say why the defaults apply.
+            source = f"the defaults ({e})"
+    flags = recorded.flags if recorded is not None else {}
+
+    def given(dest: str) -> Any:
+        value = flags.get(dest)
+        return DEFAULTS[dest] if value is None else value
+
+    config = {
+        "topology_policy": given("topology_policy"),
+        "scope": given("scope"),
+        "policy_options": parse_options(given("policy_option")),
+        "memory_policy_options": parse_options(given("memory_policy_option")),
+        "kubelet_version": given("kubelet_version"),
+        "search": given("search"),
+    }
+    if recorded is not None:
+        source = f"recorded in {recorded.path}"
+    return config, source
+
+
+def _fragmentation(
+    found: _engine.Inspection, path: Path, probe: Pod, probe_text: str
+) -> dict[str, Any]:
+    """The fragmentation section as data; ``error`` instead of numbers when the file does not
+    restore."""
+    config, source = _probe_config(path)
+    out: dict[str, Any] = {
+        "probe": {r: q for c in probe.containers for r, q in c.requests.items() if r != "cpu"},
+        "topologyPolicy": config["topology_policy"],
+        "scope": config["scope"],
+        "policyOptions": config["policy_options"],
+        "memoryPolicyOptions": config["memory_policy_options"],
+        "configuration": source,
+    }
+    try:
+        f = Fragmentation.of_inspection(found, probe, config=config)
+    except PodError as e:
+        raise ConfigError(f"--probe {probe_text!r}: {e}") from e
+    except PymmError as e:
+        return {**out, "error": f"the file does not restore: {' '.join(str(e).split())}"}
+    nodes = sorted(f.free_by_node)
+    by_node = [
+        {"node": n, "free": f.free_by_node[n], "stranded": f.stranded_by_node.get(n, 0)}
+        for n in nodes
+    ]
+    return {
+        **out,
+        "fits": f.fits,
+        "capped": f.capped,
+        "free": f.free,
+        "stranded": f.stranded,
+        "byNode": by_node,
+    }
+
+
+def _print_fragmentation(con: Console, frag: Mapping[str, Any]) -> None:
+    probe = ",".join(f"{r}={q}" for r, q in frag["probe"].items())
+    options = {**frag["policyOptions"], **frag["memoryPolicyOptions"]}
+    under = f"{frag['topologyPolicy']}, {frag['scope']} scope" + "".join(
+        f", {k}={v}" for k, v in sorted(options.items())
+    )
+    heading = (
+        f"[bold]Fragmentation[/] for probe {escape(probe)} under {escape(under)} "
+        f"({escape(frag['configuration'])})"
+    )
+    if "error" in frag:
+        con.print(f"{heading}: not computed, {escape(frag['error'])}", soft_wrap=True)
+        return
+    con.print(f"{heading}:", soft_wrap=True)
+    fits = f"at least {frag['fits']}" if frag["capped"] else str(frag["fits"])
+    con.print(
+        f"  {fits} more such pods fit; then {_gib(frag['stranded'])} of the {_gib(frag['free'])} "
+        "free is stranded (free, but no further pod of this shape can use it)",
+        soft_wrap=True,
+    )
+    table = Table()
+    for col in ("node", "free", "stranded"):
+        table.add_column(col, justify="right")
+    for row in frag["byNode"]:
+        table.add_row(str(row["node"]), _gib(row["free"]), _gib(row["stranded"]))
+    con.print(table)
+
+
+def _gib(n: int) -> str:
+    # Free memory left after many probes is rarely a round number: one decimal reads better
+    # than 180429Mi.
+    if n >= _GIB and n % _GIB:
+        return f"{n / _GIB:.1f}Gi"
+    return _size(n)
+
+
+def _inspect(path: Path, *, as_json: bool, probe: str) -> int:
+    try:
+        shape = probe_pod(probe)
+    except PodError as e:
+        raise ConfigError(f"--probe: {e}") from e
     text = _read_text(path)
     try:
         found = inspect_text(text)
@@ -195,10 +318,14 @@ def _inspect(path: Path, *, as_json: bool) -> int:
             print(json.dumps({"file": str(path), "error": str(e)}))
             return 1
         return _fail(path, str(e))
+    frag = _fragmentation(found, path, shape, probe)
     if as_json:
         # The engine writes the JSON: a file with a million entries never becomes Python objects.
         body = found.to_json(indent=False)
-        print(f'{{"file": {json.dumps(str(path))}, {body[1:]}')
+        print(
+            f'{{"file": {json.dumps(str(path))}, {body[1:-1]}, '
+            f'"fragmentation": {json.dumps(frag)}}}'
+        )
         return 1 if found.findings else 0
 
     # Rich assumes 80 columns when piped, which would cut numbers short; a log or pager
@@ -255,6 +382,7 @@ def _inspect(path: Path, *, as_json: bool) -> int:
                 _size(sums["free"]),
             )
     con.print(groups)
+    _print_fragmentation(con, frag)
 
     pods = found.pod_rows(_PODS_SHOWN)
     if pods:
