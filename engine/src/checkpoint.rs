@@ -429,43 +429,14 @@ pub fn decode(text: &str) -> Result<Checkpoint> {
     Ok(cp)
 }
 
-/// Decodes a state file without checking its checksum (`checksum` is the stored one).
+/// Decodes a state file without checking its checksum (`checksum` is the stored one), in
+/// one pass ([`crate::checkpoint_reader`]).
 pub fn decode_unverified(text: &str) -> Result<Checkpoint> {
-    let v: Value = serde_json::from_str(text).map_err(|e| {
-        if e.is_eof() {
-            corrupt("unexpected end of JSON input")
-        } else {
-            corrupt(format!("invalid JSON: {e}"))
-        }
-    })?;
-    let Some(top) = as_object(&v, "state.MemoryManagerCheckpoint")? else {
-        return Err(corrupt("checkpoint is corrupted"));
-    };
-    let policy_name = match field(top, "policyName") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(x) => return Err(type_err("Go struct field policyName of type string", x)),
-    };
-    let machine_state = match field(top, "machineState") {
-        Some(x) => parse_machine_state(x)?,
-        None => MachineState::new(),
-    };
-    let entries = match field(top, "entries") {
-        Some(x) => parse_entries(x)?,
-        None => Assignments::new(),
-    };
-    let stored = as_u64(
-        field(top, "checksum"),
-        "Go struct field checksum of type checksum.Checksum",
-    )?;
-    let state = State {
-        machine_state,
-        entries,
-    };
+    let r = crate::checkpoint_reader::read(text)?;
     Ok(Checkpoint {
-        policy_name,
-        state,
-        checksum: stored,
+        policy_name: r.policy_name,
+        state: r.state,
+        checksum: r.checksum,
     })
 }
 

@@ -108,34 +108,45 @@ impl Inspection {
             .entries
             .iter()
             .take(limit)
-            .map(|(uid, ctrs)| {
-                let containers: Vec<Value> = ctrs
-                    .iter()
-                    .map(|(name, blocks)| {
-                        let blocks = blocks.as_deref().unwrap_or_default();
-                        let nodes: BTreeSet<i64> =
-                            blocks.iter().flat_map(|b| b.affinity().iter().copied()).collect();
-                        json!({"name": name, "numaNodes": nodes,
-                               "blocks": blocks.iter().map(|b| json!({"numaAffinity": b.numa_affinity, "type": b.resource, "size": b.size})).collect::<Vec<_>>()})
-                    })
-                    .collect();
-                json!({"podUID": uid, "containers": containers})
-            })
+            .map(|(uid, ctrs)| pod_row(uid, ctrs))
             .collect()
     }
 
-    pub fn to_json(&self, pods_limit: usize) -> Value {
-        json!({
+    /// The inspection as JSON text, written pod by pod: a file with a million entries never
+    /// becomes one tree of JSON values.
+    pub fn to_json(&self, pods_limit: usize, extra: &serde_json::Map<String, Value>) -> String {
+        let mut o = String::with_capacity(256 + 100 * self.containers().min(pods_limit));
+        let mut head = json!({
             "policyName": self.policy_name,
             "checksum": {"stored": self.stored_checksum, "computed": self.computed_checksum,
                          "valid": self.checksum_valid()},
             "nodes": self.node_rows(),
             "groups": self.group_rows(),
-            "pods": self.pod_rows(pods_limit),
             "podCount": self.state.entries.len(),
             "containerCount": self.containers(),
-            "inconsistencies": self.findings.iter().map(|f| json!({"kind": f.kind, "message": f.message})).collect::<Vec<_>>(),
-        })
+        });
+        if let Value::Object(m) = &mut head {
+            m.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let head = head.to_string();
+        // The head's closing brace gives way to the two long lists.
+        o.push_str(&head[..head.len() - 1]);
+        o.push_str(",\"pods\":[");
+        for (i, (uid, ctrs)) in self.state.entries.iter().take(pods_limit).enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            o.push_str(&pod_row(uid, ctrs).to_string());
+        }
+        o.push_str("],\"inconsistencies\":[");
+        for (i, f) in self.findings.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            o.push_str(&json!({"kind": f.kind, "message": f.message}).to_string());
+        }
+        o.push_str("]}");
+        o
     }
 }
 
@@ -195,17 +206,57 @@ impl Inspection {
     /// [`Fragmentation`]), under `config` with the file's own machine and reservation.
     pub fn fragmentation(
         &self,
-        text: &str,
         mut config: Config,
         probe: &Pod,
         cap: usize,
     ) -> Result<Fragmentation> {
+        if !self.checksum_valid() {
+            // The kubelet would not restore it, so there is no state to ask about.
+            return Err(EngineError::CorruptCheckpoint {
+                message: "checkpoint is corrupted".into(),
+                stored: Some(self.stored_checksum),
+                computed: Some(self.computed_checksum),
+            });
+        }
+        if self.policy_name != "Static" {
+            return Err(EngineError::PolicyMismatch {
+                message: format!(
+                    "[memorymanager] configured policy \"Static\" differs from state checkpoint policy {:?}",
+                    self.policy_name
+                ),
+                configured: "Static".into(),
+                stored: self.policy_name.clone(),
+            });
+        }
         let (machine, reserved) = self.machine()?;
         config.reserved = Some(reserved);
         config.memory_policy = crate::config::MemoryPolicyName::Static;
-        let m = Manager::new(machine, config, Some(text), "state file")?;
-        m.fragmentation(probe, cap)
+        // Validated as a restart would, then filled in place: no second copy of the state
+        // beyond this one, and no pods to adopt, since the fill stops at its first rejection
+        // and nothing else could make state stale.
+        let mut m = Manager::with_state(machine, config, self.state.clone())?;
+        m.assume_no_stale_state();
+        m.fill_with(probe, cap)
     }
+}
+
+fn pod_row(uid: &str, ctrs: &BTreeMap<String, Option<Vec<crate::state::Block>>>) -> Value {
+    let containers: Vec<Value> = ctrs
+        .iter()
+        .map(|(name, blocks)| {
+            let blocks = blocks.as_deref().unwrap_or_default();
+            let nodes: BTreeSet<i64> = blocks
+                .iter()
+                .flat_map(|b| b.affinity().iter().copied())
+                .collect();
+            let blocks: Vec<Value> = blocks
+                .iter()
+                .map(|b| json!({"numaAffinity": b.numa_affinity, "type": b.resource, "size": b.size}))
+                .collect();
+            json!({"name": name, "numaNodes": nodes, "blocks": blocks})
+        })
+        .collect();
+    json!({"podUID": uid, "containers": containers})
 }
 
 /// Sums can exceed 2^64 in a damaged file; JSON numbers beyond that are written as text.

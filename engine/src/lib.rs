@@ -31,6 +31,7 @@
 //! writes, locking) is the Python package's job; the engine produces and checks the bytes.
 
 pub mod checkpoint;
+pub mod checkpoint_reader;
 pub mod config;
 pub mod decode;
 pub mod error;

@@ -19,7 +19,7 @@ use crate::reserved::{
 };
 use crate::state::{Assignments, Block, State};
 use crate::topology::{policy_merge, AllocationStrategy, MergeContext, Policy};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -79,14 +79,19 @@ pub struct Manager {
     policy: Box<dyn MemoryPolicy>,
     state: State,
     system_reserved: SystemReserved,
-    /// The topology manager's hints for the containers of the pod being admitted:
-    /// (pod uid, container, hint), searched without allocating.
-    store: Vec<(String, String, TopologyHint)>,
+    /// The topology manager's hints for the containers of the pod being admitted: pod uid ->
+    /// container -> hint (looked up by `&str`, without allocating).
+    store: HashMap<String, HashMap<String, TopologyHint>>,
     /// container id -> (pod uid, container name)
     container_map: BTreeMap<String, (String, String)>,
     active: BTreeMap<String, Arc<Pod>>,
     /// What start-up accepted beyond the kubelet's rules (drift rebased, state rebuilt).
     notes: Vec<String>,
+    /// Whether any state may be stale (a pod with assignments that is not active). The
+    /// kubelet scans every assignment at every admission; with thousands of pods that scan
+    /// is most of an admission, and it finds nothing unless one of the few events that make
+    /// state stale happened since the last scan.
+    stale_possible: bool,
 }
 
 /// The reservation when none is configured: 1Gi of memory on every node, as the CLI has
@@ -233,6 +238,7 @@ impl Clone for Manager {
             container_map: self.container_map.clone(),
             active: self.active.clone(),
             notes: self.notes.clone(),
+            stale_possible: self.stale_possible,
         }
     }
 }
@@ -247,15 +253,28 @@ impl Manager {
         checkpoint_text: Option<&str>,
         state_path: &str,
     ) -> Result<Manager> {
+        let policy_name = match config.memory_policy {
+            MemoryPolicyName::Static => "Static",
+            MemoryPolicyName::None => "None",
+        };
+        let state = match checkpoint_text {
+            Some(t) => Some(checkpoint::restore(t, policy_name, state_path)?),
+            None => None,
+        };
+        let mut m = Manager::with_state(machine, config, state.unwrap_or_default())?;
+        m.adopt_restored_pods();
+        Ok(m)
+    }
+
+    /// A manager started on a state already decoded (its policy name checked by the caller),
+    /// validated as the kubelet validates a restored file. Pods in the state are not taken as
+    /// running: see [`Manager::adopt_all_entries`].
+    pub fn with_state(machine: Machine, config: Config, mut state: State) -> Result<Manager> {
         let machine = machine.validated()?;
         let (ctx, bounded) = merge_context(&machine, &config)?;
         let placement = placement_of(&machine, &config)?;
         let (mut policy, system_reserved) =
             build_policy(&machine, &config, bounded, placement.clone())?;
-        let mut state = match checkpoint_text {
-            Some(t) => checkpoint::restore(t, policy.name(), state_path)?,
-            None => State::default(),
-        };
         let mut notes = Vec::new();
         if let Err(e) = policy.start(&mut state) {
             let rebased = match (&e, config.drift_tolerance) {
@@ -279,7 +298,7 @@ impl Manager {
             state.machine_state = ms;
         }
         let map = IdMap::new(machine.node_ids().map(i64::from).collect())?;
-        let mut m = Manager {
+        let m = Manager {
             placement,
             map,
             machine,
@@ -288,12 +307,12 @@ impl Manager {
             policy,
             state,
             system_reserved,
-            store: Vec::new(),
+            store: HashMap::new(),
             container_map: BTreeMap::new(),
             active: BTreeMap::new(),
             notes,
+            stale_possible: true,
         };
-        m.adopt_restored_pods();
         Ok(m)
     }
 
@@ -358,6 +377,7 @@ impl Manager {
                 annotations: BTreeMap::new(),
                 tier: None,
                 qos: std::sync::OnceLock::new(),
+                index: std::sync::OnceLock::new(),
             };
             self.active.insert(uid.clone(), Arc::new(pod));
         }
@@ -472,7 +492,25 @@ impl Manager {
     }
 
     /// `removeStaleState`: forget containers of pods that are neither active nor `keep`.
+    /// Makes the next admission scan every assignment for stale state, as the kubelet does at
+    /// every admission (tests check that skipping the scan never changes an outcome).
+    pub fn assume_stale_state(&mut self) {
+        self.stale_possible = true;
+    }
+
+    /// Declares that every pod in the state counts as running (see [`Manager::fill_with`]).
+    pub fn assume_no_stale_state(&mut self) {
+        self.stale_possible = false;
+    }
+
     pub fn remove_stale_state(&mut self, keep: Option<&Pod>) {
+        // Re-admitting a pod that has assignments can leave some of them stale (a container
+        // it no longer has).
+        let readmitted = keep.is_some_and(|p| self.state.entries.contains_key(&p.uid));
+        if !self.stale_possible && !readmitted {
+            return;
+        }
+        self.stale_possible = false;
         let alive = |pod: &str, c: &str| {
             self.active
                 .get(pod)
@@ -530,28 +568,26 @@ impl Manager {
     /// What the topology-manager store holds for a container (no preference without one).
     fn stored_hint(&self, pod_uid: &str, container: &str) -> TopologyHint {
         self.store
-            .iter()
-            .find(|(p, c, _)| p == pod_uid && c == container)
-            .map_or(
-                TopologyHint {
-                    affinity: None,
-                    preferred: false,
-                },
-                |(_, _, h)| *h,
-            )
+            .get(pod_uid)
+            .and_then(|m| m.get(container))
+            .copied()
+            .unwrap_or(TopologyHint {
+                affinity: None,
+                preferred: false,
+            })
     }
 
     /// Sets what the topology-manager store returns for a container.
     pub fn set_stored_hint(&mut self, pod_uid: &str, container: &str, hint: TopologyHint) {
-        match self
-            .store
-            .iter_mut()
-            .find(|(p, c, _)| p == pod_uid && c == container)
-        {
-            Some(entry) => entry.2 = hint,
-            None => self
-                .store
-                .push((pod_uid.to_string(), container.to_string(), hint)),
+        let pod = match self.store.get_mut(pod_uid) {
+            Some(m) => m,
+            None => self.store.entry(pod_uid.to_string()).or_default(),
+        };
+        match pod.get_mut(container) {
+            Some(h) => *h = hint,
+            None => {
+                pod.insert(container.to_string(), hint);
+            }
         }
     }
 
@@ -719,7 +755,7 @@ impl Manager {
         let out = self.admit_inner(shared, extra, trace);
         // The stored hints only carry the merge to this pod's Allocate calls; kept, they
         // would grow with every pod ever admitted.
-        self.store.retain(|(p, _, _)| *p != shared.uid);
+        self.store.remove(&shared.uid);
         out
     }
 
@@ -740,6 +776,8 @@ impl Manager {
             allocations: vec![],
         };
         self.remove_stale_state(Some(pod));
+        // A rejected pod's partial allocations stay until the next admission removes them.
+        self.stale_possible = true;
         let unexpected = |e: &EngineError| {
             format!(
                 "Allocate failed due to {}, which is unexpected",
@@ -780,6 +818,7 @@ impl Manager {
             }
         }
         self.active.insert(pod.uid.clone(), Arc::clone(shared));
+        self.stale_possible = false;
         out
     }
 
@@ -850,6 +889,10 @@ impl Manager {
             self.remove_container(pod_uid, &c);
         }
         self.active.remove(pod_uid);
+        // Containers that never started keep their memory until the next admission.
+        if self.state.entries.contains_key(pod_uid) {
+            self.stale_possible = true;
+        }
     }
 
     /// Forget a pod's state regardless of container starts (used by `remove_pod` callers that
@@ -892,6 +935,7 @@ impl Manager {
 
     /// Replaces the state (conformance tests start from given states).
     pub fn set_state(&mut self, state: State) {
+        self.stale_possible = true;
         self.state = state;
     }
     pub fn register_container(&mut self, pod_uid: &str, container: &str, container_id: &str) {
@@ -901,6 +945,7 @@ impl Manager {
         );
     }
     pub fn set_active(&mut self, pods: Vec<Pod>) {
+        self.stale_possible = true;
         self.active = pods
             .into_iter()
             .map(|p| (p.uid.clone(), Arc::new(p)))

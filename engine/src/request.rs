@@ -34,6 +34,8 @@ pub struct Pod {
     pub tier: Option<Tier>,
     /// [`Pod::qos_class`], computed once (every hint and Allocate call asks for it).
     pub qos: OnceLock<QosClass>,
+    /// Container name -> position among init then app containers, for large pods.
+    pub index: OnceLock<HashMap<String, usize>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,6 +295,7 @@ impl Pod {
             tier: tier_of(&annotations, "annotations")?,
             annotations,
             qos: OnceLock::new(),
+            index: OnceLock::new(),
         })
     }
 
@@ -322,7 +325,25 @@ impl Pod {
     }
 
     pub fn container(&self, name: &str) -> Option<&Container> {
-        self.all_containers().find(|c| c.name == name)
+        // Admission looks every container up by name several times; a scan would make a pod
+        // of 10,000 containers quadratic.
+        const SCAN: usize = 16;
+        if self.init_containers.len() + self.containers.len() <= SCAN {
+            return self.all_containers().find(|c| c.name == name);
+        }
+        let index = self.index.get_or_init(|| {
+            self.all_containers()
+                .enumerate()
+                .map(|(i, c)| (c.name.clone(), i))
+                .collect()
+        });
+        let i = *index.get(name)?;
+        let k = self.init_containers.len();
+        if i < k {
+            self.init_containers.get(i)
+        } else {
+            self.containers.get(i - k)
+        }
     }
 
     /// `GetPodQOS`: only cpu and memory count, summed over all containers.
@@ -448,6 +469,7 @@ fn pod_from_manifest(v: &Value, path: &str, in_list: bool, defaults: bool) -> Re
         tier: tier_of(&annotations, "metadata.annotations")?,
         annotations,
         qos: OnceLock::new(),
+        index: OnceLock::new(),
     })
 }
 

@@ -70,15 +70,23 @@ fn free_of(m: &Manager, resources: &[String]) -> BTreeMap<i64, u64> {
 impl Manager {
     /// See [`Fragmentation`]. The manager itself is left untouched.
     pub fn fragmentation(&self, probe: &Pod, cap: usize) -> Result<Fragmentation> {
-        let resources = probe_resources(probe)?;
         let mut copy = self.clone();
         copy.adopt_all_entries();
-        let free_before = free_of(&copy, &resources);
+        copy.fill_with(probe, cap)
+    }
+
+    /// [`Manager::fragmentation`] on this manager itself, which the fill changes: for a
+    /// manager made only to be asked (a state file being inspected), which saves a copy of a
+    /// state that may hold a million entries. Every pod in the state must count as running
+    /// (adopted, or no stale-state scan pending: the fill stops at its first rejection).
+    pub fn fill_with(&mut self, probe: &Pod, cap: usize) -> Result<Fragmentation> {
+        let resources = probe_resources(probe)?;
+        let free_before = free_of(self, &resources);
         let mut fits = 0;
         while fits < cap {
             let mut p = probe.clone();
             p.uid = format!("{}\u{0}probe-{fits}", probe.uid);
-            let a = copy.admit_shared(&Arc::new(p), &[], false);
+            let a = self.admit_shared(&Arc::new(p), &[], false);
             if !a.admit {
                 break;
             }
@@ -87,7 +95,7 @@ impl Manager {
         Ok(Fragmentation {
             fits,
             capped: fits == cap,
-            by_node: free_of(&copy, &resources),
+            by_node: free_of(self, &resources),
             free_before,
         })
     }

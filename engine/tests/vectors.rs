@@ -231,6 +231,7 @@ fn active_pods(v: &Value) -> Vec<Pod> {
             annotations: BTreeMap::new(),
             tier: None,
             qos: std::sync::OnceLock::new(),
+            index: std::sync::OnceLock::new(),
         })
         .collect()
 }

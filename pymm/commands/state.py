@@ -321,11 +321,7 @@ def _inspect(path: Path, *, as_json: bool, probe: str) -> int:
     frag = _fragmentation(found, path, shape, probe)
     if as_json:
         # The engine writes the JSON: a file with a million entries never becomes Python objects.
-        body = found.to_json(indent=False)
-        print(
-            f'{{"file": {json.dumps(str(path))}, {body[1:-1]}, '
-            f'"fragmentation": {json.dumps(frag)}}}'
-        )
+        print(found.to_json(indent=False, extra={"file": str(path), "fragmentation": frag}))
         return 1 if found.findings else 0
 
     # Rich assumes 80 columns when piped, which would cut numbers short; a log or pager

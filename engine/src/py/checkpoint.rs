@@ -38,7 +38,6 @@ pub fn checkpoint_spew_text(text: &str) -> PyResult<String> {
 #[pyclass(module = "pymm._engine", name = "Inspection", frozen)]
 pub struct PyInspection {
     inner: Inspection,
-    text: String,
 }
 
 #[pymethods]
@@ -47,7 +46,6 @@ impl PyInspection {
     fn new(text: &str) -> PyResult<Self> {
         Ok(PyInspection {
             inner: inspect(text).py()?,
-            text: text.to_string(),
         })
     }
     #[getter]
@@ -111,23 +109,34 @@ impl PyInspection {
             Some(c) => Config::from_value(&to_value(c, Subject::Config)?).py()?,
             None => Config::default(),
         };
-        let f = self
-            .inner
-            .fragmentation(&self.text, c, &probe.inner, cap)
-            .py()?;
+        let f = self.inner.fragmentation(c, &probe.inner, cap).py()?;
         to_py(py, &fragmentation_value(&f))
     }
 
-    /// The whole inspection as JSON text (written by the engine: a file with a million
-    /// entries never becomes Python objects).
-    #[pyo3(signature = (pods_limit=usize::MAX, indent=true))]
-    fn to_json(&self, pods_limit: usize, indent: bool) -> String {
-        let v = self.inner.to_json(pods_limit);
-        if indent {
-            serde_json::to_string_pretty(&v).unwrap_or_default()
-        } else {
-            v.to_string()
+    /// The whole inspection as JSON text, with `extra` top-level fields (written by the
+    /// engine: a file with a million entries never becomes Python objects).
+    #[pyo3(signature = (pods_limit=usize::MAX, indent=true, extra=None))]
+    fn to_json(
+        &self,
+        pods_limit: usize,
+        indent: bool,
+        extra: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<String> {
+        let extra = match extra {
+            Some(e) => match to_value(e, Subject::Config)? {
+                Value::Object(m) => m,
+                _ => serde_json::Map::new(),
+            },
+            None => serde_json::Map::new(),
+        };
+        let text = self.inner.to_json(pods_limit, &extra);
+        if !indent {
+            return Ok(text);
         }
+        // Indenting means one tree of the whole document: for people reading small files.
+        Ok(serde_json::from_str::<Value>(&text)
+            .and_then(|v| serde_json::to_string_pretty(&v))
+            .unwrap_or(text))
     }
 }
 
