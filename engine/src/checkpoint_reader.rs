@@ -22,7 +22,16 @@ pub fn read(text: &str) -> Result<Read> {
     let top = Top
         .deserialize(&mut de)
         .and_then(|t| de.end().map(|()| t))
-        .map_err(|e| json_error(&e))?;
+        .map_err(|e| {
+            // Go checks the whole text's syntax before it decodes anything, so a file that is
+            // both cut off and of the wrong shape reports the cut.
+            if e.is_data() {
+                if let Err(syntax) = serde_json::from_str::<IgnoredAny>(text) {
+                    return json_error(&syntax);
+                }
+            }
+            json_error(&e)
+        })?;
     let Some((policy_name, machine_state, entries, checksum)) = top else {
         return Err(EngineError::corrupt("checkpoint is corrupted"));
     };
