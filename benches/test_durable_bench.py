@@ -185,3 +185,46 @@ def test_fsync_baseline(benchmark: Any, tmp_path: Path) -> None:
     benchmark.extra_info.update(state_file_bytes=size)
     benchmark.pedantic(fsync_baseline, args=(path, size), rounds=ROUNDS, warmup_rounds=2)
     assert path.read_bytes() == b"x" * size
+
+
+def test_admit_many_is_one_durable_write(benchmark: Any, tmp_path: Path) -> None:
+    """100 pods admitted by one ``admit_many`` (one durable write) against one ``admit`` (one
+    write): the target is at most 3x, as an agent restarting with its pods needs."""
+    mm = _durable_manager(tmp_path / "state")
+    path = tmp_path / "state" / STATE_FILE_NAME
+    batch = [
+        compile_pod(Pod.of(f"b{i}", Container.of("c", cpu="1", memory="128Mi"))) for i in range(100)
+    ]
+    one = compile_pod(Pod.of("one", Container.of("c", cpu="1", memory="128Mi")))
+    # Correctness first: the whole batch is on disk when the call returns, in one write.
+    admissions = mm.admit_many(batch)
+    assert all(a.admitted for a in admissions)
+    assert {f"b{i}" for i in range(100)} <= _entries_on_disk(path)
+    mm.remove_many([f"b{i}" for i in range(100)])
+    assert not {f"b{i}" for i in range(100)} & _entries_on_disk(path)
+
+    def many() -> None:
+        mm.admit_many(batch)
+
+    def single() -> None:
+        mm.admit(one)
+
+    def release() -> None:
+        # Untimed: put the state back for the next round.
+        mm.remove_many([f"b{i}" for i in range(100)], missing_ok=True)
+        mm.remove("one", missing_ok=True)
+
+    rounds = SMOKE_ROUNDS if benchmark.disabled else ROUNDS
+    timings: dict[str, list[float]] = {"many": [], "single": []}
+    for round_ in range(rounds):
+        for name, step in [("many", many), ("single", single)][:: 1 if round_ % 2 else -1]:
+            release()
+            timings[name].append(_seconds(step))
+    ratio = statistics.median(timings["many"]) / statistics.median(timings["single"])
+    benchmark.group = "durable state file"
+    benchmark.extra_info.update(rounds=rounds, admit_many_100_over_one_admit=ratio)
+    print(f"\nadmit_many of 100 pods / one durable admit: {ratio:.2f}")
+    release()
+    benchmark.pedantic(many, setup=release, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    assert {f"b{i}" for i in range(100)} <= _entries_on_disk(path)
+    mm.close()
