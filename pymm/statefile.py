@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from pymm import _engine
 from pymm.errors import StateFileError, StateLockedError
 
 __all__ = [
@@ -45,8 +46,8 @@ __all__ = [
     "read_file",
 ]
 
-STATE_FILE_NAME = "memory_manager_state"
-"""The kubelet's file name for the memory-manager checkpoint."""
+#: The kubelet's file name for the memory-manager checkpoint (the engine's, named once).
+STATE_FILE_NAME: str = _engine.STATE_FILE_NAME
 
 LOCK_FILE_NAME = ".pymm.lock"
 
