@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import pymm
 from pymm import Container, Machine, MemoryManager, NumaNode, Pod, errors
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sysfs"
@@ -74,3 +75,35 @@ def test_sparse_sysfs_machine_is_managed() -> None:
     a = mm.admit(Pod.of("p", Container.of("c", cpu="1", memory="256Mi")))
     assert a.admitted and a["c"].numa_nodes is not None
     assert set(a["c"].numa_nodes) <= set(m.node_ids)
+
+
+def test_merge_hints_takes_node_ids_as_the_manager_does() -> None:
+    # Sparse ids: the merge works on the ids a user sees, not on bit positions.
+    providers = [
+        {
+            "memory": [
+                {"affinity": [200], "preferred": True},
+                {"affinity": [3, 200], "preferred": False},
+            ]
+        },
+        {
+            "cpu": [
+                {"affinity": [3, 200], "preferred": True},
+                {"affinity": [200], "preferred": True},
+            ]
+        },
+    ]
+    merged, admit = pymm.merge_hints(providers, [3, 200], "restricted")
+    assert (merged, admit) == ({"affinity": [200], "preferred": True}, True)
+    # Distances follow the order of the ids given; a hint naming a node the machine lacks is
+    # a ConfigError naming the hint.
+    merged, _ = pymm.merge_hints(
+        [{"memory": [{"affinity": [200, 3], "preferred": False}]}],
+        [200, 3],
+        "best-effort",
+        {"prefer-closest-numa-nodes": "true"},
+        [[10, 21], [21, 10]],
+    )
+    assert merged == {"affinity": [3, 200], "preferred": False}
+    with pytest.raises(errors.ConfigError, match=r"providers\[0\].memory\[0\].affinity"):
+        pymm.merge_hints([{"memory": [{"affinity": [7], "preferred": True}]}], [3, 200])
