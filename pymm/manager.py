@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import logging
 import os
@@ -21,10 +22,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeAlias, TypeVar
 
 from pymm import _engine
-from pymm.errors import AdmissionError, CheckpointCorruptedError, ConfigError, StateFileError
+from pymm.errors import (
+    AdmissionError,
+    CheckpointCorruptedError,
+    ConfigError,
+    StateFileError,
+    StateNotDurableError,
+)
 from pymm.machine import DEFAULT_MACHINE, Machine, as_machine
 from pymm.pod import Pod
 
@@ -49,6 +56,7 @@ ReservedMemory: TypeAlias = str | Sequence[str] | Sequence[Mapping[str, Any]] | 
 log = logging.getLogger("pymm")
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 PodLike: TypeAlias = Pod | Mapping[str, Any] | _engine.Pod
 
@@ -195,6 +203,33 @@ class NodeUsage:
     free: int
 
 
+def _finishes_then_reports_doubt(
+    method: Callable[Concatenate[MemoryManager, _P], _T],
+) -> Callable[Concatenate[MemoryManager, _P], _T]:
+    """For a mutating call whose write committed but could not be made durable (see
+    :meth:`MemoryManager._durably`): the call finishes as if the write had succeeded (pins,
+    metrics), then raises the :class:`StateNotDurableError` carrying the call's result."""
+
+    @functools.wraps(method)
+    def call(self: MemoryManager, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        self._not_durable = None
+        try:
+            result = method(self, *args, **kwargs)
+        except BaseException:
+            doubt, self._not_durable = self._not_durable, None
+            if doubt is not None:
+                # The call's own error is what the caller sees; the doubt must not vanish.
+                log.warning("%s", doubt)
+            raise
+        doubt, self._not_durable = self._not_durable, None
+        if doubt is not None:
+            doubt.result = result
+            raise doubt
+        return result
+
+    return call
+
+
 class MemoryManager:
     """A NUMA memory manager with the kubelet's Static policy and Topology Manager.
 
@@ -226,7 +261,10 @@ class MemoryManager:
             exact up to ``max-allowable-numa-nodes``, bounded above).
         state_dir: keep the kubelet-format state file ``memory_manager_state`` here: restored
             on start, written durably before every mutating call returns, and locked against
-            a second writer. A write that fails raises and changes nothing in memory either.
+            a second writer. A write that fails raises and changes nothing in memory either,
+            except when only the directory fsync after the rename failed: the file holds the
+            change then, so memory keeps it too and the call raises
+            :class:`~pymm.errors.StateNotDurableError` (with ``result``) once it is done.
             The directory must belong to the user running pymm and not be writable by its
             group or others (a symlink is resolved and the real directory checked).
         lock_wait: with ``state_dir``, wait for the lock (True, or seconds) instead of failing.
@@ -270,6 +308,7 @@ class MemoryManager:
     ) -> None:
         self.enforcement = enforcement
         self.metrics = metrics
+        self._not_durable: StateNotDurableError | None = None
         self.machine = as_machine(machine)
         given: dict[str, Any] = {
             "memory_policy": memory_policy,
@@ -353,7 +392,16 @@ class MemoryManager:
 
     def _durably(self, operation: str, change: Callable[[], _T]) -> _T:
         """Runs ``change`` on the engine and persists the result; if the write fails, the
-        engine is rolled back, so memory never holds what the caller is told did not happen."""
+        engine is rolled back, so memory never holds what the caller is told did not happen.
+
+        The rename of the new file is the commit point. A failure after it (the directory
+        fsync) leaves the new state in the file, visible to every later reader and restored by
+        the next start; rolling memory back then would make memory and file disagree, and the
+        next successful write would silently persist the "failed" change or undo it
+        unannounced. So memory keeps the change, and the caller learns it is in effect but may
+        not survive a power loss: :func:`_finishes_then_reports_doubt` raises the
+        :class:`StateNotDurableError` kept here once the call is done.
+        """
         if self._store is None:
             return change()
         self._check_writable(operation)
@@ -361,11 +409,14 @@ class MemoryManager:
         try:
             result = change()
             self._persist()
+        except StateNotDurableError as e:
+            self._not_durable = e
         except BaseException:
             self._engine.rollback(snapshot)
             raise
         return result
 
+    @_finishes_then_reports_doubt
     def admit(
         self,
         pod: PodLike,
@@ -399,6 +450,7 @@ class MemoryManager:
             self._pin_admission(admission)
         return admission
 
+    @_finishes_then_reports_doubt
     def admit_many(
         self,
         pods: Iterable[PodLike],
@@ -447,10 +499,12 @@ class MemoryManager:
         """The memory manager's topology hints for a container (or the pod, pod scope)."""
         return self._engine.hints(compile_pod(pod), container)
 
+    @_finishes_then_reports_doubt
     def start(self, pod_uid: str) -> None:
         """Starts an admitted pod's containers (``admit(..., start=False)`` defers this)."""
         self._durably("start", lambda: self._engine.start_pod(pod_uid))
 
+    @_finishes_then_reports_doubt
     def remove(
         self, pod_uid: str, container: str | None = None, *, missing_ok: bool = False
     ) -> None:
@@ -467,6 +521,7 @@ class MemoryManager:
         for name in pinned:
             self._pin(pod_uid, name, None)
 
+    @_finishes_then_reports_doubt
     def remove_many(self, pod_uids: Iterable[str], *, missing_ok: bool = False) -> None:
         """Releases whole pods with one durable write; if it fails, none is released."""
         uids = list(pod_uids)
@@ -487,12 +542,14 @@ class MemoryManager:
         entries = self.state.get("entries", {}).get(pod_uid, {})
         return [c for c in entries if container is None or c == container]
 
+    @_finishes_then_reports_doubt
     def stop_pod(self, pod_uid: str) -> None:
         """The kubelet's view of a pod going away: each started container stops and
         releases its memory, and the pod is no longer active. Containers that never started
         keep their reservation until the next admission removes it as stale."""
         self._durably("stop_pod", lambda: self._engine.remove_pod(pod_uid))
 
+    @_finishes_then_reports_doubt
     def restart(
         self,
         *,
@@ -530,6 +587,7 @@ class MemoryManager:
         other.enforcement = None
         other.machine = self.machine
         other._store = None
+        other._not_durable = None
         other._restored = False
         other._engine = self._engine.copy()
         return other
@@ -639,6 +697,9 @@ class _DurableStore:
         self.directory = directory
         self.path = directory / STATE_FILE_NAME
         self._last: str | None = None
+        # False after a write whose directory fsync failed: the next write must redo it even
+        # when the state has not changed since.
+        self._durable = True
         if read_only:
             return
         self._lock = StateDirLock(directory, wait=wait)
@@ -670,10 +731,14 @@ class _DurableStore:
     def write(self, text: str, force: bool = False) -> None:
         from pymm.statefile import atomic_write
 
-        if text == self._last and not force:
+        if text == self._last and self._durable and not force:
             return
-        atomic_write(self.path, text.encode())
-        self._last = text
+        try:
+            atomic_write(self.path, text.encode())
+        except StateNotDurableError:
+            self._last, self._durable = text, False  # the file holds it, durable or not
+            raise
+        self._last, self._durable = text, True
 
     def close(self) -> None:
         if self._lock is not None:

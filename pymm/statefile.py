@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from pymm.errors import StateFileError, StateLockedError
+from pymm.errors import StateFileError, StateLockedError, StateNotDurableError
 
 __all__ = [
     "CONFIG_FILE_NAME",
@@ -114,7 +114,8 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     The file gets exactly ``mode`` (the umask is not applied). Raises :class:`StateFileError`
     when the target is a symbolic link or any step fails; the temporary file is removed then.
     If only the final directory fsync fails, the new content is already in place but may not
-    survive a power loss, and the error says so.
+    survive a power loss: that raises :class:`StateNotDurableError`, so a caller can tell a
+    write that did not happen from one that did.
     """
     path = Path(path)
     directory = path.parent
@@ -147,7 +148,7 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
         raise
     except OSError as exc:
         if renamed:
-            err = StateFileError(
+            err = StateNotDurableError(
                 f"replaced state file {path} but could not fsync its directory, so the new "
                 f"content may not survive a power loss: {exc.strerror or exc}"
             )
