@@ -161,12 +161,21 @@ class Container:
         ``hugepages`` maps a page size to an amount: ``{"2Mi": "64Mi"}`` is
         ``hugepages-2Mi: 64Mi``. Explicit ``requests``/``limits`` are merged in last.
         """
+        for where, given in (("hugepages", hugepages), ("requests", requests), ("limits", limits)):
+            if given is not None and not isinstance(given, Mapping):
+                raise _error(
+                    f"container {name!r}: {where}", f"expected a mapping, got {_kind(given)}"
+                )
         base: dict[str, QuantityLike] = {}
         if cpu is not None:
             base["cpu"] = cpu
         if memory is not None:
             base["memory"] = memory
         for size, amount in (hugepages or {}).items():
+            if not isinstance(size, str):
+                raise _error(
+                    f"container {name!r}: hugepages", f"page size {size!r} is not a string"
+                )
             base[size if size.startswith("hugepages-") else f"hugepages-{size}"] = amount
         req: dict[str, QuantityLike] = {} if limits_only else dict(base)
         lim: dict[str, QuantityLike] = dict(base)
@@ -198,8 +207,18 @@ class Container:
 
 
 def _container(d: Mapping[str, Any]) -> Container:
+    if not isinstance(d, Mapping):
+        raise PodError(f"a container must be a mapping, got {_kind(d)}")
+    # No coercion: Container checks the types (a name 5 or requests [] is an error, not
+    # "5" or no requests).
     policy = d.get("restart_policy", d.get("restartPolicy"))
-    return Container(str(d.get("name", "")), d.get("requests") or {}, d.get("limits") or {}, policy)
+    requests, limits = d.get("requests"), d.get("limits")
+    return Container(
+        d.get("name", ""),
+        {} if requests is None else requests,
+        {} if limits is None else limits,
+        policy,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,51 @@
+"""Inputs the fuzz suite (tests/test_fuzz.py) found raising untyped errors (AttributeError,
+TypeError, a bare ValueError), kept as examples: each must raise the pymm error named here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from pymm import Container, Machine, Pod
+from pymm.errors import PodError, PymmError
+
+MACHINE = Machine.synthetic(2, memory="8Gi")
+POD = Pod.of("p", Container.of("c", cpu="1", memory="1Gi"))
+
+CASES: dict[str, tuple[Callable[[], object], type[PymmError], str]] = {
+    "Container.from_dict(None)": (
+        lambda: Container.from_dict(None),  # type: ignore[arg-type]
+        PodError,
+        "a container must be a mapping, got null",
+    ),
+    "a container named 5 (was silently '5')": (
+        lambda: Container.from_dict({"name": 5}),
+        PodError,
+        "container name: expected a string, got int",
+    ),
+    "requests: [] (was silently no requests)": (
+        lambda: Container.from_dict({"name": "c", "requests": []}),
+        PodError,
+        "requests: expected a mapping",
+    ),
+    "Container.of(hugepages=[...])": (
+        lambda: Container.of("c", hugepages=[1]),  # type: ignore[arg-type]
+        PodError,
+        "hugepages: expected a mapping, got list",
+    ),
+    "Container.of(limits='1Gi')": (
+        lambda: Container.of("c", limits="1Gi"),  # type: ignore[arg-type]
+        PodError,
+        "limits: expected a mapping, got string",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_found_input_is_a_typed_error(case: str) -> None:
+    call, cls, words = CASES[case]
+    with pytest.raises(cls) as info:
+        call()
+    assert words in str(info.value)
