@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from pymm import Container, Machine, Pod
-from pymm.errors import PodError, PymmError
+from pymm import Container, Machine, MemoryManager, Pod
+from pymm.errors import MachineError, PodError, PymmError
 
 MACHINE = Machine.synthetic(2, memory="8Gi")
 POD = Pod.of("p", Container.of("c", cpu="1", memory="1Gi"))
@@ -39,6 +39,16 @@ CASES: dict[str, tuple[Callable[[], object], type[PymmError], str]] = {
         lambda: Container.of("c", limits="1Gi"),  # type: ignore[arg-type]
         PodError,
         "limits: expected a mapping, got string",
+    ),
+    "MemoryManager(None)": (
+        lambda: MemoryManager(None),  # type: ignore[arg-type]
+        MachineError,
+        "expected a Machine, a catalog name, a machine JSON file or a machine mapping",
+    ),
+    "a machine name with a NUL byte": (
+        lambda: MemoryManager("xeon\x00"),
+        MachineError,
+        "NUL byte",
     ),
 }
 
