@@ -69,6 +69,22 @@ def reserved_memory_config(value: ReservedMemory) -> list[dict[str, Any]]:
     return list(_engine.parse_reserved_memory(value))
 
 
+def _plain(value: Any) -> Any:
+    """A mapping argument as the engine's plain dict; anything else goes to the engine as it
+    is, whose decoder refuses it with a ConfigError naming the key."""
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def _providers(hints: Any) -> list[Any] | None:
+    if hints is None:
+        return None
+    if isinstance(hints, str | bytes | Mapping) or not isinstance(hints, Sequence):
+        raise ConfigError(
+            f"hints: expected a list of hint providers, got {type(hints).__name__}", key="hints"
+        )
+    return list(hints) or None
+
+
 def compile_pod(pod: PodLike) -> _engine.Pod:
     """The engine's pod: decoded and checked once, then shared by every admission.
 
@@ -314,13 +330,11 @@ class MemoryManager:
             "memory_policy": memory_policy,
             "topology_policy": topology_policy,
             "scope": scope,
-            "policy_options": dict(policy_options) if policy_options is not None else None,
-            "memory_policy_options": (
-                dict(memory_policy_options) if memory_policy_options is not None else None
-            ),
+            "policy_options": _plain(policy_options),
+            "memory_policy_options": _plain(memory_policy_options),
             "kubelet_version": kubelet_version,
             "reserved_memory": reserved_memory,
-            "node_allocatable": dict(node_allocatable) if node_allocatable is not None else None,
+            "node_allocatable": _plain(node_allocatable),
             "search": search,
             "drift_tolerance": tolerate_drift,
         }
@@ -342,7 +356,7 @@ class MemoryManager:
                 config,
                 text,
                 self.state_path or "memory_manager_state",
-                dict(rebuild_from) if rebuild_from is not None else None,
+                _plain(rebuild_from),
             )
             for note in self._engine.notes:
                 log.warning("%s: %s", self.state_path or "state", note)
@@ -434,7 +448,7 @@ class MemoryManager:
         "preferred": bool}``.
         """
         compiled = compile_pod(pod)
-        extra = list(hints) if hints else None
+        extra = _providers(hints)
         began = time.perf_counter() if self.metrics is not None else 0.0
         raw = self._durably("admit", lambda: self._engine.admit(compiled, extra, trace, start))
         if self.metrics is not None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from pymm import Container, Machine, MemoryManager, Pod
-from pymm.errors import MachineError, PodError, PymmError
+from pymm.errors import ConfigError, MachineError, PodError, PymmError
 
 MACHINE = Machine.synthetic(2, memory="8Gi")
 POD = Pod.of("p", Container.of("c", cpu="1", memory="1Gi"))
@@ -49,6 +49,31 @@ CASES: dict[str, tuple[Callable[[], object], type[PymmError], str]] = {
         lambda: MemoryManager("xeon\x00"),
         MachineError,
         "NUL byte",
+    ),
+    "node_allocatable='2Gi'": (
+        lambda: MemoryManager(MACHINE, node_allocatable="2Gi"),  # type: ignore[arg-type]
+        ConfigError,
+        "node_allocatable: expected a mapping, got string",
+    ),
+    "policy_options=[...]": (
+        lambda: MemoryManager(MACHINE, policy_options=["a"]),  # type: ignore[arg-type]
+        ConfigError,
+        "policy_options: expected a mapping, got list",
+    ),
+    "memory_policy_options=''": (
+        lambda: MemoryManager(MACHINE, memory_policy_options=""),  # type: ignore[arg-type]
+        ConfigError,
+        "memory_policy_options: expected a mapping, got string",
+    ),
+    "rebuild_from=0": (
+        lambda: MemoryManager(MACHINE, rebuild_from=0),  # type: ignore[arg-type]
+        PymmError,
+        "",
+    ),
+    "admit(hints=5)": (
+        lambda: MemoryManager(MACHINE).admit(POD, hints=5),  # type: ignore[arg-type]
+        ConfigError,
+        "hints: expected a list of hint providers, got int",
     ),
 }
 
