@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from pymm.errors import StateFileError, StateLockedError, StateNotDurableError
+from pymm.errors import ConfigError, StateFileError, StateLockedError, StateNotDurableError
 
 __all__ = [
     "CONFIG_FILE_NAME",
@@ -335,7 +335,10 @@ class StateDirLock:
     def __init__(self, directory: Path, *, wait: bool | float = False) -> None:
         if not isinstance(wait, bool):
             if not isinstance(wait, int | float) or math.isnan(wait) or wait < 0:
-                raise ValueError(f"wait must be a bool or a number of seconds >= 0, got {wait!r}")
+                raise ConfigError(
+                    f"lock_wait must be a bool or a number of seconds >= 0, got {wait!r}",
+                    key="lock_wait",
+                )
         self._directory = Path(directory)
         self._wait = wait
         self._fd: int | None = None

@@ -5,6 +5,7 @@ TypeError, a bare ValueError), kept as examples: each must raise the pymm error 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,11 @@ def test_found_input_is_a_typed_error(case: str) -> None:
     with pytest.raises(cls) as info:
         call()
     assert words in str(info.value)
+
+
+@pytest.mark.parametrize("wait", ["x", -1, float("nan")])
+def test_a_bad_lock_wait_is_a_config_error(tmp_path: Path, wait: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        MemoryManager(MACHINE, state_dir=tmp_path / "s", lock_wait=wait)  # type: ignore[arg-type]
+    assert info.value.key == "lock_wait"
+    assert not (tmp_path / "s").exists()
