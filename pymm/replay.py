@@ -133,6 +133,8 @@ def replay_scenario(
     sc: Mapping[str, Any], kubelet_version: str | None = None, workdir: Path | None = None
 ) -> dict[str, Any]:
     """Runs one scenario; ``kubelet_version`` applies when the scenario names none."""
+    if not isinstance(sc, Mapping):
+        raise ScenarioError(f"a scenario must be an object, got {type(sc).__name__}")
     name = str(sc.get("name", "?"))
     version = sc.get("kubeletVersion") or kubelet_version or "latest"
     with tempfile.TemporaryDirectory(prefix="pymm-replay-", dir=workdir) as tmp:

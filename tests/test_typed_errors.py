@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from pymm import Container, Machine, MemoryManager, Pod
-from pymm.errors import ConfigError, MachineError, PodError, PymmError
+from pymm.errors import ConfigError, MachineError, PodError, PymmError, ScenarioError
+from pymm.replay import replay
 
 MACHINE = Machine.synthetic(2, memory="8Gi")
 POD = Pod.of("p", Container.of("c", cpu="1", memory="1Gi"))
@@ -75,6 +76,11 @@ CASES: dict[str, tuple[Callable[[], object], type[PymmError], str]] = {
         lambda: MemoryManager(MACHINE).admit(POD, hints=5),  # type: ignore[arg-type]
         ConfigError,
         "hints: expected a list of hint providers, got int",
+    ),
+    "replay([None])": (
+        lambda: replay([None]),  # type: ignore[list-item]
+        ScenarioError,
+        "a scenario must be an object",
     ),
 }
 
