@@ -4,14 +4,17 @@ TypeError, a bare ValueError), kept as examples: each must raise the pymm error 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pymm import Container, Machine, MemoryManager, Pod
+from pymm.cli import main
 from pymm.errors import ConfigError, MachineError, PodError, PymmError, ScenarioError
 from pymm.replay import replay
+from pymm.statefile import CONFIG_FILE_NAME
 
 MACHINE = Machine.synthetic(2, memory="8Gi")
 POD = Pod.of("p", Container.of("c", cpu="1", memory="1Gi"))
@@ -99,3 +102,28 @@ def test_a_bad_lock_wait_is_a_config_error(tmp_path: Path, wait: object) -> None
         MemoryManager(MACHINE, state_dir=tmp_path / "s", lock_wait=wait)  # type: ignore[arg-type]
     assert info.value.key == "lock_wait"
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("policy_option", [None]), ("policy_option", True), ("hugepages", "2Mi=1"), ("scope", 5)],
+)
+def test_an_edited_recorded_flag_is_one_error_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: object
+) -> None:
+    state = tmp_path / "state"
+    pod = tmp_path / "pod.yaml"
+    pod.write_text(
+        "kind: Pod\nmetadata: {name: p, uid: p}\nspec:\n  containers:\n  - name: c\n"
+        "    resources: {limits: {cpu: '1', memory: 1Gi}}\n"
+    )
+    assert main(["admit", str(pod), "--state-dir", str(state), "--quiet"]) == 0
+    config = state / CONFIG_FILE_NAME
+    doc = json.loads(config.read_text())
+    doc["flags"][flag] = value
+    config.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert main(["remove", "p", "--state-dir", str(state)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"pymm: error: cannot use {config}: flags.{flag}: expected")
