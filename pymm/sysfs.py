@@ -118,6 +118,8 @@ def _read(path: Path) -> str:
         return path.read_text()
     except OSError as exc:
         raise SysfsError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise SysfsError(f"{path}: not text (byte {exc.start} is not UTF-8)") from exc
 
 
 def _read_list(path: Path) -> list[int]:

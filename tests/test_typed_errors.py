@@ -5,6 +5,7 @@ TypeError, a bare ValueError), kept as examples: each must raise the pymm error 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from pymm import Container, Machine, MemoryManager, Pod
 from pymm.cli import main
-from pymm.errors import ConfigError, MachineError, PodError, PymmError, ScenarioError
+from pymm.errors import ConfigError, MachineError, PodError, PymmError, ScenarioError, SysfsError
 from pymm.replay import replay
 from pymm.statefile import CONFIG_FILE_NAME
 
@@ -127,3 +128,14 @@ def test_an_edited_recorded_flag_is_one_error_naming_the_file(
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"pymm: error: cannot use {config}: flags.{flag}: expected")
+
+
+def test_a_sysfs_file_that_is_not_text_is_a_sysfs_error(tmp_path: Path) -> None:
+    fixture = Path(__file__).parent / "fixtures" / "sysfs" / "vm-1node"
+    root = tmp_path / "root"
+    shutil.copytree(fixture, root)
+    damaged = root / "sys/devices/system/node/has_cpu"
+    damaged.write_bytes(b"\x80")
+    with pytest.raises(SysfsError) as info:
+        Machine.from_sysfs(root)
+    assert str(info.value) == f"{damaged}: not text (byte 0 is not UTF-8)"
