@@ -139,3 +139,18 @@ def test_a_sysfs_file_that_is_not_text_is_a_sysfs_error(tmp_path: Path) -> None:
     with pytest.raises(SysfsError) as info:
         Machine.from_sysfs(root)
     assert str(info.value) == f"{damaged}: not text (byte 0 is not UTF-8)"
+
+
+def test_a_cpu_list_of_every_id_up_to_2_to_the_40_is_refused_not_allocated(
+    tmp_path: Path,
+) -> None:
+    # The fuzz suite's run of this once took 24 GB before the kernel killed it.
+    fixture = Path(__file__).parent / "fixtures" / "sysfs" / "vm-1node"
+    root = tmp_path / "root"
+    shutil.copytree(fixture, root)
+    cpulist = root / "sys/devices/system/node/node0/cpulist"
+    cpulist.write_text(f"0-{2**40}\n")
+    with pytest.raises(SysfsError) as info:
+        Machine.from_sysfs(root)
+    assert str(cpulist) in str(info.value)
+    assert "above 65535" in str(info.value)
