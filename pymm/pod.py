@@ -391,12 +391,52 @@ def _parse_documents(text: str) -> list[object]:
         except RecursionError:
             raise PodError(_TOO_DEEP.format("JSON")) from None
     try:
-        return list(yaml.safe_load_all(text))
+        docs = list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:
         raise PodError(_yaml_message(exc)) from exc
     except RecursionError:
         # PyYAML's composer recurses once per nesting level, like json's decoder.
         raise PodError(_TOO_DEEP.format("YAML")) from None
+    try:
+        _refuse_alias_bombs(docs)
+    except RecursionError:
+        raise PodError(_TOO_DEEP.format("YAML")) from None
+    return docs
+
+
+#: How many values YAML aliases may add to a manifest by repetition. A hand-written manifest
+#: that reuses a ``resources`` block adds a few dozen; a "billion laughs" document of nine
+#: nested nine-fold aliases adds 387 million from a kilobyte, and reading them all would take
+#: the engine minutes. go-yaml (kubectl) refuses such documents as "excessive aliasing".
+MAX_ALIASED_VALUES = 1_000_000
+
+
+def _refuse_alias_bombs(docs: list[object]) -> None:
+    """PyYAML shares one object for every use of an anchor; count each container once and
+    what its repeated uses would add, without expanding anything."""
+    sizes: dict[int, int] = {}
+    added = 0
+
+    def size(value: object) -> int:
+        nonlocal added
+        if not isinstance(value, dict | list):
+            return 1
+        known = sizes.get(id(value))
+        if known is not None:
+            added += known
+            if added > MAX_ALIASED_VALUES:
+                raise PodError(
+                    f"invalid YAML: its aliases repeat more than {MAX_ALIASED_VALUES:,} values "
+                    "(excessive aliasing)"
+                )
+            return known
+        children = value.values() if isinstance(value, dict) else value
+        total = 1 + sum(size(child) for child in children)
+        sizes[id(value)] = total
+        return total
+
+    for doc in docs:
+        size(doc)
 
 
 def _yaml_message(exc: yaml.YAMLError) -> str:
