@@ -184,3 +184,12 @@ def test_a_manifest_reusing_a_block_by_alias_still_loads() -> None:
     )
     (pod,) = load_pods(text)
     assert [c.limits["memory"] for c in pod.containers] == ["1Gi", "1Gi"]
+
+
+def test_too_many_simulated_events_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    # numpy refused the array size with a bare ValueError, printed as a traceback.
+    argv = ["simulate", "--workload", "db-batch", "--events", "99999999999999999999"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        "pymm: error: --events must be at most 10,000,000, got 99999999999999999999\n"
+    )
