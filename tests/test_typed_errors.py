@@ -193,3 +193,23 @@ def test_too_many_simulated_events_is_one_error_line(capsys: pytest.CaptureFixtu
     assert capsys.readouterr().err == (
         "pymm: error: --events must be at most 10,000,000, got 99999999999999999999\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("probe", "words"),
+    [
+        ("memory=0", "memory must be more than 0"),
+        ("0", "memory must be more than 0"),
+        ("memory=1Gi,memory=2Gi", "memory is given twice"),
+        ("memory=x", "--probe 'memory=x': memory: quantities must match"),
+    ],
+)
+def test_a_probe_of_nothing_or_twice_is_one_error_line(
+    capsys: pytest.CaptureFixture[str], probe: str, words: str
+) -> None:
+    # A zero probe is never pinned: each of the 200 samples admitted 100,000 copies (minutes).
+    argv = ["simulate", "--workload", "db-batch", "--events", "20", "--probe", probe]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pymm: error: ") and err.count("\n") == 1
+    assert words in err

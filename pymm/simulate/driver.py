@@ -67,6 +67,15 @@ def probe_pod(spec: str | Pod | None = None) -> Pod:
             raise ConfigError(
                 f"--probe {text!r}: expected a quantity (8Gi) or memory=QTY,hugepages-SIZE=QTY"
             )
+        if key in resources:
+            raise ConfigError(f"--probe {text!r}: {key} is given twice")
+        try:
+            amount = _engine.parse_quantity(value)
+        except PymmError as e:
+            raise ConfigError(f"--probe {text!r}: {key}: {e}") from e
+        # A probe of nothing is never pinned, so every sample would admit PROBE_CAP copies.
+        if amount <= 0:
+            raise ConfigError(f"--probe {text!r}: {key} must be more than 0")
         resources[key] = value
     return Pod.of("pymm-probe", Container.of("probe", requests=resources, limits=resources, cpu=1))
 
