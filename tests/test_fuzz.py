@@ -357,7 +357,7 @@ def _admit(mm: MemoryManager, pod: Any) -> None:
 
 # Twice the profile's examples: each one is cheap, and the inputs are many-dimensional.
 FUZZ = settings(
-    max_examples=2 * settings.default.max_examples,
+    max_examples=2 * settings().max_examples,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
