@@ -202,12 +202,14 @@ def test_too_many_simulated_events_is_one_error_line(capsys: pytest.CaptureFixtu
         ("0", "memory must be more than 0"),
         ("memory=1Gi,memory=2Gi", "memory is given twice"),
         ("memory=x", "--probe 'memory=x': memory: quantities must match"),
+        ("hugepages-2Mi=4Mi", "a probe must be Guaranteed (memory and cpu limits)"),
     ],
 )
 def test_a_probe_of_nothing_or_twice_is_one_error_line(
     capsys: pytest.CaptureFixture[str], probe: str, words: str
 ) -> None:
-    # A zero probe is never pinned: each of the 200 samples admitted 100,000 copies (minutes).
+    # A zero or memory-less probe is never pinned: each of the 200 samples admitted 100,000
+    # copies (minutes).
     argv = ["simulate", "--workload", "db-batch", "--events", "20", "--probe", probe]
     assert main(argv) == 2
     err = capsys.readouterr().err

@@ -56,7 +56,7 @@ def probe_pod(spec: str | Pod | None = None) -> Pod:
     """The probe shape: a Pod, or ``"8Gi"`` (memory only, the default), or a resource list
     ``"memory=4Gi,hugepages-1Gi=2Gi"``; always one Guaranteed container."""
     if isinstance(spec, Pod):
-        return spec
+        return _guaranteed(spec, f"probe pod {spec.uid!r}")
     text = (spec or "8Gi").strip()
     resources: dict[str, str] = {}
     for item in text.split(","):
@@ -77,7 +77,15 @@ def probe_pod(spec: str | Pod | None = None) -> Pod:
         if amount <= 0:
             raise ConfigError(f"--probe {text!r}: {key} must be more than 0")
         resources[key] = value
-    return Pod.of("pymm-probe", Container.of("probe", requests=resources, limits=resources, cpu=1))
+    pod = Pod.of("pymm-probe", Container.of("probe", requests=resources, limits=resources, cpu=1))
+    return _guaranteed(pod, f"--probe {text!r}")
+
+
+def _guaranteed(probe: Pod, what: str) -> Pod:
+    if probe.compiled.qos_class != "Guaranteed":
+        # Nothing pins a Burstable probe, so it always "fits": PROBE_CAP copies per sample.
+        raise ConfigError(f"{what}: a probe must be Guaranteed (memory and cpu limits)")
+    return probe
 
 
 @dataclass(frozen=True)
