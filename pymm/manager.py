@@ -404,9 +404,11 @@ class MemoryManager:
 
     # -- operations ---------------------------------------------------------------------
 
-    def _durably(self, operation: str, change: Callable[[], _T]) -> _T:
+    def _durably(self, operation: str, change: Callable[[], _T], *, steps: bool = False) -> _T:
         """Runs ``change`` on the engine and persists the result; if the write fails, the
         engine is rolled back, so memory never holds what the caller is told did not happen.
+        A change of several ``steps`` (``admit_many``, ``remove_many``) is rolled back when a
+        later step fails, with or without a state directory: all or nothing.
 
         The rename of the new file is the commit point. A failure after it (the directory
         fsync) leaves the new state in the file, visible to every later reader and restored by
@@ -416,8 +418,8 @@ class MemoryManager:
         not survive a power loss: :func:`_finishes_then_reports_doubt` raises the
         :class:`StateNotDurableError` kept here once the call is done.
         """
-        if self._store is None:
-            return change()
+        if self._store is None and not steps:
+            return change()  # one engine call changes nothing when it fails
         self._check_writable(operation)
         snapshot = self._engine.snapshot()
         try:
@@ -478,9 +480,8 @@ class MemoryManager:
         def run() -> list[_engine.AdmitResult]:
             return [self._engine.admit(c, None, False, start) for c in compiled]
 
-        admissions = [
-            Admission(c.uid, r) for c, r in zip(compiled, self._durably("admit", run), strict=True)
-        ]
+        results = self._durably("admit", run, steps=True)
+        admissions = [Admission(c.uid, r) for c, r in zip(compiled, results, strict=True)]
         if self.enforcement and start:
             for a in admissions:
                 if a.admitted:
@@ -537,7 +538,9 @@ class MemoryManager:
 
     @_finishes_then_reports_doubt
     def remove_many(self, pod_uids: Iterable[str], *, missing_ok: bool = False) -> None:
-        """Releases whole pods with one durable write; if it fails, none is released."""
+        """Releases whole pods with one durable write. All or nothing: if the write fails, or
+        a pod is unknown (:class:`~pymm.errors.NotFoundError` unless ``missing_ok``), none is
+        released."""
         uids = list(pod_uids)
         pinned = {uid: self._pinned(uid, None) for uid in uids}
 
@@ -545,7 +548,7 @@ class MemoryManager:
             for uid in uids:
                 self._engine.remove(uid, None, missing_ok)
 
-        self._durably("remove", run)
+        self._durably("remove", run, steps=True)
         for uid, names in pinned.items():
             for name in names:
                 self._pin(uid, name, None)

@@ -877,36 +877,3 @@ def test_cli_with_a_damaged_recorded_configuration(config: str, command: str) ->
             "validate": ["state", "validate", str(state)],
         }[command]
         run_cli(argv)
-
-
-# -- removing what does not exist -----------------------------------------------------------------
-
-
-@pytest.fixture
-def admitted(tmp_path: Path) -> Path:
-    state = tmp_path / "state"
-    pod = _write(tmp_path, "pod.yaml", _dump(MANIFEST, "yaml"))
-    assert run_cli(["admit", pod, "--state-dir", str(state), "--hugepages", "1Gi=2"]) == 0
-    return state
-
-
-@pytest.mark.parametrize(
-    ("argv", "words"),
-    [
-        (["remove", "UNKNOWN"], ["UNKNOWN"]),
-        (["remove", "u-1", "--container", "nope"], ["u-1", "nope"]),
-    ],
-)
-def test_removing_what_does_not_exist_is_exit_2_with_one_line(
-    admitted: Path, argv: list[str], words: list[str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    before = (admitted / STATE_FILE_NAME).read_bytes()
-    assert main([*argv, "--state-dir", str(admitted)]) == 2
-    lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 1, lines
-    assert lines[0].startswith("pymm: error: ")
-    for word in words:
-        assert word in lines[0]
-    assert (admitted / STATE_FILE_NAME).read_bytes() == before
-    # What exists is still removable, container by container.
-    assert main(["remove", "u-1", "--container", "postgres", "--state-dir", str(admitted)]) == 0
