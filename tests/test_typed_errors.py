@@ -215,3 +215,18 @@ def test_a_probe_of_nothing_or_twice_is_one_error_line(
     err = capsys.readouterr().err
     assert err.startswith("pymm: error: ") and err.count("\n") == 1
     assert words in err
+
+
+def test_a_scenario_op_that_is_a_list_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # dict membership of a list raised a bare TypeError (unhashable type) in pymm simulate.
+    scenario = {
+        "name": "s",
+        "machine": {"numaNodes": [{"id": 0, "memory": "16Gi"}]},
+        "ops": [{"op": "admit", "pod": {"uid": "p", "containers": [{"name": "c"}]}}, {"op": []}],
+    }
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"scenarios": [scenario]}))
+    assert main(["simulate", "--scenario", str(path)]) == 2
+    assert capsys.readouterr().err == "pymm: error: scenario 's' ops[1]: unknown op []\n"

@@ -466,7 +466,7 @@ def from_scenario(scenario: Mapping[str, Any]) -> Workload:
             admitted = latest.pop(str(op.get("podUID")), None)
             if admitted is not None:
                 events.append((REMOVE, *admitted))
-        elif kind in skipped:
+        elif isinstance(kind, str) and kind in skipped:
             skipped[kind] += 1
         else:
             raise ScenarioError(f"scenario {label!r} ops[{i}]: unknown op {kind!r}")
