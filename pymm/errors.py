@@ -32,6 +32,7 @@ __all__ = [
     "StateFileError",
     "StateLockedError",
     "StateMismatchError",
+    "StateNotDurableError",
     "SysfsError",
     "advice_for",
 ]
@@ -191,6 +192,21 @@ class PolicyMismatchError(StateMismatchError):
 
 class StateFileError(PymmError, OSError):
     """The state file or its directory cannot be read or written safely."""
+
+
+class StateNotDurableError(StateFileError):
+    """The new state replaced the state file, but the directory could not be fsynced, so the
+    change may not survive a power loss.
+
+    Unlike every other write failure, the change was made: the rename is the commit point,
+    and once the file holds the new state, memory keeps it too, so both agree. ``result`` is
+    what the call would have returned (an ``admit``'s :class:`~pymm.manager.Admission`). The
+    next successful write of the directory makes the change durable.
+    """
+
+    def __init__(self, message: str = "", *, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class StateLockedError(StateFileError):

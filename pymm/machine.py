@@ -145,6 +145,9 @@ class Machine:
     @classmethod
     def load(cls, name_or_path: str | Path) -> Machine:
         """A catalog name, or a path to a machine JSON file."""
+        if "\0" in str(name_or_path):
+            # The OS refuses such a path with a bare ValueError; it is no name either.
+            raise MachineError(f"unknown machine {str(name_or_path)!r}: it contains a NUL byte")
         p = Path(name_or_path)
         if isinstance(name_or_path, Path) or p.suffix == ".json" or p.exists():
             return cls.from_file(p)
@@ -281,4 +284,9 @@ def as_machine(value: Machine | str | Path | Mapping[str, Any]) -> Machine:
         return value
     if isinstance(value, Mapping):
         return Machine.from_dict(value)
-    return Machine.load(value)
+    if isinstance(value, str | Path):
+        return Machine.load(value)
+    raise MachineError(
+        "expected a Machine, a catalog name, a machine JSON file or a machine mapping, got "
+        f"{type(value).__name__}"
+    )

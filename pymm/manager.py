@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import logging
 import os
@@ -21,10 +22,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeAlias, TypeVar
 
 from pymm import _engine
-from pymm.errors import AdmissionError, CheckpointCorruptedError, ConfigError, StateFileError
+from pymm.errors import (
+    AdmissionError,
+    CheckpointCorruptedError,
+    ConfigError,
+    StateFileError,
+    StateNotDurableError,
+)
 from pymm.machine import DEFAULT_MACHINE, Machine, as_machine
 from pymm.pod import Pod, probe_pod
 
@@ -50,6 +57,7 @@ ReservedMemory: TypeAlias = str | Sequence[str] | Sequence[Mapping[str, Any]] | 
 log = logging.getLogger("pymm")
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 PodLike: TypeAlias = Pod | Mapping[str, Any] | _engine.Pod
 
@@ -60,6 +68,22 @@ def reserved_memory_config(value: ReservedMemory) -> list[dict[str, Any]]:
     if value is None:
         return []
     return list(_engine.parse_reserved_memory(value))
+
+
+def _plain(value: Any) -> Any:
+    """A mapping argument as the engine's plain dict; anything else goes to the engine as it
+    is, whose decoder refuses it with a ConfigError naming the key."""
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def _providers(hints: Any) -> list[Any] | None:
+    if hints is None:
+        return None
+    if isinstance(hints, str | bytes | Mapping) or not isinstance(hints, Sequence):
+        raise ConfigError(
+            f"hints: expected a list of hint providers, got {type(hints).__name__}", key="hints"
+        )
+    return list(hints) or None
 
 
 def compile_pod(pod: PodLike) -> _engine.Pod:
@@ -263,6 +287,33 @@ class NodeUsage:
     free: int
 
 
+def _finishes_then_reports_doubt(
+    method: Callable[Concatenate[MemoryManager, _P], _T],
+) -> Callable[Concatenate[MemoryManager, _P], _T]:
+    """For a mutating call whose write committed but could not be made durable (see
+    :meth:`MemoryManager._durably`): the call finishes as if the write had succeeded (pins,
+    metrics), then raises the :class:`StateNotDurableError` carrying the call's result."""
+
+    @functools.wraps(method)
+    def call(self: MemoryManager, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        self._not_durable = None
+        try:
+            result = method(self, *args, **kwargs)
+        except BaseException:
+            doubt, self._not_durable = self._not_durable, None
+            if doubt is not None:
+                # The call's own error is what the caller sees; the doubt must not vanish.
+                log.warning("%s", doubt)
+            raise
+        doubt, self._not_durable = self._not_durable, None
+        if doubt is not None:
+            doubt.result = result
+            raise doubt
+        return result
+
+    return call
+
+
 class MemoryManager:
     """A NUMA memory manager with the kubelet's Static policy and Topology Manager.
 
@@ -294,7 +345,10 @@ class MemoryManager:
             exact up to ``max-allowable-numa-nodes``, bounded above).
         state_dir: keep the kubelet-format state file ``memory_manager_state`` here: restored
             on start, written durably before every mutating call returns, and locked against
-            a second writer. A write that fails raises and changes nothing in memory either.
+            a second writer. A write that fails raises and changes nothing in memory either,
+            except when only the directory fsync after the rename failed: the file holds the
+            change then, so memory keeps it too and the call raises
+            :class:`~pymm.errors.StateNotDurableError` (with ``result``) once it is done.
             The directory must belong to the user running pymm and not be writable by its
             group or others (a symlink is resolved and the real directory checked).
         lock_wait: with ``state_dir``, wait for the lock (True, or seconds) instead of failing.
@@ -338,18 +392,17 @@ class MemoryManager:
     ) -> None:
         self.enforcement = enforcement
         self.metrics = metrics
+        self._not_durable: StateNotDurableError | None = None
         self.machine = as_machine(machine)
         given: dict[str, Any] = {
             "memory_policy": memory_policy,
             "topology_policy": topology_policy,
             "scope": scope,
-            "policy_options": dict(policy_options) if policy_options is not None else None,
-            "memory_policy_options": (
-                dict(memory_policy_options) if memory_policy_options is not None else None
-            ),
+            "policy_options": _plain(policy_options),
+            "memory_policy_options": _plain(memory_policy_options),
             "kubelet_version": kubelet_version,
             "reserved_memory": reserved_memory,
-            "node_allocatable": dict(node_allocatable) if node_allocatable is not None else None,
+            "node_allocatable": _plain(node_allocatable),
             "search": search,
             "drift_tolerance": tolerate_drift,
         }
@@ -371,7 +424,7 @@ class MemoryManager:
                 config,
                 text,
                 self.state_path or "memory_manager_state",
-                dict(rebuild_from) if rebuild_from is not None else None,
+                _plain(rebuild_from),
             )
             for note in self._engine.notes:
                 log.warning("%s: %s", self.state_path or "state", note)
@@ -419,21 +472,35 @@ class MemoryManager:
 
     # -- operations ---------------------------------------------------------------------
 
-    def _durably(self, operation: str, change: Callable[[], _T]) -> _T:
+    def _durably(self, operation: str, change: Callable[[], _T], *, steps: bool = False) -> _T:
         """Runs ``change`` on the engine and persists the result; if the write fails, the
-        engine is rolled back, so memory never holds what the caller is told did not happen."""
-        if self._store is None:
-            return change()
+        engine is rolled back, so memory never holds what the caller is told did not happen.
+        A change of several ``steps`` (``admit_many``, ``remove_many``) is rolled back when a
+        later step fails, with or without a state directory: all or nothing.
+
+        The rename of the new file is the commit point. A failure after it (the directory
+        fsync) leaves the new state in the file, visible to every later reader and restored by
+        the next start; rolling memory back then would make memory and file disagree, and the
+        next successful write would silently persist the "failed" change or undo it
+        unannounced. So memory keeps the change, and the caller learns it is in effect but may
+        not survive a power loss: :func:`_finishes_then_reports_doubt` raises the
+        :class:`StateNotDurableError` kept here once the call is done.
+        """
+        if self._store is None and not steps:
+            return change()  # one engine call changes nothing when it fails
         self._check_writable(operation)
         snapshot = self._engine.snapshot()
         try:
             result = change()
             self._persist()
+        except StateNotDurableError as e:
+            self._not_durable = e
         except BaseException:
             self._engine.rollback(snapshot)
             raise
         return result
 
+    @_finishes_then_reports_doubt
     def admit(
         self,
         pod: PodLike,
@@ -451,7 +518,7 @@ class MemoryManager:
         "preferred": bool}``.
         """
         compiled = pod.compiled if type(pod) is Pod else compile_pod(pod)
-        extra = list(hints) if hints else None
+        extra = _providers(hints)
         if self._store is None and self.metrics is None and self.enforcement is None:
             # Nothing to persist, time or pin: one engine call.
             return Admission(compiled, self._engine.admit(compiled, extra, trace, start))
@@ -470,6 +537,7 @@ class MemoryManager:
             self._pin_admission(admission)
         return admission
 
+    @_finishes_then_reports_doubt
     def admit_many(
         self,
         pods: Iterable[PodLike],
@@ -483,7 +551,7 @@ class MemoryManager:
         def run() -> list[_engine.AdmitResult]:
             return [self._engine.admit(c, None, False, start) for c in compiled]
 
-        results = self._durably("admit", run)
+        results = self._durably("admit", run, steps=True)
         admissions = [Admission(c, r) for c, r in zip(compiled, results, strict=True)]
         if self.enforcement and start:
             for a in admissions:
@@ -519,10 +587,12 @@ class MemoryManager:
         """The memory manager's topology hints for a container (or the pod, pod scope)."""
         return self._engine.hints(compile_pod(pod), container)
 
+    @_finishes_then_reports_doubt
     def start(self, pod_uid: str) -> None:
         """Starts an admitted pod's containers (``admit(..., start=False)`` defers this)."""
         self._durably("start", lambda: self._engine.start_pod(pod_uid))
 
+    @_finishes_then_reports_doubt
     def remove(
         self, pod_uid: str, container: str | None = None, *, missing_ok: bool = False
     ) -> None:
@@ -542,8 +612,11 @@ class MemoryManager:
         for name in pinned:
             self._pin(pod_uid, name, None)
 
+    @_finishes_then_reports_doubt
     def remove_many(self, pod_uids: Iterable[str], *, missing_ok: bool = False) -> None:
-        """Releases whole pods with one durable write; if it fails, none is released."""
+        """Releases whole pods with one durable write. All or nothing: if the write fails, or
+        a pod is unknown (:class:`~pymm.errors.NotFoundError` unless ``missing_ok``), none is
+        released."""
         uids = list(pod_uids)
         pinned = {uid: self._pinned(uid, None) for uid in uids}
 
@@ -551,7 +624,7 @@ class MemoryManager:
             for uid in uids:
                 self._engine.remove(uid, None, missing_ok)
 
-        self._durably("remove", run)
+        self._durably("remove", run, steps=True)
         for uid, names in pinned.items():
             for name in names:
                 self._pin(uid, name, None)
@@ -562,12 +635,14 @@ class MemoryManager:
         entries = self.state.get("entries", {}).get(pod_uid, {})
         return [c for c in entries if container is None or c == container]
 
+    @_finishes_then_reports_doubt
     def stop_pod(self, pod_uid: str) -> None:
         """The kubelet's view of a pod going away: each started container stops and
         releases its memory, and the pod is no longer active. Containers that never started
         keep their reservation until the next admission removes it as stale."""
         self._durably("stop_pod", lambda: self._engine.remove_pod(pod_uid))
 
+    @_finishes_then_reports_doubt
     def restart(
         self,
         *,
@@ -618,6 +693,7 @@ class MemoryManager:
         other.enforcement = None
         other.machine = self.machine
         other._store = None
+        other._not_durable = None
         other._restored = False
         other._engine = self._engine.copy()
         return other
@@ -734,6 +810,9 @@ class _DurableStore:
         self.directory = directory
         self.path = directory / STATE_FILE_NAME
         self._last: str | None = None
+        # False after a write whose directory fsync failed: the next write must redo it even
+        # when the state has not changed since.
+        self._durable = True
         if read_only:
             return
         self._lock = StateDirLock(directory, wait=wait)
@@ -765,10 +844,14 @@ class _DurableStore:
     def write(self, text: str, force: bool = False) -> None:
         from pymm.statefile import atomic_write
 
-        if text == self._last and not force:
+        if text == self._last and self._durable and not force:
             return
-        atomic_write(self.path, text.encode())
-        self._last = text
+        try:
+            atomic_write(self.path, text.encode())
+        except StateNotDurableError:
+            self._last, self._durable = text, False  # the file holds it, durable or not
+            raise
+        self._last, self._durable = text, True
 
     def close(self) -> None:
         if self._lock is not None:

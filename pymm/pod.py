@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from pymm import _engine
-from pymm.errors import PodError
+from pymm.errors import PodError, PymmError
 
 __all__ = ["Container", "Pod", "QuantityLike", "load_pods", "load_pods_file", "probe_pod"]
 
@@ -161,12 +161,21 @@ class Container:
         ``hugepages`` maps a page size to an amount: ``{"2Mi": "64Mi"}`` is
         ``hugepages-2Mi: 64Mi``. Explicit ``requests``/``limits`` are merged in last.
         """
+        for where, given in (("hugepages", hugepages), ("requests", requests), ("limits", limits)):
+            if given is not None and not isinstance(given, Mapping):
+                raise _error(
+                    f"container {name!r}: {where}", f"expected a mapping, got {_kind(given)}"
+                )
         base: dict[str, QuantityLike] = {}
         if cpu is not None:
             base["cpu"] = cpu
         if memory is not None:
             base["memory"] = memory
         for size, amount in (hugepages or {}).items():
+            if not isinstance(size, str):
+                raise _error(
+                    f"container {name!r}: hugepages", f"page size {size!r} is not a string"
+                )
             base[size if size.startswith("hugepages-") else f"hugepages-{size}"] = amount
         req: dict[str, QuantityLike] = {} if limits_only else dict(base)
         lim: dict[str, QuantityLike] = dict(base)
@@ -198,8 +207,18 @@ class Container:
 
 
 def _container(d: Mapping[str, Any]) -> Container:
+    if not isinstance(d, Mapping):
+        raise PodError(f"a container must be a mapping, got {_kind(d)}")
+    # No coercion: Container checks the types (a name 5 or requests [] is an error, not
+    # "5" or no requests).
     policy = d.get("restart_policy", d.get("restartPolicy"))
-    return Container(str(d.get("name", "")), d.get("requests") or {}, d.get("limits") or {}, policy)
+    requests, limits = d.get("requests"), d.get("limits")
+    return Container(
+        d.get("name", ""),
+        {} if requests is None else requests,
+        {} if limits is None else limits,
+        policy,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,12 +391,52 @@ def _parse_documents(text: str) -> list[object]:
         except RecursionError:
             raise PodError(_TOO_DEEP.format("JSON")) from None
     try:
-        return list(yaml.safe_load_all(text))
+        docs = list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:
         raise PodError(_yaml_message(exc)) from exc
     except RecursionError:
         # PyYAML's composer recurses once per nesting level, like json's decoder.
         raise PodError(_TOO_DEEP.format("YAML")) from None
+    try:
+        _refuse_alias_bombs(docs)
+    except RecursionError:
+        raise PodError(_TOO_DEEP.format("YAML")) from None
+    return docs
+
+
+#: How many values YAML aliases may add to a manifest by repetition. A hand-written manifest
+#: that reuses a ``resources`` block adds a few dozen; a "billion laughs" document of nine
+#: nested nine-fold aliases adds 387 million from a kilobyte, and reading them all would take
+#: the engine minutes. go-yaml (kubectl) refuses such documents as "excessive aliasing".
+MAX_ALIASED_VALUES = 1_000_000
+
+
+def _refuse_alias_bombs(docs: list[object]) -> None:
+    """PyYAML shares one object for every use of an anchor; count each container once and
+    what its repeated uses would add, without expanding anything."""
+    sizes: dict[int, int] = {}
+    added = 0
+
+    def size(value: object) -> int:
+        nonlocal added
+        if not isinstance(value, dict | list):
+            return 1
+        known = sizes.get(id(value))
+        if known is not None:
+            added += known
+            if added > MAX_ALIASED_VALUES:
+                raise PodError(
+                    f"invalid YAML: its aliases repeat more than {MAX_ALIASED_VALUES:,} values "
+                    "(excessive aliasing)"
+                )
+            return known
+        children = value.values() if isinstance(value, dict) else value
+        total = 1 + sum(size(child) for child in children)
+        sizes[id(value)] = total
+        return total
+
+    for doc in docs:
+        size(doc)
 
 
 def _yaml_message(exc: yaml.YAMLError) -> str:
@@ -434,18 +493,34 @@ def load_pods_file(path: str | os.PathLike[str]) -> list[Pod]:
 
 def probe_pod(spec: str | Pod | None = None) -> Pod:
     """A probe shape for fragmentation: a Pod, or ``"8Gi"`` (memory only, the default), or a
-    resource list ``"memory=4Gi,hugepages-1Gi=2Gi"``; always one Guaranteed container."""
+    resource list ``"memory=4Gi,hugepages-1Gi=2Gi"``; always one Guaranteed container, with
+    something to place (a probe nothing pins would "fit" without end)."""
     if isinstance(spec, Pod):
-        return spec
+        return _guaranteed(spec, f"probe pod {spec.uid!r}")
     text = (spec or "8Gi").strip()
+    where = f"probe {text!r}"
     resources: dict[str, str] = {}
     for item in text.split(","):
         key, eq, value = (s.strip() for s in item.partition("="))
         if not eq:
             key, value = "memory", key
         if not (key == "memory" or key.startswith("hugepages-")) or not value:
-            raise PodError(
-                f"probe {text!r}: expected a quantity (8Gi) or memory=QTY,hugepages-SIZE=QTY"
-            )
+            raise PodError(f"{where}: expected a quantity (8Gi) or memory=QTY,hugepages-SIZE=QTY")
+        if key in resources:
+            raise PodError(f"{where}: {key} is given twice")
+        try:
+            amount = _engine.parse_quantity(value)
+        except PymmError as e:
+            raise PodError(f"{where}: {key}: {e}") from e
+        if amount <= 0:
+            raise PodError(f"{where}: {key} must be more than 0")
         resources[key] = value
-    return Pod.of("pymm-probe", Container.of("probe", requests=resources, limits=resources, cpu=1))
+    pod = Pod.of("pymm-probe", Container.of("probe", requests=resources, limits=resources, cpu=1))
+    return _guaranteed(pod, where)
+
+
+def _guaranteed(probe: Pod, where: str) -> Pod:
+    if probe.compiled.qos_class != "Guaranteed":
+        # Nothing pins a Burstable probe, so it always "fits": 100,000 copies per sample.
+        raise PodError(f"{where}: a probe must be Guaranteed (memory and cpu limits)")
+    return probe

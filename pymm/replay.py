@@ -176,6 +176,8 @@ def replay_scenario(
     keeps the state in one for the whole scenario, written and read back after every
     operation (the results are the same; it is slower by the cost of a durable write).
     """
+    if not isinstance(sc, Mapping):
+        raise ScenarioError(f"a scenario must be an object, got {type(sc).__name__}")
     name = str(sc.get("name", "?"))
     if not durable:
         return _replay_on(name, sc, kubelet_version, None, workdir)

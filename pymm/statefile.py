@@ -32,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 
 from pymm import _engine
-from pymm.errors import StateFileError, StateLockedError
+from pymm.errors import ConfigError, StateFileError, StateLockedError, StateNotDurableError
 
 __all__ = [
     "CONFIG_FILE_NAME",
@@ -115,7 +115,8 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     The file gets exactly ``mode`` (the umask is not applied). Raises :class:`StateFileError`
     when the target is a symbolic link or any step fails; the temporary file is removed then.
     If only the final directory fsync fails, the new content is already in place but may not
-    survive a power loss, and the error says so.
+    survive a power loss: that raises :class:`StateNotDurableError`, so a caller can tell a
+    write that did not happen from one that did.
     """
     path = Path(path)
     directory = path.parent
@@ -148,7 +149,7 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
         raise
     except OSError as exc:
         if renamed:
-            err = StateFileError(
+            err = StateNotDurableError(
                 f"replaced state file {path} but could not fsync its directory, so the new "
                 f"content may not survive a power loss: {exc.strerror or exc}"
             )
@@ -335,7 +336,10 @@ class StateDirLock:
     def __init__(self, directory: Path, *, wait: bool | float = False) -> None:
         if not isinstance(wait, bool):
             if not isinstance(wait, int | float) or math.isnan(wait) or wait < 0:
-                raise ValueError(f"wait must be a bool or a number of seconds >= 0, got {wait!r}")
+                raise ConfigError(
+                    f"lock_wait must be a bool or a number of seconds >= 0, got {wait!r}",
+                    key="lock_wait",
+                )
         self._directory = Path(directory)
         self._wait = wait
         self._fd: int | None = None

@@ -77,10 +77,16 @@ _ACCESS_FILES = {
 }
 
 
+#: The largest CPU or node id a kernel list may name: far above any kernel's NR_CPUS (8192
+#: with x86's MAXSMP) and MAX_NUMNODES (1024), and low enough that a damaged or hostile
+#: ``0-99999999999`` cannot make pymm allocate every id in between.
+MAX_LIST_ID = 65535
+
+
 def parse_list(text: str) -> list[int]:
     """Parse a kernel list such as ``"0-3,8,10-11"`` (or kubelet's ``"0,1"``) into sorted ids.
 
-    Raises :class:`ValueError` on malformed input.
+    Raises :class:`ValueError` on malformed input and on ids above :data:`MAX_LIST_ID`.
     """
     ids: set[int] = set()
     text = text.strip()
@@ -89,14 +95,21 @@ def parse_list(text: str) -> list[int]:
     for part in text.split(","):
         part = part.strip()
         lo_s, sep, hi_s = part.partition("-")
-        if not lo_s.isdigit() or (sep and not hi_s.isdigit()):
+        # isdigit() alone accepts other scripts' digits ("١٢") and superscripts.
+        if not _is_number(lo_s) or (sep and not _is_number(hi_s)):
             raise ValueError(f"malformed list element {part!r} in {text!r}")
         lo = int(lo_s)
         hi = int(hi_s) if sep else lo
         if hi < lo:
             raise ValueError(f"descending range {part!r} in {text!r}")
+        if hi > MAX_LIST_ID:
+            raise ValueError(f"id {hi} in {text!r} is above {MAX_LIST_ID}, beyond any kernel's")
         ids.update(range(lo, hi + 1))
     return sorted(ids)
+
+
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 def format_list(ids: Sequence[int] | set[int] | frozenset[int]) -> str:
@@ -118,6 +131,8 @@ def _read(path: Path) -> str:
         return path.read_text()
     except OSError as exc:
         raise SysfsError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise SysfsError(f"{path}: not text (byte {exc.start} is not UTF-8)") from exc
 
 
 def _read_list(path: Path) -> list[int]:

@@ -484,7 +484,7 @@ def inspect_json_probe(
     [
         ("cpu=1", "expected a quantity (8Gi) or memory=QTY,hugepages-SIZE=QTY"),
         ("8Gx", "quantities must match the regular expression"),
-        ("0", "a probe shape must be a Guaranteed pod that requests memory or hugepages"),
+        ("0", "memory must be more than 0"),
     ],
 )
 def test_inspect_bad_probe_is_one_line_and_exit_2(

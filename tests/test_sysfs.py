@@ -199,7 +199,9 @@ def test_parse_list(text: str, ids: list[int]) -> None:
     assert parse_list(format_list(ids)) == ids
 
 
-@pytest.mark.parametrize("bad", ["a", "1-", "3-1", "1,,2", "-1"])
+@pytest.mark.parametrize(
+    "bad", ["a", "1-", "3-1", "1,,2", "-1", "١٢", "0-²", "65536", "0-99999999999999999"]
+)
 def test_parse_list_rejects_garbage(bad: str) -> None:
     with pytest.raises(ValueError):
         parse_list(bad)

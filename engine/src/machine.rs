@@ -69,8 +69,9 @@ pub const TIER_ANNOTATION: &str = "pymm.io/memory-tier";
 impl Tier {
     pub const NAMES: [&'static str; 4] = ["dram", "hbm", "cxl", "any"];
 
+    /// Case does not matter: `DRAM` is the kind's own spelling.
     pub fn parse(s: &str) -> Option<Tier> {
-        match s {
+        match s.to_ascii_lowercase().as_str() {
             "dram" => Some(Tier::Dram),
             "hbm" => Some(Tier::Hbm),
             "cxl" => Some(Tier::Cxl),

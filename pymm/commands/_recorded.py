@@ -136,6 +136,7 @@ def load_recorded(state_dir: str | Path) -> Recorded | None:
         flags = doc["flags"]
         if not isinstance(flags, dict):
             raise ValueError("flags: expected an object")
+        recorded = {k: _recorded_flag(k, flags.get(k)) for k in DEFAULTS}
         machine = Machine.from_dict(doc["machine"])
         source = str(doc.get("machineSource", machine.name))
     except (ValueError, KeyError, RecursionError) as e:
@@ -143,7 +144,25 @@ def load_recorded(state_dir: str | Path) -> Recorded | None:
             f"cannot use {path}: {e}; it records the configuration this state directory was "
             "created with (move it away to use flags only)"
         ) from e
-    return Recorded(path, machine, source, {k: flags.get(k) for k in DEFAULTS})
+    return Recorded(path, machine, source, recorded)
+
+
+#: The flags given as a list (argparse's ``append``); the others are one string.
+_LIST_FLAGS = frozenset({"hugepages", "policy_option", "memory_policy_option", "reserved_memory"})
+
+
+def _recorded_flag(dest: str, value: Any) -> Any:
+    """A recorded flag as the command line would have given it, so that an edited file fails
+    here with the file named, not later in code that trusts argparse's types."""
+    if value is None:
+        return None
+    if dest in _LIST_FLAGS:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        raise ValueError(f"flags.{dest}: expected a list of strings or null")
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"flags.{dest}: expected a string or null")
 
 
 def apply_recorded(

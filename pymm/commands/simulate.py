@@ -142,7 +142,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         probe = probe_pod(args.probe)
     except PodError as e:
-        raise ConfigError(f"--probe {args.probe!r}: {e}") from e
+        raise ConfigError(f"--{e}") from e
     samples = _count(args.samples, "--samples", 200, 1)
     to_stdout = args.json == "-"
     show = sys.stderr.isatty() and not to_stdout

@@ -309,7 +309,7 @@ def _inspect(path: Path, *, as_json: bool, probe: str) -> int:
     try:
         shape = probe_pod(probe)
     except PodError as e:
-        raise ConfigError(f"--probe: {e}") from e
+        raise ConfigError(f"--{e}") from e
     text = _read_text(path)
     try:
         found = inspect_text(text)

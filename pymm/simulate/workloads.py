@@ -364,6 +364,11 @@ def draw_arrivals(mix: Mix, n: int, rng: np.random.Generator) -> Arrivals:
     return Arrivals(np.cumsum(gaps), lifetime, kind, first[kind] + pick)
 
 
+#: The most events a generated workload may have: about 2 GB of arrays while drawing them, and
+#: minutes per configuration to simulate.
+MAX_EVENTS = 10_000_000
+
+
 def generate(
     name: str, events: int, seed: int = 0, machine: Machine | str | None = None
 ) -> Workload:
@@ -374,6 +379,11 @@ def generate(
         raise ConfigError(f"unknown workload {name!r}{_did_you_mean(name, MIXES)}")
     if events < 1:
         raise ConfigError(f"--events must be at least 1, got {events}")
+    if events > MAX_EVENTS:
+        # numpy would try to allocate the arrays and fail with a bare ValueError or MemoryError.
+        raise ConfigError(f"--events must be at most {MAX_EVENTS:,}, got {events}")
+    if seed < 0:
+        raise ConfigError(f"--seed must be at least 0, got {seed}")
     base = machine if isinstance(machine, Machine) else machine_by_name(machine or mix.machine)
     # n arrivals always cover the first n events: an event of arrival j comes after the
     # admits of arrivals 0..j, so no later arrival can be among them.
@@ -456,7 +466,7 @@ def from_scenario(scenario: Mapping[str, Any]) -> Workload:
             admitted = latest.pop(str(op.get("podUID")), None)
             if admitted is not None:
                 events.append((REMOVE, *admitted))
-        elif kind in skipped:
+        elif isinstance(kind, str) and kind in skipped:
             skipped[kind] += 1
         else:
             raise ScenarioError(f"scenario {label!r} ops[{i}]: unknown op {kind!r}")
