@@ -184,7 +184,7 @@ def checkpoint_spew_text(text: str) -> str: ...
 def merge_hints(
     providers: Sequence[Any],
     numa_nodes: Sequence[int],
-    policy: str = "best-effort",
+    policy: str | None = None,
     options: Mapping[str, str] | None = None,
     distances: Sequence[Sequence[int]] | None = None,
 ) -> tuple[dict[str, Any], bool]: ...

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, Phase, assume, event, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
@@ -467,8 +467,6 @@ def test_admit_with_hint_providers(providers: Any) -> None:
 @FUZZ
 @given(providers=mutants(PROVIDERS), policy=st.sampled_from(["best-effort", "restricted", "x"]))
 def test_merge_hints_providers(providers: Any, policy: str) -> None:
-    # A provider list that is no iterable at all is test_merge_hints_providers_not_a_list.
-    assume(isinstance(providers, list | dict | str))
     typed_only(
         lambda: merge_hints(
             providers, [0, 1], policy, {"prefer-closest-numa-nodes": "true"}, [[10, 20], [20, 10]]
@@ -476,13 +474,7 @@ def test_merge_hints_providers(providers: Any, policy: str) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: merge_hints takes numa_nodes, policy, options and distances as PyO3-typed "
-    "arguments, so other types and out-of-range numbers raise bare TypeError/OverflowError "
-    "(exact inputs in test_merge_hints_argument_types)",
-)
-@settings(FUZZ, phases=[Phase.explicit, Phase.generate])  # a known failure: no shrinking
+@FUZZ
 @given(
     numa_nodes=mutants([0, 1]),
     policy=st.one_of(st.sampled_from(["best-effort", "restricted"]), values),
@@ -497,7 +489,14 @@ MERGE_ARGUMENT_CASES = {
     "numa_nodes a string": ("01", "best-effort", None, None),
     "numa_nodes beyond 64 bits": ([2**64], "best-effort", None, None),
     "policy a number": ([0, 1], 5, None, None),
-    "an option's value a number": ([0, 1], "best-effort", {"prefer-closest-numa-nodes": 1}, None),
+    "an option's value a list": ([0, 1], "best-effort", {"prefer-closest-numa-nodes": [1]}, None),
+    "an unknown option": ([0, 1], "best-effort", {"prefer-closest": "true"}, None),
+    "prefer-closest without distances": (
+        [0, 1],
+        "best-effort",
+        {"prefer-closest-numa-nodes": "true"},
+        None,
+    ),
     "a negative distance": (
         [0, 1],
         "best-effort",
@@ -508,33 +507,54 @@ MERGE_ARGUMENT_CASES = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: merge_hints' PyO3 argument extraction raises bare TypeError/OverflowError "
-    "instead of a ConfigError naming the argument",
-)
 @pytest.mark.parametrize("case", MERGE_ARGUMENT_CASES)
 def test_merge_hints_argument_types(case: str) -> None:
     numa_nodes, policy, options, distances = MERGE_ARGUMENT_CASES[case]
-    with pytest.raises(PymmError):
+    with pytest.raises(ConfigError):
         merge_hints(PROVIDERS, numa_nodes, policy, options, distances)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: merge_hints iterates providers with PyO3, so a non-iterable raises a bare "
-    "TypeError ('int' object is not iterable) instead of a ConfigError",
-)
+def test_merge_hints_names_the_wrong_argument() -> None:
+    with pytest.raises(ConfigError, match="policy"):
+        merge_hints(PROVIDERS, [0, 1], 5)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="numa_nodes"):
+        merge_hints(PROVIDERS, "01")  # type: ignore[arg-type]
+
+
+def test_merge_hints_option_values_follow_go_parse_bool() -> None:
+    # The kubelet parses option values with strconv.ParseBool, which takes "1" as true; a
+    # JSON number 1 reaches it as the same text. Node 2 is closer to 0 than 1 is, so the
+    # option changes the answer between the two equally narrow non-preferred hints: without
+    # it the kubelet keeps the lower mask {0,1}; with it, the closer pair {0,2}.
+    providers = [
+        {
+            "memory": [
+                {"affinity": [0, 1], "preferred": False},
+                {"affinity": [0, 2], "preferred": False},
+            ]
+        }
+    ]
+    distances = [[10, 30, 11], [30, 10, 30], [11, 30, 10]]
+    nodes = [0, 1, 2]
+    one: Any = {"prefer-closest-numa-nodes": 1}
+    zero: Any = {"prefer-closest-numa-nodes": 0}
+    plain, _ = merge_hints(providers, nodes, "best-effort")
+    as_number, _ = merge_hints(providers, nodes, "best-effort", one, distances)
+    as_text, _ = merge_hints(
+        providers, nodes, "best-effort", {"prefer-closest-numa-nodes": "true"}, distances
+    )
+    off, _ = merge_hints(providers, nodes, "best-effort", zero, distances)
+    assert plain["affinity"] == [0, 1]
+    assert as_text["affinity"] == [0, 2]
+    assert as_number == as_text
+    assert off == plain
+
+
 def test_merge_hints_providers_not_a_list() -> None:
-    with pytest.raises(PymmError):
+    with pytest.raises(ConfigError, match="providers"):
         merge_hints(5, [0, 1])  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: an option the chosen kubelet version lacks is reported as unknown with "
-    "itself as the suggestion ('did you mean \"max-allowable-numa-nodes\"?')",
-)
 def test_an_option_the_kubelet_version_lacks_is_not_suggested_as_itself() -> None:
     with pytest.raises(ConfigError) as info:
         MemoryManager(

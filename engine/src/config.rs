@@ -169,7 +169,7 @@ fn text(v: &Value, at: &str) -> Result<String> {
 }
 
 /// An option map (`{name: value}`); values may be given as strings, bools or numbers.
-fn option_map(v: &Value, at: &str) -> Result<BTreeMap<String, String>> {
+pub fn option_map(v: &Value, at: &str) -> Result<BTreeMap<String, String>> {
     let m = Obj::new(v, at, C)?;
     m.map
         .iter()

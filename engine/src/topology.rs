@@ -529,6 +529,14 @@ impl PolicyOptions {
                     }
                 }
                 "restrict-to-cpu-numa-nodes" => o.restrict_to_cpu_numa_nodes = bool_option(k, v)?,
+                "max-allowable-numa-nodes" => {
+                    // Only the kubelet version lacks it: no misspelling to suggest.
+                    return Err(EngineError::Config {
+                        message: format!("unknown Topology Manager Policy option: {k:?} (kubelet 1.26 does not have it; kubelet_version \"latest\" does)"),
+                        key: Some(k.clone()),
+                        suggestion: None,
+                    });
+                }
                 _ => {
                     // The kubelet's text first, so operators can search for it.
                     let suggestion = crate::error::closest(k, &TOPOLOGY_OPTIONS);
