@@ -39,7 +39,7 @@ from aiohttp import web
 
 # The CLI's rendering of an admission, so the agent answers exactly as `pymm admit --json`.
 from pymm.commands._output import admission_json as _admission_json
-from pymm.errors import ConfigError, NotFoundError, PymmError
+from pymm.errors import ConfigError, NotFoundError, PymmError, StateFileError
 from pymm.manager import MemoryManager, compile_pod
 from pymm.pod import Pod, load_pods
 
@@ -189,6 +189,17 @@ class Agent:
         ) -> web.StreamResponse:
             try:
                 return await handler(request)
+            except StateFileError as e:
+                # The node's disk, not the request: the state write failed (and was undone in
+                # memory, or, for StateNotDurableError, is in the file but not yet fsynced).
+                # The same request can succeed once the disk recovers, so 503 and retry.
+                log.error("state write failed", extra={"error": str(e), "path": request.path})
+                response = self._json(
+                    {"error": str(e).splitlines()[0], "retryable": True, "kind": type(e).__name__},
+                    503,
+                )
+                response.headers["Retry-After"] = "1"
+                return response
             except (_BadRequest, PymmError, ValueError) as e:
                 # Bad input (a malformed manifest, quantity or body): the client's to fix.
                 message = str(e).splitlines()[0] if str(e) else "bad request"

@@ -328,3 +328,67 @@ def test_kill_9_under_load_then_restart(tmp_path: Path) -> None:
                 assert body["alreadyAdmitted"] is (uid in entries)
     finally:
         assert second.terminate() == 0
+
+
+@pytest.mark.parametrize("failing", ["rename", "fsync-directory"])
+def test_a_failed_state_write_is_503_and_the_retry_succeeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """A full or failing disk is the node's problem, not the client's: 503 with Retry-After,
+    and the same request succeeds once the disk recovers. A failure before the rename leaves
+    nothing admitted; one after it (StateNotDurableError) leaves the pod admitted in memory
+    and file alike, so the retry finds it there."""
+    import errno
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from pymm.agent import Agent
+
+    manager = MemoryManager(
+        Machine.synthetic(4, memory="8Gi"),
+        topology_policy="single-numa-node",
+        state_dir=tmp_path / "state",
+    )
+    agent = Agent(manager)
+    body = json.dumps(pod_manifest("p1", "2Gi"))
+    real_rename, real_fsync = os.rename, os.fsync
+
+    def rename(src: Any, dst: Any) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fsync(fd)
+
+    async def scenario() -> tuple[int, dict[str, Any], str | None, int, dict[str, Any]]:
+        async with TestClient(TestServer(agent.application())) as client:
+            with monkeypatch.context() as m:
+                if failing == "rename":
+                    m.setattr(os, "rename", rename)
+                else:
+                    m.setattr(os, "fsync", fsync)
+                first = await client.post("/v1/admit", data=body)
+                first_body = await first.json()
+            assert os.rename is real_rename
+            retry = await client.post("/v1/admit", data=body)
+            return (
+                first.status,
+                first_body,
+                first.headers.get("Retry-After"),
+                retry.status,
+                await retry.json(),
+            )
+
+    try:
+        status, answer, retry_after, retry_status, retried = asyncio.run(scenario())
+    finally:
+        agent._worker.shutdown()
+    assert status == 503 and retry_after == "1"
+    assert answer["retryable"] is True
+    assert answer["kind"] == ("StateFileError" if failing == "rename" else "StateNotDurableError")
+    assert os.strerror(errno.ENOSPC if failing == "rename" else errno.EIO) in answer["error"]
+    assert retry_status == 200 and retried["admit"] is True
+    on_disk = json.loads((tmp_path / "state" / "memory_manager_state").read_text())
+    assert set(on_disk["entries"]) == {"p1"}
+    assert manager.numa_nodes("p1", "c0") == tuple(retried["containers"]["c0"]["numaNodes"])
