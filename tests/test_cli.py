@@ -51,6 +51,9 @@ def test_demo_shows_what_pymms_best_setting_rescues(capsys: pytest.CaptureFixtur
         assert rows[uid][1:5] == ["│", "rejected", "│", "NUMA"], rows[uid]
         assert rows[uid][5] == "1"
     assert "kubelet: 9/13 admitted" in out and "pymm:    11/13 admitted" in out
+    # most-allocated packs the DPDK pod's sidecar onto node 2 (postgres-0's, the busier one);
+    # the row names each container rather than suggesting one container spans 0 and 2.
+    assert "vswitch NUMA 0, stats NUMA 2" in " ".join(rows["dpdk-router"]) and "packed" in out
 
 
 def test_demo_json_is_consistent(capsys: pytest.CaptureFixture[str]) -> None:

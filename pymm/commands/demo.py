@@ -98,15 +98,26 @@ def _cpu_hint(pod: Pod, node: int) -> list[dict[str, object]]:
 def _where(a: Admission) -> str:
     if not a.admitted:
         return "rejected"
-    nodes = sorted({n for p in a.placements.values() for n in p.numa_nodes or ()})
-    return "NUMA " + ",".join(map(str, nodes)) if nodes else "any node"
+    pinned = {c: p.numa_nodes for c, p in a.placements.items() if p.numa_nodes}
+    if not pinned:
+        return "any node"
+    if len(set(pinned.values())) == 1:
+        return "NUMA " + ",".join(map(str, next(iter(pinned.values()))))
+    # Containers on different nodes: say which is where, or "NUMA 0,2" reads as one
+    # container spanning two nodes.
+    return ", ".join(f"{c} NUMA {','.join(map(str, n))}" for c, n in pinned.items())
 
 
-def _compare(con: Console, machine: Machine, options: dict[str, str]) -> None:
+def _compare(con: Console, machine: Machine, topology_policy: str, options: dict[str, str]) -> None:
     """The kubelet and pymm's best setting side by side on the same pods."""
     runs = {}
     for label, extra in (("kubelet", {"policy_options": options}), ("pymm", BEST)):
-        mm = MemoryManager(machine, reserved_memory=machine.reserve_per_node("1Gi"), **extra)  # type: ignore[arg-type]
+        mm = MemoryManager(
+            machine,
+            reserved_memory=machine.reserve_per_node("1Gi"),
+            topology_policy=topology_policy,
+            **extra,  # type: ignore[arg-type]
+        )
         placed = {p.uid: mm.admit(p) for p in demo_pods()}
         placed |= {p.uid: mm.admit(p, hints=_cpu_hint(p, n)) for p, n in pinned_pods()}
         runs[label] = (mm, placed)
@@ -123,13 +134,17 @@ def _compare(con: Console, machine: Machine, options: dict[str, str]) -> None:
         if _where(k[uid]) == _where(b[uid]):
             continue
         if b[uid].admitted and not k[uid].admitted:
-            note = "rescued: a valid node has room"
+            note = "rescued"
         elif k[uid].admitted and not b[uid].admitted:
             note = "rejected"
         else:
-            note = "packed onto a busier node"
+            note = "packed"
         t.add_row(uid, _where(k[uid]), _where(b[uid]), note)
     con.print(t)
+    con.print(
+        "  rescued: the kubelet rejects it though a node its hints allow has room; "
+        "packed: put on a busier node so that emptier nodes stay whole for large pods"
+    )
 
     def summary(mm: MemoryManager, placed: dict[str, Admission]) -> str:
         used = [u.reserved / u.allocatable for u in mm.usage() if u.resource == "memory"]
@@ -173,5 +188,5 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"admissions": results, "state": mm.state}, indent=1))
     else:
         con.print(usage_table(mm, "NUMA memory after admission"))
-        _compare(con, machine, options)
+        _compare(con, machine, args.topology_policy, options)
     return 0
