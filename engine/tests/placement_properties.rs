@@ -10,7 +10,7 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use pymm_engine::machine::{HugePagePool, Machine, MemoryKind, NumaNode, Tier};
+use pymm_engine::machine::{Machine, MemoryKind, Tier};
 use pymm_engine::manager::{Config, Manager, Scope, Search};
 use pymm_engine::policy::MemoryOptions;
 use pymm_engine::quantity::{Format, Quantity};
@@ -66,25 +66,13 @@ fn machine(s: &Spec) -> Machine {
             .nodes
             .iter()
             .enumerate()
-            .map(|(i, (gib, p2m, p1g))| NumaNode {
-                id: i as u32,
-                memory_bytes: gib * GI + p2m * 2 * MI + p1g * GI + GI,
-                hugepages: vec![
-                    HugePagePool {
-                        page_size_kib: 2048,
-                        num_pages: *p2m,
-                    },
-                    HugePagePool {
-                        page_size_kib: 1 << 20,
-                        num_pages: *p1g,
-                    },
-                ],
-                cpus: if i < cpu_nodes { 8 } else { 0 },
-                kind: match (i < cpu_nodes, i % 2) {
+            .map(|(i, &sizes)| {
+                let kind = match (i < cpu_nodes, i % 2) {
                     (true, _) => MemoryKind::Dram,
                     (false, 0) => MemoryKind::Hbm,
                     (false, _) => MemoryKind::Cxl,
-                },
+                };
+                node(i as u32, sizes, if i < cpu_nodes { 8 } else { 0 }, kind)
             })
             .collect(),
         distances: Some(

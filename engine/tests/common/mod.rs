@@ -78,6 +78,27 @@ pub fn spec_n(nodes: std::ops::Range<usize>) -> impl Strategy<Value = Spec> {
         })
 }
 
+/// A node with `gib` GiB of regular memory and the given 2Mi and 1Gi page counts, plus room
+/// for the 1Gi reservation and the pools, so allocatable never wraps.
+pub fn node(id: u32, (gib, p2m, p1g): (u64, u64, u64), cpus: u32, kind: MemoryKind) -> NumaNode {
+    NumaNode {
+        id,
+        memory_bytes: gib * GI + p2m * 2 * MI + p1g * GI + GI,
+        hugepages: vec![
+            HugePagePool {
+                page_size_kib: 2048,
+                num_pages: p2m,
+            },
+            HugePagePool {
+                page_size_kib: 1 << 20,
+                num_pages: p1g,
+            },
+        ],
+        cpus,
+        kind,
+    }
+}
+
 pub fn build(s: &Spec) -> Manager {
     build_with(s, Search::Exact)
 }
@@ -89,23 +110,7 @@ pub fn build_with(s: &Spec, search: Search) -> Manager {
             .nodes
             .iter()
             .enumerate()
-            .map(|(i, (gib, p2m, p1g))| NumaNode {
-                id: (i as i64 * s.stride) as u32,
-                // Room for the reservation and the pools, so allocatable never wraps.
-                memory_bytes: gib * GI + p2m * 2 * MI + p1g * GI + GI,
-                hugepages: vec![
-                    HugePagePool {
-                        page_size_kib: 2048,
-                        num_pages: *p2m,
-                    },
-                    HugePagePool {
-                        page_size_kib: 1 << 20,
-                        num_pages: *p1g,
-                    },
-                ],
-                cpus: 1,
-                kind: MemoryKind::Unknown,
-            })
+            .map(|(i, &sizes)| node((i as i64 * s.stride) as u32, sizes, 1, MemoryKind::Unknown))
             .collect(),
         distances: None,
     };
