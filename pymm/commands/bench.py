@@ -7,13 +7,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from pymm._plotting import pyplot
 from pymm.commands._output import stdout_console
 from pymm.errors import PymmError
 
@@ -42,20 +42,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
-def _pyplot() -> ModuleType:
-    try:
-        import matplotlib
-    except ImportError:
-        raise PymmError(
-            "--plot needs matplotlib: pip install 'pymm[plot]' (or drop --plot)"
-        ) from None
-    # No display is needed (or wanted) to write a PNG.
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _table(rows: list[Row], quick: bool) -> Table:
     table = Table(title=f"pymm bench{' --quick' if quick else ''}: one admission, from Python")
     table.add_column("case", overflow="fold")
@@ -79,7 +65,7 @@ def plot(rows: list[Row], path: Path) -> None:
     the kubelet's published reference points as markers."""
     from pymm._bench.suite import KUBELET_PUBLISHED_US, SHAPES
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     colours = {"memory": "tab:blue", "memory+hugepages": "tab:orange"}
     for shape in SHAPES:
@@ -172,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.plot:
         # Fail before a minute of timing, not after it.
-        _pyplot()
+        pyplot()
     err = Console(file=sys.stderr)
     columns: list[Any] = [
         TextColumn("{task.description}"),

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from rich.table import Table
 
-from pymm.errors import PymmError
+from pymm._plotting import pyplot
 from pymm.simulate.driver import ConfigResult, SimulationResult
 from pymm.simulate.workloads import HOUR
 
@@ -107,24 +106,10 @@ def tiers_table(result: SimulationResult) -> Table | None:
     return t
 
 
-def _pyplot() -> ModuleType:
-    try:
-        import matplotlib
-    except ImportError:
-        raise PymmError(
-            "--plot needs matplotlib: pip install 'pymm[plot]' (or drop --plot)"
-        ) from None
-    # A PNG needs no display, and a headless CI has none.
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot(result: SimulationResult, path: str | Path) -> None:
     """Reserved share and stranded memory over time (one line per configuration), and below
     them a heat map per configuration of each node's reserved share over time."""
-    plt = _pyplot()
+    plt = pyplot()
     k = len(result.configs)
     fig = plt.figure(figsize=(12, 4 + 1.8 * k), dpi=100, layout="constrained")
     grid = fig.add_gridspec(1 + k, 2, height_ratios=[2.2] + [1] * k)
