@@ -33,6 +33,7 @@ KUBELET_VERSIONS = ("latest", "1.26")
 __all__ = [
     "KUBELET_VERSIONS",
     "add_manager_options",
+    "add_reserved_memory",
     "build_machine",
     "build_manager",
     "load_cli_pods",
@@ -40,6 +41,15 @@ __all__ = [
     "parse_options",
     "resolve",
 ]
+
+
+def add_reserved_memory(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--reserved-memory",
+        action="append",
+        metavar="N:TYPE=QTY[,...][;...]",
+        help="as the kubelet flag (repeatable); default: 1Gi of memory on every node",
+    )
 
 
 def add_manager_options(p: argparse.ArgumentParser, *, writes: bool = False) -> None:
@@ -60,12 +70,7 @@ def add_manager_options(p: argparse.ArgumentParser, *, writes: bool = False) -> 
         metavar="SIZE=PAGES",
         help="give every node PAGES hugepages of SIZE (e.g. 2Mi=1024, repeatable)",
     )
-    p.add_argument(
-        "--reserved-memory",
-        action="append",
-        metavar="N:TYPE=QTY[,...][;...]",
-        help="as the kubelet flag (repeatable); default: 1Gi of memory on every node",
-    )
+    add_reserved_memory(p)
     p.add_argument(
         "--node-allocatable",
         metavar="QTY",

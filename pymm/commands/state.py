@@ -25,7 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pymm import _engine
-from pymm.commands._options import KUBELET_VERSIONS, parse_options, resolve
+from pymm.commands._options import KUBELET_VERSIONS, add_reserved_memory, parse_options, resolve
 from pymm.commands._output import stdout_console
 from pymm.commands._recorded import DEFAULTS, load_recorded
 from pymm.errors import (
@@ -105,12 +105,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     where.add_argument(
         "--sysfs", metavar="ROOT", help="discover the machine from sysfs under ROOT (e.g. /)"
     )
-    p.add_argument(
-        "--reserved-memory",
-        action="append",
-        metavar="N:TYPE=QTY[,...][;...]",
-        help="as the kubelet flag (repeatable); default: 1Gi of memory on every node",
-    )
+    add_reserved_memory(p)
     p.add_argument(
         "--kubelet-version",
         choices=KUBELET_VERSIONS,
