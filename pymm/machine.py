@@ -149,7 +149,13 @@ class Machine:
             # The OS refuses such a path with a bare ValueError; it is no name either.
             raise MachineError(f"unknown machine {str(name_or_path)!r}: it contains a NUL byte")
         p = Path(name_or_path)
-        if isinstance(name_or_path, Path) or p.suffix == ".json" or p.exists():
+        try:
+            is_file = p.exists()
+        except OSError:
+            # A working directory the user may not search (EACCES): a catalog name is still
+            # a catalog name, and an unknown one is reported as such.
+            is_file = False
+        if isinstance(name_or_path, Path) or p.suffix == ".json" or is_file:
             return cls.from_file(p)
         return cls.from_catalog(str(name_or_path))
 

@@ -19,7 +19,7 @@ from test_statefile import NOBODY, REPO_ROOT, _unprivileged
 
 from pymm import Container, Machine, MemoryManager, Pod
 from pymm.cli import main
-from pymm.errors import StateFileError
+from pymm.errors import MachineError, StateFileError
 from pymm.statefile import CONFIG_FILE_NAME, LOCK_FILE_NAME, STATE_FILE_NAME
 
 MACHINE = "xeon-gold-6242-2s"
@@ -182,7 +182,7 @@ def test_read_only_commands_work_on_a_chmod_500_directory(tmp_path: Path) -> Non
         out = io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
             args = ["--machine", MACHINE, "--hugepages", "2Mi=1024", "--state-dir", str(state)]
-            assert main(["admit", pod_file, *args, "--quiet"]) == 0
+            assert main(["admit", pod_file, *args, "--quiet"]) == 0, out.getvalue()
             lock_mtime = (state / LOCK_FILE_NAME).stat().st_mtime_ns
             state.chmod(0o500)
             # Permission bits bind here (as nobody when the suite runs as root).
@@ -198,6 +198,30 @@ def test_read_only_commands_work_on_a_chmod_500_directory(tmp_path: Path) -> Non
         assert '"db-1"' in text and "would start:" in text
         assert f"cannot write state file {state / STATE_FILE_NAME}: Permission denied" in text
         state.chmod(0o700)
+
+    _unprivileged(body)
+
+
+def test_catalog_names_work_from_a_directory_the_user_may_not_search() -> None:
+    """``--machine NAME`` first asks whether NAME is a file; in a working directory the user
+    may not search, that question fails with EACCES, and the answer must be the catalog's."""
+    Machine.from_catalog(MACHINE)  # the catalog's files are loaded before privileges drop
+    back = os.getcwd()
+
+    def body(directory: Path) -> None:
+        private = directory / "private"
+        private.mkdir()
+        os.chdir(private)
+        try:
+            private.chmod(0)
+            with pytest.raises(PermissionError):
+                Path("probe").exists()
+            assert Machine.load(MACHINE).name == MACHINE
+            with pytest.raises(MachineError, match="no-such-machine"):
+                Machine.load("no-such-machine")
+        finally:
+            private.chmod(0o700)
+            os.chdir(back)
 
     _unprivileged(body)
 
