@@ -7,6 +7,7 @@ built synthetically for tests and benchmarks (:meth:`Machine.synthetic`).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -25,6 +26,17 @@ MAX_U64 = 2**64 - 1
 
 #: The machine ``pymm demo`` and the CLI use when none is named.
 DEFAULT_MACHINE = "xeon-8480-2s-snc4"
+
+
+@functools.cache
+def _catalog() -> dict[str, str]:
+    """The embedded machines' JSON by name. Package data, read once per process: a process
+    that later drops privileges, or whose installation moves, still has its catalog."""
+    return {
+        f.name.removesuffix(".json"): f.read_text()
+        for f in resources.files("pymm.catalog").iterdir()
+        if f.name.endswith(".json")
+    }
 
 
 def page_size_kib(size: str | int) -> int:
@@ -131,16 +143,15 @@ class Machine:
     @staticmethod
     def catalog_names() -> list[str]:
         """Names of the embedded real machine topologies."""
-        files = resources.files("pymm.catalog").iterdir()
-        return sorted(f.name.removesuffix(".json") for f in files if f.name.endswith(".json"))
+        return sorted(_catalog())
 
     @classmethod
     def from_catalog(cls, name: str) -> Machine:
-        names = cls.catalog_names()
-        if name not in names:
-            raise MachineError(f"unknown machine {name!r}; known machines: {', '.join(names)}")
-        text = resources.files("pymm.catalog").joinpath(f"{name}.json").read_text()
-        return cls.from_json(text)
+        catalog = _catalog()
+        if name not in catalog:
+            known = ", ".join(sorted(catalog))
+            raise MachineError(f"unknown machine {name!r}; known machines: {known}")
+        return cls.from_json(catalog[name])
 
     @classmethod
     def load(cls, name_or_path: str | Path) -> Machine:
