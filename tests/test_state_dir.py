@@ -221,9 +221,13 @@ def test_catalog_names_work_from_a_directory_the_user_may_not_search() -> None:
                 Machine.load("no-such-machine")
         finally:
             private.chmod(0o700)
-            os.chdir(back)
+            # Not `back`: the child, as nobody, may not enter the test's own directory.
+            os.chdir(directory)
 
-    _unprivileged(body)
+    try:
+        _unprivileged(body)
+    finally:
+        os.chdir(back)
 
 
 # -- I/O errors name the path -----------------------------------------------------------------
