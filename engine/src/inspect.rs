@@ -9,12 +9,12 @@
 use crate::checkpoint::{checksum, decode_unverified};
 use crate::config::Config;
 use crate::error::{EngineError, Result};
+use crate::fragmentation::Fragmentation;
 use crate::machine::{HugePagePool, Machine, MemoryKind, NumaNode};
 use crate::manager::Manager;
 use crate::quantity::{Format, Quantity};
 use crate::request::Pod;
 use crate::reserved::MemoryReservation;
-use crate::simulate::Fragmentation;
 use crate::state::{MachineState, State};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};

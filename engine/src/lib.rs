@@ -35,6 +35,7 @@ pub mod checkpoint_reader;
 pub mod config;
 pub mod decode;
 pub mod error;
+pub mod fragmentation;
 pub mod hints;
 pub mod inspect;
 pub mod machine;

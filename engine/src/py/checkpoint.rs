@@ -6,8 +6,8 @@ use super::pod::PyPod;
 use crate::checkpoint;
 use crate::config::Config;
 use crate::decode::Subject;
+use crate::fragmentation::Fragmentation;
 use crate::inspect::{inspect, Inspection};
-use crate::simulate::Fragmentation;
 use pyo3::prelude::*;
 use serde_json::{json, Value};
 

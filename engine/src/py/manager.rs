@@ -317,7 +317,7 @@ impl PyEngine {
     }
 
     /// Stranded memory for a probe shape: `{"fits", "capped", "byNode", "freeBefore"}`
-    /// (see `crate::simulate::Fragmentation`).
+    /// (see `crate::fragmentation::Fragmentation`).
     #[pyo3(signature = (probe, cap=100_000))]
     fn fragmentation<'py>(
         &self,
