@@ -5,11 +5,13 @@
 pub(crate) mod checkpoint;
 mod convert;
 mod errors;
+mod lifecycle;
 mod machine;
 mod manager;
 mod merge;
 mod pod;
 mod quantity;
+mod scenario;
 mod simulate;
 
 use pyo3::prelude::*;
@@ -26,6 +28,9 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<manager::PyEngine>()?;
     m.add_class::<manager::PyAdmitResult>()?;
     m.add_class::<manager::PySnapshot>()?;
+    m.add_class::<lifecycle::PyOp>()?;
+    m.add_class::<scenario::PyScenarios>()?;
+    m.add_class::<scenario::PyReplayResults>()?;
     m.add_class::<pod::PyPod>()?;
     m.add_class::<checkpoint::PyInspection>()?;
     m.add_function(wrap_pyfunction!(pod::pods_from_manifest, m)?)?;
@@ -38,5 +43,6 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(checkpoint::checkpoint_spew_text, m)?)?;
     m.add_function(wrap_pyfunction!(merge::merge_hints, m)?)?;
     m.add_function(wrap_pyfunction!(simulate::simulate, m)?)?;
+    m.add_function(wrap_pyfunction!(scenario::compare_results, m)?)?;
     Ok(())
 }
