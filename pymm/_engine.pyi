@@ -10,15 +10,18 @@ __all__ = [
     "Inspection",
     "Op",
     "Pod",
+    "Reference",
     "ReplayResults",
     "Scenarios",
     "Snapshot",
     "__version__",
     "canonical_quantity",
     "checkpoint_spew_text",
+    "classify_memory",
     "compare_results",
     "decode_checkpoint",
     "decode_machine",
+    "memory_kind_rule",
     "merge_hints",
     "node_allocatable",
     "parse_quantity",
@@ -144,14 +147,33 @@ class Scenarios:
         after: Callable[[str], object] | None = None,
         progress: Callable[[int], object] | None = None,
     ) -> ReplayResults: ...
+    def replay_each(
+        self,
+        each: Callable[[int, ReplayResults], object],
+        kubelet_version: str | None = None,
+        restart_from: Callable[[str], tuple[str, str]] | None = None,
+        after: Callable[[str], object] | None = None,
+    ) -> None: ...
+    @staticmethod
+    def meta(kubelet_version: str | None = None) -> dict[str, Any]: ...
+
+@final
+class Reference:
+    @staticmethod
+    def from_json(text: str, source: str = "results") -> Reference: ...
+    def __len__(self) -> int: ...
+    @property
+    def meta(self) -> dict[str, Any]: ...
+    def to_py(self) -> dict[str, Any]: ...
+    def missing(self, names: Sequence[str]) -> list[str]: ...
 
 @final
 class ReplayResults:
-    @staticmethod
-    def from_json(text: str, source: str = "results") -> ReplayResults: ...
     def to_json(self, indent: int | None = None) -> str: ...
     def to_py(self) -> dict[str, Any]: ...
-    def compare(self, reference: ReplayResults) -> list[str]: ...
+    def compare(self, reference: Reference) -> list[str]: ...
+    @property
+    def name(self) -> str | None: ...
     @property
     def counts(self) -> tuple[int, int, int, int, int]: ...
 
@@ -250,4 +272,8 @@ def simulate(
     progress: Callable[[int], object] | None = None,
     scenario: tuple[Scenarios, int] | None = None,
 ) -> dict[str, Any]: ...
+def classify_memory(
+    nodes: Sequence[Mapping[str, Any]], distances: Sequence[Sequence[int]] | None = None
+) -> list[tuple[str, str]]: ...
+def memory_kind_rule() -> str: ...
 def compare_results(mine: Mapping[str, Any], reference: Mapping[str, Any]) -> list[str]: ...

@@ -22,9 +22,10 @@ from pymm.statefile import STATE_FILE_NAME, atomic_write
 
 __all__ = [
     "compare_results",
-    "load_results",
+    "load_reference",
     "load_scenarios",
     "replay",
+    "replay_each",
     "replay_results",
     "replay_scenario",
     "scenario_machine",
@@ -51,9 +52,10 @@ def load_scenarios(path: str | Path) -> _engine.Scenarios:
     return _engine.Scenarios.from_json(_read_text(path, "scenarios"), str(path))
 
 
-def load_results(path: str | Path) -> _engine.ReplayResults:
-    """Reference results (``.json`` or ``.json.gz``) to compare with."""
-    return _engine.ReplayResults.from_json(_read_text(path, "results"), str(path))
+def load_reference(path: str | Path) -> _engine.Reference:
+    """Reference results (``.json`` or ``.json.gz``) to compare with: held as text, each
+    scenario's results parsed when it is compared."""
+    return _engine.Reference.from_json(_read_text(path, "results"), str(path))
 
 
 def scenario_machine(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -126,6 +128,19 @@ def replay_results(
             files.after if durable else None,
             progress,
         )
+
+
+def replay_each(
+    scenarios: _engine.Scenarios,
+    each: Callable[[int, _engine.ReplayResults], object],
+    kubelet_version: str | None = None,
+    *,
+    workdir: Path | None = None,
+) -> None:
+    """Replays every scenario, handing each one's results to ``each(index, results)`` as soon
+    as it is done, so a long replay holds one scenario's results at a time."""
+    with _Files(workdir, False) as files:
+        scenarios.replay_each(each, kubelet_version, files.restart_from)
 
 
 def replay(

@@ -12,7 +12,13 @@ import pytest
 
 from pymm.cli import main
 from pymm.errors import ScenarioError
-from pymm.replay import compare_results, load_scenarios, replay, replay_scenario
+from pymm.replay import (
+    compare_results,
+    load_reference,
+    load_scenarios,
+    replay,
+    replay_scenario,
+)
 
 CONF = Path(__file__).parent / "conformance"
 SCENARIOS: list[dict[str, Any]] = json.loads(
@@ -48,9 +54,7 @@ def _reference_sets() -> list[tuple[str, Path, Path]]:
 
 def _version_of(ref: Path) -> str:
     """The kubelet version a reference file was produced by, from its own meta."""
-    from pymm.replay import load_results
-
-    meta = load_results(ref).to_py()["meta"]["kubernetes"]
+    meta = load_reference(ref).meta["kubernetes"]
     for prefix, version in (("v1.26", "1.26"), ("v1.32", "1.32")):
         if meta.startswith(prefix):
             return version

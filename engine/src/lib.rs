@@ -41,6 +41,7 @@ pub mod inspect;
 pub mod lifecycle;
 pub mod machine;
 pub mod manager;
+pub mod memkind;
 pub mod nodemask;
 pub mod placement;
 pub mod policy;

@@ -777,8 +777,33 @@ impl Manager {
             placements: vec![],
         };
         self.remove_stale_state(Some(pod));
-        // A rejected pod's partial allocations stay until the next admission removes them.
-        self.stale_possible = true;
+        if self.admit_steps(pod, extra, trace, &mut out) {
+            if self
+                .active
+                .insert(pod.uid.clone(), Arc::clone(shared))
+                .is_some()
+            {
+                // The pod replaced an earlier spec of itself: what only that spec had is
+                // stale now.
+                self.stale_possible = true;
+            }
+        } else {
+            // A rejected pod's partial allocations stay until the next admission removes
+            // them; nothing else can be stale (the scan above left nothing).
+            self.stale_possible = self.state.entries.contains_key(&pod.uid);
+        }
+        out
+    }
+
+    /// Hints, merge, verdict and Allocate for every container, as the kubelet's scopes do
+    /// them; false when the pod is rejected (`out` says why).
+    fn admit_steps(
+        &mut self,
+        pod: &Pod,
+        extra: &[ExtraProvider],
+        trace: bool,
+        out: &mut AdmitResult,
+    ) -> bool {
         let unexpected = |e: &EngineError| {
             format!(
                 "Allocate failed due to {}, which is unexpected",
@@ -788,39 +813,37 @@ impl Manager {
         let names: Vec<String> = pod.all_containers().map(|c| c.name.clone()).collect();
         if self.config.topology_policy == Policy::None {
             for c in &names {
-                if let Err(e) = self.record_allocation(pod, c, trace, &mut out) {
+                if let Err(e) = self.record_allocation(pod, c, trace, out) {
                     out.reject(UNEXPECTED_ADMISSION_ERROR, unexpected(&e));
-                    return out;
+                    return false;
                 }
             }
         } else if self.config.scope == Scope::Container {
             for c in &names {
-                let Some(merged) = self.consult(pod, Some(c), extra, trace, &mut out) else {
-                    return out;
+                let Some(merged) = self.consult(pod, Some(c), extra, trace, out) else {
+                    return false;
                 };
                 self.set_stored_hint(&pod.uid, c, merged);
-                if let Err(e) = self.record_allocation(pod, c, trace, &mut out) {
+                if let Err(e) = self.record_allocation(pod, c, trace, out) {
                     out.reject(UNEXPECTED_ADMISSION_ERROR, unexpected(&e));
-                    return out;
+                    return false;
                 }
             }
         } else {
-            let Some(merged) = self.consult(pod, None, extra, trace, &mut out) else {
-                return out;
+            let Some(merged) = self.consult(pod, None, extra, trace, out) else {
+                return false;
             };
             for c in &names {
                 self.set_stored_hint(&pod.uid, c, merged);
             }
             for c in &names {
-                if let Err(e) = self.record_allocation(pod, c, trace, &mut out) {
+                if let Err(e) = self.record_allocation(pod, c, trace, out) {
                     out.reject(UNEXPECTED_ADMISSION_ERROR, unexpected(&e));
-                    return out;
+                    return false;
                 }
             }
         }
-        self.active.insert(pod.uid.clone(), Arc::clone(shared));
-        self.stale_possible = false;
-        out
+        true
     }
 
     /// `AddContainer`: the container started; earlier regular init containers have finished,

@@ -19,6 +19,7 @@ use crate::nodemask::IdMap;
 use crate::provider::{answer_value, hint_value};
 use crate::quantity::Quantity;
 use crate::request::Pod;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -788,7 +789,27 @@ fn restart_op(
     })))
 }
 
-/// Replays every scenario of a file (see [`scenarios_from`]).
+/// The `meta` of a replay's results.
+pub fn results_meta(kubelet_version: Option<&str>) -> Value {
+    json!({"engine": format!("pymm {}", crate::VERSION),
+           "kubeletVersion": kubelet_version.unwrap_or("latest")})
+}
+
+/// Replays every scenario in order, handing each one's results to `each` as soon as it is
+/// done (a long replay need not hold all of them).
+pub fn replay_each(
+    scenarios: &[Scenario],
+    kubelet_version: Option<&str>,
+    host: &mut dyn Host,
+    each: &mut dyn FnMut(usize, Value) -> Result<()>,
+) -> Result<()> {
+    for (i, sc) in scenarios.iter().enumerate() {
+        each(i, replay(sc, kubelet_version, host)?)?;
+    }
+    Ok(())
+}
+
+/// Replays every scenario of a file (see [`scenarios_from`]), all results in one value.
 pub fn replay_all(
     scenarios: &[Scenario],
     kubelet_version: Option<&str>,
@@ -796,15 +817,12 @@ pub fn replay_all(
     progress: &mut dyn FnMut(usize),
 ) -> Result<Value> {
     let mut results = Vec::with_capacity(scenarios.len());
-    for (i, sc) in scenarios.iter().enumerate() {
-        results.push(replay(sc, kubelet_version, host)?);
+    replay_each(scenarios, kubelet_version, host, &mut |i, r| {
+        results.push(r);
         progress(i + 1);
-    }
-    Ok(json!({
-        "meta": {"engine": format!("pymm {}", crate::VERSION),
-                 "kubeletVersion": kubelet_version.unwrap_or("latest")},
-        "results": results,
-    }))
+        Ok(())
+    })?;
+    Ok(json!({"meta": results_meta(kubelet_version), "results": results}))
 }
 
 // -- comparison ---------------------------------------------------------------------------
@@ -924,7 +942,6 @@ fn show(v: Option<&Value>) -> String {
 /// lists in order, the blocks of one container as a set, error texts exactly, checksums as
 /// the rules say. Results of scenarios the reference does not have are not compared.
 pub fn compare(mine: &Value, reference: &Value) -> Vec<String> {
-    let mut diffs = Vec::new();
     let empty = Vec::new();
     let refs: BTreeMap<&str, &Value> = reference["results"]
         .as_array()
@@ -932,103 +949,202 @@ pub fn compare(mine: &Value, reference: &Value) -> Vec<String> {
         .iter()
         .filter_map(|r| r["name"].as_str().map(|n| (n, r)))
         .collect();
+    let mut diffs = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for got in mine["results"].as_array().unwrap_or(&empty) {
         let name = got["name"].as_str().unwrap_or("?");
         seen.insert(name);
-        let Some(want) = refs.get(name) else {
-            continue;
-        };
-        let (gs, ws) = (field(got, "setupError"), field(want, "setupError"));
-        if gs.is_some() || ws.is_some() {
-            if gs != ws {
-                diffs.push(format!("{name}: setupError {} != {}", show(gs), show(ws)));
-            }
-            continue;
-        }
-        if got.get("allocatableMemory") != want.get("allocatableMemory") {
-            diffs.push(format!("{name}: allocatableMemory differs"));
-        }
-        if let Some(d) = checkpoint_diff(&got["initialCheckpoint"], &want["initialCheckpoint"]) {
-            diffs.push(format!("{name}: initialCheckpoint: {d}"));
-        }
-        let (go, wo) = (
-            got["results"].as_array().unwrap_or(&empty),
-            want["results"].as_array().unwrap_or(&empty),
-        );
-        if go.len() != wo.len() {
-            diffs.push(format!("{name}: {} op results != {}", go.len(), wo.len()));
-        }
-        for (g, w) in go.iter().zip(wo) {
-            let at = format!(
-                "{name} op {} ({})",
-                w["index"],
-                w["op"].as_str().unwrap_or("?")
-            );
-            if w.get("panic").and_then(Value::as_bool) == Some(true) {
-                // The kubelet crashed here; pymm must reject with a clear error instead.
-                let clear = g.get("admit") == Some(&json!(false))
-                    && g.get("error")
-                        .and_then(Value::as_str)
-                        .is_some_and(|e| !e.is_empty());
-                if !clear {
-                    diffs.push(format!(
-                        "{at}: expected a clear error where the kubelet panicked"
-                    ));
-                }
-                continue;
-            }
-            for key in ["admit", "reason", "message", "hintCalls"] {
-                if field(g, key) != field(w, key) {
-                    diffs.push(format!(
-                        "{at}: {key}: {} != {}",
-                        show(field(g, key)),
-                        show(field(w, key))
-                    ));
-                }
-            }
-            if !same_error(field(g, "error"), field(w, "error")) {
-                diffs.push(format!(
-                    "{at}: error: {} != {}",
-                    show(field(g, "error")),
-                    show(field(w, "error"))
-                ));
-            }
-            let (ga, wa) = (
-                g.get("allocations")
-                    .and_then(Value::as_array)
-                    .unwrap_or(&empty),
-                w.get("allocations")
-                    .and_then(Value::as_array)
-                    .unwrap_or(&empty),
-            );
-            if ga.len() != wa.len() {
-                diffs.push(format!("{at}: {} allocations != {}", ga.len(), wa.len()));
-            }
-            for (x, y) in ga.iter().zip(wa) {
-                for key in ["container", "affinityFromStore", "error"] {
-                    if field(x, key) != field(y, key) {
-                        diffs.push(format!(
-                            "{at}: allocation {key}: {} != {}",
-                            show(field(x, key)),
-                            show(field(y, key))
-                        ));
-                    }
-                }
-                if block_set(x.get("blocks")) != block_set(y.get("blocks")) {
-                    diffs.push(format!(
-                        "{at}: allocation blocks of {} differ",
-                        y["container"].as_str().unwrap_or("?")
-                    ));
-                }
-            }
-            if let Some(d) = checkpoint_diff(&g["checkpoint"], &w["checkpoint"]) {
-                diffs.push(format!("{at}: checkpoint: {d}"));
-            }
+        if let Some(want) = refs.get(name) {
+            diffs.extend(compare_one(got, want));
         }
     }
     for name in refs.keys().filter(|n| !seen.contains(*n)) {
         diffs.push(format!("{name}: missing from results"));
     }
     diffs
+}
+
+/// The differences between one scenario's results and the reference's for it.
+pub fn compare_one(got: &Value, want: &Value) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let empty = Vec::new();
+    let name = got["name"].as_str().unwrap_or("?");
+    let (gs, ws) = (field(got, "setupError"), field(want, "setupError"));
+    if gs.is_some() || ws.is_some() {
+        if gs != ws {
+            diffs.push(format!("{name}: setupError {} != {}", show(gs), show(ws)));
+        }
+        return diffs;
+    }
+    if got.get("allocatableMemory") != want.get("allocatableMemory") {
+        diffs.push(format!("{name}: allocatableMemory differs"));
+    }
+    if let Some(d) = checkpoint_diff(&got["initialCheckpoint"], &want["initialCheckpoint"]) {
+        diffs.push(format!("{name}: initialCheckpoint: {d}"));
+    }
+    let (go, wo) = (
+        got["results"].as_array().unwrap_or(&empty),
+        want["results"].as_array().unwrap_or(&empty),
+    );
+    if go.len() != wo.len() {
+        diffs.push(format!("{name}: {} op results != {}", go.len(), wo.len()));
+    }
+    for (g, w) in go.iter().zip(wo) {
+        let at = format!(
+            "{name} op {} ({})",
+            w["index"],
+            w["op"].as_str().unwrap_or("?")
+        );
+        if w.get("panic").and_then(Value::as_bool) == Some(true) {
+            // The kubelet crashed here; pymm must reject with a clear error instead.
+            let clear = g.get("admit") == Some(&json!(false))
+                && g.get("error")
+                    .and_then(Value::as_str)
+                    .is_some_and(|e| !e.is_empty());
+            if !clear {
+                diffs.push(format!(
+                    "{at}: expected a clear error where the kubelet panicked"
+                ));
+            }
+            continue;
+        }
+        for key in ["admit", "reason", "message", "hintCalls"] {
+            if field(g, key) != field(w, key) {
+                diffs.push(format!(
+                    "{at}: {key}: {} != {}",
+                    show(field(g, key)),
+                    show(field(w, key))
+                ));
+            }
+        }
+        if !same_error(field(g, "error"), field(w, "error")) {
+            diffs.push(format!(
+                "{at}: error: {} != {}",
+                show(field(g, "error")),
+                show(field(w, "error"))
+            ));
+        }
+        let (ga, wa) = (
+            g.get("allocations")
+                .and_then(Value::as_array)
+                .unwrap_or(&empty),
+            w.get("allocations")
+                .and_then(Value::as_array)
+                .unwrap_or(&empty),
+        );
+        if ga.len() != wa.len() {
+            diffs.push(format!("{at}: {} allocations != {}", ga.len(), wa.len()));
+        }
+        for (x, y) in ga.iter().zip(wa) {
+            for key in ["container", "affinityFromStore", "error"] {
+                if field(x, key) != field(y, key) {
+                    diffs.push(format!(
+                        "{at}: allocation {key}: {} != {}",
+                        show(field(x, key)),
+                        show(field(y, key))
+                    ));
+                }
+            }
+            if block_set(x.get("blocks")) != block_set(y.get("blocks")) {
+                diffs.push(format!(
+                    "{at}: allocation blocks of {} differ",
+                    y["container"].as_str().unwrap_or("?")
+                ));
+            }
+        }
+        if let Some(d) = checkpoint_diff(&g["checkpoint"], &w["checkpoint"]) {
+            diffs.push(format!("{at}: checkpoint: {d}"));
+        }
+    }
+    diffs
+}
+
+/// A reference file held as its text, each scenario's results parsed when it is compared:
+/// a reference of 600 scenarios is 38 MB of JSON, and ten times that as parsed values.
+pub struct Reference {
+    pub meta: Value,
+    results: Vec<Box<RawValue>>,
+    index: BTreeMap<String, usize>,
+}
+
+#[derive(serde::Deserialize)]
+struct RawResults {
+    #[serde(default)]
+    meta: Value,
+    results: Vec<Box<RawValue>>,
+}
+
+#[derive(serde::Deserialize)]
+struct NameOnly {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+impl Reference {
+    /// `what` names the file in errors.
+    pub fn parse(text: &str, what: &str) -> Result<Reference> {
+        let bad = |e: serde_json::Error| {
+            EngineError::scenario(None, format!("{what}: not valid results JSON: {e}"))
+        };
+        let raw: RawResults = serde_json::from_str(text).map_err(bad)?;
+        let mut index = BTreeMap::new();
+        for (i, r) in raw.results.iter().enumerate() {
+            let n: NameOnly = serde_json::from_str(r.get()).map_err(bad)?;
+            if let Some(name) = n.name {
+                index.insert(name, i);
+            }
+        }
+        Ok(Reference {
+            meta: raw.meta,
+            results: raw.results,
+            index,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.results.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.results.is_empty()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.index.keys().map(String::as_str)
+    }
+
+    /// The reference's results for scenario `name`, parsed now.
+    pub fn get(&self, name: &str) -> Option<Value> {
+        let i = *self.index.get(name)?;
+        serde_json::from_str(self.results[i].get()).ok()
+    }
+
+    /// Every result, parsed (for small references and tests).
+    pub fn to_value(&self) -> Value {
+        let results: Vec<Value> = self
+            .results
+            .iter()
+            .filter_map(|r| serde_json::from_str(r.get()).ok())
+            .collect();
+        json!({"meta": self.meta, "results": results})
+    }
+
+    /// The differences of one scenario's results from the reference's (none when the
+    /// reference does not have that scenario).
+    pub fn compare_one(&self, got: &Value) -> Vec<String> {
+        let name = got["name"].as_str().unwrap_or("?");
+        match self.get(name) {
+            Some(want) => compare_one(got, &want),
+            None => Vec::new(),
+        }
+    }
+
+    /// The reference's scenarios that `seen` lacks, as differences.
+    pub fn missing<'a>(&self, seen: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let seen: std::collections::BTreeSet<&str> = seen.into_iter().collect();
+        self.names()
+            .filter(|n| !seen.contains(n))
+            .map(|n| format!("{n}: missing from results"))
+            .collect()
+    }
 }

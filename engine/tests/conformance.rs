@@ -5,7 +5,7 @@
 //! scenario; the kubelet version it was produced by comes from its own `meta`.
 
 use flate2::read::GzDecoder;
-use pymm_engine::scenario::{compare, replay_all, scenarios_from, InMemory};
+use pymm_engine::scenario::{replay_each, scenarios_from, InMemory, Reference};
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -14,9 +14,9 @@ fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/conformance")
 }
 
-fn read_json(path: &Path) -> Value {
+fn read_text(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let text = if path.extension().is_some_and(|e| e == "gz") {
+    if path.extension().is_some_and(|e| e == "gz") {
         let mut s = String::new();
         GzDecoder::new(&bytes[..])
             .read_to_string(&mut s)
@@ -24,13 +24,16 @@ fn read_json(path: &Path) -> Value {
         s
     } else {
         String::from_utf8(bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    };
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&read_text(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// The kubelet version a reference file was produced by, from its `meta.kubernetes`.
-fn version_of(reference: &Value, name: &str) -> &'static str {
-    let k = reference["meta"]["kubernetes"].as_str().unwrap_or_default();
+fn version_of(reference: &Reference, name: &str) -> &'static str {
+    let k = reference.meta["kubernetes"].as_str().unwrap_or_default();
     if k.starts_with("v1.26") {
         "1.26"
     } else if k.starts_with("v1.32") {
@@ -83,19 +86,25 @@ fn every_reference_set_matches_the_kubelet() {
     );
     let mut failures = Vec::new();
     for (name, ref_path, scenarios_path) in &sets {
-        let reference = read_json(ref_path);
+        let reference =
+            Reference::parse(&read_text(ref_path), name).unwrap_or_else(|e| panic!("{e}"));
         let source = read_json(scenarios_path.as_deref().unwrap_or(ref_path));
         let scenarios = scenarios_from(&source).unwrap_or_else(|e| panic!("{name}: {e}"));
         let version = version_of(&reference, name);
-        let mine = replay_all(&scenarios, Some(version), &mut InMemory, &mut |_| {})
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let expected = reference["results"].as_array().map_or(0, Vec::len);
         assert_eq!(
             scenarios.len(),
-            expected,
+            reference.len(),
             "{name}: scenarios and results differ in number"
         );
-        let diffs = compare(&mine, &reference);
+        let mut diffs = Vec::new();
+        let mut seen = Vec::new();
+        replay_each(&scenarios, Some(version), &mut InMemory, &mut |_, got| {
+            diffs.extend(reference.compare_one(&got));
+            seen.push(got["name"].as_str().unwrap_or_default().to_string());
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        diffs.extend(reference.missing(seen.iter().map(String::as_str)));
         eprintln!(
             "{name} (kubelet {version}): {} scenarios, {} differences",
             scenarios.len(),

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -11,7 +14,7 @@ from rich.progress import Progress
 
 from pymm import _engine
 from pymm.commands._options import KUBELET_VERSIONS
-from pymm.replay import load_results, load_scenarios, replay_results
+from pymm.replay import load_reference, load_scenarios, replay_each
 
 __all__ = ["register", "run", "summary"]
 
@@ -38,39 +41,53 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=run)
 
 
-def summary(results: _engine.ReplayResults) -> str:
+def summary(counts: Sequence[int]) -> str:
     """Scenarios, operations, admitted and rejected pods of a replay, in one phrase."""
-    runs, ops, admitted, rejected, setup = results.counts
+    runs, ops, admitted, rejected, setup = counts
     text = f"{runs} scenarios, {ops} ops, {admitted} admitted, {rejected} rejected"
     return text + (f", {setup} refused at setup" if setup else "")
 
 
 def run(args: argparse.Namespace) -> int:
     scenarios = load_scenarios(args.scenarios)
-    reference = load_results(args.compare) if args.compare else None
+    reference = load_reference(args.compare) if args.compare else None
     # A bar only where someone watches: with -o on a terminal (it would litter a log).
     show = args.output is not None and sys.stderr.isatty()
-    with Progress(console=Console(stderr=True), transient=True, disable=not show) as bar:
-        task = bar.add_task("replaying", total=len(scenarios))
-        results = replay_results(
-            scenarios, args.kubelet_version, lambda i: bar.update(task, completed=i)
-        )
-    text = results.to_json(indent=1)
-    line = f"pymm: replayed {summary(results)}"
-    if args.output:
-        Path(args.output).write_text(text + "\n")
-        line += f"; results in {args.output}"
-    else:
-        print(text)
+    counts = [0, 0, 0, 0, 0]
     diffs: list[str] = []
+    names: list[str] = []
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(Path(args.output).open("w")) if args.output else sys.stdout
+        bar = stack.enter_context(
+            Progress(console=Console(stderr=True), transient=True, disable=not show)
+        )
+        task = bar.add_task("replaying", total=len(scenarios))
+        meta = json.dumps(_engine.Scenarios.meta(args.kubelet_version), indent=1)
+        out.write('{\n "meta": ' + meta.replace("\n", "\n ") + ',\n "results": [\n')
+
+        # Each scenario's results are written and compared as soon as they are done, so the
+        # replay holds one scenario's results at a time, whatever the file's size.
+        def each(i: int, r: _engine.ReplayResults) -> None:
+            out.write((",\n" if i else "") + r.to_json(indent=1))
+            counts[:] = [a + b for a, b in zip(counts, r.counts, strict=True)]
+            names.append(r.name or "")
+            if reference is not None:
+                diffs.extend(r.compare(reference))
+            bar.update(task, completed=i + 1)
+
+        replay_each(scenarios, each, args.kubelet_version)
+        out.write("\n ]\n}\n")
+    line = f"pymm: replayed {summary(counts)}"
+    if args.output:
+        line += f"; results in {args.output}"
     if reference is not None:
-        diffs = results.compare(reference)
+        diffs.extend(reference.missing(names))
         for d in diffs:
             print(f"DIFF {d}", file=sys.stderr)
         differing = len({d.split(":")[0].split(" op ")[0] for d in diffs})
         line += (
             f"; compared with {args.compare}: {len(diffs)} differences in {differing} of "
-            f"{results.counts[0]} scenarios"
+            f"{counts[0]} scenarios"
         )
     print(line, file=sys.stderr)
     return 1 if diffs else 0

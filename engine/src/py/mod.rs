@@ -8,6 +8,7 @@ mod errors;
 mod lifecycle;
 mod machine;
 mod manager;
+mod memkind;
 mod merge;
 mod pod;
 mod quantity;
@@ -31,6 +32,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<lifecycle::PyOp>()?;
     m.add_class::<scenario::PyScenarios>()?;
     m.add_class::<scenario::PyReplayResults>()?;
+    m.add_class::<scenario::PyReference>()?;
     m.add_class::<pod::PyPod>()?;
     m.add_class::<checkpoint::PyInspection>()?;
     m.add_function(wrap_pyfunction!(pod::pods_from_manifest, m)?)?;
@@ -42,6 +44,8 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(checkpoint::decode_checkpoint, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint::checkpoint_spew_text, m)?)?;
     m.add_function(wrap_pyfunction!(merge::merge_hints, m)?)?;
+    m.add_function(wrap_pyfunction!(memkind::classify_memory, m)?)?;
+    m.add_function(wrap_pyfunction!(memkind::memory_kind_rule, m)?)?;
     m.add_function(wrap_pyfunction!(simulate::simulate, m)?)?;
     m.add_function(wrap_pyfunction!(scenario::compare_results, m)?)?;
     Ok(())

@@ -5,7 +5,9 @@ use super::convert::{to_py, to_value};
 use super::errors::{to_py_err, IntoPy};
 use crate::decode::Subject;
 use crate::error::{EngineError, Result};
-use crate::scenario::{compare, replay_all, scenarios_from, Host, Scenario};
+use crate::scenario::{
+    compare, replay_all, replay_each, results_meta, scenarios_from, Host, Reference, Scenario,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use serde_json::Value;
@@ -183,9 +185,85 @@ impl PyScenarios {
         }
         Ok(PyReplayResults { inner: out.py()? })
     }
+
+    /// Replays every scenario, handing each one's results to `each(index, result)` as soon
+    /// as it is done (a long replay need not hold them all); hosts as in `replay`.
+    #[pyo3(signature = (each, kubelet_version=None, restart_from=None, after=None))]
+    fn replay_each<'py>(
+        &self,
+        py: Python<'py>,
+        each: Bound<'py, PyAny>,
+        kubelet_version: Option<&str>,
+        restart_from: Option<Bound<'py, PyAny>>,
+        after: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<()> {
+        let mut host = PyHost {
+            restart_from,
+            after,
+            failed: None,
+        };
+        let mut failed: Option<PyErr> = None;
+        let out = replay_each(&self.inner, kubelet_version, &mut host, &mut |i, v| {
+            let r = Py::new(py, PyReplayResults { inner: v })
+                .map_err(|e| EngineError::scenario(None, e.to_string()))?;
+            each.call1((i, r)).map(|_| ()).map_err(|e| {
+                let text = e.to_string();
+                failed = Some(e);
+                EngineError::scenario(None, text)
+            })
+        });
+        if let Some(e) = host.failed.take().or(failed) {
+            return Err(e);
+        }
+        out.py()
+    }
+
+    /// The `meta` a replay's results carry.
+    #[staticmethod]
+    #[pyo3(signature = (kubelet_version=None))]
+    fn meta<'py>(py: Python<'py>, kubelet_version: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &results_meta(kubelet_version))
+    }
 }
 
-/// Replay results in the reference format.
+/// A reference file: its text held, each scenario's results parsed when compared.
+#[pyclass(module = "pymm._engine", name = "Reference", frozen)]
+pub struct PyReference {
+    inner: Reference,
+}
+
+#[pymethods]
+impl PyReference {
+    #[staticmethod]
+    #[pyo3(signature = (text, source="results"))]
+    fn from_json(text: &str, source: &str) -> PyResult<Self> {
+        Ok(PyReference {
+            inner: Reference::parse(text, source).py()?,
+        })
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    #[getter]
+    fn meta<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner.meta)
+    }
+
+    /// Every result as Python data.
+    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner.to_value())
+    }
+
+    /// The reference's scenarios that are not among `names`, as differences.
+    fn missing(&self, names: Vec<String>) -> Vec<String> {
+        self.inner.missing(names.iter().map(String::as_str))
+    }
+}
+
+/// Replay results in the reference format (all of a replay's, or, from `replay_each`, one
+/// scenario's).
 #[pyclass(module = "pymm._engine", name = "ReplayResults", frozen)]
 pub struct PyReplayResults {
     pub inner: Value,
@@ -244,22 +322,15 @@ impl<'py> Shared<'py> {
     }
 }
 
+impl PyReplayResults {
+    /// A whole replay (`{"meta", "results": [scenario...]}`), not one scenario's results.
+    fn is_whole_replay(&self) -> bool {
+        self.inner.get("meta").is_some()
+    }
+}
+
 #[pymethods]
 impl PyReplayResults {
-    /// Results from their JSON text (a reference file); `source` names it in errors.
-    #[staticmethod]
-    #[pyo3(signature = (text, source="results"))]
-    fn from_json(text: &str, source: &str) -> PyResult<Self> {
-        let v = parse_json(text, source).py()?;
-        if !v.get("results").is_some_and(Value::is_array) {
-            return Err(to_py_err(EngineError::scenario(
-                None,
-                format!("{source}: expected an object with a list 'results'"),
-            )));
-        }
-        Ok(PyReplayResults { inner: v })
-    }
-
     /// The results as JSON text (`indent` spaces per level; compact without).
     #[pyo3(signature = (indent=None))]
     fn to_json(&self, indent: Option<usize>) -> PyResult<String> {
@@ -319,17 +390,39 @@ impl PyReplayResults {
         Ok(out.into_any())
     }
 
-    /// The differences from `reference` under SCENARIOS.md's comparison rules.
-    fn compare(&self, reference: &PyReplayResults) -> Vec<String> {
-        compare(&self.inner, &reference.inner)
+    /// The differences from `reference` under SCENARIOS.md's comparison rules (one
+    /// scenario's results are compared with the reference's for that scenario).
+    fn compare(&self, reference: &PyReference) -> Vec<String> {
+        match self.inner.get("results").and_then(Value::as_array) {
+            Some(all) if self.is_whole_replay() => {
+                let mut diffs: Vec<String> = all
+                    .iter()
+                    .flat_map(|r| reference.inner.compare_one(r))
+                    .collect();
+                let names: Vec<&str> = all.iter().filter_map(|r| r["name"].as_str()).collect();
+                diffs.extend(reference.inner.missing(names));
+                diffs
+            }
+            _ => reference.inner.compare_one(&self.inner),
+        }
+    }
+
+    /// The scenario's name (for one scenario's results).
+    #[getter]
+    fn name(&self) -> Option<&str> {
+        self.inner.get("name").and_then(Value::as_str)
     }
 
     /// `(scenarios, ops, admitted, rejected, refused at setup)`.
     #[getter]
     fn counts(&self) -> (usize, usize, usize, usize, usize) {
-        let runs = self.inner["results"]
-            .as_array()
-            .map_or(&[][..], Vec::as_slice);
+        let runs = if self.is_whole_replay() {
+            self.inner["results"]
+                .as_array()
+                .map_or(&[][..], Vec::as_slice)
+        } else {
+            std::slice::from_ref(&self.inner)
+        };
         let ops: Vec<&Value> = runs
             .iter()
             .flat_map(|r| r["results"].as_array().into_iter().flatten())
