@@ -11,7 +11,8 @@
 //! where the two differ.
 
 use crate::checkpoint::{
-    checksum, checksum_v2, data_checksum, decode_v3, looks_like_v3, v2_verifies, v3_or_older,
+    checksum, checksum_v2, data_checksum, decode_v3, encode, looks_like_v3, v2_verifies,
+    v3_or_older,
 };
 use crate::checkpoint_reader::{self, Read, V1_FIELDS};
 use crate::config::Config;
@@ -26,6 +27,13 @@ use crate::state::{MachineState, State};
 use crate::version::{CheckpointFormat, KubeletVersion};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// A state file rewritten in another layout ([`Inspection::convert`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversion {
+    pub text: String,
+    pub notes: Vec<String>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
@@ -96,6 +104,84 @@ impl Inspection {
 
     pub fn pod_entry_count(&self) -> usize {
         self.state.pod_entries.len()
+    }
+
+    /// Why the file fails for its own layout's reader, if it does: a V3 file's `data` that
+    /// does not decode or match `dataChecksum`, else a `checksum` that does not match.
+    pub fn integrity_error(&self) -> Option<EngineError> {
+        if let Some(d) = &self.data {
+            if let Some(err) = &d.error {
+                return Some(EngineError::corrupt(format!(
+                    "could not load v3 checkpoint: {err}"
+                )));
+            }
+            if d.stored_checksum != d.computed_checksum {
+                return Some(EngineError::CorruptCheckpoint {
+                    message: "could not load v3 checkpoint: checkpoint is corrupted".into(),
+                    stored: Some(d.stored_checksum),
+                    computed: Some(d.computed_checksum),
+                    checksum_field: Some("dataChecksum"),
+                });
+            }
+        }
+        (!self.checksum_valid()).then(|| EngineError::CorruptCheckpoint {
+            message: "checkpoint is corrupted".into(),
+            stored: Some(self.stored_checksum),
+            computed: Some(self.computed_checksum),
+            checksum_field: Some("checksum"),
+        })
+    }
+
+    /// The file rewritten in `to`, with fresh checksums, and what the rewrite changed
+    /// beyond the layout. Refused when a checksum fails (unless `ignore_checksum`: the
+    /// state shown is then written as it is) and when pod entries would be lost to V1
+    /// (unless `drop_pod_entries`).
+    pub fn convert(
+        &self,
+        to: CheckpointFormat,
+        ignore_checksum: bool,
+        drop_pod_entries: bool,
+    ) -> Result<Conversion> {
+        let mut notes = Vec::new();
+        if let Some(e) = self.integrity_error() {
+            if !ignore_checksum {
+                return Err(e);
+            }
+            notes.push(format!(
+                "the file failed its checks ({}); its content was kept as it is and given fresh checksums",
+                e.message()
+            ));
+        }
+        if self.data.as_ref().is_some_and(|d| d.error.is_some()) {
+            notes.push("data does not decode: converted from the V1 fields".into());
+        }
+        if self.findings.iter().any(|f| f.kind == "v1-fields-differ") {
+            notes.push(
+                "the V1 fields differed from data: data's state was kept (what a 1.37+ kubelet restores)"
+                    .into(),
+            );
+        }
+        let mut state = self.state.clone();
+        let pods = state.pod_entries.len();
+        if to == CheckpointFormat::V1 && pods > 0 {
+            if !drop_pod_entries {
+                return Err(EngineError::Config {
+                    message: format!(
+                        "the file has {pods} pod-level reservation(s) (podEntries), which a V1 file cannot hold: a kubelet up to 1.35 does not know them"
+                    ),
+                    key: Some("drop-pod-entries".into()),
+                    suggestion: None,
+                });
+            }
+            notes.push(format!(
+                "dropped {pods} pod-level reservation(s) (podEntries)"
+            ));
+            state.pod_entries.clear();
+        }
+        Ok(Conversion {
+            text: encode(&self.policy_name, &state, to),
+            notes,
+        })
     }
 
     pub fn containers(&self) -> usize {
@@ -309,19 +395,10 @@ impl Inspection {
     ) -> Result<Fragmentation> {
         // The kubelet that writes this layout would not restore it: no state to ask about.
         let own = match self.format {
-            CheckpointFormat::V3 => KubeletVersion::V1_38,
-            CheckpointFormat::V1 | CheckpointFormat::V2 => KubeletVersion::Latest,
+            CheckpointFormat::V2 | CheckpointFormat::V3 => KubeletVersion::V1_38,
+            CheckpointFormat::V1 => KubeletVersion::Latest,
         };
-        if self.format != CheckpointFormat::V2 {
-            self.accepted_as(own)?;
-        } else if !self.checksum_valid() {
-            return Err(EngineError::CorruptCheckpoint {
-                message: "checkpoint is corrupted".into(),
-                stored: Some(self.stored_checksum),
-                computed: Some(self.computed_checksum),
-                checksum_field: Some("checksum"),
-            });
-        }
+        self.accepted_as(own)?;
         if self.policy_name != "Static" {
             return Err(EngineError::PolicyMismatch {
                 message: format!(

@@ -289,11 +289,8 @@ impl Manager {
                 _ => None,
             };
             let Some(ms) = rebased else {
-                return Err(with_drift_hint(
-                    e,
-                    policy.least_drift_tolerance(&state),
-                    &config,
-                ));
+                let e = with_drift_hint(e, policy.least_drift_tolerance(&state), &config);
+                return Err(config.version.start_error(e));
             };
             notes.push(format!(
                 "the restored state differed from this machine ({}); node totals drifted within the tolerance of {} and every assignment still fits, so the totals were rebased",
