@@ -376,25 +376,66 @@ def _entries_norm(entries: Mapping[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def _pod_entries_norm(pod_entries: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {
+        pod: _block_set((e or {}).get("memoryBlocks") or [])
+        for pod, e in (pod_entries or {}).items()
+    }
+
+
+def _has_block_order(state: Mapping[str, Any]) -> bool:
+    """Whether some container or pod holds several blocks: the kubelet's order among them, and
+    so the checksum over them, varies from run to run."""
+    containers = (bl for ctrs in (state.get("entries") or {}).values() for bl in ctrs.values())
+    pods = ((e or {}).get("memoryBlocks") for e in (state.get("podEntries") or {}).values())
+    return any(len(bl or ()) > 1 for bl in (*containers, *pods))
+
+
 def _checkpoint_diff(mine: Mapping[str, Any], ref: Mapping[str, Any]) -> str | None:
+    """The first difference between two state files, as data, or None.
+
+    V1 (kubelets before 1.36): policyName, machineState, entries (each container's
+    blocks as a set), and the checksum: equal when no container has several blocks, else
+    each file's checksum must match its own content. V3 (kubelet 1.37+) adds ``data``, the
+    JSON of policyName, machineState, entries and podEntries: the V1 fields are compared as
+    above, ``data`` decoded and compared the same way (podEntries' blocks as sets too), and
+    ``dataChecksum`` checked against its own ``data`` (and equal when no block order
+    varies). The engine computes every checksum.
+    """
     for key in ("policyName", "machineState"):
         if mine.get(key) != ref.get(key):
             return f"{key} differs"
     if _entries_norm(mine.get("entries")) != _entries_norm(ref.get("entries")):
         return "entries differ"
-    multi = any(
-        len(bl or ()) > 1 for ctrs in (ref.get("entries") or {}).values() for bl in ctrs.values()
-    )
-    if not multi:
+    v3 = "data" in ref
+    if ("data" in mine) != v3:
+        want, got = ("V3", "V1") if v3 else ("V1", "V3")
+        return f"format: {got} != {want}"
+    files = (("pymm", mine), ("reference", ref))
+    if not _has_block_order(ref):
         if mine.get("checksum") != ref.get("checksum"):
             return f"checksum {mine.get('checksum')} != {ref.get('checksum')}"
     else:
-        # The kubelet's block order (and so its checksum) varies run to run; the reference
-        # checksum must match the reference file's own order, and ours our own.
-        for who, cp in (("reference", ref), ("pymm", mine)):
-            _, checksum, _ = _engine.decode_checkpoint(json.dumps(cp))
-            if checksum != cp.get("checksum"):
+        for who, cp in files:
+            if not _engine.Inspection(json.dumps(cp)).checksum_valid:
                 return f"{who} checksum does not match its own content"
+    if not v3:
+        return None
+    datas = {}
+    for who, cp in files:
+        if not _engine.Inspection(json.dumps(cp)).data_checksum_valid:
+            return f"{who} data does not decode or match its dataChecksum"
+        datas[who] = json.loads(cp["data"])
+    got, want = datas["pymm"], datas["reference"]
+    for key in ("policyName", "machineState"):
+        if got.get(key) != want.get(key):
+            return f"data: {key} differs"
+    if _entries_norm(got.get("entries")) != _entries_norm(want.get("entries")):
+        return "data: entries differ"
+    if _pod_entries_norm(got.get("podEntries")) != _pod_entries_norm(want.get("podEntries")):
+        return "data: podEntries differ"
+    if not _has_block_order(want) and mine.get("dataChecksum") != ref.get("dataChecksum"):
+        return f"dataChecksum {mine.get('dataChecksum')} != {ref.get('dataChecksum')}"
     return None
 
 
