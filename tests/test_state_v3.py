@@ -333,8 +333,10 @@ def test_convert_v1_to_v3_in_place_keeps_the_v1_part_and_the_mode(
     code, out, _ = cli(capsys, "convert", str(tmp_path), "--to", "v3")
     assert code == 0, out
     doc = json.loads(path.read_text())
-    assert out.startswith(f"converted {path}: v1 -> v3; v3, checksum {before['checksum']} (valid)")
-    assert f"dataChecksum {doc['dataChecksum']} (valid)" in out
+    assert out == (
+        f"converted {path}: v1 -> v3; checksum {before['checksum']}, dataChecksum "
+        f"{data_checksum(doc['data'])}, policy Static, 2 NUMA nodes, 1 pods\n"
+    )
     assert v1_fields(doc) == before
     assert doc["dataChecksum"] == data_checksum(doc["data"])
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
@@ -508,8 +510,14 @@ def test_v3_round_trips_any_state(state: dict[str, Any]) -> None:
     # Any state reaches the engine as a V2 file (the one layout with top-level pod entries);
     # its checksum is left 0 and given a fresh one on the way.
     v2 = json.dumps({**state, "checksum": 0})
-    v3, _ = _engine.Inspection(v2).convert("v3", ignore_checksum=True)
+    file, notes, checksum, data_sum = _engine.Inspection(v2).convert("v3", ignore_checksum=True)
+    assert notes == [
+        "the file failed its checks (checkpoint is corrupted); its content was kept as it is "
+        "and given fresh checksums"
+    ]
+    v3 = file.decode()
     doc = json.loads(v3)
+    assert (doc["checksum"], doc["dataChecksum"]) == (checksum, data_sum)
     found = _engine.Inspection(v3)
     assert (found.format, found.intact) == ("v3", True)
     assert doc["dataChecksum"] == data_checksum(doc["data"])
@@ -527,6 +535,6 @@ def test_v3_round_trips_any_state(state: dict[str, Any]) -> None:
     _, _, old = _engine.decode_checkpoint(v3)
     assert "podEntries" not in old and old["entries"] == state["entries"]
     # A fixed point: V3 -> V2 -> V3 gives the same bytes, and V3 -> V3 too.
-    back, _ = _engine.Inspection(_engine.Inspection(v3).convert("v2")[0]).convert("v3")
-    assert back == v3
-    assert found.convert("v3") == (v3, [])
+    v2_again = _engine.Inspection(v3).convert("v2")[0].decode()
+    assert _engine.Inspection(v2_again).convert("v3")[0] == file
+    assert found.convert("v3") == (file, [], checksum, data_sum)

@@ -311,10 +311,29 @@ fn json_pod_entries(o: &mut String, pod_entries: &PodAssignments) {
 /// The state file text, exactly as the kubelet writes it (no trailing newline): V1, the
 /// layout of every kubelet up to 1.35 (pod entries cannot be in it).
 pub fn to_json(policy_name: &str, state: &State) -> String {
+    encoded_v1(policy_name, state).text
+}
+
+/// A state file written, with the checksums written into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    pub text: String,
+    /// `checksum` (V1's or V2's; a V3 file's V1 part's).
+    pub checksum: u64,
+    /// A V3 file's `dataChecksum`.
+    pub data_checksum: Option<u64>,
+}
+
+fn encoded_v1(policy_name: &str, state: &State) -> Encoded {
     let mut o = String::with_capacity(1024);
     v1_fields(&mut o, policy_name, state, None);
-    let _ = write!(o, ",\"checksum\":{}}}", checksum(policy_name, state));
-    o
+    let sum = checksum(policy_name, state);
+    let _ = write!(o, ",\"checksum\":{sum}}}");
+    Encoded {
+        text: o,
+        checksum: u64::from(sum),
+        data_checksum: None,
+    }
 }
 
 /// `{"policyName":..,"machineState":..[,"entries":..]` with no closing brace: the start of
@@ -339,14 +358,23 @@ fn v1_fields(o: &mut String, policy_name: &str, state: &State, pre: Option<(&str
 /// The state file as a kubelet 1.36 writes it: V1's fields, `podEntries` (omitted when
 /// empty), and the V2 checksum over all of them.
 pub fn to_json_v2(policy_name: &str, state: &State) -> String {
+    encoded_v2(policy_name, state).text
+}
+
+fn encoded_v2(policy_name: &str, state: &State) -> Encoded {
     let mut o = String::with_capacity(1024);
     v1_fields(&mut o, policy_name, state, None);
     if !state.pod_entries.is_empty() {
         o.push_str(",\"podEntries\":");
         json_pod_entries(&mut o, &state.pod_entries);
     }
-    let _ = write!(o, ",\"checksum\":{}}}", checksum_v2(policy_name, state));
-    o
+    let sum = checksum_v2(policy_name, state);
+    let _ = write!(o, ",\"checksum\":{sum}}}");
+    Encoded {
+        text: o,
+        checksum: u64::from(sum),
+        data_checksum: None,
+    }
 }
 
 /// V3's `data`: the JSON of `MemoryManagerCheckpointData` (policyName, machineState,
@@ -369,6 +397,10 @@ fn push_pod_entries_and_close(o: &mut String, state: &State) {
 /// The state file as a kubelet 1.37+ writes it: the V1 fields and V1 checksum, then `data`
 /// and `dataChecksum`.
 pub fn to_json_v3(policy_name: &str, state: &State) -> String {
+    encoded_v3(policy_name, state).text
+}
+
+fn encoded_v3(policy_name: &str, state: &State) -> Encoded {
     // The machine state and entries appear twice: rendered once.
     let ms = machine_state_json(&state.machine_state);
     let en = if state.entries.is_empty() {
@@ -381,22 +413,29 @@ pub fn to_json_v3(policy_name: &str, state: &State) -> String {
     push_pod_entries_and_close(&mut data, state);
     let mut o = String::with_capacity(2 * data.len() + 256);
     v1_fields(&mut o, policy_name, state, Some((&ms, &en)));
-    let _ = write!(
-        o,
-        ",\"checksum\":{},\"data\":",
-        checksum(policy_name, state)
-    );
+    let sum = checksum(policy_name, state);
+    let _ = write!(o, ",\"checksum\":{sum},\"data\":");
     go_json_string(&mut o, &data);
-    let _ = write!(o, ",\"dataChecksum\":{}}}", data_checksum(&data));
-    o
+    let data_sum = data_checksum(&data);
+    let _ = write!(o, ",\"dataChecksum\":{data_sum}}}");
+    Encoded {
+        text: o,
+        checksum: u64::from(sum),
+        data_checksum: Some(u64::from(data_sum)),
+    }
 }
 
 /// The state file in `format`.
 pub fn encode(policy_name: &str, state: &State, format: CheckpointFormat) -> String {
+    encoded(policy_name, state, format).text
+}
+
+/// The state file in `format`, and its checksums.
+pub fn encoded(policy_name: &str, state: &State, format: CheckpointFormat) -> Encoded {
     match format {
-        CheckpointFormat::V1 => to_json(policy_name, state),
-        CheckpointFormat::V2 => to_json_v2(policy_name, state),
-        CheckpointFormat::V3 => to_json_v3(policy_name, state),
+        CheckpointFormat::V1 => encoded_v1(policy_name, state),
+        CheckpointFormat::V2 => encoded_v2(policy_name, state),
+        CheckpointFormat::V3 => encoded_v3(policy_name, state),
     }
 }
 

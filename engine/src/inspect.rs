@@ -11,8 +11,8 @@
 //! where the two differ.
 
 use crate::checkpoint::{
-    checksum, checksum_v2, data_checksum, decode_v3, encode, looks_like_v3, v2_verifies,
-    v3_or_older,
+    checksum, checksum_v2, data_checksum, decode_v3, encoded, looks_like_v3, v2_verifies,
+    v3_or_older, Encoded,
 };
 use crate::checkpoint_reader::{self, Read, V1_FIELDS};
 use crate::config::Config;
@@ -31,7 +31,8 @@ use std::collections::{BTreeMap, BTreeSet};
 /// A state file rewritten in another layout ([`Inspection::convert`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conversion {
-    pub text: String,
+    pub file: Encoded,
+    /// What the rewrite changed beyond the layout.
     pub notes: Vec<String>,
 }
 
@@ -179,7 +180,7 @@ impl Inspection {
             state.pod_entries.clear();
         }
         Ok(Conversion {
-            text: encode(&self.policy_name, &state, to),
+            file: encoded(&self.policy_name, &state, to),
             notes,
         })
     }
@@ -651,28 +652,36 @@ pub fn findings(state: &State) -> Vec<Finding> {
     // blocks are slices of that reservation and do not count again (kubelet 1.36+).
     let pod_blocks = state.pod_entries.iter().map(|(uid, e)| {
         let blocks = e.memory_blocks.as_deref().unwrap_or_default();
-        (format!("pod {uid} (pod-level)"), blocks, true)
+        ((uid.as_str(), None), blocks, true)
     });
     let container_blocks = state.entries.iter().flat_map(|(uid, ctrs)| {
         let sliced = state.pod_entries.contains_key(uid);
         ctrs.iter().map(move |(name, blocks)| {
             let blocks = blocks.as_deref().unwrap_or_default();
-            (format!("pod {uid} container {name}"), blocks, !sliced)
+            ((uid.as_str(), Some(name.as_str())), blocks, !sliced)
         })
     });
-    for (at, blocks, counts) in pod_blocks.chain(container_blocks) {
+    // Named only for a finding: a file has a million containers and few findings.
+    let named = |(uid, name): (&str, Option<&str>)| match name {
+        Some(name) => format!("pod {uid} container {name}"),
+        None => format!("pod {uid} (pod-level)"),
+    };
+    for (who, blocks, counts) in pod_blocks.chain(container_blocks) {
         for b in blocks {
             if b.affinity().is_empty() {
                 add(
                     "block-without-nodes",
-                    format!("{at}: a block has no NUMA nodes"),
+                    format!("{}: a block has no NUMA nodes", named(who)),
                 );
             }
             for node in b.affinity() {
                 let Some(st) = ms.get(node) else {
                     add(
                         "unknown-node",
-                        format!("{at}: a block uses NUMA node {node}, not in the file"),
+                        format!(
+                            "{}: a block uses NUMA node {node}, not in the file",
+                            named(who)
+                        ),
                     );
                     continue;
                 };
@@ -683,7 +692,8 @@ pub fn findings(state: &State) -> Vec<Finding> {
                     add(
                         "unknown-resource",
                         format!(
-                            "{at}: a block uses resource {:?}, unknown on node {node}",
+                            "{}: a block uses resource {:?}, unknown on node {node}",
+                            named(who),
                             b.resource
                         ),
                     );

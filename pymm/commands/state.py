@@ -673,7 +673,7 @@ def _convert(args: argparse.Namespace) -> int:
         except CheckpointCorruptedError as e:
             return _fail(source, f"{e}; not a state file, nothing to convert")
         try:
-            new, notes = found.convert(
+            new, notes, checksum, data_checksum = found.convert(
                 args.to,
                 ignore_checksum=args.ignore_checksum,
                 drop_pod_entries=args.drop_pod_entries,
@@ -688,18 +688,22 @@ def _convert(args: argparse.Namespace) -> int:
             if e.key != "drop-pod-entries":
                 raise
             return _fail(source, f"{e}; refusing to convert it (--drop-pod-entries drops them)")
-        if new == text and target == source:
+        if target == source and new == text.encode():
             print(f"unchanged {source}: already {args.to} ({_checksums(found)})")
             return 0
-        atomic_write(target, new.encode(), mode=_mode_of(target, _mode_of(source, 0o600)))
+        atomic_write(target, new, mode=_mode_of(target, _mode_of(source, 0o600)))
     finally:
         if lock is not None:
             lock.release()
-    written = _engine.Inspection(new)
     where = str(source) if target == source else f"{source} to {target}"
+    sums = f"checksum {checksum}" + (
+        f", dataChecksum {data_checksum}" if data_checksum is not None else ""
+    )
+    kept = found.pod_entry_count if args.to != "v1" else 0
+    entries = f", {kept} pod entries" if kept else ""
     print(
-        f"converted {where}: {found.format} -> {written.format}; {_checksums(written)}, "
-        f"policy {written.policy_name}, {_counts(written)}"
+        f"converted {where}: {found.format} -> {args.to}; {sums}, policy {found.policy_name}, "
+        f"{found.node_count} NUMA nodes, {found.pod_count} pods{entries}"
     )
     for note in notes:
         print(f"  note: {note}")

@@ -10,6 +10,7 @@ use crate::fragmentation::Fragmentation;
 use crate::inspect::{inspect, Inspection};
 use crate::version::{CheckpointFormat, KubeletVersion};
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 use serde_json::{json, Value};
 
 fn version(v: Option<&str>) -> PyResult<KubeletVersion> {
@@ -122,24 +123,27 @@ impl PyInspection {
         let v = KubeletVersion::parse(kubelet_version).py()?;
         Ok(self.inner.accepted_as(v).py()?.as_str())
     }
-    /// The file in layout `to` (`"v1"`, `"v2"`, `"v3"`) with fresh checksums, and notes on
-    /// what changed beyond the layout. Raises :class:`~pymm.errors.CheckpointCorruptedError`
-    /// when a checksum fails (unless `ignore_checksum`), and
-    /// :class:`~pymm.errors.ConfigError` when pod entries would be lost to V1 (unless
-    /// `drop_pod_entries`).
+    /// The file in layout `to` (`"v1"`, `"v2"`, `"v3"`) with fresh checksums:
+    /// `(file_bytes, notes, checksum, data_checksum)`, the notes saying what changed beyond
+    /// the layout. Raises :class:`~pymm.errors.CheckpointCorruptedError` when a checksum
+    /// fails (unless `ignore_checksum`), and :class:`~pymm.errors.ConfigError` when pod
+    /// entries would be lost to V1 (unless `drop_pod_entries`).
     #[pyo3(signature = (to, ignore_checksum=false, drop_pod_entries=false))]
-    fn convert(
+    fn convert<'py>(
         &self,
+        py: Python<'py>,
         to: &str,
         ignore_checksum: bool,
         drop_pod_entries: bool,
-    ) -> PyResult<(String, Vec<String>)> {
+    ) -> PyResult<(Bound<'py, PyBytes>, Vec<String>, u64, Option<u64>)> {
         let to = CheckpointFormat::parse(to).py()?;
         let c = self
             .inner
             .convert(to, ignore_checksum, drop_pod_entries)
             .py()?;
-        Ok((c.text, c.notes))
+        // Bytes, ready to write: a large file is not copied again into a str and back.
+        let file = PyBytes::new(py, c.file.text.as_bytes());
+        Ok((file, c.notes, c.file.checksum, c.file.data_checksum))
     }
     #[getter]
     fn node_count(&self) -> usize {
