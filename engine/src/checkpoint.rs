@@ -716,6 +716,13 @@ pub fn v2_verifies(r: &Read) -> bool {
 /// `dataChecksum` matches `data`. The V1 fields are decoded (their errors count) but
 /// neither used nor verified.
 pub fn decode_v3(r: &Read) -> Result<Checkpoint> {
+    let cp = decode_v3_data(r)?;
+    verify_data_checksum(r)?;
+    Ok(cp)
+}
+
+/// A V3 file's decode before its `dataChecksum` is checked: the state in `data`.
+pub fn decode_v3_data(r: &Read) -> Result<Checkpoint> {
     if let Some(e) = r.first_error(V3_FIELDS) {
         return Err(wrapped(
             "failed to deserialize memory manager checkpoint: ",
@@ -724,16 +731,21 @@ pub fn decode_v3(r: &Read) -> Result<Checkpoint> {
     }
     let (policy_name, state) = checkpoint_reader::read_data(&r.data)
         .map_err(|e| wrapped("failed to deserialize memory manager checkpoint data: ", &e))?;
-    let computed = u64::from(data_checksum(&r.data));
-    if computed != r.data_checksum {
-        return Err(checksum_error(r.data_checksum, computed, "dataChecksum"));
-    }
     Ok(Checkpoint {
         policy_name,
         state,
         checksum: r.checksum,
         format: CheckpointFormat::V3,
     })
+}
+
+/// `dataChecksum` matches `data` as stored.
+pub fn verify_data_checksum(r: &Read) -> Result<()> {
+    let computed = u64::from(data_checksum(&r.data));
+    if computed != r.data_checksum {
+        return Err(checksum_error(r.data_checksum, computed, "dataChecksum"));
+    }
+    Ok(())
 }
 
 /// Whether the kubelet takes a file for V3, and so refuses to fall back when it fails.

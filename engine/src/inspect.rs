@@ -11,8 +11,8 @@
 //! where the two differ.
 
 use crate::checkpoint::{
-    checksum, checksum_v2, data_checksum, decode_v3, encoded, looks_like_v3, v2_verifies,
-    v3_or_older, Encoded,
+    checksum, checksum_v2, data_checksum, decode_v3_data, encoded, looks_like_v3, v2_verifies,
+    v3_or_older, verify_data_checksum, Encoded,
 };
 use crate::checkpoint_reader::{self, Read, V1_FIELDS};
 use crate::config::Config;
@@ -458,11 +458,16 @@ pub fn inspect(text: &str) -> Result<Inspection> {
     let v1_computed = u64::from(checksum(&r.policy_name, &r.state));
     let v1_ok = v1_computed == r.checksum;
     let looks_v3 = looks_like_v3(&r);
-    let v3 = decode_v3(&r);
+    // `data`'s state is shown whenever it decodes, its checksum right or wrong.
+    let v3 = decode_v3_data(&r);
+    let v3_verified = match &v3 {
+        Ok(_) => verify_data_checksum(&r),
+        Err(e) => Err(e.clone()),
+    };
     let v2_ok = !looks_v3 && !v1_ok && v2_verifies(&r);
     let from_1_37 = v3_or_older(
         looks_v3,
-        v3.as_ref().map(|_| ()).map_err(Clone::clone),
+        v3_verified,
         || v2_ok,
         || {
             if r.checksum == 0 || v1_ok {
@@ -493,14 +498,7 @@ pub fn inspect(text: &str) -> Result<Inspection> {
     let data = looks_v3.then(|| DataPart {
         stored_checksum: r.data_checksum,
         computed_checksum: u64::from(data_checksum(&r.data)),
-        error: match &v3 {
-            Err(EngineError::CorruptCheckpoint {
-                checksum_field: Some(_),
-                ..
-            })
-            | Ok(_) => None,
-            Err(e) => Some(e.message().to_string()),
-        },
+        error: v3.as_ref().err().map(|e| e.message().to_string()),
     });
     let Read {
         policy_name,
@@ -787,6 +785,51 @@ mod tests {
         assert!(i.intact());
         assert_eq!(kinds(&i), vec!["v1-fields-differ"]);
         assert_eq!(i.state.entries.len(), 3, "data's state is shown");
+    }
+
+    #[test]
+    fn convert_refuses_damage_and_lost_pod_entries_unless_told() {
+        let text = real_v3("state-v3-podentries-example.json");
+        let i = inspect(&text).unwrap();
+        let to_v2 = i.convert(CheckpointFormat::V2, false, false).unwrap();
+        assert!(to_v2.notes.is_empty());
+        let back = inspect(&to_v2.file.text).unwrap();
+        assert_eq!(
+            (back.format, back.stored_checksum),
+            (CheckpointFormat::V2, to_v2.file.checksum)
+        );
+        let again = back.convert(CheckpointFormat::V3, false, false).unwrap();
+        assert_eq!(again.file.text, text);
+        assert_eq!(again.file.data_checksum, Some(3169910042));
+        let e = i.convert(CheckpointFormat::V1, false, false).unwrap_err();
+        assert!(
+            matches!(e, EngineError::Config { key: Some(ref k), .. } if k == "drop-pod-entries")
+        );
+        let v1 = i.convert(CheckpointFormat::V1, false, true).unwrap();
+        assert_eq!(
+            v1.notes,
+            vec!["dropped 1 pod-level reservation(s) (podEntries)"]
+        );
+        assert!(!v1.file.text.contains("podEntries"));
+        // A damaged dataChecksum: refused, with both values; converted when told.
+        let bad = inspect(&text.replace("3169910042", "7")).unwrap();
+        match bad.convert(CheckpointFormat::V3, false, false).unwrap_err() {
+            EngineError::CorruptCheckpoint {
+                stored,
+                computed,
+                checksum_field,
+                ..
+            } => {
+                assert_eq!(
+                    (stored, computed, checksum_field),
+                    (Some(7), Some(3169910042), Some("dataChecksum"))
+                );
+            }
+            e => panic!("{e:?}"),
+        }
+        let fixed = bad.convert(CheckpointFormat::V3, true, false).unwrap();
+        assert_eq!(fixed.file.text, text);
+        assert_eq!(fixed.notes.len(), 1);
     }
 
     #[test]
