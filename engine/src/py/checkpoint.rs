@@ -13,6 +13,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use serde_json::{json, Value};
 
+/// A converted file: its bytes, notes, checksum and dataChecksum.
+type Converted<'py> = (Bound<'py, PyBytes>, Vec<String>, u64, Option<u64>);
+
 fn version(v: Option<&str>) -> PyResult<KubeletVersion> {
     v.map_or(Ok(KubeletVersion::default()), |v| {
         KubeletVersion::parse(v).py()
@@ -135,7 +138,7 @@ impl PyInspection {
         to: &str,
         ignore_checksum: bool,
         drop_pod_entries: bool,
-    ) -> PyResult<(Bound<'py, PyBytes>, Vec<String>, u64, Option<u64>)> {
+    ) -> PyResult<Converted<'py>> {
         let to = CheckpointFormat::parse(to).py()?;
         let c = self
             .inner
