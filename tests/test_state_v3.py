@@ -137,6 +137,31 @@ def test_decode_checkpoint_follows_the_kubelet_version() -> None:
     assert "podEntries" not in old and old["entries"] == doc["entries"]
 
 
+POD_LEVEL = json.loads((V3_DIR / "kubelet-138-pod-level-checkpoints.json").read_text())["files"]
+
+
+@pytest.mark.parametrize("entry", POD_LEVEL, ids=lambda e: f"{e['scenario']}-op{e['op']}")
+def test_the_kubelets_pod_level_checkpoints_are_written_back_byte_for_byte(
+    entry: dict[str, Any],
+) -> None:
+    text = entry["text"]
+    doc = json.loads(text)
+    assert json.loads(doc["data"])["podEntries"], "every one of these has pod entries"
+    found = _engine.Inspection(text)
+    assert (found.format, found.intact, found.accepted_as("1.38")) == ("v3", True, "v3")
+    assert found.pod_entry_count == len(json.loads(doc["data"])["podEntries"])
+    file, notes, checksum, data_sum = found.convert("v3")
+    assert (file.decode(), notes, checksum, data_sum) == (
+        text,
+        [],
+        doc["checksum"],
+        data_checksum(doc["data"]),
+    )
+    # Through V2 (the one other layout that holds pod entries) and back.
+    v2 = found.convert("v2")[0].decode()
+    assert _engine.Inspection(v2).convert("v3")[0].decode() == text
+
+
 # -- damaged V3 files -------------------------------------------------------------------------
 
 
