@@ -152,4 +152,28 @@ mod tests {
         );
         assert_eq!(n.checkpoint_format(), CheckpointFormat::V3);
     }
+
+    #[test]
+    fn only_1_38_wraps_a_start_error_and_it_keeps_its_data() {
+        let e = || {
+            EngineError::mismatch(
+                crate::error::MismatchKind::MachineState,
+                "[memorymanager] the expected machine state is different from the real one",
+            )
+        };
+        let wrapped = KubeletVersion::V1_38.start_error(e());
+        assert_eq!(
+            wrapped.message(),
+            "memorymanager.Start: [memorymanager] the expected machine state is different from the real one"
+        );
+        assert!(matches!(
+            wrapped,
+            EngineError::StateMismatch {
+                kind: crate::error::MismatchKind::MachineState,
+                ..
+            }
+        ));
+        assert_eq!(KubeletVersion::Latest.start_error(e()), e());
+        assert_eq!(KubeletVersion::V1_26.start_error(e()), e());
+    }
 }
