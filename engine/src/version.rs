@@ -1,6 +1,7 @@
 //! Which kubelet's behaviour to reproduce. The default is `latest` (1.32 to 1.36); `1.26`
 //! differs in the places listed in the conformance SCENARIOS.md, and `1.38` (1.37 and later)
-//! in its state file, checkpoint V3 (see [`crate::checkpoint`]).
+//! in its state file, checkpoint V3 (see [`crate::checkpoint`]), and the wording of a failed
+//! start.
 
 use crate::error::{EngineError, Result};
 
@@ -9,8 +10,8 @@ pub enum KubeletVersion {
     V1_26,
     #[default]
     Latest,
-    /// 1.37 and 1.38: checkpoint V3 (PR #139626). Every other behaviour is, for now,
-    /// `Latest`'s.
+    /// 1.37 and 1.38: checkpoint V3 (PR #139626) and the wording of a start-up error
+    /// ([`KubeletVersion::start_error`]). Every other behaviour is, for now, `Latest`'s.
     V1_38,
 }
 
