@@ -8,6 +8,8 @@ use crate::error::{EngineError, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KubeletVersion {
     V1_26,
+    /// 1.32 (and 1.33 to 1.36 are taken for it). Its state file is V1's; a real 1.36 writes
+    /// V2, which `V1_38` reads and `pymm state convert --to v2` writes.
     #[default]
     Latest,
     /// 1.37 and 1.38: checkpoint V3 (PR #139626) and the wording of a start-up error
