@@ -139,8 +139,10 @@ class CheckpointCorruptedError(StateError):
     """The state file's checksum or structure is wrong (kubelet: ``checkpoint is corrupted``).
 
     For a checksum mismatch, ``stored_checksum`` and ``computed_checksum`` hold both values
-    (as the kubelet's ``CorruptCheckpointError`` does); both are None when the file is not a
-    checkpoint at all (bad JSON, wrong shape).
+    (as the kubelet's ``CorruptCheckpointError`` does) and ``checksum_field`` names the field
+    that failed: ``"checksum"``, or ``"dataChecksum"`` for a V3 file's ``data`` (kubelet
+    1.37+: ``could not load v3 checkpoint: checkpoint is corrupted``). All three are None
+    when the file is not a checkpoint at all (bad JSON, wrong shape, undecodable ``data``).
     """
 
     def __init__(
@@ -149,10 +151,12 @@ class CheckpointCorruptedError(StateError):
         *,
         stored_checksum: int | None = None,
         computed_checksum: int | None = None,
+        checksum_field: str | None = None,
     ) -> None:
         super().__init__(message)
         self.stored_checksum = stored_checksum
         self.computed_checksum = computed_checksum
+        self.checksum_field = checksum_field
 
 
 class StateMismatchError(StateError):

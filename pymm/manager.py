@@ -345,7 +345,8 @@ class MemoryManager:
             (``numa-allocation-strategy``, ``restrict-to-cpu-numa-nodes``).
         memory_policy_options: pymm's memory-manager options (``admit-when-fits``,
             ``spread-hugepages``); see the README's "Placement beyond the kubelet".
-        kubelet_version: ``"latest"`` (1.32+, default) or ``"1.26"``.
+        kubelet_version: ``"latest"`` (1.32+, default; also ``"1.32"``), ``"1.38"`` (1.37+:
+            writes and reads the V3 state file, otherwise as ``"latest"``) or ``"1.26"``.
         search: ``"exact"`` (the kubelet's enumeration; machines above
             ``max-allowable-numa-nodes`` are refused as the kubelet refuses them),
             ``"bounded"`` (bounded-time search for large machines), or ``"auto"`` (default:
@@ -738,7 +739,8 @@ class MemoryManager:
 
     @property
     def state(self) -> dict[str, Any]:
-        """The state as plain data: ``policyName``, ``machineState``, ``entries``, ``checksum``."""
+        """The state file as plain data: ``policyName``, ``machineState``, ``entries``,
+        ``checksum`` (and, with ``kubelet_version="1.38"``, ``data`` and ``dataChecksum``)."""
         return json.loads(self._engine.checkpoint())  # type: ignore[no-any-return]
 
     def cpuset_mems(self, pod_uid: str, container: str) -> str | None:

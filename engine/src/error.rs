@@ -79,12 +79,14 @@ pub enum EngineError {
         pod: String,
         container: Option<String>,
     },
-    /// The state file does not decode, or its checksum is wrong (then both checksums are set).
+    /// The state file does not decode, or a checksum is wrong (then both checksums are set,
+    /// and which field: `checksum`, or a V3 file's `dataChecksum`).
     #[error("{message}")]
     CorruptCheckpoint {
         message: String,
         stored: Option<u64>,
         computed: Option<u64>,
+        checksum_field: Option<&'static str>,
     },
     /// The state file was written by another memory-manager policy.
     #[error("{message}")]
@@ -201,6 +203,7 @@ impl EngineError {
             message: message.into(),
             stored: None,
             computed: None,
+            checksum_field: None,
         }
     }
 

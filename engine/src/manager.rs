@@ -261,7 +261,12 @@ impl Manager {
             MemoryPolicyName::None => "None",
         };
         let state = match checkpoint_text {
-            Some(t) => Some(checkpoint::restore(t, policy_name, state_path)?),
+            Some(t) => Some(checkpoint::restore_as(
+                t,
+                policy_name,
+                state_path,
+                config.version,
+            )?),
             None => None,
         };
         let mut m = Manager::with_state(machine, config, state.unwrap_or_default())?;
@@ -287,11 +292,8 @@ impl Manager {
                 _ => None,
             };
             let Some(ms) = rebased else {
-                return Err(with_drift_hint(
-                    e,
-                    policy.least_drift_tolerance(&state),
-                    &config,
-                ));
+                let e = with_drift_hint(e, policy.least_drift_tolerance(&state), &config);
+                return Err(e);
             };
             notes.push(format!(
                 "the restored state differed from this machine ({}); node totals drifted within the tolerance of {} and every assignment still fits, so the totals were rebased",
@@ -489,7 +491,7 @@ impl Manager {
 
     /// The state file as the kubelet would write it now.
     pub fn checkpoint_json(&self) -> String {
-        checkpoint::to_json(self.policy.name(), &self.state)
+        checkpoint::to_json_as(self.policy.name(), &self.state, self.config.version)
     }
 
     pub fn allocatable_memory(&self) -> Vec<Block> {

@@ -27,8 +27,9 @@ from pymm.statefile import CONFIG_FILE_NAME
 if TYPE_CHECKING:
     from pymm.metrics import Metrics
 
-#: The kubelet behaviours pymm reproduces (``MemoryManager(kubelet_version=...)``).
-KUBELET_VERSIONS = ("latest", "1.32", "1.26")
+#: The kubelet behaviours pymm reproduces (``MemoryManager(kubelet_version=...)``): ``latest``
+#: is 1.32 (to 1.36), ``1.38`` (1.37+) differs from it only in its state file (checkpoint V3).
+KUBELET_VERSIONS = ("latest", "1.38", "1.32", "1.26")
 
 __all__ = [
     "KUBELET_VERSIONS",
@@ -101,7 +102,8 @@ def add_manager_options(p: argparse.ArgumentParser, *, writes: bool = False) -> 
     p.add_argument(
         "--kubelet-version",
         choices=KUBELET_VERSIONS,
-        help="whose behaviour to follow: 'latest' (1.32+, default) or '1.26'",
+        help="whose behaviour to follow: 'latest' (= '1.32', default), '1.38' (1.37+: writes "
+        "and reads the V3 state file) or '1.26'",
     )
     p.add_argument(
         "--search",

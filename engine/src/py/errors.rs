@@ -72,13 +72,17 @@ pub fn to_py_err(e: EngineError) -> PyErr {
                 ],
             ),
             EngineError::CorruptCheckpoint {
-                stored, computed, ..
+                stored,
+                computed,
+                checksum_field,
+                ..
             } => build::<CheckpointCorruptedError>(
                 py,
                 m,
                 &[
                     ("stored_checksum", any(py, *stored)),
                     ("computed_checksum", any(py, *computed)),
+                    ("checksum_field", any(py, *checksum_field)),
                 ],
             ),
             EngineError::PolicyMismatch {
