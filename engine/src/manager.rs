@@ -119,9 +119,7 @@ pub fn effective_reservations(machine: &Machine, config: &Config) -> Vec<MemoryR
 fn placement_of(machine: &Machine, config: &Config) -> Result<Option<Arc<Placement>>> {
     let m = config.memory_options;
     let t = &config.topology_options;
-    let any = m.admit_when_fits
-        || m.spread_hugepages
-        || m.memory_tiers
+    let any = m.any()
         || t.restrict_to_cpu_numa_nodes
         || t.numa_allocation_strategy != AllocationStrategy::None;
     Ok(if any {

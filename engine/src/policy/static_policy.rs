@@ -17,7 +17,7 @@ use crate::state::{
     least_drift_tolerance, rebase_for_drift, rebuild_state, release, reserve, validate_state,
     Assignments, Block, Fill, MachineState, State,
 };
-use crate::topology::Scores;
+use crate::topology::{Policy, Scores};
 use crate::version::KubeletVersion;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -224,10 +224,66 @@ impl StaticPolicy {
             return Ok(regenerate_hints(blocks, req, &self.map));
         }
         let hints = self.hints(&state.machine_state, pod, req, extent)?;
-        Ok(provider_answer(
-            &req.keys().cloned().collect::<Vec<_>>(),
-            hints,
-        ))
+        let resources = req.keys().cloned().collect::<Vec<_>>();
+        if hints.is_empty() && self.strict() {
+            // The kubelet answers "no node set can hold this" with an empty map, which the
+            // Topology Manager reads as "no preference": a pod that fits nowhere is admitted
+            // and spread (its second group bug). An empty list per resource says what it means.
+            return Ok(Some(
+                resources
+                    .into_iter()
+                    .map(|r| (r, Some(Arc::new(Vec::new()))))
+                    .collect(),
+            ));
+        }
+        Ok(provider_answer(&resources, hints))
+    }
+
+    fn strict(&self) -> bool {
+        self.placement
+            .as_ref()
+            .is_some_and(|p| p.memory.strict_numa_groups)
+    }
+
+    /// `strict-numa-groups` at Allocate: a set that would overlap a group, or span nodes under
+    /// `single-numa-node`, is widened to the narrowest valid set that holds it (as the kubelet
+    /// widens a set short of free memory), or refused with the reason.
+    fn strictly(
+        &self,
+        ms: &MachineState,
+        pod: &Pod,
+        req: &Requested,
+        mask: NodeMask,
+        preferred: bool,
+    ) -> Result<NodeMask> {
+        let single = self
+            .placement
+            .as_ref()
+            .is_some_and(|p| p.topology_policy == Policy::SingleNumaNode);
+        let why = match group_conflict(ms, &self.map.ids(mask)) {
+            Some(why) => why,
+            None if single && mask.count() > 1 => {
+                return Err(alloc_err(&format!(
+                    "strict-numa-groups: under the single-numa-node policy a container may not span NUMA nodes {:?}",
+                    self.map.ids(mask)
+                )))
+            }
+            None => return Ok(mask),
+        };
+        let wider = if single {
+            None
+        } else {
+            self.best_hint(ms, pod, req, |h| {
+                h.affinity.is_some_and(|a| mask.is_subset_of(a))
+            })?
+        };
+        match wider {
+            Some(h) if h.preferred || !preferred => Ok(h.affinity.unwrap_or(mask)),
+            _ => Err(alloc_err(&format!(
+                "strict-numa-groups: {why}, and no valid set of NUMA nodes containing {:?} can hold the container",
+                self.map.ids(mask)
+            ))),
+        }
     }
 
     /// The kubelet's choice of nodes for a container (`Allocate` up to the reservation), with
@@ -287,6 +343,9 @@ impl StaticPolicy {
                 return Err(alloc_err("failed to find the extended preferred hint"));
             }
             mask = e.affinity.unwrap_or(mask);
+        }
+        if self.strict() {
+            return self.strictly(ms, pod, req, mask, best.preferred);
         }
         let bits = self.map.ids(mask);
         let violates = if self.placement.is_some() {
@@ -442,6 +501,39 @@ fn violates_group_rule_strictly(ms: &MachineState, bits: &[i64]) -> bool {
             .is_some_and(|n| n.number_of_assignments != 0 && n.cells().len() > 1),
         _ => shares_a_group(ms, bits),
     }
+}
+
+/// Why a set breaks the group rule (single nodes included), in words; `None` when it does not.
+fn group_conflict(ms: &MachineState, bits: &[i64]) -> Option<String> {
+    let mut sorted_bits = bits.to_vec();
+    sorted_bits.sort_unstable();
+    for id in bits {
+        let Some(n) = ms.get(id) else { continue };
+        if n.number_of_assignments == 0 {
+            continue;
+        }
+        let mut cells = n.cells().to_vec();
+        cells.sort_unstable();
+        match (bits.len(), cells.len()) {
+            (1, c) if c > 1 => {
+                return Some(format!(
+                    "NUMA node {id} serves the multi-node group {cells:?}, which a single-node allocation there would overlap"
+                ))
+            }
+            (b, 1) if b > 1 => {
+                return Some(format!(
+                    "NUMA node {id} serves single-node allocations, so it cannot join the group {sorted_bits:?}"
+                ))
+            }
+            (b, _) if b > 1 && cells != sorted_bits => {
+                return Some(format!(
+                    "NUMA node {id} serves the group {cells:?}, which the group {sorted_bits:?} would overlap"
+                ))
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 fn shares_a_group(ms: &MachineState, bits: &[i64]) -> bool {
@@ -606,5 +698,46 @@ impl MemoryPolicy for StaticPolicy {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::NodeState;
+
+    fn node(assignments: i64, cells: &[i64]) -> NodeState {
+        NodeState {
+            number_of_assignments: assignments,
+            memory_map: BTreeMap::new(),
+            cells: Some(cells.to_vec()),
+        }
+    }
+
+    #[test]
+    fn group_conflicts_name_the_node_and_the_groups() {
+        // 0 and 1 form a group; 2 serves single-node allocations; 3 is unused.
+        let ms: MachineState = [
+            (0, node(1, &[0, 1])),
+            (1, node(1, &[1, 0])),
+            (2, node(2, &[2])),
+            (3, node(0, &[3])),
+        ]
+        .into();
+        assert_eq!(group_conflict(&ms, &[0, 1]), None);
+        assert_eq!(group_conflict(&ms, &[3]), None);
+        assert_eq!(group_conflict(&ms, &[2]), None);
+        assert_eq!(
+            group_conflict(&ms, &[1]).as_deref(),
+            Some("NUMA node 1 serves the multi-node group [0, 1], which a single-node allocation there would overlap")
+        );
+        assert_eq!(
+            group_conflict(&ms, &[3, 2]).as_deref(),
+            Some("NUMA node 2 serves single-node allocations, so it cannot join the group [2, 3]")
+        );
+        assert_eq!(
+            group_conflict(&ms, &[1, 3]).as_deref(),
+            Some("NUMA node 1 serves the group [0, 1], which the group [1, 3] would overlap")
+        );
     }
 }
