@@ -65,6 +65,15 @@ pub enum EngineError {
     /// A memory-manager Allocate failure (kubelet `[memorymanager] ...` texts).
     #[error("{0}")]
     Allocation(String),
+    /// A placement given to the engine (a plan's, a defragmentation move's) that its rules
+    /// refuse: which pod, which container (none for a pod-scope placement), which nodes.
+    #[error("{message}")]
+    Placement {
+        message: String,
+        pod: String,
+        container: Option<String>,
+        nodes: Vec<i64>,
+    },
     /// A pod or container that the manager does not know.
     #[error("{message}")]
     NotFound {
@@ -107,6 +116,7 @@ impl EngineError {
             | EngineError::Machine { message, .. }
             | EngineError::Pod { message, .. }
             | EngineError::NotFound { message, .. }
+            | EngineError::Placement { message, .. }
             | EngineError::CorruptCheckpoint { message, .. }
             | EngineError::PolicyMismatch { message, .. }
             | EngineError::StateMismatch { message, .. } => message,
@@ -122,6 +132,7 @@ impl EngineError {
             | EngineError::Machine { message, .. }
             | EngineError::Pod { message, .. }
             | EngineError::NotFound { message, .. }
+            | EngineError::Placement { message, .. }
             | EngineError::CorruptCheckpoint { message, .. }
             | EngineError::PolicyMismatch { message, .. }
             | EngineError::StateMismatch { message, .. } => *message = text,

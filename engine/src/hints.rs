@@ -437,6 +437,82 @@ impl<'a> Checker<'a> {
     }
 }
 
+/// Why the memory manager's hints would not offer exactly `set` for `req` now (capacity, the
+/// group rules, free memory counting reusable init-container memory), in words; `None` when
+/// they would. The same tests as [`calculate_hints`], for one set.
+pub fn set_violation(
+    ms: &MachineState,
+    req: &Requested,
+    reusable: Option<&Reusable>,
+    set: NodeMask,
+    map: &IdMap,
+) -> Result<Option<String>> {
+    let resources: Vec<&str> = req.keys().map(String::as_str).collect();
+    let f = flatten(ms, &resources, map)?;
+    let ids = map.ids(set);
+    let mut m = 0u128;
+    for id in &ids {
+        match f.ids.iter().position(|x| x == id) {
+            Some(p) => m |= 1 << p,
+            None => return Ok(Some(format!("NUMA node {id} is not in the state"))),
+        }
+    }
+    let c = Checker::new(&f, req, &resources, reusable);
+    if let (_, Some(_)) = c.check(m) {
+        return Ok(None);
+    }
+    let bytes = crate::quantity::bytes_text;
+    for (r, want) in c.wants.iter().enumerate() {
+        let alloc = sum_bits(&f.alloc[r], m);
+        if alloc < *want {
+            return Ok(Some(format!(
+                "they have {} of {} allocatable, less than the {} requested",
+                bytes(alloc),
+                resources[r],
+                bytes(*want)
+            )));
+        }
+    }
+    let single = m.count_ones() == 1;
+    for (p, id) in f.ids.iter().enumerate() {
+        if m & (1 << p) == 0 {
+            continue;
+        }
+        if single && f.grouped & m != 0 {
+            return Ok(Some(format!(
+                "NUMA node {id} belongs to a multi-node group, which serves only containers spanning the whole group"
+            )));
+        }
+        if !single && f.used_single & (1 << p) != 0 {
+            return Ok(Some(format!(
+                "NUMA node {id} serves single-node allocations, so it cannot be part of a multi-node set"
+            )));
+        }
+        if !single
+            && f
+                .used_multi
+                .iter()
+                .any(|&(q, g)| q == p && g != Some(m))
+        {
+            return Ok(Some(format!(
+                "NUMA node {id} belongs to another multi-node group, which a set may only take whole"
+            )));
+        }
+    }
+    for (r, want) in c.wants.iter().enumerate() {
+        let free = sum_bits(&f.free[r], m);
+        if free < *want {
+            return Ok(Some(format!(
+                "they have {} of {} free, less than the {} requested",
+                bytes(free),
+                resources[r],
+                bytes(*want)
+            )));
+        }
+    }
+    Ok(Some("the memory manager's rules refuse it".into()))
+}
+
 /// Limits of the bounded search (`search = bounded`, and `auto` above
 /// `max-allowable-numa-nodes`).
 #[derive(Debug, Clone, PartialEq)]

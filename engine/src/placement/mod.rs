@@ -25,6 +25,7 @@
 //! - **`spread-hugepages`** (memory manager option): a multi-node group takes its hugepages
 //!   evenly from its nodes, not lowest node first ([`spread`]).
 
+pub mod plan;
 pub mod spread;
 
 use crate::config::Config;

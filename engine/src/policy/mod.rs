@@ -98,6 +98,31 @@ pub trait MemoryPolicy: Send + Sync {
     ) -> Result<()>;
     /// Releases a container's memory.
     fn remove_container(&mut self, state: &mut State, pod_uid: &str, container: &str);
+    /// Whether the policy pins this pod's memory (the Static policy: Guaranteed pods).
+    fn pins(&self, _pod: &Pod) -> bool {
+        false
+    }
+    /// Reserves memory for one container on exactly `nodes` (a plan's or a defragmentation
+    /// move's choice) where the memory manager's own rules allow that set now; otherwise a
+    /// [`EngineError::Placement`] with the reason, and nothing changes.
+    fn allocate_on(
+        &mut self,
+        _state: &mut State,
+        pod: &Pod,
+        container: &str,
+        nodes: &[i64],
+    ) -> Result<()> {
+        Err(EngineError::Placement {
+            message: format!(
+                "[pymm] pod {:?}: the {} memory-manager policy pins no memory",
+                pod.uid,
+                self.name()
+            ),
+            pod: pod.uid.clone(),
+            container: Some(container.to_string()),
+            nodes: nodes.to_vec(),
+        })
+    }
     /// `GetAllocatableMemory`: one block per node and resource with allocatable > 0.
     fn allocatable_memory(&self, state: &State) -> Vec<Block>;
     /// The machine state rebased onto this machine when the restored one differs only by a

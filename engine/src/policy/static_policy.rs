@@ -3,8 +3,8 @@
 use super::MemoryPolicy;
 use crate::error::{EngineError, Result};
 use crate::hints::{
-    calculate_hints_bounded, calculate_hints_to, find_best_hint_by, provider_answer, Bounds,
-    Extent, ProviderHints, Reusable, TopologyHint,
+    calculate_hints_bounded, calculate_hints_to, find_best_hint_by, provider_answer,
+    set_violation, Bounds, Extent, ProviderHints, Reusable, TopologyHint,
 };
 use crate::machine::Machine;
 use crate::nodemask::IdMap;
@@ -359,6 +359,52 @@ impl StaticPolicy {
         Ok(mask)
     }
 
+    /// Reserves `req` for a container on `mask` (the end of Allocate, once the set is chosen).
+    fn reserve_blocks(
+        &mut self,
+        state: &mut State,
+        pod: &Pod,
+        container: &str,
+        req: &Requested,
+        mask: NodeMask,
+    ) -> Result<()> {
+        let bits = self.map.ids(mask);
+        let reuse = self
+            .reusable
+            .get(&pod.uid)
+            .and_then(|r| r.get(&mask))
+            .cloned();
+        let spread = self
+            .placement
+            .as_ref()
+            .is_some_and(|p| p.memory.spread_hugepages);
+        let mut blocks = Vec::with_capacity(req.len());
+        for (name, size) in req {
+            blocks.push(Block {
+                numa_affinity: Some(bits.clone()),
+                resource: name.clone(),
+                size: *size,
+            });
+            let reusable = reuse
+                .as_ref()
+                .and_then(|r| r.get(name))
+                .copied()
+                .unwrap_or(0);
+            // What no node could take stays unaccounted, as in the kubelet.
+            reserve(
+                &mut state.machine_state,
+                &bits,
+                name,
+                size.saturating_sub(reusable),
+                fill(spread, name, bits.len()),
+            );
+        }
+        self.update_reusable(pod, container, &blocks)?;
+        state.set_blocks(&pod.uid, container, blocks.clone());
+        self.update_init_blocks(state, pod, container, &blocks);
+        Ok(())
+    }
+
     fn container_req<'p>(&self, pod: &'p Pod, container: &str) -> Result<&'p Requested> {
         let c = pod
             .container(container)
@@ -614,41 +660,82 @@ impl MemoryPolicy for StaticPolicy {
             }
             Err(e) => return Err(e),
         };
-        let bits = self.map.ids(mask);
-        let reuse = self
-            .reusable
-            .get(&pod.uid)
-            .and_then(|r| r.get(&mask))
-            .cloned();
-        let spread = self
-            .placement
-            .as_ref()
-            .is_some_and(|p| p.memory.spread_hugepages);
-        let mut blocks = Vec::with_capacity(req.len());
-        for (name, size) in req {
-            blocks.push(Block {
-                numa_affinity: Some(bits.clone()),
-                resource: name.clone(),
-                size: *size,
-            });
-            let reusable = reuse
-                .as_ref()
-                .and_then(|r| r.get(name))
-                .copied()
-                .unwrap_or(0);
-            // What no node could take stays unaccounted, as in the kubelet.
-            reserve(
-                &mut state.machine_state,
-                &bits,
-                name,
-                size.saturating_sub(reusable),
-                fill(spread, name, bits.len()),
-            );
+        self.reserve_blocks(state, pod, container, req, mask)
+    }
+
+    fn pins(&self, pod: &Pod) -> bool {
+        !self.skips(pod)
+    }
+
+    fn allocate_on(
+        &mut self,
+        state: &mut State,
+        pod: &Pod,
+        container: &str,
+        nodes: &[i64],
+    ) -> Result<()> {
+        let mut ids = nodes.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let refuse = |why: String| EngineError::Placement {
+            message: format!(
+                "[pymm] pod {:?} container {container:?} on NUMA nodes {ids:?}: {why}",
+                pod.uid
+            ),
+            pod: pod.uid.clone(),
+            container: Some(container.to_string()),
+            nodes: ids.clone(),
+        };
+        if self.skips(pod) {
+            return Err(refuse(
+                "the Static policy pins memory only for Guaranteed pods".into(),
+            ));
         }
-        self.update_reusable(pod, container, &blocks)?;
-        state.set_blocks(&pod.uid, container, blocks.clone());
-        self.update_init_blocks(state, pod, container, &blocks);
-        Ok(())
+        let mask = self.map.mask(&ids).map_err(|e| refuse(e.message().to_string()))?;
+        if ids.is_empty() {
+            return Err(refuse("no NUMA node given".into()));
+        }
+        if let Some(blocks) = state.blocks(&pod.uid, container).cloned() {
+            // Idempotent, as Allocate is: the same set again changes nothing.
+            let same = blocks.iter().all(|b| same_set(b.affinity(), &ids));
+            if !same {
+                return Err(refuse("the container already holds memory elsewhere".into()));
+            }
+            return self.update_reusable(pod, container, &blocks);
+        }
+        let req = self.container_req(pod, container)?;
+        if let Some(p) = self.placement.as_ref() {
+            if let Some((allowed, strict)) = p.allowed(pod) {
+                let spill = !strict && p.memory.admit_when_fits;
+                if !mask.is_subset_of(allowed) && !spill {
+                    return Err(refuse(format!(
+                        "the pod may use only NUMA nodes {:?} (its memory tier)",
+                        self.map.ids(allowed)
+                    )));
+                }
+            }
+        }
+        if let Some(why) = set_violation(
+            &state.machine_state,
+            req,
+            self.reusable_for(pod),
+            mask,
+            &self.map,
+        )? {
+            return Err(refuse(why));
+        }
+        if self.strict()
+            && self
+                .placement
+                .as_ref()
+                .is_some_and(|p| p.topology_policy == Policy::SingleNumaNode)
+            && ids.len() > 1
+        {
+            return Err(refuse(
+                "strict-numa-groups: under the single-numa-node policy a container may not span NUMA nodes".into(),
+            ));
+        }
+        self.reserve_blocks(state, pod, container, req, mask)
     }
 
     fn remove_container(&mut self, state: &mut State, pod_uid: &str, container: &str) {

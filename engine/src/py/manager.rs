@@ -160,35 +160,23 @@ impl PyEngine {
             _ => vec![],
         };
         let r = self.inner.admit_shared(&pod.inner, &extra, trace);
-        let p = &pod.inner;
-        let placements = p
-            .all_containers()
-            .map(|c| {
-                let blocks = self
-                    .inner
-                    .state()
-                    .blocks(&p.uid, &c.name)
-                    .map(|bs| {
-                        bs.iter()
-                            .map(|b| (b.affinity().to_vec(), b.resource.clone(), b.size))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                (
-                    c.name.clone(),
-                    self.inner.container_nodes(&p.uid, &c.name),
-                    blocks,
-                )
-            })
-            .collect();
-        if r.admit && start {
-            self.inner.start_pod(&p.uid).py()?;
-        }
-        Ok(PyAdmitResult {
-            inner: r,
-            map: self.inner.id_map().clone(),
-            placements,
-        })
+        self.result(pod, r, start)
+    }
+
+    /// Admits a pod on the nodes given per container (`{container: [node ids]}`), refusing
+    /// with `PlacementError` a set the kubelet's rules would not reach (see
+    /// `Manager::admit_on`); nothing changes then.
+    #[pyo3(signature = (pod, targets, extra=None, start=true))]
+    fn admit_on(
+        &mut self,
+        pod: &PyPod,
+        targets: std::collections::BTreeMap<String, Vec<i64>>,
+        extra: Option<&Bound<'_, PyAny>>,
+        start: bool,
+    ) -> PyResult<PyAdmitResult> {
+        let extra = self.providers(extra)?;
+        let r = self.inner.admit_on(&pod.inner, &targets, &extra).py()?;
+        self.result(pod, r, start)
     }
 
     /// The memory manager's hints (container scope with a name, pod scope with None).
@@ -337,5 +325,57 @@ impl PyEngine {
             .iter()
             .map(|(id, n)| (*id, n.number_of_assignments, n.cells().to_vec()))
             .collect()
+    }
+}
+
+
+impl PyEngine {
+    pub(super) fn manager(&self) -> &Manager {
+        &self.inner
+    }
+
+    pub(super) fn providers(
+        &self,
+        extra: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<crate::provider::ExtraProvider>> {
+        match extra {
+            Some(e) if !e.is_none() => {
+                providers_from(&to_value(e, Subject::Config)?, self.inner.id_map()).py()
+            }
+            _ => Ok(vec![]),
+        }
+    }
+
+    /// The result of an admission with each container's placement taken right after it.
+    fn result(&mut self, pod: &PyPod, r: AdmitResult, start: bool) -> PyResult<PyAdmitResult> {
+        let p = &pod.inner;
+        let placements = p
+            .all_containers()
+            .map(|c| {
+                let blocks = self
+                    .inner
+                    .state()
+                    .blocks(&p.uid, &c.name)
+                    .map(|bs| {
+                        bs.iter()
+                            .map(|b| (b.affinity().to_vec(), b.resource.clone(), b.size))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (
+                    c.name.clone(),
+                    self.inner.container_nodes(&p.uid, &c.name),
+                    blocks,
+                )
+            })
+            .collect();
+        if r.admit && start {
+            self.inner.start_pod(&p.uid).py()?;
+        }
+        Ok(PyAdmitResult {
+            inner: r,
+            map: self.inner.id_map().clone(),
+            placements,
+        })
     }
 }

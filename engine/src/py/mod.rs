@@ -8,6 +8,7 @@ mod errors;
 mod machine;
 mod manager;
 mod merge;
+mod plan;
 mod pod;
 mod quantity;
 mod simulate;
@@ -38,5 +39,8 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(checkpoint::checkpoint_spew_text, m)?)?;
     m.add_function(wrap_pyfunction!(merge::merge_hints, m)?)?;
     m.add_function(wrap_pyfunction!(simulate::simulate, m)?)?;
+    m.add_function(wrap_pyfunction!(plan::plan_input, m)?)?;
+    m.add_function(wrap_pyfunction!(plan::defrag_input, m)?)?;
+    m.add_function(wrap_pyfunction!(plan::placements, m)?)?;
     Ok(())
 }
