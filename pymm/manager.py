@@ -551,10 +551,19 @@ class MemoryManager:
         pods: Iterable[PodLike],
         *,
         start: bool = True,
+        optimize: bool = False,
+        time_limit: float | None = None,
     ) -> list[Admission]:
         """Admits pods in order with one durable write for the whole batch (an agent
-        admitting its pods at start-up). If the write fails, none of them is admitted."""
+        admitting its pods at start-up). If the write fails, none of them is admitted.
+
+        With ``optimize``, the batch is placed as :meth:`plan` places it (the most pods, then
+        the most memory, under the kubelet's rules; ``time_limit`` seconds for the solver),
+        each pod on the nodes the plan chose; pods the plan leaves out go through the kubelet's
+        own admission, which gives their reason."""
         compiled = [compile_pod(p) for p in pods]
+        if optimize:
+            return self._admit_planned(compiled, start, time_limit)
 
         def run() -> list[_engine.AdmitResult]:
             return [self._engine.admit(c, None, False, start) for c in compiled]
@@ -566,6 +575,38 @@ class MemoryManager:
                 if a.admitted:
                     self._pin_admission(a)
         return admissions
+
+    def _admit_planned(
+        self, compiled: list[_engine.Pod], start: bool, time_limit: float | None
+    ) -> list[Admission]:
+        from pymm.plan import DEFAULT_TIME_LIMIT, apply_placements, plan
+
+        best = plan(self, compiled, time_limit=time_limit or DEFAULT_TIME_LIMIT, compare=False)
+        pinned = {uid: True for uid in best.placements}
+
+        def run() -> list[_engine.AdmitResult]:
+            return apply_placements(self._engine, compiled, best.placements, pinned, start=start)
+
+        results = self._durably("admit", run, steps=True)
+        admissions = [Admission(c, r) for c, r in zip(compiled, results, strict=True)]
+        if self.enforcement and start:
+            for a in admissions:
+                if a.admitted:
+                    self._pin_admission(a)
+        return admissions
+
+    def plan(
+        self,
+        pods: Iterable[PodLike],
+        *,
+        hints: Mapping[str, Sequence[Mapping[str, Any]] | None] | None = None,
+        time_limit: float | None = None,
+    ) -> Any:
+        """The best placement of a batch of pods on top of what runs, and the kubelet's result
+        beside it, as a :class:`pymm.plan.Plan` (see :mod:`pymm.plan`); nothing changes here."""
+        from pymm.plan import DEFAULT_TIME_LIMIT, plan
+
+        return plan(self, pods, hints=hints, time_limit=time_limit or DEFAULT_TIME_LIMIT)
 
     def _pin_admission(self, admission: Admission) -> None:
         # The reservation is durable first: a failed pin raises CgroupError with the
@@ -702,6 +743,7 @@ class MemoryManager:
         enforcement): for what-if questions without touching the real state."""
         other = MemoryManager.__new__(MemoryManager)
         other.enforcement = None
+        other.metrics = None
         other.machine = self.machine
         other._store = None
         other._not_durable = None
