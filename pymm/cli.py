@@ -21,6 +21,7 @@ from pymm.commands import (
     hints,
     machines,
     nrt,
+    plan,
     remove,
     replay,
     simulate,
@@ -33,6 +34,7 @@ from pymm.errors import PymmError, StateError, advice_for
 COMMANDS = (
     demo,
     admit,
+    plan,
     hints,
     remove,
     machines,

@@ -27,6 +27,7 @@ the engine refuses is a bug, raised as :class:`~pymm.errors.SolverError`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
@@ -436,6 +437,9 @@ class Plan:
         """How far the plan may be from the optimum, as a fraction of the bound."""
         return (self.bound - self.admitted) / self.bound if self.bound else 0.0
 
+    def with_kubelet(self, admitted: int) -> Plan:
+        return dataclasses.replace(self, kubelet_admitted=admitted)
+
     def to_json(self) -> dict[str, Any]:
         """The ``pymm plan --json`` document."""
         return {
@@ -454,16 +458,26 @@ def _extras(pods: Sequence[Any], hints: Mapping[str, Hints] | None) -> list[Any]
     return [None if hints is None else hints.get(p.uid) for p in pods]
 
 
+def kubelet_admissions(
+    mm: MemoryManager, pods: Sequence[PodLike], hints: Mapping[str, Hints] | None = None
+) -> list[_engine.AdmitResult]:
+    """The kubelet's admission of ``pods`` one after another, on a copy of ``mm``."""
+    from pymm.manager import compile_pod
+
+    copy = mm.copy()
+    compiled = [compile_pod(p) for p in pods]
+    extras = _extras(compiled, hints)
+    return [
+        copy._engine.admit(p, None if e is None else list(e), False, True)
+        for p, e in zip(compiled, extras, strict=True)
+    ]
+
+
 def kubelet_admitted(
-    mm: MemoryManager, pods: Sequence[_engine.Pod], hints: Mapping[str, Hints] | None = None
+    mm: MemoryManager, pods: Sequence[PodLike], hints: Mapping[str, Hints] | None = None
 ) -> int:
     """How many of ``pods`` the kubelet admits one after another, on a copy of ``mm``."""
-    copy = mm.copy()
-    extras = _extras(pods, hints)
-    return sum(
-        copy._engine.admit(p, None if e is None else list(e), False, True).admit
-        for p, e in zip(pods, extras, strict=True)
-    )
+    return sum(r.admit for r in kubelet_admissions(mm, pods, hints))
 
 
 def apply_placements(
