@@ -582,7 +582,7 @@ class MemoryManager:
         from pymm.plan import DEFAULT_TIME_LIMIT, apply_placements, plan
 
         best = plan(self, compiled, time_limit=time_limit or DEFAULT_TIME_LIMIT, compare=False)
-        pinned = {uid: True for uid in best.placements}
+        pinned = {uid: True for uid in best.pinned}
 
         def run() -> list[_engine.AdmitResult]:
             return apply_placements(self._engine, compiled, best.placements, pinned, start=start)

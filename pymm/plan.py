@@ -431,6 +431,8 @@ class Plan:
     #: The solver's status and time.
     status: str
     seconds: float
+    #: The pods of the batch the memory manager pins (the others hold no NUMA memory).
+    pinned: frozenset[str] = frozenset()
 
     @property
     def gap(self) -> float:
@@ -575,4 +577,5 @@ def plan(
         memory=memory,
         status=sol.status,
         seconds=sol.seconds,
+        pinned=frozenset(uid for uid, yes in pinned.items() if yes),
     )
