@@ -6,7 +6,7 @@ arriving at once (a node booting, a drain target). Deterministic for a seed.
   databases (16-96Gi in 8Gi steps, plus 2-8Gi of 1Gi hugepages) beside batch jobs (4-32Gi);
 - ``dpdk-cpu``: 5 nodes of 64Gi with 2048 pages of 2Mi each; DPDK pods (1-4Gi and 1-4Gi of 2Mi
   hugepages) whose CPU manager prefers the node of their NIC (a CPU hint on one node), beside
-  inference servers (16-96Gi);
+  inference servers (16-64Gi);
 - ``ai-training``: the GB200-like tray with the ``ai-training-gb200`` mix's shapes (trainers of
   1-8 GPUs' memory, loaders with 2Mi hugepages, notebooks).
 """
@@ -105,11 +105,11 @@ def dpdk_cpu(seed: int = 0, overload: float = 1.3) -> Batch:
         return Pod.of(f"dpdk-{i}", c), [{"name": "cpu", "containers": {"dpdk": cpu}}]
 
     def inference(rng: np.random.Generator, i: int) -> tuple[Pod, None]:
-        c = Container.of("inference", cpu="16", memory=f"{_pick(rng, (16, 32, 48, 64, 96))}Gi")
+        c = Container.of("inference", cpu="16", memory=f"{_pick(rng, (16, 32, 48, 64))}Gi")
         return Pod.of(f"inference-{i}", c), None
 
     drawn = _draw(
-        np.random.default_rng(seed), [(0.6, dpdk), (0.4, inference)], _capacity(machine), overload
+        np.random.default_rng(seed), [(0.75, dpdk), (0.25, inference)], _capacity(machine), overload
     )
     hints = {p.uid: h for p, h in drawn if h is not None}
     return Batch("dpdk-cpu", machine, tuple(p for p, _ in drawn), hints)
