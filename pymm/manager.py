@@ -608,6 +608,36 @@ class MemoryManager:
 
         return plan(self, pods, hints=hints, time_limit=time_limit or DEFAULT_TIME_LIMIT)
 
+    def defrag_plan(
+        self,
+        pod: PodLike | None = None,
+        *,
+        free_node: int | None = None,
+        hints: Sequence[Mapping[str, Any]] | None = None,
+        time_limit: float | None = None,
+    ) -> Any:
+        """The fewest running pods to move (or evict) so that ``pod`` fits, or so that
+        ``free_node`` holds nothing, as a :class:`pymm.defrag.DefragPlan`, checked step by step
+        on a copy; nothing changes here (:meth:`apply_defrag` applies it)."""
+        from pymm.defrag import defrag_plan
+        from pymm.plan import DEFAULT_TIME_LIMIT
+
+        return defrag_plan(
+            self,
+            pod,
+            hints=hints,
+            free_node=free_node,
+            time_limit=time_limit or DEFAULT_TIME_LIMIT,
+        )
+
+    @_finishes_then_reports_doubt
+    def apply_defrag(self, plan: Any) -> None:
+        """Applies a :meth:`defrag_plan`: the moves in order, then the pending pod on its
+        nodes; with a state directory in one durable write, all or nothing."""
+        from pymm.defrag import apply_defrag
+
+        apply_defrag(self, plan)
+
     def _pin_admission(self, admission: Admission) -> None:
         # The reservation is durable first: a failed pin raises CgroupError with the
         # reservation kept, so the caller can retry the pin or remove the pod.

@@ -433,6 +433,9 @@ class Plan:
     seconds: float
     #: The pods of the batch the memory manager pins (the others hold no NUMA memory).
     pinned: frozenset[str] = frozenset()
+    #: Pods admitted as the solver placed them (and pods not pinned); ``admitted`` also counts
+    #: pods the plan left out that the kubelet's own admission then took.
+    planned: int = 0
 
     @property
     def gap(self) -> float:
@@ -578,4 +581,5 @@ def plan(
         status=sol.status,
         seconds=sol.seconds,
         pinned=frozenset(uid for uid, yes in pinned.items() if yes),
+        planned=len(placements) + unpinned,
     )
