@@ -5,10 +5,15 @@ which a pending pod fits; ``free_node=`` plans emptying a node instead.
 The integer program is the batch planner's (:mod:`pymm.plan`): the machine without the pods
 that can move, those pods and the pending one as units to place; each running pod is kept
 where it is, moved, or evicted, and the objective takes the fewest evictions, then the fewest
-moves. The moves are then ordered so that each one, done on its own (stop the pod, admit it on
-its new nodes), is valid under the kubelet's rules at that point; evictions come first. Every
-plan is checked by applying it, step by step, to a copy of the manager through the engine
-(:meth:`pymm._engine.Engine.admit_on`), and the pending pod admitted at the end.
+moves (then the fewest units spanning several nodes).
+
+Steps: evictions come first. Where possible the moves are ordered so that each one, done on its
+own (stop the pod, admit it again on its new nodes), is valid under the kubelet's rules at that
+point (``sequential``). Some plans cannot be done one pod at a time: two pods on two nodes
+that must become one group can only join it once both have stopped. Then the steps are: stop
+every pod of ``moves`` in order, then admit each again in order (``sequential`` is False);
+every step is valid that way too. Every plan is checked by applying its steps to a copy of the
+manager through the engine (:meth:`pymm._engine.Engine.admit_on`), the pending pod last.
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ class DefragPlan:
     after: tuple[NodeUsage, ...] = ()
     status: str = ""
     seconds: float = 0.0
+    #: Each move can be done on its own, in order (else: stop them all, then admit them again).
+    sequential: bool = True
     #: The pods to admit again, as the engine rebuilt them, and the pending pod.
     _pods: Mapping[str, _engine.Pod] = field(default_factory=dict, repr=False, compare=False)
     _hints: Any = field(default=None, repr=False, compare=False)
@@ -83,9 +90,12 @@ def _steps(
     """Applies the plan's steps to ``engine``; raises PlacementError where one is refused."""
     for m in plan.moves:
         engine.remove(m.pod, None, False)
-        if m.target is not None:
-            targets = {c: list(n) for c, n in m.target.items()}
-            engine.admit_on(plan._pods[m.pod], targets, None, True)
+        if m.target is not None and plan.sequential:
+            engine.admit_on(plan._pods[m.pod], {c: list(n) for c, n in m.target.items()})
+    if not plan.sequential:
+        for m in plan.moves:
+            if m.target is not None:
+                engine.admit_on(plan._pods[m.pod], {c: list(n) for c, n in m.target.items()})
     if plan.pending is not None and plan.placement is not None:
         pod = plan._pods[plan.pending]
         targets = {c: list(n) for c, n in plan.placement.items()}
@@ -179,8 +189,14 @@ def defrag_plan(
             prog.lb[model.z[pi]] = 1.0
     _discourage_spanning(model, 1.0 / (len(running) + 2) / max(1, len(model.x)))
     pending_uid = pending.uid if pending is not None else None
+    first: DefragPlan | None = None
+    best_objective = 0.0
     for _ in range(_RETRIES):
         sol = prog.solve(time_limit, maximize=True)
+        if first is not None and (
+            not sol.values or sol.objective is None or sol.objective < best_objective - 1e-6
+        ):
+            break  # no other plan as good can be done one pod at a time
         if sol.infeasible or not sol.values:
             if not sol.infeasible:
                 raise SolverError(
@@ -197,28 +213,42 @@ def defrag_plan(
                 moves.append(Move(uid, _where(now[uid]), None))
             elif sol.values[model.moved[pi]] > 0.5:
                 moves.append(Move(uid, _where(now[uid]), _where(placed[uid])))
+        placement = _where(placed.get(pending_uid, {})) if pending_uid is not None else None
         ordered = _order(mm._engine, moves, pods)
         if ordered is None:
-            # Forbid this set of moved pods and ask again.
+            if first is None:
+                evicted = [m for m in moves if m.target is None]
+                first = DefragPlan(
+                    True, tuple(evicted + [m for m in moves if m.target is not None]),
+                    pending_uid, placement, free_node, before, (), sol.status, sol.seconds,
+                    sequential=False, _pods=pods, _hints=extra,
+                )
+                best_objective = sol.objective or 0.0
+            # Look for an equally good plan that can be done one pod at a time.
             ids = [model.moved[pi] for pi in running if sol.values[model.moved[pi]] > 0.5]
             prog.row(((v, 1.0) for v in ids), -math.inf, len(ids) - 1.0)
             continue
-        placement = _where(placed.get(pending_uid, {})) if pending_uid is not None else None
         plan = DefragPlan(
             True, tuple(ordered), pending_uid, placement, free_node, before, (),
             sol.status, sol.seconds, _pods=pods, _hints=extra,
         )
-        check = mm.copy()
-        try:
-            _steps(check._engine, plan)
-        except PlacementError as e:
-            raise SolverError(f"the engine refused the defragmentation plan (a bug): {e}") from e
-        if free_node is not None and any(
-            u.node == free_node and u.reserved for u in check.usage()
-        ):
-            raise SolverError(f"node {free_node} still holds memory after the plan (a bug)")
-        return _with_after(plan, tuple(check.usage()))
-    return DefragPlan(False, (), pending_uid, None, free_node, before, (), "no ordered plan", 0.0)
+        return _checked(mm, plan)
+    if first is not None:
+        return _checked(mm, first)
+    return DefragPlan(False, (), pending_uid, None, free_node, before, (), "no plan", 0.0)
+
+
+def _checked(mm: MemoryManager, plan: DefragPlan) -> DefragPlan:
+    """``plan`` with the usage after it, once its steps have been applied to a copy."""
+    check = mm.copy()
+    try:
+        _steps(check._engine, plan)
+    except PlacementError as e:
+        raise SolverError(f"the engine refused the defragmentation plan (a bug): {e}") from e
+    node = plan.free_node
+    if node is not None and any(u.node == node and u.reserved for u in check.usage()):
+        raise SolverError(f"node {node} still holds memory after the plan (a bug)")
+    return _with_after(plan, tuple(check.usage()))
 
 
 def _with_after(plan: DefragPlan, after: tuple[NodeUsage, ...]) -> DefragPlan:

@@ -82,6 +82,8 @@ def _print(plan: DefragPlan, target: str) -> None:
     con.print(_usage_table(plan.before, plan.after))
     if not plan.moves:
         con.print(f"{escape(target)}: nothing to move")
+    if plan.moves and not plan.sequential:
+        con.print("these pods must stop together: stop each in turn, then admit each again")
     for i, m in enumerate(plan.moves, 1):
         if m.target is None:
             con.print(f"{i}. evict {escape(m.pod)} (from {_nodes(m.source)})")
