@@ -363,14 +363,14 @@ impl<'a> Checker<'a> {
             return self.check_sums(m, &alloc, &free);
         }
         let (mut alloc, mut free) = ([0u64; FEW], [0u64; FEW]);
-        for i in 0..r {
-            alloc[i] = sum_bits(&self.f.alloc[i], m);
+        for (a, v) in alloc.iter_mut().zip(&self.f.alloc) {
+            *a = sum_bits(v, m);
         }
         if alloc[..r].iter().zip(&self.wants).any(|(a, w)| a < w) {
             return (false, None);
         }
-        for i in 0..r {
-            free[i] = sum_bits(&self.f.free[i], m);
+        for (x, v) in free.iter_mut().zip(&self.f.free) {
+            *x = sum_bits(v, m);
         }
         self.check_sums(m, &alloc[..r], &free[..r])
     }
@@ -488,12 +488,7 @@ pub fn set_violation(
                 "NUMA node {id} serves single-node allocations, so it cannot be part of a multi-node set"
             )));
         }
-        if !single
-            && f
-                .used_multi
-                .iter()
-                .any(|&(q, g)| q == p && g != Some(m))
-        {
+        if !single && f.used_multi.iter().any(|&(q, g)| q == p && g != Some(m)) {
             return Ok(Some(format!(
                 "NUMA node {id} belongs to another multi-node group, which a set may only take whole"
             )));

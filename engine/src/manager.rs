@@ -638,8 +638,7 @@ impl Manager {
                 None => Some(pod_requested(pod, self.config.version.has_sidecars())),
             };
             let requested = requested.and_then(Result::ok).unwrap_or_default();
-            let resources: Vec<&str> = requested.keys().map(String::as_str).collect();
-            let mut scores = p.scores(&self.state.machine_state, &resources);
+            let mut scores = p.scores(&self.state, &requested);
             for e in extra {
                 let given = match container {
                     Some(c) => e.container_scores.get(c),

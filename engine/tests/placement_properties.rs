@@ -43,7 +43,8 @@ fn options() -> impl Strategy<Value = Options> {
         prop_oneof![
             Just(AllocationStrategy::None),
             Just(AllocationStrategy::MostAllocated),
-            Just(AllocationStrategy::LeastAllocated)
+            Just(AllocationStrategy::LeastAllocated),
+            Just(AllocationStrategy::LeastStranded)
         ],
     )
         .prop_map(

@@ -50,7 +50,9 @@ fn merge_prefers(
         return Ok(Ok(()));
     }
     if policy == Policy::SingleNumaNode && set.count() != 1 {
-        return Ok(Err("single-numa-node places each container on one NUMA node".into()));
+        return Ok(Err(
+            "single-numa-node places each container on one NUMA node".into(),
+        ));
     }
     let memory = m.memory_hints_to(pod, container, Extent::Full)?;
     let ours = provider_lists(&[&memory]);
@@ -102,7 +104,12 @@ pub(crate) fn admit_on(
     }
     for t in targets.keys() {
         if !names.contains(t) {
-            return Err(refused(pod, Some(t), &targets[t], "no such container".into()));
+            return Err(refused(
+                pod,
+                Some(t),
+                &targets[t],
+                "no such container".into(),
+            ));
         }
     }
     let mut sets = Vec::with_capacity(names.len());
@@ -251,7 +258,11 @@ fn nodes_of(m: &Manager) -> Vec<PlanNode> {
             group.sort_unstable();
             PlanNode {
                 id: *id,
-                free: n.memory_map.iter().map(|(r, t)| (r.clone(), t.free)).collect(),
+                free: n
+                    .memory_map
+                    .iter()
+                    .map(|(r, t)| (r.clone(), t.free))
+                    .collect(),
                 allocatable: n
                     .memory_map
                     .iter()
@@ -408,9 +419,7 @@ impl Manager {
         }
         pod.containers
             .iter()
-            .map(|c| {
-                Ok(self.plan_unit(pod, vec![c.name.clone()], container_requested(c)?, extra))
-            })
+            .map(|c| Ok(self.plan_unit(pod, vec![c.name.clone()], container_requested(c)?, extra)))
             .collect()
     }
 
@@ -466,7 +475,10 @@ impl Manager {
         let mut containers = Vec::new();
         for (name, blocks) in entries {
             let mut requests = BTreeMap::new();
-            requests.insert("cpu".to_string(), Quantity::from_bytes(1, Format::DecimalSI));
+            requests.insert(
+                "cpu".to_string(),
+                Quantity::from_bytes(1, Format::DecimalSI),
+            );
             for b in blocks.iter().flatten().filter(|b| b.size > 0) {
                 requests.insert(
                     b.resource.clone(),
@@ -524,7 +536,10 @@ pub struct DefragInput {
 }
 
 impl Manager {
-    pub fn defrag_input(&self, pending: Option<(&Arc<Pod>, &[ExtraProvider])>) -> Result<DefragInput> {
+    pub fn defrag_input(
+        &self,
+        pending: Option<(&Arc<Pod>, &[ExtraProvider])>,
+    ) -> Result<DefragInput> {
         let placed = self.placements();
         let mut base = self.clone();
         let mut movable = Vec::new();

@@ -3,8 +3,8 @@
 use super::MemoryPolicy;
 use crate::error::{EngineError, Result};
 use crate::hints::{
-    calculate_hints_bounded, calculate_hints_to, find_best_hint_by, provider_answer,
-    set_violation, Bounds, Extent, ProviderHints, Reusable, TopologyHint,
+    calculate_hints_bounded, calculate_hints_to, find_best_hint_by, provider_answer, set_violation,
+    Bounds, Extent, ProviderHints, Reusable, TopologyHint,
 };
 use crate::machine::Machine;
 use crate::nodemask::IdMap;
@@ -155,13 +155,14 @@ impl StaticPolicy {
     /// passes, so the full list is computed only when none does.
     fn best_hint(
         &self,
-        ms: &MachineState,
+        state: &State,
         pod: &Pod,
         req: &Requested,
         keep: impl Fn(&TopologyHint) -> bool,
     ) -> Result<Option<TopologyHint>> {
+        let ms = &state.machine_state;
         let preferred = self.hints(ms, pod, req, Extent::Preferred)?;
-        let scores = self.scores(ms, req);
+        let scores = self.scores(state, req);
         let tie = |m: NodeMask| {
             self.placement
                 .as_ref()
@@ -177,17 +178,16 @@ impl StaticPolicy {
     }
 
     /// Utilisation scores, when an allocation strategy needs them.
-    fn scores(&self, ms: &MachineState, req: &Requested) -> Option<Scores> {
+    fn scores(&self, state: &State, req: &Requested) -> Option<Scores> {
         let p = self.placement.as_ref().filter(|p| p.uses_scores())?;
-        let resources: Vec<&str> = req.keys().map(String::as_str).collect();
-        Some(p.scores(ms, &resources))
+        Some(p.scores(state, req))
     }
 
     /// `admit-when-fits`: where the kubelet's Allocate fails, the best of every valid set of
     /// nodes that can hold the request (the memory manager's own full hint list), if any.
     fn fallback(
         &self,
-        ms: &MachineState,
+        state: &State,
         pod: &Pod,
         req: &Requested,
         merged: TopologyHint,
@@ -195,7 +195,8 @@ impl StaticPolicy {
         let Some(p) = self.placement.as_ref().filter(|p| p.memory.admit_when_fits) else {
             return Ok(None);
         };
-        let scores = self.scores(ms, req);
+        let ms = &state.machine_state;
+        let scores = self.scores(state, req);
         let hints = self.hints(ms, pod, req, Extent::Full)?;
         if let Some(m) = p.fallback(&hints, merged.affinity, scores.as_ref()) {
             return Ok(Some(m));
@@ -250,7 +251,7 @@ impl StaticPolicy {
     /// widens a set short of free memory), or refused with the reason.
     fn strictly(
         &self,
-        ms: &MachineState,
+        state: &State,
         pod: &Pod,
         req: &Requested,
         mask: NodeMask,
@@ -260,7 +261,7 @@ impl StaticPolicy {
             .placement
             .as_ref()
             .is_some_and(|p| p.topology_policy == Policy::SingleNumaNode);
-        let why = match group_conflict(ms, &self.map.ids(mask)) {
+        let why = match group_conflict(&state.machine_state, &self.map.ids(mask)) {
             Some(why) => why,
             None if single && mask.count() > 1 => {
                 return Err(alloc_err(&format!(
@@ -273,7 +274,7 @@ impl StaticPolicy {
         let wider = if single {
             None
         } else {
-            self.best_hint(ms, pod, req, |h| {
+            self.best_hint(state, pod, req, |h| {
                 h.affinity.is_some_and(|a| mask.is_subset_of(a))
             })?
         };
@@ -300,7 +301,7 @@ impl StaticPolicy {
         if hint.affinity.is_none() {
             // Only the regular-memory list is consulted; without a memory request there is none.
             let d = if req.contains_key("memory") {
-                self.best_hint(ms, pod, req, |_| true)?
+                self.best_hint(state, pod, req, |_| true)?
             } else if self.hints(ms, pod, req, Extent::Preferred)?.is_empty()
                 && self.hints(ms, pod, req, Extent::Full)?.is_empty()
             {
@@ -328,7 +329,7 @@ impl StaticPolicy {
         };
         if !free_satisfies(ms, &self.map.ids(mask), req) {
             let e = if req.contains_key("memory") {
-                self.best_hint(ms, pod, req, |h| {
+                self.best_hint(state, pod, req, |h| {
                     h.affinity.is_some_and(|a| mask.is_subset_of(a))
                 })?
             } else {
@@ -345,7 +346,7 @@ impl StaticPolicy {
             mask = e.affinity.unwrap_or(mask);
         }
         if self.strict() {
-            return self.strictly(ms, pod, req, mask, best.preferred);
+            return self.strictly(state, pod, req, mask, best.preferred);
         }
         let bits = self.map.ids(mask);
         let violates = if self.placement.is_some() {
@@ -652,12 +653,10 @@ impl MemoryPolicy for StaticPolicy {
         let req = self.container_req(pod, container)?;
         let mask = match self.choose(state, pod, req, hint) {
             Ok(m) => m,
-            Err(e @ EngineError::Allocation(_)) => {
-                match self.fallback(&state.machine_state, pod, req, hint)? {
-                    Some(m) => m,
-                    None => return Err(e),
-                }
-            }
+            Err(e @ EngineError::Allocation(_)) => match self.fallback(state, pod, req, hint)? {
+                Some(m) => m,
+                None => return Err(e),
+            },
             Err(e) => return Err(e),
         };
         self.reserve_blocks(state, pod, container, req, mask)
@@ -691,7 +690,10 @@ impl MemoryPolicy for StaticPolicy {
                 "the Static policy pins memory only for Guaranteed pods".into(),
             ));
         }
-        let mask = self.map.mask(&ids).map_err(|e| refuse(e.message().to_string()))?;
+        let mask = self
+            .map
+            .mask(&ids)
+            .map_err(|e| refuse(e.message().to_string()))?;
         if ids.is_empty() {
             return Err(refuse("no NUMA node given".into()));
         }
@@ -699,7 +701,9 @@ impl MemoryPolicy for StaticPolicy {
             // Idempotent, as Allocate is: the same set again changes nothing.
             let same = blocks.iter().all(|b| same_set(b.affinity(), &ids));
             if !same {
-                return Err(refuse("the container already holds memory elsewhere".into()));
+                return Err(refuse(
+                    "the container already holds memory elsewhere".into(),
+                ));
             }
             return self.update_reusable(pod, container, &blocks);
         }

@@ -328,7 +328,6 @@ impl PyEngine {
     }
 }
 
-
 impl PyEngine {
     pub(super) fn manager(&self) -> &Manager {
         &self.inner

@@ -21,7 +21,10 @@ pub fn plan_input<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut batch = Vec::with_capacity(pods.len());
     for (i, p) in pods.iter().enumerate() {
-        let extra = extras.as_ref().and_then(|e| e.get(i)).and_then(|e| e.as_ref());
+        let extra = extras
+            .as_ref()
+            .and_then(|e| e.get(i))
+            .and_then(|e| e.as_ref());
         batch.push((Arc::clone(&p.inner), engine.providers(extra)?));
     }
     let input = engine.manager().plan_input(&batch).py()?;
