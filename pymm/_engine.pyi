@@ -15,10 +15,13 @@ __all__ = [
     "checkpoint_spew_text",
     "decode_checkpoint",
     "decode_machine",
+    "defrag_input",
     "merge_hints",
     "node_allocatable",
     "parse_quantity",
     "parse_reserved_memory",
+    "placements",
+    "plan_input",
     "pods_from_manifest",
     "simulate",
 ]
@@ -110,6 +113,13 @@ class Engine:
         trace: bool = False,
         start: bool = True,
     ) -> AdmitResult: ...
+    def admit_on(
+        self,
+        pod: Pod,
+        targets: Mapping[str, Sequence[int]],
+        extra: Sequence[Mapping[str, Any]] | None = None,
+        start: bool = True,
+    ) -> AdmitResult: ...
     def hints(self, pod: Pod, container: str | None = None) -> dict[str, Any] | None: ...
     def start_pod(self, pod_uid: str) -> None: ...
     def remove(
@@ -188,6 +198,17 @@ def merge_hints(
     options: Mapping[str, str] | None = None,
     distances: Sequence[Sequence[int]] | None = None,
 ) -> tuple[dict[str, Any], bool]: ...
+def plan_input(
+    engine: Engine,
+    pods: Sequence[Pod],
+    extras: Sequence[Sequence[Mapping[str, Any]] | None] | None = None,
+) -> dict[str, Any]: ...
+def defrag_input(
+    engine: Engine,
+    pending: Pod | None = None,
+    extra: Sequence[Mapping[str, Any]] | None = None,
+) -> tuple[dict[str, Any], list[Pod]]: ...
+def placements(engine: Engine) -> dict[str, dict[str, list[int]]]: ...
 def simulate(
     machine: Mapping[str, Any],
     config: EngineConfig | Mapping[str, Any],

@@ -161,8 +161,15 @@ def defrag_plan(
         if copy._engine.admit(pending, extra, False, True).admit:
             # It fits as it is: the kubelet's own admission, no move.
             return DefragPlan(
-                True, (), pending.uid, {}, None, before, tuple(copy.usage()),
-                _pods={pending.uid: pending}, _hints=extra,
+                True,
+                (),
+                pending.uid,
+                {},
+                None,
+                before,
+                tuple(copy.usage()),
+                _pods={pending.uid: pending},
+                _hints=extra,
             )
     data, movable = _engine.defrag_input(mm._engine, pending, extra)
     pods: dict[str, _engine.Pod] = {p.uid: p for p in movable}
@@ -203,8 +210,9 @@ def defrag_plan(
                     f"the solver found no plan within {time_limit:g} s ({sol.status}); "
                     "give it more time (time_limit=, --time-limit)"
                 )
-            return DefragPlan(False, (), pending_uid, None, free_node, before, (),
-                              sol.status, sol.seconds)
+            return DefragPlan(
+                False, (), pending_uid, None, free_node, before, (), sol.status, sol.seconds
+            )
         placed = model.placements(data, sol.values)
         moves = []
         for pi in running:
@@ -219,9 +227,18 @@ def defrag_plan(
             if first is None:
                 evicted = [m for m in moves if m.target is None]
                 first = DefragPlan(
-                    True, tuple(evicted + [m for m in moves if m.target is not None]),
-                    pending_uid, placement, free_node, before, (), sol.status, sol.seconds,
-                    sequential=False, _pods=pods, _hints=extra,
+                    True,
+                    tuple(evicted + [m for m in moves if m.target is not None]),
+                    pending_uid,
+                    placement,
+                    free_node,
+                    before,
+                    (),
+                    sol.status,
+                    sol.seconds,
+                    sequential=False,
+                    _pods=pods,
+                    _hints=extra,
                 )
                 best_objective = sol.objective or 0.0
             # Look for an equally good plan that can be done one pod at a time.
@@ -229,8 +246,17 @@ def defrag_plan(
             prog.row(((v, 1.0) for v in ids), -math.inf, len(ids) - 1.0)
             continue
         plan = DefragPlan(
-            True, tuple(ordered), pending_uid, placement, free_node, before, (),
-            sol.status, sol.seconds, _pods=pods, _hints=extra,
+            True,
+            tuple(ordered),
+            pending_uid,
+            placement,
+            free_node,
+            before,
+            (),
+            sol.status,
+            sol.seconds,
+            _pods=pods,
+            _hints=extra,
         )
         return _checked(mm, plan)
     if first is not None:

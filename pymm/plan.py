@@ -262,12 +262,14 @@ def build_model(data: Mapping[str, Any], *, free_node: int | None = None) -> _Mo
         if n["servesSingle"]:
             slots.append(_Slot((p,), fixed=True))
         elif n["group"] is not None:
-            g = tuple(sorted(pos[i] for i in n["group"] if i in pos))
-            if g not in groups:
-                groups.add(g)
-                slots.append(_Slot(g, fixed=True))
+            group = tuple(sorted(pos[i] for i in n["group"] if i in pos))
+            if group not in groups:
+                groups.add(group)
+                slots.append(_Slot(group, fixed=True))
     unused = [
-        p for p, n in enumerate(nodes) if not n["servesSingle"] and n["group"] is None and p != banned
+        p
+        for p, n in enumerate(nodes)
+        if not n["servesSingle"] and n["group"] is None and p != banned
     ]
     multi = len(unused) > 1 and any(u.get("size") is None or u["size"] > 1 for *_, u in units)
     group_only = {p for p, n in enumerate(nodes) if n["groupOnly"]}
@@ -285,7 +287,7 @@ def build_model(data: Mapping[str, Any], *, free_node: int | None = None) -> _Mo
                 member_of[p].append((len(slots), v))
         slots.append(slot)
     if multi:
-        for p, where in member_of.items():
+        for where in member_of.values():
             # A node joins at most one slot.
             prog.row(((v, 1.0) for _, v in where), -math.inf, 1.0)
         for slot in slots[first_new:]:
@@ -319,13 +321,13 @@ def build_model(data: Mapping[str, Any], *, free_node: int | None = None) -> _Mo
         for si, slot in enumerate(slots):
             g = slot.members[0]
             if slot.fixed:
-                members = set(slot.members)
+                fixed = set(slot.members)
                 ok = (
-                    (allowed is None or members <= allowed)
-                    and (size is None or size == len(members))
+                    (allowed is None or fixed <= allowed)
+                    and (size is None or size == len(fixed))
                     and (sets is None or slot.members in sets)
-                    and banned not in members
-                    and _fits(demand, {r: sum(free[p][r] for p in members) for r in resources})
+                    and banned not in fixed
+                    and _fits(demand, {r: sum(free[p][r] for p in fixed) for r in resources})
                 )
                 if ok:
                     choices[si] = prog.var()
@@ -454,7 +456,8 @@ class Plan:
             "bound": self.bound,
             "rejected": list(self.rejected),
             "placements": {
-                uid: {c: list(n) for c, n in where.items()} for uid, where in self.placements.items()
+                uid: {c: list(n) for c, n in where.items()}
+                for uid, where in self.placements.items()
             },
         }
 

@@ -19,6 +19,7 @@ from pymm.cli import main
 from pymm.errors import NotFoundError, PlacementError, SolverError
 from pymm.manager import compile_pod
 
+
 def pod(uid: str, memory: str) -> Pod:
     return Pod.of(uid, Container.of("c", cpu="1", memory=memory))
 
@@ -56,10 +57,10 @@ def test_a_rejected_pod_fits_after_the_plan(tmp_path: Path) -> None:
     assert all(m.target is not None and len(next(iter(m.target.values()))) == 1 for m in plan.moves)
     assert mm.active_pods == ["r1", "r3", "r5", "r7"]  # the plan changed nothing
     mm.apply_defrag(plan)
-    assert mm.numa_nodes("big", "c") == plan.placement["c"]  # type: ignore[index]
+    assert mm.numa_nodes("big", "c") == plan.placement["c"]
     assert sorted(mm.active_pods) == ["big", "r1", "r3", "r5", "r7"]
     for m in plan.moves:
-        assert mm.numa_nodes(m.pod, "c") == m.target["c"]  # type: ignore[index]
+        assert mm.numa_nodes(m.pod, "c") == m.target["c"]
     assert groups_disjoint(mm)
     mm.close()
     # Durable, and the kubelet (no pymm option) restores it.
@@ -79,12 +80,12 @@ def test_evictions_come_first_and_every_step_is_valid() -> None:
     plan = mm.defrag_plan(pod("big", "28Gi"))
     assert plan.fits and plan.evictions == 1 and len(plan.moves) == 4
     assert plan.moves[0].target is None
-    rest = {m.target["c"] for m in plan.moves[1:] if m.target}  # type: ignore[index]
+    rest = {m.target["c"] for m in plan.moves[1:] if m.target}
     assert len(rest) == 1 and len(next(iter(rest))) == 2
     copy = mm.copy()
     copy.apply_defrag(plan)
-    assert copy.numa_nodes("big", "c") == plan.placement["c"]  # type: ignore[index]
-    assert set(plan.placement["c"]).isdisjoint(next(iter(rest)))  # type: ignore[index]
+    assert copy.numa_nodes("big", "c") == plan.placement["c"]
+    assert set(plan.placement["c"]).isdisjoint(next(iter(rest)))
 
 
 def test_pods_that_must_form_a_group_stop_together() -> None:
@@ -97,7 +98,7 @@ def test_pods_that_must_form_a_group_stop_together() -> None:
     plan = mm.defrag_plan(pod("new", "8Gi"))
     assert plan.fits and plan.evictions == 0 and len(plan.moves) == 2
     assert not plan.sequential
-    group = plan.placement["c"]  # type: ignore[index]
+    group = plan.placement["c"]
     assert len(group) == 2 and all(m.target == {"c": group} for m in plan.moves)
     copy = mm.copy()
     copy.apply_defrag(plan)
@@ -139,7 +140,8 @@ def exhaustive_fewest(mm: MemoryManager, pending: Pod) -> tuple[int, int] | None
     the engine's rules (order of steps aside)."""
     running = sorted(mm.active_pods)
     sets = [
-        list(c) for k in range(1, len(mm.machine.nodes) + 1)
+        list(c)
+        for k in range(1, len(mm.machine.nodes) + 1)
         for c in itertools.combinations(mm.machine.node_ids, k)
     ]
     rebuilt = {p.uid: p for p in _engine.defrag_input(mm._engine, None, None)[1]}
@@ -171,7 +173,11 @@ def exhaustive_fewest(mm: MemoryManager, pending: Pod) -> tuple[int, int] | None
     return None
 
 
-@settings(max_examples=int(os.environ.get("PYMM_DEFRAG_EXAMPLES", "25")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("PYMM_DEFRAG_EXAMPLES", "25")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(
     st.lists(st.integers(2, 12), min_size=1, max_size=5),
     st.integers(4, 30),
@@ -249,7 +255,10 @@ def test_cli_defrag_plans_then_applies(tmp_path: Path, capsys: pytest.CaptureFix
     [
         (["defrag", "--state-dir", "{state}"], "expected --for"),
         (["defrag", "--free-node", "1"], "--state-dir"),
-        (["defrag", "--free-node", "1", "--for", "x.yaml", "--state-dir", "{state}"], "not allowed"),
+        (
+            ["defrag", "--free-node", "1", "--for", "x.yaml", "--state-dir", "{state}"],
+            "not allowed",
+        ),
         (["defrag", "--free-node", "9", "--state-dir", "{state}"], "no NUMA node 9"),
         (["defrag", "--free-node", "one", "--state-dir", "{state}"], "invalid int"),
     ],

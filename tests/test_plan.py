@@ -170,7 +170,9 @@ MACHINES = st.builds(
 )
 CONFIGS = st.fixed_dictionaries(
     {
-        "topology_policy": st.sampled_from(["none", "best-effort", "restricted", "single-numa-node"]),
+        "topology_policy": st.sampled_from(
+            ["none", "best-effort", "restricted", "single-numa-node"]
+        ),
         "scope": st.sampled_from(["container", "pod"]),
         "memory_policy_options": st.sampled_from(
             [{}, {"strict-numa-groups": "true"}, {"admit-when-fits": "true"}]
@@ -189,7 +191,11 @@ PODS = st.lists(
 )
 
 
-@settings(max_examples=int(os.environ.get("PYMM_PLAN_EXAMPLES", "40")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("PYMM_PLAN_EXAMPLES", "40")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(MACHINES, CONFIGS, PODS)
 def test_plans_reach_the_exhaustive_optimum(
     machine: Machine, config: dict[str, Any], spec: list[Any]
@@ -218,7 +224,7 @@ def test_plans_reach_the_exhaustive_optimum(
     exact = config["scope"] == "pod" or not any(q.init_containers for q in pods)
     assert p.planned == best if exact else p.planned <= best
     if exact:
-        assert p.admitted >= p.kubelet_admitted  # type: ignore[operator]
+        assert p.kubelet_admitted is not None and p.admitted >= p.kubelet_admitted
     assert p.kubelet_admitted == kubelet_admitted(mm, pods, hints)
     applied = mm.copy()
     out = applied.admit_many(pods, optimize=True)

@@ -37,7 +37,10 @@ class Batch:
 
     def offered(self) -> int:
         return sum(
-            _bytes(q) for p in self.pods for c in p.containers for r, q in c.requests.items()
+            _bytes(q)
+            for p in self.pods
+            for c in p.containers
+            for r, q in c.requests.items()
             if r != "cpu"
         )
 
@@ -66,9 +69,7 @@ def _draw(
     while total < overload * capacity:
         k = int(rng.choice(len(kinds), p=weights))
         pod, hints = kinds[k][1](rng, len(out))
-        total += sum(
-            _bytes(q) for c in pod.containers for r, q in c.requests.items() if r != "cpu"
-        )
+        total += sum(_bytes(q) for c in pod.containers for r, q in c.requests.items() if r != "cpu")
         out.append((pod, hints))
     return out
 
@@ -89,7 +90,9 @@ def db_hugepages(seed: int = 0, overload: float = 1.3) -> Batch:
         c = Container.of("batch", cpu="2", memory=f"{_pick(rng, range(4, 33, 4))}Gi")
         return Pod.of(f"batch-{i}", c), None
 
-    drawn = _draw(np.random.default_rng(seed), [(0.4, db), (0.6, batch)], _capacity(machine), overload)
+    drawn = _draw(
+        np.random.default_rng(seed), [(0.4, db), (0.6, batch)], _capacity(machine), overload
+    )
     return Batch("db-hugepages", machine, tuple(p for p, _ in drawn), {})
 
 
@@ -122,6 +125,7 @@ def ai_training(seed: int = 0, overload: float = 1.2) -> Batch:
     machine = mix.prepare(machine_by_name(mix.machine))
     shapes: list[tuple[float, Any]] = []
     for kind in mix.kinds:
+
         def make(rng: np.random.Generator, i: int, kind: Any = kind) -> tuple[Pod, None]:
             options = kind.shapes()
             shape = options[int(rng.integers(len(options)))]

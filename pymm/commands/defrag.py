@@ -69,7 +69,9 @@ def _usage_table(before: Sequence[NodeUsage], after: Sequence[NodeUsage]) -> Tab
             u.resource,
             fmt_bytes(u.allocatable),
             f"{fmt_bytes(u.reserved)} ({100 * u.reserved / u.allocatable:.0f}%)",
-            "-" if a is None else f"{fmt_bytes(a.reserved)} ({100 * a.reserved / a.allocatable:.0f}%)",
+            "-"
+            if a is None
+            else f"{fmt_bytes(a.reserved)} ({100 * a.reserved / a.allocatable:.0f}%)",
         )
     return t
 
