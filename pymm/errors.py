@@ -54,7 +54,11 @@ class PymmError(Exception):
 
 
 def _rebuild(cls: type[PymmError], message: str, data: dict[str, Any]) -> PymmError:
-    e = cls.__new__(cls)
+    try:
+        e = cls.__new__(cls)
+    except TypeError:
+        # MemoryError's __new__ refuses its subclasses that also derive from PymmError.
+        e = BaseException.__new__(cls)
     Exception.__init__(e, message)
     e.__dict__.update(data)
     return e
