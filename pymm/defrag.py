@@ -200,11 +200,13 @@ def defrag_plan(
     best_objective = 0.0
     for _ in range(_RETRIES):
         sol = prog.solve(time_limit, maximize=True)
-        if first is not None and (
+        if not prog.cost:
+            sol.values = []  # nothing runs that could move, and no pending pod to place
+        elif first is not None and (
             not sol.values or sol.objective is None or sol.objective < best_objective - 1e-6
         ):
             break  # no other plan as good can be done one pod at a time
-        if sol.infeasible or not sol.values:
+        if sol.infeasible or (prog.cost and not sol.values):
             if not sol.infeasible:
                 raise SolverError(
                     f"the solver found no plan within {time_limit:g} s ({sol.status}); "

@@ -126,6 +126,9 @@ class _Program:
         import numpy as np
 
         highspy = _highs()
+        if not self.cost:
+            # Nothing to decide (no pod the memory manager pins): the empty plan.
+            return _Solution("Optimal", True, False, [], 0.0, 0.0, 0.0)
         h = _new_highs(highspy)
         h.setOptionValue("time_limit", float(time_limit))
         h.setOptionValue("mip_rel_gap", 1e-9)
@@ -542,7 +545,7 @@ def plan(
         mm._engine, compiled, [None if e is None else list(e) for e in extras]
     )
     model, sol = solve_plan(data, time_limit)
-    if model.z and not sol.values:
+    if model.program.cost and not sol.values:
         raise SolverError(
             f"the solver found no plan within {time_limit:g} s ({sol.status}); "
             "give it more time (time_limit=, --time-limit)"

@@ -282,3 +282,8 @@ def test_cli_defrag_without_a_plan_exits_1(
     huge = write_pod(tmp_path / "huge.json", "huge", "200Gi")
     assert main(["defrag", "--for", str(huge), "--state-dir", str(state)]) == 1
     assert "no plan" in capsys.readouterr().out
+
+
+def test_nothing_running_needs_no_move() -> None:
+    mm = MemoryManager(Machine.synthetic(2))
+    assert mm.defrag_plan(free_node=0).to_json() == {"fits": True, "moves": []}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.markup import escape
 from rich.table import Table
@@ -103,8 +104,11 @@ def _print(plan: DefragPlan, target: str) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.pod is None and args.free_node is None:
         raise ConfigError("expected --for POD.yaml (a pending pod) or --free-node N")
-    if args.state_dir is None:
-        raise ConfigError("--state-dir DIR is needed: the pods to move are the ones it runs")
+    if args.state_dir is None or not Path(args.state_dir).is_dir():
+        where = "" if args.state_dir is None else f" ({args.state_dir} is not a directory)"
+        raise ConfigError(
+            f"--state-dir DIR is needed: the pods to move are the ones it runs{where}"
+        )
     pending = None
     if args.pod is not None:
         pods = load_cli_pods(args.pod)
