@@ -294,17 +294,24 @@ def _discourage_spanning(model: Any, cost: float) -> None:
     (cross-NUMA memory): each unit on a multi-node set costs ``cost``, all of them together
     less than one move."""
     prog = model.program
-    for (_pi, _ui), choices in model.x.items():
+    # A new slot is multi-node when any node beyond its first joins it.
+    multi: dict[int, int] = {}
+    for si, slot in enumerate(model.slots):
+        if slot.fixed or len(slot.member_vars) < 2:
+            continue
+        m = prog.var()
+        multi[si] = m
+        for p, mv in slot.member_vars.items():
+            if p != slot.members[0]:
+                prog.row([(mv, 1.0), (m, -1.0)], -math.inf, 0.0)
+    for choices in model.x.values():
         spans = prog.var(cost=-cost)
         for si, v in choices.items():
             slot = model.slots[si]
-            if slot.fixed:
-                if len(slot.members) > 1:
-                    prog.row([(v, 1.0), (spans, -1.0)], -math.inf, 0.0)
-                continue
-            for p, mv in slot.member_vars.items():
-                if p != slot.members[0]:
-                    prog.row([(v, 1.0), (mv, 1.0), (spans, -1.0)], -math.inf, 1.0)
+            if slot.fixed and len(slot.members) > 1:
+                prog.row([(v, 1.0), (spans, -1.0)], -math.inf, 0.0)
+            elif si in multi:
+                prog.row([(v, 1.0), (multi[si], 1.0), (spans, -1.0)], -math.inf, 1.0)
 
 
 def _stays(model: Any, pi: int, ui: int, keep: int, current: list[int]) -> None:
