@@ -305,7 +305,9 @@ fn provider_sets(extra: &[ExtraProvider], container: Option<&str>) -> Option<BTr
 
 impl Manager {
     /// The smallest number of nodes whose allocatable memory could hold `demand` (the
-    /// preferred size of a hint), among `allowed` nodes; `None` when not even all can.
+    /// preferred size of a hint), among `allowed` nodes; `None` when not even all can. Where
+    /// several resources would need more than 100,000 sets tried (machines the engine searches
+    /// in bounded time), the smallest size that holds each resource on its own.
     fn preferred_size(&self, demand: &Requested, allowed: Option<&[i64]>) -> Option<u32> {
         let ms = &self.state().machine_state;
         let ids: Vec<i64> = ms
@@ -319,6 +321,19 @@ impl Manager {
                 .map_or(0, |t| t.allocatable)
         };
         for k in 1..=ids.len() {
+            // Each resource alone: its k largest nodes. Exact for one resource; with several,
+            // the sets are enumerated while they are few enough.
+            let each = demand.iter().all(|(r, want)| {
+                let mut a: Vec<u64> = ids.iter().map(|id| alloc(id, r)).collect();
+                a.sort_unstable_by(|x, y| y.cmp(x));
+                a.iter().take(k).fold(0u64, |s, v| s.saturating_add(*v)) >= *want
+            });
+            if !each {
+                continue;
+            }
+            if demand.len() <= 1 || crate::nodemask::binomial(ids.len(), k) > 100_000 {
+                return Some(k as u32);
+            }
             let mut found = false;
             crate::nodemask::for_each_combination_of_size(ids.len(), k, &mut |m| {
                 found = demand.iter().all(|(r, want)| {
