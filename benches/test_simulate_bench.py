@@ -8,6 +8,8 @@ the core still gives the reference driver's answers, which is asserted before an
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +19,10 @@ from pymm import Container, Machine, MemoryManager, Pod, compile_pod
 from pymm.pod import probe_pod
 from pymm.simulate import generate, run
 from pymm.simulate.configs import parse_configs
-from pymm.simulate.driver import run_config, run_config_reference, sample_points
+from pymm.simulate.core import run_config, sample_points
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from simulate_reference import run_config_reference
 
 CONFIGS = ["kubelet", "least-allocated", "most-allocated", "admit-when-fits"]
 

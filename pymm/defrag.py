@@ -83,26 +83,39 @@ class DefragPlan:
         return {"fits": self.fits, "moves": [m.to_json() for m in self.moves]}
 
 
-def _steps(
-    engine: _engine.Engine,
-    plan: DefragPlan,
-) -> None:
-    """Applies the plan's steps to ``engine``; raises PlacementError where one is refused."""
+def _ops(plan: DefragPlan) -> list[_engine.Op]:
+    """The plan's steps as lifecycle operations: each moved or evicted pod released (stopped,
+    its memory given back), moved pods admitted again on their nodes (right away when the plan
+    is sequential, else after every release), then the pending pod."""
+    ops: list[_engine.Op] = []
+    later: list[_engine.Op] = []
     for m in plan.moves:
-        engine.remove(m.pod, None, False)
-        if m.target is not None and plan.sequential:
-            engine.admit_on(plan._pods[m.pod], {c: list(n) for c, n in m.target.items()})
-    if not plan.sequential:
-        for m in plan.moves:
-            if m.target is not None:
-                engine.admit_on(plan._pods[m.pod], {c: list(n) for c, n in m.target.items()})
+        ops.append(_engine.Op.release(m.pod))
+        if m.target is not None:
+            targets = {c: list(n) for c, n in m.target.items()}
+            (ops if plan.sequential else later).append(
+                _engine.Op.admit_on(plan._pods[m.pod], targets)
+            )
+    ops += later
     if plan.pending is not None and plan.placement is not None:
         pod = plan._pods[plan.pending]
         targets = {c: list(n) for c, n in plan.placement.items()}
         if targets:
-            engine.admit_on(pod, targets, plan._hints, True)
-        elif not engine.admit(pod, plan._hints, False, True).admit:
-            raise PlacementError(f"[pymm] pod {pod.uid!r} is not admitted after the moves")
+            ops.append(_engine.Op.admit_on(pod, targets, plan._hints))
+        else:
+            ops.append(_engine.Op.admit(pod, plan._hints))
+    return ops
+
+
+def _steps(engine: _engine.Engine, plan: DefragPlan) -> None:
+    """Applies the plan's steps to ``engine``, all or nothing; raises PlacementError where
+    one is refused, or where the pending pod is not admitted at the end."""
+    snapshot = engine.snapshot()
+    results = engine.apply_all(_ops(plan))
+    last = results[-1] if results else None
+    if plan.pending is not None and not (isinstance(last, _engine.AdmitResult) and last.admit):
+        engine.rollback(snapshot)
+        raise PlacementError(f"[pymm] pod {plan.pending!r} is not admitted after the moves")
 
 
 def _order(
@@ -112,15 +125,17 @@ def _order(
     wait on each other (a cycle)."""
     done = [m for m in moves if m.target is None]
     cur = engine.copy()
-    for m in done:
-        cur.remove(m.pod, None, False)
+    if done:
+        cur.apply_all([_engine.Op.release(m.pod) for m in done])
     left = [m for m in moves if m.target is not None]
     while left:
         for m in left:
             trial = cur.copy()
-            trial.remove(m.pod, None, False)
+            targets = {c: list(n) for c, n in (m.target or {}).items()}
             try:
-                trial.admit_on(pods[m.pod], {c: list(n) for c, n in (m.target or {}).items()})
+                trial.apply_all(
+                    [_engine.Op.release(m.pod), _engine.Op.admit_on(pods[m.pod], targets)]
+                )
             except PlacementError:
                 continue
             cur = trial
@@ -158,7 +173,8 @@ def defrag_plan(
     before = tuple(mm.usage())
     if pending is not None:
         copy = mm.copy()
-        if copy._engine.admit(pending, extra, False, True).admit:
+        fits = copy._engine.apply(_engine.Op.admit(pending, extra))
+        if isinstance(fits, _engine.AdmitResult) and fits.admit:
             # It fits as it is: the kubelet's own admission, no move.
             return DefragPlan(
                 True,
@@ -345,4 +361,4 @@ def apply_defrag(mm: MemoryManager, plan: DefragPlan) -> None:
     """Applies ``plan`` to ``mm`` (durably with a state directory), all or nothing."""
     if not plan.fits:
         raise SolverError("this defragmentation plan does not make the pod fit: nothing to apply")
-    mm._durably("defrag", lambda: _steps(mm._engine, plan), steps=True)
+    mm._durably("defrag", lambda: _steps(mm._engine, plan))

@@ -478,10 +478,11 @@ def kubelet_admissions(
     copy = mm.copy()
     compiled = [compile_pod(p) for p in pods]
     extras = _extras(compiled, hints)
-    return [
-        copy._engine.admit(p, None if e is None else list(e), False, True)
+    ops = [
+        _engine.Op.admit(p, None if e is None else list(e))
         for p, e in zip(compiled, extras, strict=True)
     ]
+    return [_verdict(r) for r in copy._engine.apply_all(ops)]
 
 
 def kubelet_admitted(
@@ -500,24 +501,39 @@ def apply_placements(
     *,
     start: bool = True,
 ) -> list[_engine.AdmitResult]:
-    """Applies a plan to ``engine`` in the batch's order: each placed pod on its nodes (the
-    engine refusing any set the kubelet's rules would not reach), pods it does not pin and
-    pods the plan leaves out through the kubelet's own admission (which gives the reason)."""
+    """Applies a plan to ``engine``, all or nothing (one engine call): each placed pod on its
+    nodes, refused (:class:`~pymm.errors.PlacementError`) where the kubelet's rules would not
+    reach them; pods it does not pin, and after all of those the pods the plan leaves out,
+    through the kubelet's own admission (which gives the reason). Results in the batch's order."""
     extras = [None if e is None else list(e) for e in _extras(pods, hints)]
-    out: list[_engine.AdmitResult | None] = [None] * len(pods)
+    order: list[int] = []
+    ops: list[_engine.Op] = []
     left_out = []
     for i, pod in enumerate(pods):
         where = placements.get(pod.uid)
         if where is not None and pinned.get(pod.uid, False):
             targets = {c: list(n) for c, n in where.items()}
-            out[i] = engine.admit_on(pod, targets, extras[i], start)
+            ops.append(_engine.Op.admit_on(pod, targets, extras[i], start))
+            order.append(i)
         elif pinned.get(pod.uid, False):
             left_out.append(i)  # after every planned pod, whose room it must not take
         else:
-            out[i] = engine.admit(pod, extras[i], False, start)
+            ops.append(_engine.Op.admit(pod, extras[i], start))
+            order.append(i)
     for i in left_out:
-        out[i] = engine.admit(pods[i], extras[i], False, start)
+        ops.append(_engine.Op.admit(pods[i], extras[i], start))
+        order.append(i)
+    results = engine.apply_all(ops)
+    out: list[_engine.AdmitResult | None] = [None] * len(pods)
+    for i, r in zip(order, results, strict=True):
+        out[i] = _verdict(r)
     return [r for r in out if r is not None]
+
+
+def _verdict(outcome: object) -> _engine.AdmitResult:
+    from pymm.manager import _verdict as verdict
+
+    return verdict(outcome)
 
 
 def plan(

@@ -153,7 +153,7 @@ def exhaustive_fewest(mm: MemoryManager, pending: Pod) -> tuple[int, int] | None
         for s in sets:
             e = engine.copy()
             try:
-                e.admit_on(first, {"c": s})
+                e.apply(_engine.Op.admit_on(first, {"c": s}))
             except PlacementError:
                 continue
             if place_all(e, rest):
@@ -167,7 +167,7 @@ def exhaustive_fewest(mm: MemoryManager, pending: Pod) -> tuple[int, int] | None
                 for moved in itertools.combinations(others, moves):
                     e = mm._engine.copy()
                     for u in (*evicted, *moved):
-                        e.remove(u, None, False)
+                        e.apply(_engine.Op.release(u))
                     if place_all(e, [compile_pod(pending), *(rebuilt[u] for u in moved)]):
                         return evictions, moves
     return None

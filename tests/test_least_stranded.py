@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pymm import Container, Machine, MemoryManager, Pod
+from pymm import Container, Machine, MemoryManager, Pod, _engine
 from pymm.errors import ConfigError
 from pymm.manager import compile_pod
 
@@ -22,7 +22,7 @@ def machine_with(strategy: str | None) -> MemoryManager:
     for node, sizes in layout.items():
         for i, size in enumerate(sizes):
             p = compile_pod(pod(f"n{node}-{i}", size))
-            mm._engine.admit_on(p, {"c": [node]})
+            mm._engine.apply(_engine.Op.admit_on(p, {"c": [node]}))
     assert [u.free >> 30 for u in mm.usage() if u.resource == "memory"] == [8, 7, 3]
     return mm
 

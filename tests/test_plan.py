@@ -61,7 +61,7 @@ def exhaustive_best(
         data = _engine.plan_input(engine, [p], [extra])
         if not data["pods"][0]["pinned"]:
             e = engine.copy()
-            ok = e.admit(p, extra, False, True).admit
+            ok = e.apply(_engine.Op.admit(p, extra)).admit  # type: ignore[union-attr]
             rec(e, i + 1, admitted + int(ok))
             return
         if scope == "pod" or pods[i].init_containers:
@@ -71,7 +71,7 @@ def exhaustive_best(
         for combo in choices:
             e = engine.copy()
             try:
-                e.admit_on(p, dict(zip(names, combo, strict=True)), extra, True)
+                e.apply(_engine.Op.admit_on(p, dict(zip(names, combo, strict=True)), extra))
             except PlacementError:
                 continue
             rec(e, i + 1, admitted + 1)
@@ -146,20 +146,20 @@ def test_engine_refuses_a_set_the_kubelet_would_not_reach() -> None:
     mm.admit(pod("a", "4Gi"))  # node 0 now serves single-node allocations
     b = compile_pod(pod("b", "4Gi"))
     with pytest.raises(PlacementError) as e:
-        mm._engine.admit_on(b, {"c0": [0, 1]})
+        mm._engine.apply(_engine.Op.admit_on(b, {"c0": [0, 1]}))
     assert e.value.pod_uid == "b" and e.value.container == "c0" and e.value.nodes == [0, 1]
     assert "serves single-node allocations" in str(e.value)
     assert isinstance(e.value, MemoryError)
     with pytest.raises(PlacementError, match="less than the 20Gi requested"):
-        mm._engine.admit_on(compile_pod(pod("c", "20Gi")), {"c0": [1]})
+        mm._engine.apply(_engine.Op.admit_on(compile_pod(pod("c", "20Gi")), {"c0": [1]}))
     before = mm.checkpoint()
     two = compile_pod(pod("two", "2Gi", "40Gi"))
     with pytest.raises(PlacementError):
-        mm._engine.admit_on(two, {"c0": [1], "c1": [1]})
+        mm._engine.apply(_engine.Op.admit_on(two, {"c0": [1], "c1": [1]}))
     assert mm.checkpoint() == before  # the first container's allocation was undone
     snn = MemoryManager(Machine.synthetic(2, memory="16Gi"), topology_policy="single-numa-node")
     with pytest.raises(PlacementError, match="one NUMA node"):
-        snn._engine.admit_on(compile_pod(pod("w", "20Gi")), {"c0": [0, 1]})
+        snn._engine.apply(_engine.Op.admit_on(compile_pod(pod("w", "20Gi")), {"c0": [0, 1]}))
 
 
 MACHINES = st.builds(
@@ -231,7 +231,7 @@ def test_plans_reach_the_exhaustive_optimum(
     assert sum(a.admitted for a in out) >= p.admitted
     assert groups_disjoint(applied)
     # A kubelet with the same configuration restores what the plan made.
-    MemoryManager(machine, **config)._engine.restart(applied.checkpoint(), "s")
+    MemoryManager(machine, **config)._engine.apply(_engine.Op.restart(applied.checkpoint(), "s"))
 
 
 def write(path: Path, pods: Sequence[Pod]) -> Path:

@@ -12,10 +12,11 @@ import pytest
 
 from pymm import Container, Machine, MemoryManager, Pod
 from pymm.cli import main
-from pymm.replay import compare_results, load_scenarios, replay_scenario
+from pymm.replay import compare_results, replay_scenario
 
 CONF = Path(__file__).parent / "conformance"
-SCENARIOS = {s["name"]: s for s in load_scenarios(CONF / "kubelet-bugs.scenarios.json")}
+RAW = json.loads((CONF / "kubelet-bugs.scenarios.json").read_text())["scenarios"]
+SCENARIOS: dict[str, dict[str, Any]] = {s["name"]: s for s in RAW}
 REFERENCE = json.loads((CONF / "kubelet-bugs.json").read_text())
 REF_BY_NAME = {r["name"]: r for r in REFERENCE["results"]}
 STRICT = {"strict-numa-groups": "true"}

@@ -861,7 +861,13 @@ mod tests {
                     {"name": "c", "requests": r, "limits": r}]})).unwrap()
             };
             for (i, (mem, hp)) in pods.iter().enumerate() {
-                mgr.admit(&pod(format!("p{i}"), *mem, *hp), &[], false);
+                let op = crate::lifecycle::Op::Admit {
+                    pod: std::sync::Arc::new(pod(format!("p{i}"), *mem, *hp)),
+                    hints: None,
+                    start: false,
+                    trace: false,
+                };
+                mgr.apply(&op).unwrap();
             }
             let req = crate::request::container_requested(&pod("x".into(), probe.0, probe.1).containers[0]).unwrap();
             let bounds = Bounds { level_budget: budget, max_hints, distances: None };

@@ -255,6 +255,12 @@ impl Pod {
     /// each container is `{name, requests: {res: qty}, limits: {res: qty},
     /// restart_policy|restartPolicy?}`. Other keys (a scenario's `fakePodHints`) are ignored.
     pub fn from_value(v: &Value) -> Result<Pod> {
+        Pod::from_spec(v, false)
+    }
+
+    /// [`Pod::from_value`], with the API server's defaulting when `defaults` (a limit without
+    /// a request is also the request), as a scenario's `applyDefaults` asks.
+    pub fn from_spec(v: &Value, defaults: bool) -> Result<Pod> {
         if !v.is_object() {
             return Err(P.error("", format!("expected a mapping for a pod, got {}", kind(v))));
         }
@@ -270,11 +276,11 @@ impl Pod {
         let init_path = init
             .as_ref()
             .map_or("initContainers".into(), |(_, p)| p.clone());
-        let init_containers = containers_from(init, false, false)?;
+        let init_containers = containers_from(init, false, defaults)?;
         let containers = containers_from(
             m.get("containers").map(|v| (v, m.at("containers"))),
             false,
-            false,
+            defaults,
         )?;
         check_unique(&init_containers, &init_path, &containers, "containers")?;
         let plr = match m.either("has_pod_level_resources", "hasPodLevelResources")? {

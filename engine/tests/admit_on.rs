@@ -34,8 +34,8 @@ proptest! {
                 let cs: Vec<_> = ctrs.iter().enumerate()
                     .map(|(j, (m, a, b))| container(&format!("c{j}"), *m, *a, *b)).collect();
                 let p = Pod::from_value(&json!({"uid": format!("p{i}"), "containers": cs})).unwrap();
-                if mgr.admit(&p, &[], false).admit {
-                    mgr.start_pod(&p.uid).unwrap();
+                if admit(&mut mgr, &p, false).admit {
+                    start(&mut mgr, &p.uid);
                 }
             }
         }
@@ -52,9 +52,15 @@ proptest! {
         let set: Vec<i64> = (0..n).filter(|i| bits & (1 << i) != 0).map(|i| ids[i]).collect();
         let before = mgr.checkpoint_json();
         let targets = BTreeMap::from([("c".to_string(), set.clone())]);
-        match mgr.admit_on(&pod, &targets, &[]) {
+        let op = pymm_engine::lifecycle::Op::AdmitOn {
+            pod: Arc::clone(&pod),
+            targets,
+            hints: None,
+            start: false,
+        };
+        match mgr.apply(&op).map(|o| o.into_admission()) {
             Ok(r) => {
-                prop_assert!(r.admit);
+                prop_assert!(r.is_some_and(|r| r.admit));
                 prop_assert!(offered.contains(&set), "{:?} accepted, not offered: {:?}", set, offered);
                 prop_assert_eq!(mgr.container_nodes("new", "c"), Some(set));
                 check_invariants(mgr.state(), true)?;

@@ -10,10 +10,9 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use pymm_engine::hints::{ProviderHints, TopologyHint};
+use pymm_engine::lifecycle::Op as Lifecycle;
 use pymm_engine::machine::{Machine, MemoryKind, Tier};
-use pymm_engine::manager::{Config, ExtraProvider, Manager, Scope, Search};
-use pymm_engine::nodemask::NodeMask;
+use pymm_engine::manager::{Config, Manager, Scope, Search};
 use pymm_engine::policy::MemoryOptions;
 use pymm_engine::quantity::{Format, Quantity};
 use pymm_engine::request::{container_requested, Pod};
@@ -178,7 +177,7 @@ proptest! {
                     if let Some(allowed) = tier_nodes(&m, p.tier) {
                         valid.retain(|(nodes, _)| nodes.iter().all(|n| allowed.contains(n)));
                     }
-                    let a = mgr.admit(&p, &[], false);
+                    let a = admit(&mut mgr, &p, false);
                     let awf = o.admit_when_fits
                         && s.policy == Policy::BestEffort
                         && s.scope == Scope::Container;
@@ -195,17 +194,17 @@ proptest! {
                         }
                     }
                     if a.admit && *start {
-                        mgr.start_pod(&uid).unwrap();
+                        common::start(&mut mgr, &uid);
                     }
                     uids.push(uid);
                 }
                 Op::Remove(k) if !uids.is_empty() => {
                     let uid = uids.remove(k % uids.len());
-                    mgr.release_pod(&uid);
+                    release(&mut mgr, &uid);
                 }
                 Op::RemoveContainer(k) if !uids.is_empty() => {
                     let uid = &uids[k % uids.len()];
-                    mgr.remove_container(uid, "c0");
+                    stop(&mut mgr, uid, "c0");
                 }
                 _ => {}
             }
@@ -237,8 +236,8 @@ proptest! {
         for (i, op) in s.ops.iter().enumerate() {
             if let Op::Admit { ctrs, .. } = op {
                 let p = pod(&format!("pod-{i}"), ctrs, None);
-                let a = kubelet.admit(&p, &[], false);
-                let b = given.admit(&p, &[], false);
+                let a = admit(&mut kubelet, &p, false);
+                let b = admit(&mut given, &p, false);
                 prop_assert_eq!((a.admit, &a.message), (b.admit, &b.message));
                 prop_assert_eq!(kubelet.checkpoint_json(), given.checkpoint_json());
             }
@@ -248,19 +247,20 @@ proptest! {
 
 /// A CPU manager's answer for one container or pod: no preference, or a few node sets
 /// (mostly single nodes, as exclusive CPUs give), each preferred or not.
-fn cpu_answer(n: usize, picks: &[(u8, bool)]) -> ProviderHints {
+fn cpu_answer(n: usize, picks: &[(u8, bool)]) -> serde_json::Value {
     if picks.is_empty() {
-        return None;
+        return serde_json::Value::Null;
     }
-    let hints = picks
+    let hints: Vec<_> = picks
         .iter()
         .map(|(bits, preferred)| {
-            let raw = u128::from(*bits) & ((1u128 << n) - 1);
+            let raw = u32::from(*bits) & ((1u32 << n) - 1);
             let raw = if raw == 0 { 1 } else { raw };
-            TopologyHint::new(NodeMask::from_raw(raw), *preferred)
+            let ids: Vec<u32> = (0..n as u32).filter(|i| raw & (1 << i) != 0).collect();
+            json!({"affinity": ids, "preferred": preferred})
         })
         .collect();
-    Some(vec![("cpu".to_string(), Some(Arc::new(hints)))])
+    json!({ "cpu": hints })
 }
 
 proptest! {
@@ -291,17 +291,25 @@ proptest! {
                     let uid = format!("pod-{i}");
                     let p = pod(&uid, ctrs, None);
                     let picks = &cpu[i % cpu.len()];
-                    let extra = ExtraProvider {
-                        name: "cpu".into(),
-                        containers: p.containers.iter().enumerate()
-                            .map(|(j, c)| (c.name.clone(), cpu_answer(n, &cpu[(i + j) % cpu.len()])))
-                            .collect(),
-                        pod: cpu_answer(n, picks),
-                        ..ExtraProvider::default()
-                    };
-                    let a = mgr.admit(&p, &[extra], false);
+                    let containers: serde_json::Map<String, serde_json::Value> = p.containers
+                        .iter()
+                        .enumerate()
+                        .map(|(j, c)| (c.name.clone(), cpu_answer(n, &cpu[(i + j) % cpu.len()])))
+                        .collect();
+                    let extra = json!([{"name": "cpu", "containers": containers,
+                                        "pod": cpu_answer(n, picks)}]);
+                    let a = mgr
+                        .apply(&Lifecycle::Admit {
+                            pod: Arc::new(p.clone()),
+                            hints: Some(extra),
+                            start: false,
+                            trace: false,
+                        })
+                        .unwrap()
+                        .into_admission()
+                        .unwrap();
                     if a.admit && *start {
-                        mgr.start_pod(&uid).unwrap();
+                        common::start(&mut mgr, &uid);
                     }
                     if s.policy == Policy::SingleNumaNode {
                         for c in &p.containers {
@@ -314,11 +322,11 @@ proptest! {
                 }
                 Op::Remove(k) if !uids.is_empty() => {
                     let uid = uids.remove(k % uids.len());
-                    mgr.release_pod(&uid);
+                    release(&mut mgr, &uid);
                 }
                 Op::RemoveContainer(k) if !uids.is_empty() => {
                     let uid = &uids[k % uids.len()];
-                    mgr.remove_container(uid, "c0");
+                    stop(&mut mgr, uid, "c0");
                 }
                 _ => {}
             }

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from pymm.metrics import Metrics
 
 #: The kubelet behaviours pymm reproduces (``MemoryManager(kubelet_version=...)``).
-KUBELET_VERSIONS = ("latest", "1.26")
+KUBELET_VERSIONS = ("latest", "1.32", "1.26")
 
 __all__ = [
     "KUBELET_VERSIONS",

@@ -12,12 +12,18 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from pymm.commands._options import add_manager_options, build_manager, load_cli_pods
+from pymm import _engine
+from pymm.commands._options import (
+    add_manager_options,
+    build_manager,
+    load_cli_pods,
+    parse_options,
+)
 from pymm.commands._output import console, fmt_bytes
 from pymm.errors import ConfigError, ScenarioError
+from pymm.machine import Machine
 from pymm.manager import MemoryManager
 from pymm.plan import DEFAULT_TIME_LIMIT, Plan, kubelet_admissions, plan
-from pymm.pod import Pod
 
 __all__ = ["load_scenario_batch", "register", "run"]
 
@@ -57,64 +63,49 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=run)
 
 
-def _pick(scenarios: Sequence[dict[str, Any]], path: str, name: str | None) -> dict[str, Any]:
-    names = [str(s.get("name", "")) for s in scenarios]
+def _pick(names: Sequence[str], path: str, name: str | None) -> int:
     if name is None:
-        if len(scenarios) != 1:
+        if len(names) != 1:
             raise ScenarioError(
-                f"{path} holds {len(scenarios)} scenarios; pick one with --scenario-name"
+                f"{path} holds {len(names)} scenarios; pick one with --scenario-name"
                 + (f" (e.g. {names[0]!r})" if names else "")
             )
-        return scenarios[0]
+        return 0
     if name not in names:
         raise ScenarioError(f"{path}: no scenario {name!r} (it has {', '.join(names)})")
-    return scenarios[names.index(name)]
+    return names.index(name)
 
 
 def load_scenario_batch(
     args: argparse.Namespace,
-) -> tuple[MemoryManager, list[Pod], dict[str, Any]]:
-    """The manager a scenario describes (its machine, reservation and policies; policy flags
-    given on the command line override them) and its admits in order, with their fake hints."""
-    # The scenario decoder of `pymm replay`, until the engine decodes scenarios.
-    from pymm.replay import _fake_provider, _manager, load_scenarios
+) -> tuple[MemoryManager, list[_engine.Pod], dict[str, Any]]:
+    """The manager a scenario describes (its machine, reservation and policies, as the engine
+    decodes them; policy flags given on the command line override them) and its admits in
+    order, with their fake hints."""
+    from pymm.replay import load_scenarios
 
-    sc = dict(_pick(load_scenarios(args.scenario), args.scenario, args.scenario_name))
-    overrides = {
-        "topologyManagerPolicy": args.topology_policy,
-        "topologyManagerScope": args.scope,
-        "kubeletVersion": args.kubelet_version,
-    }
-    sc.update({k: v for k, v in overrides.items() if v is not None})
-    from pymm.commands._options import parse_options
-
+    scenarios = load_scenarios(args.scenario)
+    index = _pick(scenarios.names, args.scenario, args.scenario_name)
+    machine, config = scenarios.setup(index, args.kubelet_version)
+    for key, value in (("topology_policy", args.topology_policy), ("scope", args.scope)):
+        if value is not None:
+            config[key] = value
     for key, flag, given in (
-        ("topologyManagerPolicyOptions", "--policy-option", args.policy_option),
-        ("memoryManagerPolicyOptions", "--memory-policy-option", args.memory_policy_option),
+        ("policy_options", "--policy-option", args.policy_option),
+        ("memory_policy_options", "--memory-policy-option", args.memory_policy_option),
     ):
         if given:
-            sc[key] = {**(sc.get(key) or {}), **parse_options(given, flag)}
-    where = f"scenario {sc.get('name', '?')!r}"
-    try:
-        mm = _manager(sc, None, None)
-    except ScenarioError as e:
-        raise ScenarioError(f"{where}: {e}") from e
-    pods: list[Pod] = []
+            config[key] = {**(config.get(key) or {}), **parse_options(given, flag)}
+    name = scenarios.names[index]
+    mm = MemoryManager(Machine.from_dict({**machine, "name": name}), **config)
+    pods: list[_engine.Pod] = []
     hints: dict[str, Any] = {}
-    for i, op in enumerate(sc.get("ops") or ()):
-        if not isinstance(op, Mapping) or op.get("op") != "admit":
-            continue
-        raw = op.get("pod")
-        if not isinstance(raw, Mapping):
-            raise ScenarioError(f"{where} ops[{i}]: admit needs a 'pod'")
-        pod = Pod.from_dict(raw)
-        if sc.get("applyDefaults", True):
-            pod = pod.with_defaults()
+    for pod, fake in scenarios.admits(index):
         pods.append(pod)
-        if sc.get("useFakeProvider"):
-            hints[pod.uid] = _fake_provider(raw)
+        if fake is not None:
+            hints[pod.uid] = fake
     if not pods:
-        raise ScenarioError(f"{where} admits no pod: nothing to plan")
+        raise ScenarioError(f"scenario {name!r} admits no pod: nothing to plan")
     return mm, pods, hints
 
 
@@ -127,7 +118,7 @@ def _nodes(where: Mapping[str, Sequence[int]] | None) -> str:
     return "NUMA " + " | ".join(sorted(sets))
 
 
-def _table(pods: Sequence[Pod], kubelet: Sequence[Any], best: Plan) -> Table:
+def _table(pods: Sequence[Any], kubelet: Sequence[Any], best: Plan) -> Table:
     t = Table(title="Batch placement: the kubelet (in order) and the plan")
     for col in ("pod", "kubelet", "plan"):
         t.add_column(col, overflow="fold")
@@ -143,6 +134,7 @@ def _table(pods: Sequence[Pod], kubelet: Sequence[Any], best: Plan) -> Table:
 def run(args: argparse.Namespace) -> int:
     if args.scenario is None and args.scenario_name is not None:
         raise ConfigError("--scenario-name applies only with --scenario FILE")
+    pods: Sequence[Any]
     if args.scenario is not None:
         if args.pod is not None:
             raise ConfigError("give the batch as PODS.yaml or as --scenario FILE, not both")

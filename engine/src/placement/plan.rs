@@ -149,6 +149,7 @@ pub(crate) fn admit_on(
         message: None,
         hint_calls: vec![],
         allocations: vec![],
+        placements: vec![],
     };
     for (c, ids, mask) in &sets {
         if scope == Scope::Container {
@@ -579,7 +580,7 @@ impl Manager {
                 }
             }
             if ok {
-                base.release_pod(uid);
+                base.release(uid, None, true)?;
                 movable.push(Arc::clone(&pod));
                 units_of.push(PlanPod {
                     uid: uid.clone(),

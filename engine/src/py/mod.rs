@@ -5,12 +5,15 @@
 pub(crate) mod checkpoint;
 mod convert;
 mod errors;
+mod lifecycle;
 mod machine;
 mod manager;
+mod memkind;
 mod merge;
 mod plan;
 mod pod;
 mod quantity;
+mod scenario;
 mod simulate;
 
 use pyo3::prelude::*;
@@ -27,6 +30,10 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<manager::PyEngine>()?;
     m.add_class::<manager::PyAdmitResult>()?;
     m.add_class::<manager::PySnapshot>()?;
+    m.add_class::<lifecycle::PyOp>()?;
+    m.add_class::<scenario::PyScenarios>()?;
+    m.add_class::<scenario::PyReplayResults>()?;
+    m.add_class::<scenario::PyReference>()?;
     m.add_class::<pod::PyPod>()?;
     m.add_class::<checkpoint::PyInspection>()?;
     m.add_function(wrap_pyfunction!(pod::pods_from_manifest, m)?)?;
@@ -38,7 +45,10 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(checkpoint::decode_checkpoint, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint::checkpoint_spew_text, m)?)?;
     m.add_function(wrap_pyfunction!(merge::merge_hints, m)?)?;
+    m.add_function(wrap_pyfunction!(memkind::classify_memory, m)?)?;
+    m.add_function(wrap_pyfunction!(memkind::memory_kind_rule, m)?)?;
     m.add_function(wrap_pyfunction!(simulate::simulate, m)?)?;
+    m.add_function(wrap_pyfunction!(scenario::compare_results, m)?)?;
     m.add_function(wrap_pyfunction!(plan::plan_input, m)?)?;
     m.add_function(wrap_pyfunction!(plan::defrag_input, m)?)?;
     m.add_function(wrap_pyfunction!(plan::placements, m)?)?;
