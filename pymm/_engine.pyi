@@ -21,11 +21,14 @@ __all__ = [
     "compare_results",
     "decode_checkpoint",
     "decode_machine",
+    "defrag_input",
     "memory_kind_rule",
     "merge_hints",
     "node_allocatable",
     "parse_quantity",
     "parse_reserved_memory",
+    "placements",
+    "plan_input",
     "pods_from_manifest",
     "simulate",
 ]
@@ -106,6 +109,13 @@ class Op:
         trace: bool = False,
     ) -> Op: ...
     @staticmethod
+    def admit_on(
+        pod: Pod,
+        targets: Mapping[str, Sequence[int]],
+        hints: Sequence[Mapping[str, Any]] | None = None,
+        start: bool = True,
+    ) -> Op: ...
+    @staticmethod
     def start(pod_uid: str) -> Op: ...
     @staticmethod
     def stop(pod_uid: str, container: str) -> Op: ...
@@ -136,6 +146,7 @@ class Scenarios:
     @property
     def descriptions(self) -> list[str]: ...
     def steps(self, index: int) -> list[str]: ...
+    def admits(self, index: int) -> list[tuple[Pod, Any]]: ...
     def select(self, indices: Sequence[int]) -> Scenarios: ...
     def setup(
         self, index: int, kubelet_version: str | None = None
@@ -280,6 +291,17 @@ def merge_hints(
     options: Mapping[str, str] | None = None,
     distances: Sequence[Sequence[int]] | None = None,
 ) -> tuple[dict[str, Any], bool]: ...
+def plan_input(
+    engine: Engine,
+    pods: Sequence[Pod],
+    extras: Sequence[Sequence[Mapping[str, Any]] | None] | None = None,
+) -> dict[str, Any]: ...
+def defrag_input(
+    engine: Engine,
+    pending: Pod | None = None,
+    extra: Sequence[Mapping[str, Any]] | None = None,
+) -> tuple[dict[str, Any], list[Pod]]: ...
+def placements(engine: Engine) -> dict[str, dict[str, list[int]]]: ...
 def simulate(
     machine: Mapping[str, Any],
     config: EngineConfig | Mapping[str, Any],

@@ -22,12 +22,14 @@ __all__ = [
     "ConfigError",
     "MachineError",
     "NotFoundError",
+    "PlacementError",
     "PodError",
     "PolicyMismatchError",
     "PymmError",
     "QuantityError",
     "ReservedMemoryError",
     "ScenarioError",
+    "SolverError",
     "StateError",
     "StateFileError",
     "StateLockedError",
@@ -52,7 +54,11 @@ class PymmError(Exception):
 
 
 def _rebuild(cls: type[PymmError], message: str, data: dict[str, Any]) -> PymmError:
-    e = cls.__new__(cls)
+    try:
+        e = cls.__new__(cls)
+    except TypeError:
+        # MemoryError's __new__ refuses its subclasses that also derive from PymmError.
+        e = BaseException.__new__(cls)
     Exception.__init__(e, message)
     e.__dict__.update(data)
     return e
@@ -125,6 +131,29 @@ class NotFoundError(PymmError, LookupError):
 
 class AllocationError(PymmError, MemoryError):
     """The memory manager could not place a container's memory."""
+
+
+class PlacementError(AllocationError):
+    """A placement given to the engine (a plan's, a defragmentation move's) that the memory
+    manager's rules refuse: ``pod_uid``, ``container`` (None for a whole pod in pod scope) and
+    the ``nodes`` asked for."""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        pod_uid: str | None = None,
+        container: str | None = None,
+        nodes: list[int] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.pod_uid = pod_uid
+        self.container = container
+        self.nodes = nodes or []
+
+
+class SolverError(PymmError, RuntimeError):
+    """The MILP solver behind ``plan`` and ``defrag`` is missing or failed."""
 
 
 class AdmissionError(AllocationError):

@@ -72,6 +72,15 @@ pub enum EngineError {
     /// A memory-manager Allocate failure (kubelet `[memorymanager] ...` texts).
     #[error("{0}")]
     Allocation(String),
+    /// A placement given to the engine (a plan's, a defragmentation move's) that its rules
+    /// refuse: which pod, which container (none for a pod-scope placement), which nodes.
+    #[error("{message}")]
+    Placement {
+        message: String,
+        pod: String,
+        container: Option<String>,
+        nodes: Vec<i64>,
+    },
     /// A pod or container that the manager does not know.
     #[error("{message}")]
     NotFound {
@@ -117,6 +126,7 @@ impl EngineError {
             | EngineError::Pod { message, .. }
             | EngineError::Scenario { message, .. }
             | EngineError::NotFound { message, .. }
+            | EngineError::Placement { message, .. }
             | EngineError::CorruptCheckpoint { message, .. }
             | EngineError::PolicyMismatch { message, .. }
             | EngineError::StateMismatch { message, .. } => message,
@@ -133,6 +143,7 @@ impl EngineError {
             | EngineError::Pod { message, .. }
             | EngineError::Scenario { message, .. }
             | EngineError::NotFound { message, .. }
+            | EngineError::Placement { message, .. }
             | EngineError::CorruptCheckpoint { message, .. }
             | EngineError::PolicyMismatch { message, .. }
             | EngineError::StateMismatch { message, .. } => *message = text,

@@ -97,7 +97,8 @@ def add_manager_options(p: argparse.ArgumentParser, *, writes: bool = False) -> 
         action="append",
         metavar="KEY=VALUE",
         help="pymm's memory-manager policy option (beyond the kubelet, off by default): "
-        "admit-when-fits, spread-hugepages or memory-tiers =true (repeatable)",
+        "admit-when-fits, spread-hugepages, memory-tiers or strict-numa-groups =true "
+        "(repeatable)",
     )
     p.add_argument(
         "--kubelet-version",

@@ -15,6 +15,7 @@ pyo3::import_exception!(pymm.errors, PodError);
 pyo3::import_exception!(pymm.errors, ScenarioError);
 pyo3::import_exception!(pymm.errors, AllocationError);
 pyo3::import_exception!(pymm.errors, NotFoundError);
+pyo3::import_exception!(pymm.errors, PlacementError);
 pyo3::import_exception!(pymm.errors, CheckpointCorruptedError);
 pyo3::import_exception!(pymm.errors, PolicyMismatchError);
 pyo3::import_exception!(pymm.errors, StateMismatchError);
@@ -69,6 +70,20 @@ pub fn to_py_err(e: EngineError) -> PyErr {
                 &[
                     ("pod_uid", any(py, pod.clone())),
                     ("container", any(py, container.clone())),
+                ],
+            ),
+            EngineError::Placement {
+                pod,
+                container,
+                nodes,
+                ..
+            } => build::<PlacementError>(
+                py,
+                m,
+                &[
+                    ("pod_uid", any(py, pod.clone())),
+                    ("container", any(py, container.clone())),
+                    ("nodes", any(py, nodes.clone())),
                 ],
             ),
             EngineError::CorruptCheckpoint {

@@ -10,6 +10,7 @@ mod machine;
 mod manager;
 mod memkind;
 mod merge;
+mod plan;
 mod pod;
 mod quantity;
 mod scenario;
@@ -48,5 +49,8 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(memkind::memory_kind_rule, m)?)?;
     m.add_function(wrap_pyfunction!(simulate::simulate, m)?)?;
     m.add_function(wrap_pyfunction!(scenario::compare_results, m)?)?;
+    m.add_function(wrap_pyfunction!(plan::plan_input, m)?)?;
+    m.add_function(wrap_pyfunction!(plan::defrag_input, m)?)?;
+    m.add_function(wrap_pyfunction!(plan::placements, m)?)?;
     Ok(())
 }
