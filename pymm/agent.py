@@ -6,14 +6,21 @@ Guarantees, and how they are kept:
 
 * **Serialised.** Every call that touches the manager runs on one dedicated worker thread, in
   arrival order; the event loop only parses and answers.
-* **Durable before the answer.** ``MemoryManager`` writes the state file (fsync, rename, fsync
-  of the directory) before ``admit``/``remove`` return, and the answer is sent after that.
+* **Group commit, durable before the answer.** Admissions and removals that arrive while the
+  state file is being written wait together; the worker applies them in arrival order, each all
+  or nothing, and makes the whole group durable with one write (fsync, rename, fsync of the
+  directory) (:meth:`~pymm.manager.MemoryManager.durably_together`). Each is answered only
+  after that write; if it fails, none of the group happened and each is answered 503.
 * **A disconnect loses nothing.** The manager call is shielded from the request's
   cancellation: once queued it completes. A client that retries an admission with the same pod
   uid gets ``alreadyAdmitted: true`` and the placement it was given; a rejected admission
   reserved nothing, so its retry is simply a new attempt.
-* **Graceful stop.** On SIGTERM or SIGINT the listeners close, in-flight requests finish, the
-  worker drains, the state-directory lock is released and the socket and ready file removed.
+* **Graceful stop.** On SIGTERM or SIGINT the listeners close, in-flight requests finish (within
+  :data:`SHUTDOWN_SECONDS`), the worker drains, the state-directory lock is released and the
+  socket and ready file removed.
+* **Bounded connections.** A request body must be ``application/json`` (415 otherwise); a
+  connection idle or stuck in its headers for :data:`IDLE_SECONDS`, or in its body for
+  :data:`BODY_SECONDS`, is closed. A client that goes away is a warning in the log.
 
 The endpoints are described in ``deploy/agent-api.md``.
 """
@@ -35,13 +42,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 from aiohttp import web
 
-# The CLI's rendering of an admission, so the agent answers exactly as `pymm admit --json`.
-from pymm.commands._output import admission_json as _admission_json
 from pymm.errors import ConfigError, NotFoundError, PymmError, StateFileError
 from pymm.manager import MemoryManager, compile_pod
+from pymm.metrics import exposition
+from pymm.nrt import check_node_name
 from pymm.pod import Pod, load_pods
+
+# The rendering `pymm admit --json` uses too, so the agent answers exactly as the CLI prints.
+from pymm.render import admission_json as _admission_json
 
 __all__ = ["Agent", "claim_socket"]
 
@@ -51,10 +62,35 @@ T = TypeVar("T")
 
 #: Pod manifests larger than this are refused (413) before they are parsed.
 MAX_BODY_BYTES = 4 << 20
+#: A connection that sends no complete request header for this long is closed (idle
+#: keep-alive connections too).
+IDLE_SECONDS = 10.0
+#: A request whose body has not fully arrived after this long is answered 408 and closed.
+BODY_SECONDS = 10.0
+#: On SIGTERM, requests still running after this long are cancelled (their manager call, once
+#: queued, still completes; it is the answer that is lost).
+SHUTDOWN_SECONDS = 1.5
+#: The most changes one durable write carries (a bound on a group's latency, not a limit on
+#: clients: the rest form the next group).
+MAX_GROUP = 1024
 
 
 class _BadRequest(Exception):
     pass
+
+
+class _Unsupported(Exception):
+    pass
+
+
+class _Mutation:
+    """One queued change: the call to make and the future its request awaits."""
+
+    __slots__ = ("call", "future")
+
+    def __init__(self, call: Callable[[], Any], future: asyncio.Future[Any]) -> None:
+        self.call = call
+        self.future = future
 
 
 class Agent:
@@ -79,36 +115,89 @@ class Agent:
         self._socket: Path | None = None
         self._ready: Path | None = None
         self._serving = False
+        self._pending: list[_Mutation] = []
+        self._wake: asyncio.Event | None = None
+        self._committer: asyncio.Task[None] | None = None
+        self._groups = 0
 
     # -- the manager, on its worker thread ------------------------------------------------
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """A read of the manager, on its worker thread (after any group being applied)."""
         future = asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
         # A client that goes away cancels its handler, never the manager call already queued.
         return await asyncio.shield(future)
 
+    async def _mutate(self, fn: Callable[..., T], *args: Any) -> T:
+        """A change of the manager: queued for the next group, answered after its write."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        # A client that went away never reads its outcome: say so, not "never retrieved".
+        future.add_done_callback(_consume)
+        self._pending.append(_Mutation(lambda: fn(*args), future))
+        if self._committer is None:
+            # Without start() (an aiohttp test server): the first change starts the loop.
+            self._committer = loop.create_task(self._commit_loop())
+        self._wakeup()
+        return await asyncio.shield(future)
+
+    def _wakeup(self) -> None:
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        self._wake.set()
+
+    async def _commit_loop(self) -> None:
+        """Applies what is queued as one group, answers each, and waits for the next."""
+        loop = asyncio.get_running_loop()
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
+                try:
+                    results = await loop.run_in_executor(self._worker, self._apply, group)
+                except BaseException as e:  # the write failed: none of the group happened
+                    for m in group:
+                        if not m.future.done():
+                            m.future.set_exception(e)
+                    if not isinstance(e, Exception):
+                        raise
+                    continue
+                for m, result in zip(group, results, strict=True):
+                    if m.future.done():
+                        continue
+                    if isinstance(result, Exception):
+                        m.future.set_exception(result)
+                    else:
+                        m.future.set_result(result)
+
+    def _apply(self, group: list[_Mutation]) -> list[Any]:
+        """On the worker: the group's calls, then one durable write."""
+        admitted = set(self._admitted)
+        began = time.perf_counter()
+        try:
+            results = self.manager.durably_together([m.call for m in group])
+        except BaseException:
+            self._admitted = admitted  # the manager rolled back; so does our index
+            raise
+        self._groups += 1
+        ms = round((time.perf_counter() - began) * 1e3, 3)
+        for result in results:
+            if isinstance(result, dict):
+                _log_outcome(result, ms, len(group))
+        return results
+
     def _admit(self, pod: Pod) -> dict[str, Any]:
         compiled = compile_pod(pod)
-        began = time.perf_counter()
         if compiled.uid in self._admitted:
-            out = self._existing(compiled.uid, compiled.container_names)
-            log.info("already admitted", extra={"podUID": compiled.uid})
-            return out
+            return self._existing(compiled.uid, compiled.container_names)
         a = self.manager.admit(compiled)
         if a.admitted:
             self._admitted.add(a.pod_uid)
         # The JSON of `pymm admit --json`, plus whether this answer repeats an earlier one.
-        out = {**_admission_json(a), "alreadyAdmitted": False}
-        log.info(
-            "admitted" if a.admitted else "rejected",
-            extra={
-                "podUID": a.pod_uid,
-                "reason": a.reason,
-                "numaNodes": {c: v["numaNodes"] for c, v in out["containers"].items()},
-                "ms": round((time.perf_counter() - began) * 1e3, 3),
-            },
-        )
-        return out
+        return {**_admission_json(a), "alreadyAdmitted": False}
 
     def _existing(self, uid: str, containers: list[str]) -> dict[str, Any]:
         entries = self.manager.state.get("entries", {}).get(uid, {})
@@ -139,7 +228,6 @@ class Agent:
             known = False
         if container is None:
             self._admitted.discard(uid)
-        log.info("removed", extra={"podUID": uid, "container": container, "known": known})
         return {"podUID": uid, "container": container, "removed": known}
 
     def _hints(self, pod: Pod) -> dict[str, Any]:
@@ -149,9 +237,7 @@ class Agent:
         return {c: self.manager.hints(pod, c) for c in names}
 
     def _metrics_text(self) -> bytes:
-        from prometheus_client import generate_latest
-
-        return bytes(generate_latest(self.registry))
+        return exposition(self.registry)
 
     # -- HTTP -----------------------------------------------------------------------------
 
@@ -200,6 +286,8 @@ class Agent:
                 )
                 response.headers["Retry-After"] = "1"
                 return response
+            except _Unsupported as e:
+                return self._json({"error": str(e)}, 415)
             except (_BadRequest, PymmError, ValueError) as e:
                 # Bad input (a malformed manifest, quantity or body): the client's to fix.
                 message = str(e).splitlines()[0] if str(e) else "bad request"
@@ -207,8 +295,33 @@ class Agent:
 
         return errors
 
+    async def _body(self, request: web.Request) -> str:
+        """The request's JSON body, read within :data:`BODY_SECONDS`."""
+        if request.content_type != "application/json":
+            raise _Unsupported(
+                f"the body must be application/json, not {request.content_type or 'missing'}"
+            )
+        try:
+            async with asyncio.timeout(BODY_SECONDS):
+                data = await request.read()
+        except TimeoutError:
+            log.warning("body timeout", extra={"path": request.path})
+            raise web.HTTPRequestTimeout(
+                text=json.dumps({"error": f"the body did not arrive within {BODY_SECONDS} s"}),
+                content_type="application/json",
+                headers={"Connection": "close"},
+            ) from None
+        except (ConnectionError, aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError):
+            # The client went away mid-body: nothing was read, nothing is done.
+            log.warning("client went away", extra={"path": request.path})
+            raise web.HTTPBadRequest(text='{"error": "incomplete body"}') from None
+        try:
+            return data.decode()
+        except UnicodeDecodeError:
+            raise _BadRequest("body is not UTF-8 text") from None
+
     async def _pod(self, request: web.Request) -> Pod:
-        text = await request.text()
+        text = await self._body(request)
         pods = load_pods(text)
         if len(pods) != 1:
             raise _BadRequest(f"expected one Pod manifest, got {len(pods)}")
@@ -217,11 +330,11 @@ class Agent:
 
     async def _h_admit(self, request: web.Request) -> web.Response:
         pod = await self._pod(request)
-        return self._json(await self._call(self._admit, pod))
+        return self._json(await self._mutate(self._admit, pod))
 
     async def _h_remove(self, request: web.Request) -> web.Response:
         try:
-            body = json.loads(await request.text())
+            body = json.loads(await self._body(request))
         except json.JSONDecodeError as e:
             raise _BadRequest(f"body is not JSON: {e}") from None
         if not isinstance(body, dict) or not isinstance(body.get("podUID"), str):
@@ -229,7 +342,7 @@ class Agent:
         container = body.get("container")
         if container is not None and not isinstance(container, str):
             raise _BadRequest("container must be a string")
-        return self._json(await self._call(self._remove, body["podUID"], container))
+        return self._json(await self._mutate(self._remove, body["podUID"], container))
 
     async def _h_state(self, _request: web.Request) -> web.Response:
         return self._json(await self._call(lambda: self.manager.state))
@@ -239,7 +352,9 @@ class Agent:
         return self._json({pod.uid: await self._call(self._hints, pod)})
 
     async def _h_nrt(self, request: web.Request) -> web.Response:
-        name = request.query.get("nodeName") or self.node_name
+        name = request.query.get("nodeName", self.node_name)
+        if name is not None:
+            check_node_name(name)
         return self._json(await self._call(self.manager.nrt, name))
 
     async def _h_metrics(self, _request: web.Request) -> web.Response:
@@ -272,7 +387,14 @@ class Agent:
             with contextlib.suppress(FileNotFoundError):
                 ready_file.unlink()
         claim_socket(socket_path)
-        runner = web.AppRunner(self.application(), access_log=None, shutdown_timeout=30.0)
+        self._wake = asyncio.Event()
+        self._committer = asyncio.get_running_loop().create_task(self._commit_loop())
+        runner = web.AppRunner(
+            self.application(),
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_SECONDS,
+            keepalive_timeout=IDLE_SECONDS,
+        )
         await runner.setup()
         self._runners.append(runner)
         # The socket is created 0600 (no window where others could connect), then checked.
@@ -285,7 +407,12 @@ class Agent:
         self._socket = socket_path
         info: dict[str, Any] = {"pid": os.getpid(), "socket": str(socket_path)}
         if metrics_port is not None:
-            metrics_runner = web.AppRunner(self.metrics_application(), access_log=None)
+            metrics_runner = web.AppRunner(
+                self.metrics_application(),
+                access_log=None,
+                shutdown_timeout=SHUTDOWN_SECONDS,
+                keepalive_timeout=IDLE_SECONDS,
+            )
             await metrics_runner.setup()
             self._runners.append(metrics_runner)
             site = web.TCPSite(metrics_runner, metrics_address, metrics_port)
@@ -308,6 +435,15 @@ class Agent:
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
+        if self._committer is not None:
+            # Whatever is still queued was received: apply it before stopping.
+            while self._pending:
+                self._wakeup()
+                await asyncio.sleep(0.005)
+            self._committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._committer
+            self._committer = None
         await asyncio.get_running_loop().run_in_executor(None, self._worker.shutdown, True)
         self.manager.close()
         for path in (self._socket, self._ready):
@@ -330,6 +466,39 @@ class Agent:
             await stop.wait()
         finally:
             await self.stop()
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _log_outcome(result: dict[str, Any], group_ms: float, group: int) -> None:
+    if "removed" in result:
+        log.info(
+            "removed",
+            extra={
+                "podUID": result["podUID"],
+                "container": result["container"],
+                "known": result["removed"],
+                "groupMs": group_ms,
+                "group": group,
+            },
+        )
+        return
+    if result.get("alreadyAdmitted"):
+        log.info("already admitted", extra={"podUID": result["podUID"]})
+        return
+    log.info(
+        "admitted" if result["admit"] else "rejected",
+        extra={
+            "podUID": result["podUID"],
+            "reason": result["reason"],
+            "numaNodes": {c: v["numaNodes"] for c, v in result["containers"].items()},
+            "groupMs": group_ms,
+            "group": group,
+        },
+    )
 
 
 def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:

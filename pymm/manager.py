@@ -500,6 +500,55 @@ class MemoryManager:
             raise
         return result
 
+    def durably_together(self, calls: Sequence[Callable[[], _T]]) -> list[_T | Exception]:
+        """Group commit: runs ``calls`` (each ONE mutating operation of this manager, such as
+        ``lambda: mm.admit(pod)``) in order, then makes all their changes durable with one
+        state-file write. A server with many concurrent clients (``pymm agent``) applies what
+        arrived during the previous write this way, paying one fsync for the group.
+
+        Each call is all or nothing on its own: one that raises changed nothing, and its
+        exception takes its place in the returned list; the others keep their effect. If the
+        write fails, every call is undone and the write's error raised (nothing changed). If
+        only the directory fsync after the rename failed, the changes stay (the file holds them)
+        and :class:`StateNotDurableError` is raised with ``result`` set to the list. Metrics
+        count the calls only once the write succeeded. Not for a manager with enforcement (a
+        pin must follow its own durable write).
+        """
+        if self.enforcement is not None:
+            raise ConfigError("durably_together: not available with enforcement")
+        self._check_writable("apply a group of changes")
+        store, metrics = self._store, self.metrics
+        recorder = metrics.deferred() if metrics is not None else None
+        snapshot = self._engine.snapshot() if store is not None else None
+        results: list[_T | Exception] = []
+        # Detached, the store is not written by each call, only once below.
+        self._store = None
+        self.metrics = recorder  # type: ignore[assignment]  # records like Metrics, later
+        try:
+            for call in calls:
+                try:
+                    results.append(call())
+                except Exception as e:  # one engine call: it changed nothing
+                    results.append(e)
+        finally:
+            self._store, self.metrics = store, metrics
+        try:
+            self._persist()
+        except StateNotDurableError as e:
+            if recorder is not None:
+                recorder.commit()
+            e.result = results
+            raise
+        except BaseException:
+            if snapshot is not None:
+                self._engine.rollback(snapshot)
+            if recorder is not None:
+                recorder.discard()
+            raise
+        if recorder is not None:
+            recorder.commit()
+        return results
+
     def admit(
         self,
         pod: PodLike,

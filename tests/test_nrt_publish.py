@@ -80,7 +80,7 @@ def test_kubelet_state_file(capsys: pytest.CaptureFixture[str]) -> None:
         machine.unlink()
     obj = json.loads(capsys.readouterr().out)
     names = {r["name"] for z in obj["zones"] for r in z["resources"]}
-    assert names == {"memory", "hugepages-1Gi", "hugepages-2Mi"}
+    assert names == {"cpu", "memory", "hugepages-1Gi", "hugepages-2Mi"}
 
 
 def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
