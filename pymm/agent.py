@@ -70,6 +70,8 @@ BODY_SECONDS = 10.0
 #: On SIGTERM, requests still running after this long are cancelled (their manager call, once
 #: queued, still completes; it is the answer that is lost).
 SHUTDOWN_SECONDS = 1.5
+#: How long an answer given before the whole body arrived waits for the rest of it.
+LINGER_SECONDS = 0.5
 #: The most changes one durable write carries (a bound on a group's latency, not a limit on
 #: clients: the rest form the next group).
 MAX_GROUP = 1024
@@ -102,12 +104,16 @@ class Agent:
         *,
         node_name: str | None = None,
         registry: Any = None,
+        idle_timeout: float = IDLE_SECONDS,
+        body_timeout: float = BODY_SECONDS,
     ) -> None:
         if manager.state_path is None:
             raise ConfigError("the agent needs a manager with a state directory")
         self.manager = manager
-        self.node_name = node_name
+        self.node_name = check_node_name(node_name) if node_name is not None else None
         self.registry = registry
+        self.idle_timeout = idle_timeout
+        self.body_timeout = body_timeout
         # One worker: the manager's calls are serialised in arrival order.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pymm-manager")
         self._admitted: set[str] = set(manager.state.get("entries", {})) | set(manager.active_pods)
@@ -302,12 +308,12 @@ class Agent:
                 f"the body must be application/json, not {request.content_type or 'missing'}"
             )
         try:
-            async with asyncio.timeout(BODY_SECONDS):
+            async with asyncio.timeout(self.body_timeout):
                 data = await request.read()
         except TimeoutError:
             log.warning("body timeout", extra={"path": request.path})
             raise web.HTTPRequestTimeout(
-                text=json.dumps({"error": f"the body did not arrive within {BODY_SECONDS} s"}),
+                text=json.dumps({"error": f"the body did not arrive within {self.body_timeout} s"}),
                 content_type="application/json",
                 headers={"Connection": "close"},
             ) from None
@@ -393,7 +399,10 @@ class Agent:
             self.application(),
             access_log=None,
             shutdown_timeout=SHUTDOWN_SECONDS,
-            keepalive_timeout=IDLE_SECONDS,
+            keepalive_timeout=self.idle_timeout,
+            # After an early answer (415, 408) aiohttp reads what the client still sends, to
+            # let it see the answer; a stalled client must not hold the connection for long.
+            lingering_time=LINGER_SECONDS,
         )
         await runner.setup()
         self._runners.append(runner)
@@ -411,7 +420,7 @@ class Agent:
                 self.metrics_application(),
                 access_log=None,
                 shutdown_timeout=SHUTDOWN_SECONDS,
-                keepalive_timeout=IDLE_SECONDS,
+                keepalive_timeout=self.idle_timeout,
             )
             await metrics_runner.setup()
             self._runners.append(metrics_runner)

@@ -46,10 +46,18 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def call(conn: http.client.HTTPConnection, method: str, path: str, body: Any = None) -> Any:
-    """One request; returns (status, parsed JSON or text)."""
-    data = None if body is None else (body if isinstance(body, str) else json.dumps(body))
-    conn.request(method, path, body=data)
+def call(
+    conn: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    body: Any = None,
+    content_type: str | None = "application/json",
+) -> Any:
+    """One request (a body is sent as ``content_type``, None: no header); returns (status,
+    parsed JSON or text)."""
+    data = None if body is None else (body if isinstance(body, str | bytes) else json.dumps(body))
+    headers = {"Content-Type": content_type} if data is not None and content_type else {}
+    conn.request(method, path, body=data, headers=headers)
     response = conn.getresponse()
     raw = response.read().decode()
     kind = response.getheader("Content-Type") or ""

@@ -29,6 +29,7 @@ from pymm.commands.state import inspect_text
 
 GI = 2**30
 POLICY = ("--topology-policy", "single-numa-node")
+JSON = {"Content-Type": "application/json"}
 
 #: The load test's size: 20,000 requests take about 15 s here; PYMM_AGENT_LOAD_REQUESTS changes it.
 LOAD_REQUESTS = int(os.environ.get("PYMM_AGENT_LOAD_REQUESTS", "20000"))
@@ -368,10 +369,10 @@ def test_a_failed_state_write_is_503_and_the_retry_succeeds(
                     m.setattr(os, "rename", rename)
                 else:
                     m.setattr(os, "fsync", fsync)
-                first = await client.post("/v1/admit", data=body)
+                first = await client.post("/v1/admit", data=body, headers=JSON)
                 first_body = await first.json()
             assert os.rename is real_rename
-            retry = await client.post("/v1/admit", data=body)
+            retry = await client.post("/v1/admit", data=body, headers=JSON)
             return (
                 first.status,
                 first_body,
