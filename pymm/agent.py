@@ -45,11 +45,11 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp import web
 
+from pymm import _engine
 from pymm.errors import ConfigError, NotFoundError, PymmError, StateFileError
 from pymm.manager import MemoryManager, compile_pod
 from pymm.metrics import exposition
-from pymm.nrt import check_node_name
-from pymm.pod import Pod, load_pods
+from pymm.nrt import PodRef, check_node_name, default_node_name, node_resource_topology
 
 # The rendering `pymm admit --json` uses too, so the agent answers exactly as the CLI prints.
 from pymm.render import admission_json as _admission_json
@@ -72,6 +72,11 @@ BODY_SECONDS = 10.0
 SHUTDOWN_SECONDS = 1.5
 #: How long an answer given before the whole body arrived waits for the rest of it.
 LINGER_SECONDS = 0.5
+#: A group waits for more requests while they arrive less than GATHER_GAP_SECONDS apart (the
+#: agent reads one in well under a millisecond, but answers a whole group first), for at most
+#: GATHER_MAX_SECONDS in all.
+GATHER_GAP_SECONDS = 0.002
+GATHER_MAX_SECONDS = 0.010
 #: The most changes one durable write carries (a bound on a group's latency, not a limit on
 #: clients: the rest form the next group).
 MAX_GROUP = 1024
@@ -117,6 +122,8 @@ class Agent:
         # One worker: the manager's calls are serialised in arrival order.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pymm-manager")
         self._admitted: set[str] = set(manager.state.get("entries", {})) | set(manager.active_pods)
+        # Namespace and name of the pods admitted here (the manifests say; the state does not).
+        self._identities: dict[str, PodRef] = {}
         self._runners: list[web.AppRunner] = []
         self._socket: Path | None = None
         self._ready: Path | None = None
@@ -157,13 +164,18 @@ class Agent:
         loop = asyncio.get_running_loop()
         if self._wake is None:
             self._wake = asyncio.Event()
+        # How many requests the clients keep in flight: the last group and what queued while
+        # it was being written (their senders all come back for the next group).
+        expected = 1
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
+                await self._gather(expected)
                 group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
                 try:
                     results = await loop.run_in_executor(self._worker, self._apply, group)
+                    expected = min(len(group) + len(self._pending), MAX_GROUP)
                 except BaseException as e:  # the write failed: none of the group happened
                     for m in group:
                         if not m.future.done():
@@ -179,14 +191,39 @@ class Agent:
                     else:
                         m.future.set_result(result)
 
+    async def _gather(self, expected: int) -> None:
+        """Lets the group grow to ``expected`` requests while they keep arriving.
+
+        The clients answered by the last write send their next requests a moment after it
+        ends, one after another as the event loop reads them. A write started at once would
+        carry the first of them and make the others wait a whole write more; so the group
+        waits while they trickle in: it stops at ``expected``, after
+        :data:`GATHER_GAP_SECONDS` without a new request, or after
+        :data:`GATHER_MAX_SECONDS`. A lone client (a group of one) never waits."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + GATHER_MAX_SECONDS
+        wake = self._wake
+        assert wake is not None
+        while len(self._pending) < expected:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            wake.clear()
+            try:
+                async with asyncio.timeout(min(GATHER_GAP_SECONDS, remaining)):
+                    await wake.wait()
+            except TimeoutError:
+                return  # the arrivals stopped
+
     def _apply(self, group: list[_Mutation]) -> list[Any]:
         """On the worker: the group's calls, then one durable write."""
-        admitted = set(self._admitted)
+        admitted, identities = set(self._admitted), dict(self._identities)
         began = time.perf_counter()
         try:
             results = self.manager.durably_together([m.call for m in group])
         except BaseException:
-            self._admitted = admitted  # the manager rolled back; so does our index
+            # The manager rolled back; so do our indexes.
+            self._admitted, self._identities = admitted, identities
             raise
         self._groups += 1
         ms = round((time.perf_counter() - began) * 1e3, 3)
@@ -195,13 +232,14 @@ class Agent:
                 _log_outcome(result, ms, len(group))
         return results
 
-    def _admit(self, pod: Pod) -> dict[str, Any]:
+    def _admit(self, pod: _engine.Pod) -> dict[str, Any]:
         compiled = compile_pod(pod)
         if compiled.uid in self._admitted:
             return self._existing(compiled.uid, compiled.container_names)
         a = self.manager.admit(compiled)
         if a.admitted:
             self._admitted.add(a.pod_uid)
+            self._identities[a.pod_uid] = PodRef(compiled.namespace, compiled.name, a.pod_uid)
         # The JSON of `pymm admit --json`, plus whether this answer repeats an earlier one.
         return {**_admission_json(a), "alreadyAdmitted": False}
 
@@ -234,13 +272,26 @@ class Agent:
             known = False
         if container is None:
             self._admitted.discard(uid)
+            self._identities.pop(uid, None)
         return {"podUID": uid, "container": container, "removed": known}
 
-    def _hints(self, pod: Pod) -> dict[str, Any]:
+    def _hints(self, pod: _engine.Pod) -> dict[str, Any]:
         if self.manager.config["scope"] == "pod":
             return {"": self.manager.hints(pod)}
-        names = [c.name for c in (*pod.init_containers, *pod.containers)]
-        return {c: self.manager.hints(pod, c) for c in names}
+        return {c: self.manager.hints(pod, c) for c in pod.container_names}
+
+    def _nrt(self, node_name: str | None) -> dict[str, Any]:
+        config = self.manager.config
+        return node_resource_topology(
+            self.manager.state,
+            self.manager.machine,
+            node_name=node_name or default_node_name(),
+            topology_policy=config["topology_policy"],
+            scope=config["scope"],
+            # The pods whose manifests this agent admitted: the fingerprint is set when they
+            # are every pod the state holds (not after a restart, until those pods are gone).
+            pods=list(self._identities.values()),
+        )
 
     def _metrics_text(self) -> bytes:
         return exposition(self.registry)
@@ -326,13 +377,26 @@ class Agent:
         except UnicodeDecodeError:
             raise _BadRequest("body is not UTF-8 text") from None
 
-    async def _pod(self, request: web.Request) -> Pod:
+    async def _pod(self, request: web.Request) -> _engine.Pod:
+        """The one Pod manifest of the body, decoded by the engine with the API server's
+        defaulting (requests default to limits), as ``pymm admit`` reads a manifest."""
         text = await self._body(request)
-        pods = load_pods(text)
+        if not text.strip():
+            raise _BadRequest("expected one Pod manifest, got 0")
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise _BadRequest(
+                f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
+            ) from None
+        except RecursionError:
+            raise _BadRequest("invalid JSON: nested too deeply to be a manifest") from None
+        if not isinstance(doc, dict):
+            raise _BadRequest(f"expected one Pod manifest, got a JSON {type(doc).__name__}")
+        pods = _engine.pods_from_manifest(doc, True)
         if len(pods) != 1:
             raise _BadRequest(f"expected one Pod manifest, got {len(pods)}")
-        # As the API server would have defaulted it: requests default to limits.
-        return pods[0].with_defaults()
+        return pods[0]
 
     async def _h_admit(self, request: web.Request) -> web.Response:
         pod = await self._pod(request)
@@ -361,7 +425,7 @@ class Agent:
         name = request.query.get("nodeName", self.node_name)
         if name is not None:
             check_node_name(name)
-        return self._json(await self._call(self.manager.nrt, name))
+        return self._json(await self._call(self._nrt, name))
 
     async def _h_metrics(self, _request: web.Request) -> web.Response:
         if self.registry is None:

@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pymm import Machine, MemoryManager, _engine
 from pymm.cli import main
 from pymm.commands.state import inspect_text
+from pymm.nrt import pod_fingerprint
 
 GI = 2**30
 POLICY = ("--topology-policy", "single-numa-node")
@@ -165,7 +166,14 @@ def test_hints_and_nrt(agent: AgentProcess) -> None:
     assert hints == {"b": {"c0": expected}}
     status, nrt = call(conn, "GET", "/v1/nrt?nodeName=worker-3")
     assert status == 200
-    assert nrt == mm.nrt("worker-3")
+    # The manager's object, plus the fingerprint of the one pod the agent admitted (its
+    # manifest named it: namespace "load", name "a").
+    expected = mm.nrt("worker-3")
+    expected["attributes"] += [
+        {"name": "nodeTopologyPodsFingerprint", "value": pod_fingerprint([("load", "a")])},
+        {"name": "nodeTopologyPodsFingerprintMethod", "value": "with-exclusive-resources"},
+    ]
+    assert nrt == expected
     crd = yaml.safe_load((ROOT / "deploy" / "crd.yaml").read_text())
     jsonschema.validate(nrt, crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
 
@@ -173,10 +181,12 @@ def test_hints_and_nrt(agent: AgentProcess) -> None:
 @pytest.mark.parametrize(
     ("path", "body", "message"),
     [
-        ("/v1/admit", "kind: Pod\nmetadata: {name: x}\nspec: {containers: [{name: c, resources: "
-         "{limits: {memory: lots}}}]}", "lots"),
+        ("/v1/admit", '{"kind": "Pod", "metadata": {"name": "x"}, "spec": {"containers": '
+         '[{"name": "c", "resources": {"limits": {"memory": "lots"}}}]}}', "lots"),
         ("/v1/admit", "[", "invalid JSON"),
-        ("/v1/admit", "kind: [", "invalid YAML"),
+        ("/v1/admit", "kind: [", "invalid JSON"),
+        ("/v1/admit", "[]", "expected one Pod manifest, got a JSON list"),
+        ("/v1/admit", '{"kind": "List", "items": []}', "expected one Pod manifest, got 0"),
         ("/v1/admit", "", "expected one Pod manifest, got 0"),
         ("/v1/remove", "{}", "podUID"),
         ("/v1/remove", "not json", "not JSON"),
