@@ -74,6 +74,7 @@ __all__ = [
     "default_node_name",
     "node_resource_topology",
     "pod_fingerprint",
+    "pod_refs",
     "quantity",
     "topology_policies",
     "zone_name",
@@ -121,6 +122,37 @@ class CpuState:
     @property
     def exclusive(self) -> frozenset[int]:
         return frozenset().union(*self.exclusive_by_pod.values())
+
+
+#: Pod phases whose pods hold nothing any more (the scheduler's cache skips them too).
+_TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+
+
+def pod_refs(doc: Any) -> list[PodRef]:
+    """The non-terminal pods of a Pod, a ``List``/``PodList`` (``kubectl get pods -o json``
+    or the API server's list) as plain data: their namespace, name and uid."""
+    if not isinstance(doc, Mapping):
+        raise ConfigError("a pod list must be a Pod, a List or a PodList object")
+    items = doc.get("items") if "items" in doc else [doc]
+    if not isinstance(items, list):
+        raise ConfigError("a pod list's items must be a list")
+    refs = []
+    for item in items:
+        meta = item.get("metadata") if isinstance(item, Mapping) else None
+        if not isinstance(meta, Mapping) or not all(
+            isinstance(meta.get(k), str) and meta.get(k) for k in ("name", "uid")
+        ):
+            raise ConfigError("every pod in a pod list needs metadata.name and metadata.uid")
+        status = item.get("status") if isinstance(item.get("status"), Mapping) else {}
+        if status.get("phase") in _TERMINAL_PHASES:
+            continue
+        namespace = meta.get("namespace")
+        refs.append(
+            PodRef(
+                namespace if isinstance(namespace, str) else "default", meta["name"], meta["uid"]
+            )
+        )
+    return refs
 
 
 def check_node_name(name: str) -> str:
