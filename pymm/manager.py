@@ -751,6 +751,7 @@ class MemoryManager:
         enforcement): for what-if questions without touching the real state."""
         other = MemoryManager.__new__(MemoryManager)
         other.enforcement = None
+        other.metrics = None
         other.machine = self.machine
         other._store = None
         other._not_durable = None
