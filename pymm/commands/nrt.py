@@ -233,6 +233,11 @@ class _Builder:
             self.reserved = frozenset(parse_list(args.reserved_cpus))
         except ValueError as e:
             raise ConfigError(f"--reserved-cpus {args.reserved_cpus!r}: {e}") from e
+        if self.reserved and self.cpu_lists is None:
+            raise ConfigError(
+                "--reserved-cpus needs the machine's CPU lists: use --sysfs, or a machine file "
+                "whose nodes have a cpulist"
+            )
         self.pods: list[PodRef] | None = _pods_file(args.pods) if args.pods else None
 
     def build(self) -> dict[str, Any]:
