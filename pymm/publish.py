@@ -13,6 +13,7 @@ imported only here.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -63,7 +64,12 @@ def node_pods(api: Any, node_name: str) -> list[PodRef]:
     k8s = _kubernetes()
     core = k8s.client.CoreV1Api(api.api_client)
     try:
-        listed = core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node_name}")
+        # Raw JSON: only metadata and phase are read, and a pod the client's models would
+        # refuse (a newer field, an odd value) must not break the listing.
+        response = core.list_pod_for_all_namespaces(
+            field_selector=f"spec.nodeName={node_name}", _preload_content=False
+        )
+        listed = json.loads(response.data)
     except k8s.client.ApiException as e:
         reason = (getattr(e, "reason", None) or "").strip()
         raise ApiServerError(
@@ -71,7 +77,7 @@ def node_pods(api: Any, node_name: str) -> list[PodRef]:
         ) from e
     except (OSError, k8s_transport_errors()) as e:
         raise ApiServerError(f"cannot reach the API server: {e}") from e
-    return pod_refs(api.api_client.sanitize_for_serialization(listed))
+    return pod_refs(listed)
 
 
 class NrtPublisher:
