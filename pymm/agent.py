@@ -72,10 +72,7 @@ BODY_SECONDS = 10.0
 SHUTDOWN_SECONDS = 1.5
 #: How long an answer given before the whole body arrived waits for the rest of it.
 LINGER_SECONDS = 0.5
-#: A group waits for more requests while they arrive less than GATHER_GAP_SECONDS apart (the
-#: agent reads one in well under a millisecond, but answers a whole group first), for at most
-#: GATHER_MAX_SECONDS in all.
-GATHER_GAP_SECONDS = 0.002
+#: The longest a group waits for the clients still to come back (see Agent._gather).
 GATHER_MAX_SECONDS = 0.010
 #: The most changes one durable write carries (a bound on a group's latency, not a limit on
 #: clients: the rest form the next group).
@@ -132,6 +129,7 @@ class Agent:
         self._wake: asyncio.Event | None = None
         self._committer: asyncio.Task[None] | None = None
         self._groups = 0
+        self._last_write = 0.0
 
     # -- the manager, on its worker thread ------------------------------------------------
 
@@ -192,16 +190,17 @@ class Agent:
                         m.future.set_result(result)
 
     async def _gather(self, expected: int) -> None:
-        """Lets the group grow to ``expected`` requests while they keep arriving.
+        """Lets the group grow to ``expected`` requests: the last group and what queued while
+        it was being written, whose clients all come back once answered.
 
-        The clients answered by the last write send their next requests a moment after it
-        ends, one after another as the event loop reads them. A write started at once would
-        carry the first of them and make the others wait a whole write more; so the group
-        waits while they trickle in: it stops at ``expected``, after
-        :data:`GATHER_GAP_SECONDS` without a new request, or after
-        :data:`GATHER_MAX_SECONDS`. A lone client (a group of one) never waits."""
+        They send their next requests a moment after the write ends, one after another as
+        the event loop answers them and reads the new ones. A write started at once would
+        carry the first of them and make the others wait a whole write more, so the group
+        waits for them, at most as long as the last write took (and never more than
+        :data:`GATHER_MAX_SECONDS`): waiting costs at most one write, splitting costs one.
+        A lone client (a group of one) never waits."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + GATHER_MAX_SECONDS
+        deadline = loop.time() + min(GATHER_MAX_SECONDS, self._last_write)
         wake = self._wake
         assert wake is not None
         while len(self._pending) < expected:
@@ -209,11 +208,9 @@ class Agent:
             if remaining <= 0:
                 return
             wake.clear()
-            try:
-                async with asyncio.timeout(min(GATHER_GAP_SECONDS, remaining)):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
                     await wake.wait()
-            except TimeoutError:
-                return  # the arrivals stopped
 
     def _apply(self, group: list[_Mutation]) -> list[Any]:
         """On the worker: the group's calls, then one durable write."""
@@ -226,7 +223,8 @@ class Agent:
             self._admitted, self._identities = admitted, identities
             raise
         self._groups += 1
-        ms = round((time.perf_counter() - began) * 1e3, 3)
+        self._last_write = time.perf_counter() - began
+        ms = round(self._last_write * 1e3, 3)
         _log_group(results, ms)
         return results
 
