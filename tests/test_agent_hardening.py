@@ -200,3 +200,54 @@ def test_sigterm_under_load_stops_within_two_seconds(tmp_path: Path) -> None:
     messages = [r["message"] for r in logs(a)]
     # What was received before the stop is still applied and answered, then the agent stops.
     assert "stopping" in messages and messages[-1] == "stopped"
+
+
+def test_a_failed_group_write_answers_every_request_503_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from pymm import Machine, MemoryManager
+    from pymm.agent import Agent
+
+    manager = MemoryManager(
+        Machine.synthetic(4, memory="8Gi"),
+        topology_policy="single-numa-node",
+        state_dir=tmp_path / "state",
+    )
+    agent = Agent(manager)
+    headers = {"Content-Type": "application/json"}
+
+    def no_space(src: Any, dst: Any) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        async with TestClient(TestServer(agent.application())) as client:
+
+            async def admit(i: int) -> int:
+                body = json.dumps(pod_manifest(f"g{i}", "1Gi"))
+                async with client.post("/v1/admit", data=body, headers=headers) as r:
+                    if r.status == 200:
+                        assert (await r.json())["alreadyAdmitted"] is False
+                    return r.status
+
+            with monkeypatch.context() as m:
+                m.setattr(os, "rename", no_space)
+                failed = await asyncio.gather(*(admit(i) for i in range(8)))
+            retried = await asyncio.gather(*(admit(i) for i in range(8)))
+            return list(failed), list(retried)
+
+    try:
+        failed, retried = asyncio.run(scenario())
+    finally:
+        agent._worker.shutdown()
+        manager.close()
+    # Every request of the failed write was told 503, and none of them happened: the retries
+    # are new admissions, not "alreadyAdmitted".
+    assert failed == [503] * 8
+    assert retried == [200] * 8
+    state = json.loads((tmp_path / "state" / "memory_manager_state").read_text())
+    assert set(state["entries"]) == {f"g{i}" for i in range(8)}
