@@ -46,7 +46,13 @@ import aiohttp
 from aiohttp import web
 
 from pymm import _engine
-from pymm.errors import ConfigError, NotFoundError, PymmError, StateFileError
+from pymm.errors import (
+    ConfigError,
+    NotFoundError,
+    PymmError,
+    StateFileError,
+    StateNotDurableError,
+)
 from pymm.manager import MemoryManager, compile_pod
 from pymm.metrics import exposition
 from pymm.nrt import PodRef, check_node_name, default_node_name, node_resource_topology
@@ -128,7 +134,6 @@ class Agent:
         self._pending: list[_Mutation] = []
         self._wake: asyncio.Event | None = None
         self._committer: asyncio.Task[None] | None = None
-        self._groups = 0
         self._last_write = 0.0
 
     # -- the manager, on its worker thread ------------------------------------------------
@@ -218,11 +223,14 @@ class Agent:
         began = time.perf_counter()
         try:
             results = self.manager.durably_together([m.call for m in group])
+        except StateNotDurableError:
+            # In memory and in the file, only the directory fsync failed: the group happened,
+            # and the retries will find it so.
+            raise
         except BaseException:
             # The manager rolled back; so do our indexes.
             self._admitted, self._identities = admitted, identities
             raise
-        self._groups += 1
         self._last_write = time.perf_counter() - began
         ms = round(self._last_write * 1e3, 3)
         _log_group(results, ms)
