@@ -363,8 +363,11 @@ class Agent:
                 f"the body must be application/json, not {request.content_type or 'missing'}"
             )
         try:
-            async with asyncio.timeout(self.body_timeout):
-                data = await request.read()
+            if request.content.is_eof():
+                data = await request.read()  # all of it arrived with the headers: no wait
+            else:
+                async with asyncio.timeout(self.body_timeout):
+                    data = await request.read()
         except TimeoutError:
             log.warning("body timeout", extra={"path": request.path})
             raise web.HTTPRequestTimeout(
