@@ -180,9 +180,6 @@ class _LabelledCounters:
         with self._lock:
             self._values[values] = self._values.get(values, 0.0) + amount
 
-    def value(self, *values: str) -> float:
-        return self._values.get(values, 0.0)
-
     def metric(self) -> Metric:
         from prometheus_client.metrics_core import Metric
 
