@@ -4,6 +4,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypedDict, final, type_check_only
 
 __all__ = [
+    "CPU_STATE_FILE_NAME",
     "STATE_FILE_NAME",
     "AdmitResult",
     "Engine",
@@ -20,6 +21,7 @@ __all__ = [
     "classify_memory",
     "compare_results",
     "decode_checkpoint",
+    "decode_cpu_checkpoint",
     "decode_machine",
     "defrag_input",
     "memory_kind_rule",
@@ -35,6 +37,7 @@ __all__ = [
 
 __version__: str
 STATE_FILE_NAME: str
+CPU_STATE_FILE_NAME: str
 
 @type_check_only
 class ReservedMemoryEntry(TypedDict):
@@ -268,6 +271,9 @@ class Inspection:
     ) -> dict[str, Any]: ...
 
 def pods_from_manifest(manifest: Mapping[str, Any], defaults: bool = True) -> list[Pod]: ...
+def decode_cpu_checkpoint(
+    text: str,
+) -> tuple[str, int, list[int], dict[str, dict[str, list[int]]]]: ...
 def decode_machine(data: Mapping[str, Any]) -> dict[str, Any]: ...
 def parse_quantity(text: str) -> int: ...
 def canonical_quantity(text: str) -> str: ...

@@ -6,14 +6,21 @@ Guarantees, and how they are kept:
 
 * **Serialised.** Every call that touches the manager runs on one dedicated worker thread, in
   arrival order; the event loop only parses and answers.
-* **Durable before the answer.** ``MemoryManager`` writes the state file (fsync, rename, fsync
-  of the directory) before ``admit``/``remove`` return, and the answer is sent after that.
+* **Group commit, durable before the answer.** Admissions and removals that arrive while the
+  state file is being written wait together; the worker applies them in arrival order, each all
+  or nothing, and makes the whole group durable with one write (fsync, rename, fsync of the
+  directory) (:meth:`~pymm.manager.MemoryManager.durably_together`). Each is answered only
+  after that write; if it fails, none of the group happened and each is answered 503.
 * **A disconnect loses nothing.** The manager call is shielded from the request's
   cancellation: once queued it completes. A client that retries an admission with the same pod
   uid gets ``alreadyAdmitted: true`` and the placement it was given; a rejected admission
   reserved nothing, so its retry is simply a new attempt.
-* **Graceful stop.** On SIGTERM or SIGINT the listeners close, in-flight requests finish, the
-  worker drains, the state-directory lock is released and the socket and ready file removed.
+* **Graceful stop.** On SIGTERM or SIGINT the listeners close, in-flight requests finish (within
+  :data:`SHUTDOWN_SECONDS`), the worker drains, the state-directory lock is released and the
+  socket and ready file removed.
+* **Bounded connections.** A request body must be ``application/json`` (415 otherwise); a
+  connection idle or stuck in its headers for :data:`IDLE_SECONDS`, or in its body for
+  :data:`BODY_SECONDS`, is closed. A client that goes away is a warning in the log.
 
 The endpoints are described in ``deploy/agent-api.md``.
 """
@@ -35,13 +42,22 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 from aiohttp import web
 
-# The CLI's rendering of an admission, so the agent answers exactly as `pymm admit --json`.
-from pymm.commands._output import admission_json as _admission_json
-from pymm.errors import ConfigError, NotFoundError, PymmError, StateFileError
+from pymm import _engine
+from pymm.errors import (
+    ConfigError,
+    PymmError,
+    StateFileError,
+    StateNotDurableError,
+)
 from pymm.manager import MemoryManager, compile_pod
-from pymm.pod import Pod, load_pods
+from pymm.metrics import exposition
+from pymm.nrt import PodRef, check_node_name, default_node_name, node_resource_topology
+
+# The rendering `pymm admit --json` uses too, so the agent answers exactly as the CLI prints.
+from pymm.render import admission_json as _admission_json
 
 __all__ = ["Agent", "claim_socket"]
 
@@ -51,10 +67,39 @@ T = TypeVar("T")
 
 #: Pod manifests larger than this are refused (413) before they are parsed.
 MAX_BODY_BYTES = 4 << 20
+#: A connection that sends no complete request header for this long is closed (idle
+#: keep-alive connections too).
+IDLE_SECONDS = 10.0
+#: A request whose body has not fully arrived after this long is answered 408 and closed.
+BODY_SECONDS = 10.0
+#: On SIGTERM, requests still running after this long are cancelled (their manager call, once
+#: queued, still completes; it is the answer that is lost).
+SHUTDOWN_SECONDS = 1.5
+#: How long an answer given before the whole body arrived waits for the rest of it.
+LINGER_SECONDS = 0.5
+#: The longest a group waits for the clients still to come back (see Agent._gather).
+GATHER_MAX_SECONDS = 0.010
+#: The most changes one durable write carries (a bound on a group's latency, not a limit on
+#: clients: the rest form the next group).
+MAX_GROUP = 1024
 
 
 class _BadRequest(Exception):
     pass
+
+
+class _Unsupported(Exception):
+    pass
+
+
+class _Mutation:
+    """One queued change: the call to make and the future its request awaits."""
+
+    __slots__ = ("call", "future")
+
+    def __init__(self, call: Callable[[], Any], future: asyncio.Future[Any]) -> None:
+        self.call = call
+        self.future = future
 
 
 class Agent:
@@ -66,49 +111,140 @@ class Agent:
         *,
         node_name: str | None = None,
         registry: Any = None,
+        idle_timeout: float = IDLE_SECONDS,
+        body_timeout: float = BODY_SECONDS,
     ) -> None:
         if manager.state_path is None:
             raise ConfigError("the agent needs a manager with a state directory")
         self.manager = manager
-        self.node_name = node_name
+        self.node_name = check_node_name(node_name) if node_name is not None else None
         self.registry = registry
+        self.idle_timeout = idle_timeout
+        self.body_timeout = body_timeout
         # One worker: the manager's calls are serialised in arrival order.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pymm-manager")
         self._admitted: set[str] = set(manager.state.get("entries", {})) | set(manager.active_pods)
+        # Namespace and name of the pods admitted here (the manifests say; the state does not).
+        self._identities: dict[str, PodRef] = {}
         self._runners: list[web.AppRunner] = []
         self._socket: Path | None = None
         self._ready: Path | None = None
         self._serving = False
+        self._pending: list[_Mutation] = []
+        self._wake: asyncio.Event | None = None
+        self._committer: asyncio.Task[None] | None = None
+        self._last_write = 0.0
 
     # -- the manager, on its worker thread ------------------------------------------------
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """A read of the manager, on its worker thread (after any group being applied)."""
         future = asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
         # A client that goes away cancels its handler, never the manager call already queued.
         return await asyncio.shield(future)
 
-    def _admit(self, pod: Pod) -> dict[str, Any]:
-        compiled = compile_pod(pod)
+    async def _mutate(self, fn: Callable[..., T], *args: Any) -> T:
+        """A change of the manager: queued for the next group, answered after its write."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        # A client that went away never reads its outcome: say so, not "never retrieved".
+        future.add_done_callback(_consume)
+        self._pending.append(_Mutation(lambda: fn(*args), future))
+        if self._committer is None:
+            # Without start() (an aiohttp test server): the first change starts the loop.
+            self._committer = loop.create_task(self._commit_loop())
+        self._wakeup()
+        return await asyncio.shield(future)
+
+    def _wakeup(self) -> None:
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        self._wake.set()
+
+    async def _commit_loop(self) -> None:
+        """Applies what is queued as one group, answers each, and waits for the next."""
+        loop = asyncio.get_running_loop()
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        # How many requests the clients keep in flight: the last group and what queued while
+        # it was being written (their senders all come back for the next group).
+        expected = 1
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                await self._gather(expected)
+                group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
+                try:
+                    results = await loop.run_in_executor(self._worker, self._apply, group)
+                    expected = min(len(group) + len(self._pending), MAX_GROUP)
+                except BaseException as e:  # the write failed: none of the group happened
+                    for m in group:
+                        if not m.future.done():
+                            m.future.set_exception(e)
+                    if not isinstance(e, Exception):
+                        raise
+                    continue
+                for m, result in zip(group, results, strict=True):
+                    if m.future.done():
+                        continue
+                    if isinstance(result, Exception):
+                        m.future.set_exception(result)
+                    else:
+                        m.future.set_result(result)
+
+    async def _gather(self, expected: int) -> None:
+        """Lets the group grow to ``expected`` requests: the last group and what queued while
+        it was being written, whose clients all come back once answered.
+
+        They send their next requests a moment after the write ends, one after another as
+        the event loop answers them and reads the new ones. A write started at once would
+        carry the first of them and make the others wait a whole write more, so the group
+        waits for them, at most as long as the last write took (and never more than
+        :data:`GATHER_MAX_SECONDS`): waiting costs at most one write, splitting costs one.
+        A lone client (a group of one) never waits."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(GATHER_MAX_SECONDS, self._last_write)
+        wake = self._wake
+        assert wake is not None
+        while len(self._pending) < expected:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await wake.wait()
+
+    def _apply(self, group: list[_Mutation]) -> list[Any]:
+        """On the worker: the group's calls, then one durable write."""
+        admitted, identities = set(self._admitted), dict(self._identities)
         began = time.perf_counter()
+        try:
+            results = self.manager.durably_together([m.call for m in group])
+        except StateNotDurableError:
+            # In memory and in the file, only the directory fsync failed: the group happened,
+            # and the retries will find it so.
+            raise
+        except BaseException:
+            # The manager rolled back; so do our indexes.
+            self._admitted, self._identities = admitted, identities
+            raise
+        self._last_write = time.perf_counter() - began
+        ms = round(self._last_write * 1e3, 3)
+        _log_group(results, ms)
+        return results
+
+    def _admit(self, pod: _engine.Pod) -> dict[str, Any]:
+        compiled = compile_pod(pod)
         if compiled.uid in self._admitted:
-            out = self._existing(compiled.uid, compiled.container_names)
-            log.info("already admitted", extra={"podUID": compiled.uid})
-            return out
+            return self._existing(compiled.uid, compiled.container_names)
         a = self.manager.admit(compiled)
         if a.admitted:
             self._admitted.add(a.pod_uid)
+            self._identities[a.pod_uid] = PodRef(compiled.namespace, compiled.name, a.pod_uid)
         # The JSON of `pymm admit --json`, plus whether this answer repeats an earlier one.
-        out = {**_admission_json(a), "alreadyAdmitted": False}
-        log.info(
-            "admitted" if a.admitted else "rejected",
-            extra={
-                "podUID": a.pod_uid,
-                "reason": a.reason,
-                "numaNodes": {c: v["numaNodes"] for c, v in out["containers"].items()},
-                "ms": round((time.perf_counter() - began) * 1e3, 3),
-            },
-        )
-        return out
+        return {**_admission_json(a), "alreadyAdmitted": False}
 
     def _existing(self, uid: str, containers: list[str]) -> dict[str, Any]:
         entries = self.manager.state.get("entries", {}).get(uid, {})
@@ -130,28 +266,47 @@ class Agent:
         }
 
     def _remove(self, uid: str, container: str | None) -> dict[str, Any]:
-        # Removal is idempotent for clients that retry: an unknown pod is an answer, not an
-        # error ("removed": false).
-        try:
-            self.manager.remove(uid, container)
-            known = True
-        except NotFoundError:
-            known = False
+        # The operator's release, idempotent for clients that retry: an unknown pod is an
+        # answer, not an error ("removed": false).
+        known = self.manager.release(uid, container, missing_ok=True)
         if container is None:
-            self._admitted.discard(uid)
-        log.info("removed", extra={"podUID": uid, "container": container, "known": known})
+            self._forget(uid)
         return {"podUID": uid, "container": container, "removed": known}
 
-    def _hints(self, pod: Pod) -> dict[str, Any]:
+    def _stop(self, uid: str, container: str | None) -> dict[str, Any]:
+        # The kubelet's RemoveContainer (or, without a container, the pod going away): a
+        # container that never started, or an unknown one, releases nothing and is no error.
+        if container is None:
+            known = self.manager.stop_pod(uid)
+            self._forget(uid)
+        else:
+            known = self.manager.stop(uid, container)
+        return {"podUID": uid, "container": container, "stopped": known}
+
+    def _forget(self, uid: str) -> None:
+        self._admitted.discard(uid)
+        self._identities.pop(uid, None)
+
+    def _hints(self, pod: _engine.Pod) -> dict[str, Any]:
         if self.manager.config["scope"] == "pod":
             return {"": self.manager.hints(pod)}
-        names = [c.name for c in (*pod.init_containers, *pod.containers)]
-        return {c: self.manager.hints(pod, c) for c in names}
+        return {c: self.manager.hints(pod, c) for c in pod.container_names}
+
+    def _nrt(self, node_name: str | None) -> dict[str, Any]:
+        config = self.manager.config
+        return node_resource_topology(
+            self.manager.state,
+            self.manager.machine,
+            node_name=node_name or default_node_name(),
+            topology_policy=config["topology_policy"],
+            scope=config["scope"],
+            # The pods whose manifests this agent admitted: the fingerprint is set when they
+            # are every pod the state holds (not after a restart, until those pods are gone).
+            pods=list(self._identities.values()),
+        )
 
     def _metrics_text(self) -> bytes:
-        from prometheus_client import generate_latest
-
-        return bytes(generate_latest(self.registry))
+        return exposition(self.registry)
 
     # -- HTTP -----------------------------------------------------------------------------
 
@@ -163,6 +318,7 @@ class Agent:
             [
                 web.post("/v1/admit", self._h_admit),
                 web.post("/v1/remove", self._h_remove),
+                web.post("/v1/stop", self._h_stop),
                 web.get("/v1/state", self._h_state),
                 web.post("/v1/hints", self._h_hints),
                 web.get("/v1/nrt", self._h_nrt),
@@ -200,6 +356,8 @@ class Agent:
                 )
                 response.headers["Retry-After"] = "1"
                 return response
+            except _Unsupported as e:
+                return self._json({"error": str(e)}, 415)
             except (_BadRequest, PymmError, ValueError) as e:
                 # Bad input (a malformed manifest, quantity or body): the client's to fix.
                 message = str(e).splitlines()[0] if str(e) else "bad request"
@@ -207,21 +365,62 @@ class Agent:
 
         return errors
 
-    async def _pod(self, request: web.Request) -> Pod:
-        text = await request.text()
-        pods = load_pods(text)
+    async def _body(self, request: web.Request) -> str:
+        """The request's JSON body, read within :data:`BODY_SECONDS`."""
+        if request.content_type != "application/json":
+            raise _Unsupported(
+                f"the body must be application/json, not {request.content_type or 'missing'}"
+            )
+        try:
+            if request.content.is_eof():
+                data = await request.read()  # all of it arrived with the headers: no wait
+            else:
+                async with asyncio.timeout(self.body_timeout):
+                    data = await request.read()
+        except TimeoutError:
+            log.warning("body timeout", extra={"path": request.path})
+            raise web.HTTPRequestTimeout(
+                text=json.dumps({"error": f"the body did not arrive within {self.body_timeout} s"}),
+                content_type="application/json",
+                headers={"Connection": "close"},
+            ) from None
+        except (ConnectionError, aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError):
+            # The client went away mid-body: nothing was read, nothing is done.
+            log.warning("client went away", extra={"path": request.path})
+            raise web.HTTPBadRequest(text='{"error": "incomplete body"}') from None
+        try:
+            return data.decode()
+        except UnicodeDecodeError:
+            raise _BadRequest("body is not UTF-8 text") from None
+
+    async def _pod(self, request: web.Request) -> _engine.Pod:
+        """The one Pod manifest of the body, decoded by the engine with the API server's
+        defaulting (requests default to limits), as ``pymm admit`` reads a manifest."""
+        text = await self._body(request)
+        if not text.strip():
+            raise _BadRequest("expected one Pod manifest, got 0")
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise _BadRequest(
+                f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
+            ) from None
+        except RecursionError:
+            raise _BadRequest("invalid JSON: nested too deeply to be a manifest") from None
+        if not isinstance(doc, dict):
+            raise _BadRequest(f"expected one Pod manifest, got a JSON {type(doc).__name__}")
+        pods = _engine.pods_from_manifest(doc, True)
         if len(pods) != 1:
             raise _BadRequest(f"expected one Pod manifest, got {len(pods)}")
-        # As the API server would have defaulted it: requests default to limits.
-        return pods[0].with_defaults()
+        return pods[0]
 
     async def _h_admit(self, request: web.Request) -> web.Response:
         pod = await self._pod(request)
-        return self._json(await self._call(self._admit, pod))
+        return self._json(await self._mutate(self._admit, pod))
 
-    async def _h_remove(self, request: web.Request) -> web.Response:
+    async def _pod_and_container(self, request: web.Request) -> tuple[str, str | None]:
         try:
-            body = json.loads(await request.text())
+            body = json.loads(await self._body(request))
         except json.JSONDecodeError as e:
             raise _BadRequest(f"body is not JSON: {e}") from None
         if not isinstance(body, dict) or not isinstance(body.get("podUID"), str):
@@ -229,7 +428,15 @@ class Agent:
         container = body.get("container")
         if container is not None and not isinstance(container, str):
             raise _BadRequest("container must be a string")
-        return self._json(await self._call(self._remove, body["podUID"], container))
+        return body["podUID"], container
+
+    async def _h_remove(self, request: web.Request) -> web.Response:
+        uid, container = await self._pod_and_container(request)
+        return self._json(await self._mutate(self._remove, uid, container))
+
+    async def _h_stop(self, request: web.Request) -> web.Response:
+        uid, container = await self._pod_and_container(request)
+        return self._json(await self._mutate(self._stop, uid, container))
 
     async def _h_state(self, _request: web.Request) -> web.Response:
         return self._json(await self._call(lambda: self.manager.state))
@@ -239,8 +446,10 @@ class Agent:
         return self._json({pod.uid: await self._call(self._hints, pod)})
 
     async def _h_nrt(self, request: web.Request) -> web.Response:
-        name = request.query.get("nodeName") or self.node_name
-        return self._json(await self._call(self.manager.nrt, name))
+        name = request.query.get("nodeName", self.node_name)
+        if name is not None:
+            check_node_name(name)
+        return self._json(await self._call(self._nrt, name))
 
     async def _h_metrics(self, _request: web.Request) -> web.Response:
         if self.registry is None:
@@ -272,7 +481,17 @@ class Agent:
             with contextlib.suppress(FileNotFoundError):
                 ready_file.unlink()
         claim_socket(socket_path)
-        runner = web.AppRunner(self.application(), access_log=None, shutdown_timeout=30.0)
+        self._wake = asyncio.Event()
+        self._committer = asyncio.get_running_loop().create_task(self._commit_loop())
+        runner = web.AppRunner(
+            self.application(),
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_SECONDS,
+            keepalive_timeout=self.idle_timeout,
+            # After an early answer (415, 408) aiohttp reads what the client still sends, to
+            # let it see the answer; a stalled client must not hold the connection for long.
+            lingering_time=LINGER_SECONDS,
+        )
         await runner.setup()
         self._runners.append(runner)
         # The socket is created 0600 (no window where others could connect), then checked.
@@ -285,7 +504,12 @@ class Agent:
         self._socket = socket_path
         info: dict[str, Any] = {"pid": os.getpid(), "socket": str(socket_path)}
         if metrics_port is not None:
-            metrics_runner = web.AppRunner(self.metrics_application(), access_log=None)
+            metrics_runner = web.AppRunner(
+                self.metrics_application(),
+                access_log=None,
+                shutdown_timeout=SHUTDOWN_SECONDS,
+                keepalive_timeout=self.idle_timeout,
+            )
             await metrics_runner.setup()
             self._runners.append(metrics_runner)
             site = web.TCPSite(metrics_runner, metrics_address, metrics_port)
@@ -308,6 +532,15 @@ class Agent:
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
+        if self._committer is not None:
+            # Whatever is still queued was received: apply it before stopping.
+            while self._pending:
+                self._wakeup()
+                await asyncio.sleep(0.005)
+            self._committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._committer
+            self._committer = None
         await asyncio.get_running_loop().run_in_executor(None, self._worker.shutdown, True)
         self.manager.close()
         for path in (self._socket, self._ready):
@@ -330,6 +563,53 @@ class Agent:
             await stop.wait()
         finally:
             await self.stop()
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _log_group(results: list[Any], group_ms: float) -> None:
+    """One line per durable write: what each request of the group did (a line per request
+    would cost each request as much CPU as its admission)."""
+    admitted: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    repeated: list[str] = []
+    removed: list[dict[str, Any]] = []
+    stopped: list[dict[str, Any]] = []
+    failed = 0
+    for r in results:
+        if not isinstance(r, dict):
+            failed += 1  # an error answer (a bad pod, ...): the request changed nothing
+        elif "removed" in r:
+            removed.append(
+                {"podUID": r["podUID"], "container": r["container"], "known": r["removed"]}
+            )
+        elif "stopped" in r:
+            stopped.append(
+                {"podUID": r["podUID"], "container": r["container"], "known": r["stopped"]}
+            )
+        elif r.get("alreadyAdmitted"):
+            repeated.append(r["podUID"])
+        elif r["admit"]:
+            nodes = {c: v["numaNodes"] for c, v in r["containers"].items()}
+            admitted.append({"podUID": r["podUID"], "numaNodes": nodes})
+        else:
+            rejected.append({"podUID": r["podUID"], "reason": r["reason"]})
+    record: dict[str, Any] = {"group": len(results), "ms": group_ms}
+    for key, items in (
+        ("admitted", admitted),
+        ("rejected", rejected),
+        ("alreadyAdmitted", repeated),
+        ("removed", removed),
+        ("stopped", stopped),
+    ):
+        if items:
+            record[key] = items
+    if failed:
+        record["failed"] = failed
+    log.info("committed", extra=record)
 
 
 def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:

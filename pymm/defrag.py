@@ -19,18 +19,19 @@ manager through the engine (:meth:`pymm._engine.Engine.admit_on`), the pending p
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pymm import _engine
 from pymm.errors import NotFoundError, PlacementError, SolverError
 from pymm.plan import DEFAULT_TIME_LIMIT, Hints, build_model
+from pymm.views import NodeUsage, compile_pod, usage_of
 
 if TYPE_CHECKING:
-    from pymm.manager import MemoryManager, NodeUsage, PodLike
+    from pymm.views import PodLike
 
-__all__ = ["DefragPlan", "Move", "apply_defrag", "defrag_plan"]
+__all__ = ["DefragPlan", "Move", "apply_steps", "defrag_plan"]
 
 #: Tries at ordering the moves of a solution before another solution is asked for.
 _RETRIES = 8
@@ -148,32 +149,33 @@ def _order(
 
 
 def defrag_plan(
-    mm: MemoryManager,
+    engine: _engine.Engine,
+    node_ids: Sequence[int],
     pod: PodLike | None = None,
     *,
     hints: Hints = None,
     free_node: int | None = None,
     time_limit: float = DEFAULT_TIME_LIMIT,
 ) -> DefragPlan:
-    """The fewest moves after which ``pod`` fits (or ``free_node`` holds nothing); see the
-    module docstring. ``mm`` is left untouched: :func:`apply_defrag` applies a plan."""
-    from pymm.manager import compile_pod
-
+    """The fewest moves after which ``pod`` fits (or ``free_node`` holds nothing) on what
+    ``engine`` runs (a machine of ``node_ids``); see the module docstring. ``engine`` is left
+    untouched: :func:`apply_steps` applies a plan (``mm.defrag_plan`` and
+    ``mm.apply_defrag`` are these on the manager's engine)."""
     if (pod is None) == (free_node is None):
         raise SolverError("defrag_plan: give a pending pod or free_node=, one of them")
     if not (isinstance(time_limit, int | float) and math.isfinite(time_limit) and time_limit > 0):
         raise SolverError(f"time_limit: expected a number of seconds > 0, got {time_limit!r}")
-    if free_node is not None and free_node not in mm.machine.node_ids:
+    if free_node is not None and free_node not in node_ids:
         raise NotFoundError(
             f"free_node: this machine has no NUMA node {free_node} (it has "
-            f"{', '.join(map(str, mm.machine.node_ids))})"
+            f"{', '.join(map(str, node_ids))})"
         )
     pending = compile_pod(pod) if pod is not None else None
     extra = None if hints is None else list(hints)
-    before = tuple(mm.usage())
+    before = tuple(usage_of(engine))
     if pending is not None:
-        copy = mm.copy()
-        fits = copy._engine.apply(_engine.Op.admit(pending, extra))
+        copy = engine.copy()
+        fits = copy.apply(_engine.Op.admit(pending, extra))
         if isinstance(fits, _engine.AdmitResult) and fits.admit:
             # It fits as it is: the kubelet's own admission, no move.
             return DefragPlan(
@@ -183,15 +185,15 @@ def defrag_plan(
                 {},
                 None,
                 before,
-                tuple(copy.usage()),
+                tuple(usage_of(copy)),
                 _pods={pending.uid: pending},
                 _hints=extra,
             )
-    data, movable = _engine.defrag_input(mm._engine, pending, extra)
+    data, movable = _engine.defrag_input(engine, pending, extra)
     pods: dict[str, _engine.Pod] = {p.uid: p for p in movable}
     if pending is not None:
         pods[pending.uid] = pending
-    now = _engine.placements(mm._engine)
+    now = _engine.placements(engine)
     model = build_model(data, free_node=free_node)
     prog = model.program
     running = [i for i, p in enumerate(data["pods"]) if p["uid"] != getattr(pending, "uid", None)]
@@ -240,7 +242,7 @@ def defrag_plan(
             elif sol.values[model.moved[pi]] > 0.5:
                 moves.append(Move(uid, _where(now[uid]), _where(placed[uid])))
         placement = _where(placed.get(pending_uid, {})) if pending_uid is not None else None
-        ordered = _order(mm._engine, moves, pods)
+        ordered = _order(engine, moves, pods)
         if ordered is None:
             if first is None:
                 evicted = [m for m in moves if m.target is None]
@@ -276,23 +278,24 @@ def defrag_plan(
             _pods=pods,
             _hints=extra,
         )
-        return _checked(mm, plan)
+        return _checked(engine, plan)
     if first is not None:
-        return _checked(mm, first)
+        return _checked(engine, first)
     return DefragPlan(False, (), pending_uid, None, free_node, before, (), "no plan", 0.0)
 
 
-def _checked(mm: MemoryManager, plan: DefragPlan) -> DefragPlan:
+def _checked(engine: _engine.Engine, plan: DefragPlan) -> DefragPlan:
     """``plan`` with the usage after it, once its steps have been applied to a copy."""
-    check = mm.copy()
+    check = engine.copy()
     try:
-        _steps(check._engine, plan)
+        _steps(check, plan)
     except PlacementError as e:
         raise SolverError(f"the engine refused the defragmentation plan (a bug): {e}") from e
     node = plan.free_node
-    if node is not None and any(u.node == node and u.reserved for u in check.usage()):
+    after = usage_of(check)
+    if node is not None and any(u.node == node and u.reserved for u in after):
         raise SolverError(f"node {node} still holds memory after the plan (a bug)")
-    return _with_after(plan, tuple(check.usage()))
+    return _with_after(plan, tuple(after))
 
 
 def _with_after(plan: DefragPlan, after: tuple[NodeUsage, ...]) -> DefragPlan:
@@ -357,8 +360,20 @@ def _stays(model: Any, pi: int, ui: int, keep: int, current: list[int]) -> None:
     prog.ub[keep] = 0.0  # where it sits cannot be kept (another pod's rules changed)
 
 
-def apply_defrag(mm: MemoryManager, plan: DefragPlan) -> None:
-    """Applies ``plan`` to ``mm`` (durably with a state directory), all or nothing."""
+def apply_steps(
+    engine: _engine.Engine,
+    plan: DefragPlan,
+    durably: Callable[[Callable[[], None]], None] | None = None,
+) -> None:
+    """Applies ``plan`` to ``engine``, all or nothing; ``durably`` runs the change so that it is
+    written (the manager's durable write)."""
     if not plan.fits:
         raise SolverError("this defragmentation plan does not make the pod fit: nothing to apply")
-    mm._durably("defrag", lambda: _steps(mm._engine, plan))
+
+    def change() -> None:
+        _steps(engine, plan)
+
+    if durably is None:
+        change()
+    else:
+        durably(change)

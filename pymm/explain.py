@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from pymm.manager import Admission, MemoryManager, PodLike, compile_pod
+from pymm.manager import Admission, MemoryManager
+from pymm.views import PodLike, compile_pod
 
 __all__ = ["explain_rejection", "human_size"]
 

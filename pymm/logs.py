@@ -1,6 +1,8 @@
 """Structured logs for the long-running commands (``pymm agent``, ``pymm nrt --watch``): one
 JSON object per line on stderr, with the fields a log pipeline indexes (time, level, logger,
-message) plus whatever a call passes in ``extra=``."""
+message) plus whatever a call passes in ``extra=``. Records of other libraries (aiohttp,
+asyncio) at WARNING and above go through the same formatter, a traceback included as the
+``exc_info`` field of its one line: nothing else reaches stderr."""
 
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def setup_json_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
-    """Sends the ``pymm`` loggers' records to ``stream`` (stderr) as JSON lines."""
+    """Sends the ``pymm`` loggers' records, and every other logger's warnings and errors, to
+    ``stream`` (stderr) as JSON lines."""
     try:
         from pythonjsonlogger.json import JsonFormatter
     except ImportError:
@@ -50,3 +53,8 @@ def setup_json_logging(level: str = "INFO", stream: TextIO | None = None) -> Non
     logger.setLevel(level.upper())
     # The records are complete here; a root handler would print them a second time.
     logger.propagate = False
+    # A library's record would otherwise reach logging's last-resort handler: plain text, a
+    # traceback over many lines.
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)

@@ -34,6 +34,7 @@ from pymm.errors import (
 )
 from pymm.machine import DEFAULT_MACHINE, Machine, as_machine
 from pymm.pod import Pod, probe_pod
+from pymm.views import NodeUsage, PodLike, admit_result, compile_pod, usage_of
 
 if TYPE_CHECKING:
     from pymm.metrics import Metrics
@@ -59,8 +60,6 @@ log = logging.getLogger("pymm")
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
 
-PodLike: TypeAlias = Pod | Mapping[str, Any] | _engine.Pod
-
 
 def reserved_memory_config(value: ReservedMemory) -> list[dict[str, Any]]:
     """Normalises reserved memory to the ``reservedMemory`` list, parsing flag syntax with
@@ -84,29 +83,6 @@ def _providers(hints: Any) -> list[Any] | None:
             f"hints: expected a list of hint providers, got {type(hints).__name__}", key="hints"
         )
     return list(hints) or None
-
-
-def _verdict(outcome: object) -> _engine.AdmitResult:
-    """What ``Engine.apply`` returns for an admission (its result type depends on the op)."""
-    if not isinstance(outcome, _engine.AdmitResult):
-        raise TypeError(f"an admission returned {type(outcome).__name__}")
-    return outcome
-
-
-def compile_pod(pod: PodLike) -> _engine.Pod:
-    """The engine's pod: decoded and checked once, then shared by every admission.
-
-    Takes a :class:`pymm.Pod` (already compiled when it was built), a Kubernetes Pod manifest
-    (``kind: Pod``; the API server's defaulting applies), or a mapping in the engine's shape
-    (``{"uid": ..., "containers": [...]}``).
-    """
-    if isinstance(pod, Pod):
-        return pod.compiled
-    if isinstance(pod, _engine.Pod):
-        return pod
-    if isinstance(pod, Mapping) and "spec" in pod:
-        return _engine.Pod.from_manifest(pod)
-    return _engine.Pod(pod)
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,17 +259,6 @@ class Fragmentation:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class NodeUsage:
-    node: int
-    resource: str
-    total: int
-    system_reserved: int
-    allocatable: int
-    reserved: int
-    free: int
-
-
 def _finishes_then_reports_doubt(
     method: Callable[Concatenate[MemoryManager, _P], _T],
 ) -> Callable[Concatenate[MemoryManager, _P], _T]:
@@ -465,6 +430,12 @@ class MemoryManager:
         return self._store is not None and self._store.read_only
 
     @property
+    def engine(self) -> _engine.Engine:
+        """The engine this manager drives (for the planners and what-if tools: changing it
+        directly bypasses durability, enforcement and metrics)."""
+        return self._engine
+
+    @property
     def policy_name(self) -> str:
         return self._engine.policy_name
 
@@ -507,6 +478,55 @@ class MemoryManager:
             raise
         return result
 
+    def durably_together(self, calls: Sequence[Callable[[], _T]]) -> list[_T | Exception]:
+        """Group commit: runs ``calls`` (each ONE mutating operation of this manager, such as
+        ``lambda: mm.admit(pod)``) in order, then makes all their changes durable with one
+        state-file write. A server with many concurrent clients (``pymm agent``) applies what
+        arrived during the previous write this way, paying one fsync for the group.
+
+        Each call is all or nothing on its own: one that raises changed nothing, and its
+        exception takes its place in the returned list; the others keep their effect. If the
+        write fails, every call is undone and the write's error raised (nothing changed). If
+        only the directory fsync after the rename failed, the changes stay (the file holds them)
+        and :class:`StateNotDurableError` is raised with ``result`` set to the list. Metrics
+        count the calls only once the write succeeded. Not for a manager with enforcement (a
+        pin must follow its own durable write).
+        """
+        if self.enforcement is not None:
+            raise ConfigError("durably_together: not available with enforcement")
+        self._check_writable("apply a group of changes")
+        store, metrics = self._store, self.metrics
+        recorder = metrics.deferred() if metrics is not None else None
+        snapshot = self._engine.snapshot() if store is not None else None
+        results: list[_T | Exception] = []
+        # Detached, the store is not written by each call, only once below.
+        self._store = None
+        self.metrics = recorder  # type: ignore[assignment]  # records like Metrics, later
+        try:
+            for call in calls:
+                try:
+                    results.append(call())
+                except Exception as e:  # one engine call: it changed nothing
+                    results.append(e)
+        finally:
+            self._store, self.metrics = store, metrics
+        try:
+            self._persist()
+        except StateNotDurableError as e:
+            if recorder is not None:
+                recorder.commit()
+            e.result = results
+            raise
+        except BaseException:
+            if snapshot is not None:
+                self._engine.rollback(snapshot)
+            if recorder is not None:
+                recorder.discard()
+            raise
+        if recorder is not None:
+            recorder.commit()
+        return results
+
     def admit(
         self,
         pod: PodLike,
@@ -529,7 +549,7 @@ class MemoryManager:
             compiled = pod.compiled if type(pod) is Pod else compile_pod(pod)
             extra = None if hints is None else _providers(hints)
             op = _engine.Op.admit(compiled, extra, start, trace)
-            return Admission(compiled, _verdict(self._engine.apply(op)))
+            return Admission(compiled, admit_result(self._engine.apply(op)))
         return self._admit_recorded(pod, hints, start, trace)
 
     @_finishes_then_reports_doubt
@@ -540,7 +560,7 @@ class MemoryManager:
         extra = _providers(hints)
         began = time.perf_counter() if self.metrics is not None else 0.0
         op = _engine.Op.admit(compiled, extra, start, trace)
-        raw = _verdict(self._durably("admit", lambda: self._engine.apply(op)))
+        raw = admit_result(self._durably("admit", lambda: self._engine.apply(op)))
         if self.metrics is not None:
             # Timed as the kubelet times its scope's Admit: the state file write included.
             self.metrics.record_admission(
@@ -574,7 +594,9 @@ class MemoryManager:
         if optimize:
             return self._admit_planned(compiled, start, time_limit)
         ops = [_engine.Op.admit(c, None, start) for c in compiled]
-        results = [_verdict(r) for r in self._durably("admit", lambda: self._engine.apply_all(ops))]
+        results = [
+            admit_result(r) for r in self._durably("admit", lambda: self._engine.apply_all(ops))
+        ]
         admissions = [Admission(c, r) for c, r in zip(compiled, results, strict=True)]
         if self.enforcement and start:
             for a in admissions:
@@ -587,7 +609,9 @@ class MemoryManager:
     ) -> list[Admission]:
         from pymm.plan import DEFAULT_TIME_LIMIT, apply_placements, plan
 
-        best = plan(self, compiled, time_limit=time_limit or DEFAULT_TIME_LIMIT, compare=False)
+        best = plan(
+            self._engine, compiled, time_limit=time_limit or DEFAULT_TIME_LIMIT, compare=False
+        )
         pinned = {uid: True for uid in best.pinned}
         results = self._durably(
             "admit",
@@ -606,12 +630,20 @@ class MemoryManager:
         *,
         hints: Mapping[str, Sequence[Mapping[str, Any]] | None] | None = None,
         time_limit: float | None = None,
+        compare: bool = True,
     ) -> Any:
-        """The best placement of a batch of pods on top of what runs, and the kubelet's result
-        beside it, as a :class:`pymm.plan.Plan` (see :mod:`pymm.plan`); nothing changes here."""
+        """The best placement of a batch of pods on top of what runs, and (``compare``) the
+        kubelet's result beside it, as a :class:`pymm.plan.Plan` (see :mod:`pymm.plan`);
+        nothing changes here."""
         from pymm.plan import DEFAULT_TIME_LIMIT, plan
 
-        return plan(self, pods, hints=hints, time_limit=time_limit or DEFAULT_TIME_LIMIT)
+        return plan(
+            self._engine,
+            pods,
+            hints=hints,
+            time_limit=time_limit or DEFAULT_TIME_LIMIT,
+            compare=compare,
+        )
 
     def defrag_plan(
         self,
@@ -628,7 +660,8 @@ class MemoryManager:
         from pymm.plan import DEFAULT_TIME_LIMIT
 
         return defrag_plan(
-            self,
+            self._engine,
+            self.machine.node_ids,
             pod,
             hints=hints,
             free_node=free_node,
@@ -639,9 +672,9 @@ class MemoryManager:
     def apply_defrag(self, plan: Any) -> None:
         """Applies a :meth:`defrag_plan`: the moves in order, then the pending pod on its
         nodes; with a state directory in one durable write, all or nothing."""
-        from pymm.defrag import apply_defrag
+        from pymm.defrag import apply_steps
 
-        apply_defrag(self, plan)
+        apply_steps(self._engine, plan, durably=lambda steps: self._durably("defrag", steps))
 
     def _pin_admission(self, admission: Admission) -> None:
         # The reservation is durable first: a failed pin raises CgroupError with the
@@ -822,7 +855,7 @@ class MemoryManager:
         return tuple(nodes) if nodes is not None else None
 
     def usage(self) -> list[NodeUsage]:
-        return [NodeUsage(*row) for row in self._engine.usage()]
+        return usage_of(self._engine)
 
     def groups(self) -> dict[int, tuple[int, ...]]:
         """Node id -> the group (nodes pinned together) it belongs to."""

@@ -39,9 +39,10 @@ from typing import TYPE_CHECKING, Any
 
 from pymm import _engine
 from pymm.errors import PlacementError, SolverError
+from pymm.views import admit_result, compile_pod
 
 if TYPE_CHECKING:
-    from pymm.manager import MemoryManager, PodLike
+    from pymm.views import PodLike
 
 __all__ = ["DEFAULT_TIME_LIMIT", "Plan", "plan"]
 
@@ -470,26 +471,24 @@ def _extras(pods: Sequence[Any], hints: Mapping[str, Hints] | None) -> list[Any]
 
 
 def kubelet_admissions(
-    mm: MemoryManager, pods: Sequence[PodLike], hints: Mapping[str, Hints] | None = None
+    engine: _engine.Engine, pods: Sequence[PodLike], hints: Mapping[str, Hints] | None = None
 ) -> list[_engine.AdmitResult]:
-    """The kubelet's admission of ``pods`` one after another, on a copy of ``mm``."""
-    from pymm.manager import compile_pod
-
-    copy = mm.copy()
+    """The kubelet's admission of ``pods`` one after another, on a copy of ``engine``."""
+    copy = engine.copy()
     compiled = [compile_pod(p) for p in pods]
     extras = _extras(compiled, hints)
     ops = [
         _engine.Op.admit(p, None if e is None else list(e))
         for p, e in zip(compiled, extras, strict=True)
     ]
-    return [_verdict(r) for r in copy._engine.apply_all(ops)]
+    return [admit_result(r) for r in copy.apply_all(ops)]
 
 
 def kubelet_admitted(
-    mm: MemoryManager, pods: Sequence[PodLike], hints: Mapping[str, Hints] | None = None
+    engine: _engine.Engine, pods: Sequence[PodLike], hints: Mapping[str, Hints] | None = None
 ) -> int:
-    """How many of ``pods`` the kubelet admits one after another, on a copy of ``mm``."""
-    return sum(r.admit for r in kubelet_admissions(mm, pods, hints))
+    """How many of ``pods`` the kubelet admits one after another, on a copy of ``engine``."""
+    return sum(r.admit for r in kubelet_admissions(engine, pods, hints))
 
 
 def apply_placements(
@@ -526,40 +525,31 @@ def apply_placements(
     results = engine.apply_all(ops)
     out: list[_engine.AdmitResult | None] = [None] * len(pods)
     for i, r in zip(order, results, strict=True):
-        out[i] = _verdict(r)
+        out[i] = admit_result(r)
     return [r for r in out if r is not None]
 
 
-def _verdict(outcome: object) -> _engine.AdmitResult:
-    from pymm.manager import _verdict as verdict
-
-    return verdict(outcome)
-
-
 def plan(
-    mm: MemoryManager,
+    engine: _engine.Engine,
     pods: Iterable[PodLike],
     *,
     hints: Mapping[str, Hints] | None = None,
     time_limit: float = DEFAULT_TIME_LIMIT,
     compare: bool = True,
 ) -> Plan:
-    """The best placement of ``pods`` on top of what ``mm`` runs (see the module docstring).
+    """The best placement of ``pods`` on top of what ``engine`` runs (see the module
+    docstring; ``mm.plan(pods)`` is this on the manager's engine).
 
     ``hints`` gives pods other hint providers (pod uid -> the ``hints=`` of
-    :meth:`MemoryManager.admit`). The plan is checked by applying it to a copy of ``mm``;
-    ``mm`` itself is left untouched (``mm.admit_many(pods, optimize=True)`` applies one).
-    With ``compare`` the kubelet's own result (sequential admission in order) is computed too.
+    :meth:`MemoryManager.admit`). The plan is checked by applying it to a copy of ``engine``,
+    which is left untouched (``mm.admit_many(pods, optimize=True)`` applies one). With
+    ``compare`` the kubelet's own result (sequential admission in order) is computed too.
     """
-    from pymm.manager import compile_pod
-
     if not (isinstance(time_limit, int | float) and math.isfinite(time_limit) and time_limit > 0):
         raise SolverError(f"time_limit: expected a number of seconds > 0, got {time_limit!r}")
     compiled = [compile_pod(p) for p in pods]
     extras = _extras(compiled, hints)
-    data = _engine.plan_input(
-        mm._engine, compiled, [None if e is None else list(e) for e in extras]
-    )
+    data = _engine.plan_input(engine, compiled, [None if e is None else list(e) for e in extras])
     model, sol = solve_plan(data, time_limit)
     if model.program.cost and not sol.values:
         raise SolverError(
@@ -568,9 +558,9 @@ def plan(
         )
     placements = model.placements(data, sol.values) if model.z else {}
     pinned = {p["uid"]: bool(p["pinned"]) for p in data["pods"]}
-    copy = mm.copy()
+    copy = engine.copy()
     try:
-        results = apply_placements(copy._engine, compiled, placements, pinned, hints)
+        results = apply_placements(copy, compiled, placements, pinned, hints)
     except PlacementError as e:
         raise SolverError(f"the engine refused the solver's plan (a bug in pymm): {e}") from e
     for p, r in zip(compiled, results, strict=True):
@@ -594,7 +584,7 @@ def plan(
     }
     return Plan(
         admitted=len(admitted),
-        kubelet_admitted=kubelet_admitted(mm, compiled, hints) if compare else None,
+        kubelet_admitted=kubelet_admitted(engine, compiled, hints) if compare else None,
         optimal=len(admitted) >= bound,
         bound=bound,
         rejected=tuple(p.uid for p in compiled if p.uid not in admitted),

@@ -13,6 +13,7 @@ imported only here.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -20,12 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pymm.errors import ApiServerError, ConfigError
-from pymm.nrt import GROUP, PLURAL, VERSION
+from pymm.nrt import GROUP, MANAGED_BY, PLURAL, VERSION, PodRef, pod_refs
 
 if TYPE_CHECKING:
     from kubernetes.client import CustomObjectsApi
 
-__all__ = ["NrtPublisher", "custom_objects_api", "watch_state"]
+__all__ = ["NrtPublisher", "custom_objects_api", "node_pods", "watch_state"]
 
 log = logging.getLogger("pymm.publish")
 
@@ -57,13 +58,44 @@ def custom_objects_api(kubeconfig: str | None = None, context: str | None = None
     return k8s.client.CustomObjectsApi()
 
 
-class NrtPublisher:
-    """Creates or updates NodeResourceTopology objects, remembering each one's version."""
+def node_pods(api: Any, node_name: str) -> list[PodRef]:
+    """The node's non-terminal pods, as the scheduler sees them (``list pods`` with a field
+    selector on ``spec.nodeName``), for the pod set fingerprint."""
+    k8s = _kubernetes()
+    core = k8s.client.CoreV1Api(api.api_client)
+    try:
+        # Raw JSON: only metadata and phase are read, and a pod the client's models would
+        # refuse (a newer field, an odd value) must not break the listing.
+        response = core.list_pod_for_all_namespaces(
+            field_selector=f"spec.nodeName={node_name}", _preload_content=False
+        )
+        listed = json.loads(response.data)
+    except k8s.client.ApiException as e:
+        reason = (getattr(e, "reason", None) or "").strip()
+        raise ApiServerError(
+            f"listing the pods of {node_name}: the API server answered {e.status} {reason}".rstrip()
+        ) from e
+    except (OSError, k8s_transport_errors()) as e:
+        raise ApiServerError(f"cannot reach the API server: {e}") from e
+    return pod_refs(listed)
 
-    def __init__(self, api: CustomObjectsApi, *, attempts: int = 5) -> None:
+
+class NrtPublisher:
+    """Creates or updates NodeResourceTopology objects, remembering each one's version.
+
+    It replaces only objects it created (labelled ``app.kubernetes.io/managed-by: pymm``):
+    one that resource-topology-exporter or another publisher wrote is refused, unless
+    ``force`` (then the next write carries pymm's label and the object is pymm's)."""
+
+    def __init__(self, api: CustomObjectsApi, *, attempts: int = 5, force: bool = False) -> None:
         self._api = api
         self._attempts = attempts
+        self._force = force
         self._versions: dict[str, str | None] = {}
+
+    @property
+    def api(self) -> CustomObjectsApi:
+        return self._api
 
     def publish(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Makes the cluster's object equal ``obj``; returns what the API server stored."""
@@ -114,6 +146,12 @@ class NrtPublisher:
                 return None
             raise ApiServerError(_describe(e, name)) from e
         meta = current.get("metadata", {}) if isinstance(current, dict) else {}
+        labels = meta.get("labels") or {}
+        if labels.get(MANAGED_BY[0]) != MANAGED_BY[1] and not self._force:
+            raise ApiServerError(
+                f"NodeResourceTopology {name} exists and was not created by pymm (it lacks the "
+                f"label {MANAGED_BY[0]}={MANAGED_BY[1]}); --force takes it over"
+            )
         version = meta.get("resourceVersion")
         return str(version) if version is not None else None
 

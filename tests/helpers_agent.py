@@ -46,10 +46,18 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def call(conn: http.client.HTTPConnection, method: str, path: str, body: Any = None) -> Any:
-    """One request; returns (status, parsed JSON or text)."""
-    data = None if body is None else (body if isinstance(body, str) else json.dumps(body))
-    conn.request(method, path, body=data)
+def call(
+    conn: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    body: Any = None,
+    content_type: str | None = "application/json",
+) -> Any:
+    """One request (a body is sent as ``content_type``, None: no header); returns (status,
+    parsed JSON or text)."""
+    data = None if body is None else (body if isinstance(body, str | bytes) else json.dumps(body))
+    headers = {"Content-Type": content_type} if data is not None and content_type else {}
+    conn.request(method, path, body=data, headers=headers)
     response = conn.getresponse()
     raw = response.read().decode()
     kind = response.getheader("Content-Type") or ""
@@ -249,3 +257,55 @@ async def run_load(
         )
     result.seconds = time.perf_counter() - began
     return result
+
+
+# -- throughput -------------------------------------------------------------------------------
+
+
+def _request(path: str, body: dict[str, Any]) -> bytes:
+    data = json.dumps(body).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    )
+    return head.encode() + data
+
+
+async def _answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, Any]]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    length = next(
+        int(v)
+        for k, _, v in (h.partition(": ") for h in lines[1:])
+        if k.lower() == "content-length"
+    )
+    body: dict[str, Any] = json.loads(await reader.readexactly(length))
+    return status, body
+
+
+async def _pairs_client(socket_path: Path, index: int, pairs: int) -> int:
+    """Admits then removes ``pairs`` pods, one request at a time, checking every answer."""
+    reader, writer = await asyncio.open_unix_connection(str(socket_path))
+    try:
+        for i in range(pairs):
+            uid = f"tp{index}-{i}"
+            writer.write(_request("/v1/admit", pod_manifest(uid, "1Gi")))
+            status, body = await _answer(reader)
+            assert status == 200 and body["admit"] and not body["alreadyAdmitted"], body
+            writer.write(_request("/v1/remove", {"podUID": uid}))
+            status, body = await _answer(reader)
+            assert status == 200 and body["removed"] is True, body
+    finally:
+        writer.close()
+    return 2 * pairs
+
+
+async def run_pairs(socket_path: Path, *, clients: int, pairs: int) -> float:
+    """``clients`` concurrent clients, each admitting and removing ``pairs`` pods over one
+    kept-alive connection with a minimal HTTP client (so that, on a small machine, the load
+    generator takes little CPU from the agent it measures); returns the seconds taken."""
+    began = time.perf_counter()
+    done = await asyncio.gather(*(_pairs_client(socket_path, i, pairs) for i in range(clients)))
+    assert sum(done) == 2 * pairs * clients
+    return time.perf_counter() - began

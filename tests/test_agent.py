@@ -26,9 +26,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from pymm import Machine, MemoryManager, _engine
 from pymm.cli import main
 from pymm.commands.state import inspect_text
+from pymm.nrt import pod_fingerprint
 
 GI = 2**30
 POLICY = ("--topology-policy", "single-numa-node")
+JSON = {"Content-Type": "application/json"}
 
 #: The load test's size: 20,000 requests take about 15 s here; PYMM_AGENT_LOAD_REQUESTS changes it.
 LOAD_REQUESTS = int(os.environ.get("PYMM_AGENT_LOAD_REQUESTS", "20000"))
@@ -148,6 +150,40 @@ def test_remove_one_container(agent: AgentProcess) -> None:
     assert set(state["entries"]["p"]) == {"c0"}
 
 
+def test_stop_is_the_kubelets_remove_container(agent: AgentProcess) -> None:
+    conn = agent.connection()
+    call(conn, "POST", "/v1/admit", pod_manifest("p", "2Gi", containers=2))
+    status, body = call(conn, "POST", "/v1/stop", {"podUID": "p", "container": "c1"})
+    assert (status, body["stopped"], body["container"]) == (200, True, "c1")
+    _, state = call(conn, "GET", "/v1/state")
+    assert set(state["entries"]["p"]) == {"c0"}
+    # Stopped again, or never known: nothing happens, and it is no error.
+    for request in (
+        {"podUID": "p", "container": "c1"},
+        {"podUID": "ghost", "container": "c0"},
+        {"podUID": "ghost"},
+    ):
+        status, body = call(conn, "POST", "/v1/stop", request)
+        assert (status, body["stopped"]) == (200, False), request
+    # The whole pod goes away; a retried admission of its uid is a new admission.
+    status, body = call(conn, "POST", "/v1/stop", {"podUID": "p"})
+    assert (status, body["stopped"]) == (200, True)
+    _, state = call(conn, "GET", "/v1/state")
+    assert state.get("entries", {}) == {}  # the kubelet's JSON leaves an empty map out
+    _, again = call(conn, "POST", "/v1/admit", pod_manifest("p", "2Gi", containers=2))
+    assert again["admit"] is True and again["alreadyAdmitted"] is False
+
+
+def test_a_rejected_pods_containers_stop_without_error(agent: AgentProcess) -> None:
+    conn = agent.connection()
+    _, a = call(conn, "POST", "/v1/admit", pod_manifest("huge", "4000Gi"))
+    assert a["admit"] is False
+    status, body = call(conn, "POST", "/v1/stop", {"podUID": "huge", "container": "c0"})
+    assert (status, body["stopped"]) == (200, False)
+    status, body = call(conn, "POST", "/v1/remove", {"podUID": "huge"})
+    assert (status, body["removed"]) == (200, False)
+
+
 def test_hints_and_nrt(agent: AgentProcess) -> None:
     conn = agent.connection()
     call(conn, "POST", "/v1/admit", pod_manifest("a", "6Gi"))
@@ -164,7 +200,14 @@ def test_hints_and_nrt(agent: AgentProcess) -> None:
     assert hints == {"b": {"c0": expected}}
     status, nrt = call(conn, "GET", "/v1/nrt?nodeName=worker-3")
     assert status == 200
-    assert nrt == mm.nrt("worker-3")
+    # The manager's object, plus the fingerprint of the one pod the agent admitted (its
+    # manifest named it: namespace "load", name "a").
+    expected = mm.nrt("worker-3")
+    expected["attributes"] += [
+        {"name": "nodeTopologyPodsFingerprint", "value": pod_fingerprint([("load", "a")])},
+        {"name": "nodeTopologyPodsFingerprintMethod", "value": "with-exclusive-resources"},
+    ]
+    assert nrt == expected
     crd = yaml.safe_load((ROOT / "deploy" / "crd.yaml").read_text())
     jsonschema.validate(nrt, crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
 
@@ -172,10 +215,12 @@ def test_hints_and_nrt(agent: AgentProcess) -> None:
 @pytest.mark.parametrize(
     ("path", "body", "message"),
     [
-        ("/v1/admit", "kind: Pod\nmetadata: {name: x}\nspec: {containers: [{name: c, resources: "
-         "{limits: {memory: lots}}}]}", "lots"),
+        ("/v1/admit", '{"kind": "Pod", "metadata": {"name": "x"}, "spec": {"containers": '
+         '[{"name": "c", "resources": {"limits": {"memory": "lots"}}}]}}', "lots"),
         ("/v1/admit", "[", "invalid JSON"),
-        ("/v1/admit", "kind: [", "invalid YAML"),
+        ("/v1/admit", "kind: [", "invalid JSON"),
+        ("/v1/admit", "[]", "expected one Pod manifest, got a JSON list"),
+        ("/v1/admit", '{"kind": "List", "items": []}', "expected one Pod manifest, got 0"),
         ("/v1/admit", "", "expected one Pod manifest, got 0"),
         ("/v1/remove", "{}", "podUID"),
         ("/v1/remove", "not json", "not JSON"),
@@ -368,10 +413,10 @@ def test_a_failed_state_write_is_503_and_the_retry_succeeds(
                     m.setattr(os, "rename", rename)
                 else:
                     m.setattr(os, "fsync", fsync)
-                first = await client.post("/v1/admit", data=body)
+                first = await client.post("/v1/admit", data=body, headers=JSON)
                 first_body = await first.json()
             assert os.rename is real_rename
-            retry = await client.post("/v1/admit", data=body)
+            retry = await client.post("/v1/admit", data=body, headers=JSON)
             return (
                 first.status,
                 first_body,

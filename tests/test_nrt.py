@@ -59,11 +59,16 @@ def test_single_numa_numbers_are_total_allocatable_and_free() -> None:
     obj = mm.nrt("worker-1")
     assert obj["apiVersion"] == "topology.node.k8s.io/v1alpha2"
     assert obj["kind"] == "NodeResourceTopology"
-    assert obj["metadata"] == {"name": "worker-1"}
+    assert obj["metadata"] == {
+        "name": "worker-1",
+        "labels": {"app.kubernetes.io/managed-by": "pymm"},
+    }
     assert res(zone(obj, 0)) == {"capacity": 16 * GI, "allocatable": 15 * GI, "available": 11 * GI}
     assert res(zone(obj, 1)) == {"capacity": 16 * GI, "allocatable": 15 * GI, "available": 15 * GI}
     # Binary-SI text as the kubelet writes memory quantities.
-    assert zone(obj, 0)["resources"][0]["available"] == "11Gi"
+    assert [r["available"] for r in zone(obj, 0)["resources"] if r["name"] == "memory"] == ["11Gi"]
+    # CPUs as resource-topology-exporter reports them: whole CPUs, all free without a CPU state.
+    assert res(zone(obj, 0), "cpu") == {"capacity": 1, "allocatable": 1, "available": 1}
     assert zone(obj, 0)["type"] == "Node"
     assert zone(obj, 1)["costs"] == [
         {"name": "node-0", "value": 20},
@@ -123,7 +128,7 @@ def test_hugepages_are_resources_and_empty_page_sizes_are_left_out() -> None:
     assert mm.admit(pod)["c"].numa_nodes == (0,)
     obj = mm.nrt("n")
     names = [r["name"] for r in zone(obj, 0)["resources"]]
-    assert names == ["hugepages-1Gi", "memory"]
+    assert names == ["cpu", "hugepages-1Gi", "memory"]
     assert res(zone(obj, 0), "hugepages-1Gi") == {
         "capacity": 4 * GI,
         "allocatable": 4 * GI,
@@ -255,7 +260,7 @@ def test_schema_rejects_broken_objects(validator: jsonschema.protocols.Validator
     good = two_nodes().nrt("n")
     validator.validate(good)
     bad_quantity = json.loads(json.dumps(good))
-    bad_quantity["zones"][0]["resources"][0]["available"] = "12 Gi"
+    bad_quantity["zones"][0]["resources"][-1]["available"] = "12 Gi"
     missing = json.loads(json.dumps(good))
     del missing["zones"][1]["resources"][0]["allocatable"]
     for bad in (bad_quantity, missing):
@@ -284,4 +289,9 @@ def test_round_trips_through_the_kubernetes_client_models() -> None:
     assert meta.name == "worker-7"
     assert meta.resource_version == "42"
     back = client.sanitize_for_serialization(meta)  # type: ignore[no-untyped-call]
-    assert back == {"name": "worker-7", "resourceVersion": "42", "uid": "u-1"}
+    assert back == {
+        "name": "worker-7",
+        "labels": {"app.kubernetes.io/managed-by": "pymm"},
+        "resourceVersion": "42",
+        "uid": "u-1",
+    }

@@ -19,6 +19,7 @@ from helpers_apiserver import FakeApiServer
 
 from pymm import Container, Machine, MemoryManager, Pod, parse_quantity
 from pymm.cli import main
+from pymm.nrt import pod_fingerprint
 from pymm.publish import NrtPublisher, custom_objects_api
 
 ROOT = Path(__file__).parent.parent
@@ -80,7 +81,7 @@ def test_kubelet_state_file(capsys: pytest.CaptureFixture[str]) -> None:
         machine.unlink()
     obj = json.loads(capsys.readouterr().out)
     names = {r["name"] for z in obj["zones"] for r in z["resources"]}
-    assert names == {"memory", "hugepages-1Gi", "hugepages-2Mi"}
+    assert names == {"cpu", "memory", "hugepages-1Gi", "hugepages-2Mi"}
 
 
 def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -187,3 +188,95 @@ def test_watch_republishes_on_change_and_stops_on_sigterm(
     assert [c[0] for c in api.calls()] == ["POST", "PUT"]
     logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert any(rec["message"] == "stopping" and rec["signal"] == "SIGTERM" for rec in logs)
+
+
+# -- ownership, the pod list, and what the API server refuses ---------------------------------
+
+
+def foreign_object(name: str) -> dict[str, Any]:
+    """What resource-topology-exporter publishes: no pymm label, its own attributes."""
+    return {
+        "apiVersion": "topology.node.k8s.io/v1alpha2",
+        "kind": "NodeResourceTopology",
+        "metadata": {"name": name, "resourceVersion": "7", "uid": "rte"},
+        "topologyPolicies": ["SingleNUMANodeContainerLevel"],
+        "attributes": [{"name": "nodeTopologyPodsFingerprint", "value": "pfp0v001aaaa"}],
+        "zones": [{"name": "node-0", "type": "Node", "resources": []}],
+    }
+
+
+def test_apply_never_overwrites_an_object_it_did_not_create(
+    state_dir: Path, api: FakeApiServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.objects["w1"] = foreign_object("w1")
+    kubeconfig = str(api.kubeconfig(tmp_path))
+    assert main(nrt_args(state_dir, "--apply", "--kubeconfig", kubeconfig)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "was not created by pymm" in err[0] and "--force" in err[0]
+    assert api.objects["w1"]["metadata"]["uid"] == "rte"
+    assert api.objects["w1"]["attributes"][0]["value"] == "pfp0v001aaaa"  # untouched
+    assert [c[0] for c in api.calls()] == ["POST", "GET"]
+    # --force takes it over: replaced with pymm's object, which now carries pymm's label.
+    assert main(nrt_args(state_dir, "--apply", "--kubeconfig", kubeconfig, "--force")) == 0
+    labels = api.objects["w1"]["metadata"]["labels"]
+    assert labels == {"app.kubernetes.io/managed-by": "pymm"}
+    assert [c[0] for c in api.calls()][-3:] == ["POST", "GET", "PUT"]
+    # From then on it is pymm's: no --force needed.
+    assert main(nrt_args(state_dir, "--apply", "--kubeconfig", kubeconfig)) == 0
+
+
+def test_apply_fingerprints_the_pods_the_api_server_lists(
+    state_dir: Path, api: FakeApiServer, tmp_path: Path
+) -> None:
+    def pod(ns: str, name: str, uid: str, node: str, phase: str = "Running") -> dict[str, Any]:
+        meta = {"namespace": ns, "name": name, "uid": uid}
+        return {"metadata": meta, "spec": {"nodeName": node}, "status": {"phase": phase}}
+
+    api.pods = [
+        pod("db", "first-0", "first", "w1"),  # the pod the state holds
+        pod("web", "front", "front-uid", "w1"),  # on the node, holding nothing exclusive
+        pod("db", "other", "other-uid", "w2"),  # another node
+    ]
+    kubeconfig = str(api.kubeconfig(tmp_path))
+    assert main(nrt_args(state_dir, "--apply", "--kubeconfig", kubeconfig)) == 0
+    found = {a["name"]: a["value"] for a in api.objects["w1"]["attributes"]}
+    assert found["nodeTopologyPodsFingerprint"] == pod_fingerprint([("db", "first-0")])
+    assert found["nodeTopologyPodsFingerprintMethod"] == "with-exclusive-resources"
+    assert api.pod_listings() == ["fieldSelector=spec.nodeName%3Dw1"]
+
+
+@pytest.mark.parametrize(
+    ("break_it", "message"),
+    [
+        (lambda o: o["zones"][0].pop("type"), "'type' is a required property"),
+        (lambda o: o["zones"][0]["resources"][0].update(capacity="lots"), "does not match"),
+        (lambda o: o["metadata"].update(name="Worker_1"), "RFC 1123"),
+        (lambda o: o.update(apiVersion="topology.node.k8s.io/v1beta9"), "apiVersion"),
+    ],
+    ids=["zone-without-type", "capacity-lots", "name-Worker_1", "wrong-version"],
+)
+def test_the_fake_api_server_refuses_what_the_real_one_refuses(
+    api: FakeApiServer, tmp_path: Path, break_it: Any, message: str
+) -> None:
+    from kubernetes.client import ApiException
+
+    m = Machine.from_catalog(MACHINE)
+    obj = MemoryManager(m, reserved_memory=m.reserve_per_node("1Gi")).nrt("w1")
+    broken = json.loads(json.dumps(obj))
+    break_it(broken)
+    objects = custom_objects_api(str(api.kubeconfig(tmp_path)))
+    with pytest.raises(ApiException) as info:
+        objects.create_cluster_custom_object(
+            "topology.node.k8s.io", "v1alpha2", "noderesourcetopologies", broken
+        )
+    assert info.value.status == 422 and message in json.loads(info.value.body or "{}")["message"]
+    # The object as pymm writes it is accepted, under either served version (v1alpha1
+    # requires topologyPolicies, which pymm always sets).
+    objects.create_cluster_custom_object(
+        "topology.node.k8s.io", "v1alpha2", "noderesourcetopologies", obj
+    )
+    v1 = {**obj, "apiVersion": "topology.node.k8s.io/v1alpha1", "metadata": {"name": "w2"}}
+    objects.create_cluster_custom_object(
+        "topology.node.k8s.io", "v1alpha1", "noderesourcetopologies", v1
+    )
+    assert set(api.objects) == {"w1", "w2"}

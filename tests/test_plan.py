@@ -225,7 +225,7 @@ def test_plans_reach_the_exhaustive_optimum(
     assert p.planned == best if exact else p.planned <= best
     if exact:
         assert p.kubelet_admitted is not None and p.admitted >= p.kubelet_admitted
-    assert p.kubelet_admitted == kubelet_admitted(mm, pods, hints)
+    assert p.kubelet_admitted == kubelet_admitted(mm.engine, pods, hints)
     applied = mm.copy()
     out = applied.admit_many(pods, optimize=True)
     assert sum(a.admitted for a in out) >= p.admitted
@@ -353,4 +353,4 @@ def test_without_highspy_the_command_says_which_extra(tmp_path: Path) -> None:
         "pymm: error: batch placement needs the HiGHS solver: pip install 'pymm[plan]' (highspy)"
     ]
     with pytest.raises(SolverError, match="time_limit"):
-        plan(MemoryManager(Machine.synthetic(2)), [], time_limit=-1)
+        plan(MemoryManager(Machine.synthetic(2)).engine, [], time_limit=-1)

@@ -33,6 +33,7 @@
 pub mod checkpoint;
 pub mod checkpoint_reader;
 pub mod config;
+pub mod cpu_checkpoint;
 pub mod decode;
 pub mod error;
 pub mod fragmentation;

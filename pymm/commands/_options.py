@@ -16,10 +16,11 @@ from pymm.commands._recorded import (
     check_reserved,
     flags_of,
     load_recorded,
+    parse_hugepages,
     write_recorded,
 )
-from pymm.errors import ConfigError, PodError, PymmError
-from pymm.machine import DEFAULT_MACHINE, MAX_U64, Machine, page_size_kib
+from pymm.errors import ConfigError, PodError
+from pymm.machine import DEFAULT_MACHINE, Machine
 from pymm.manager import Enforcement, MemoryManager
 from pymm.pod import Pod, load_pods, load_pods_file
 from pymm.statefile import CONFIG_FILE_NAME
@@ -156,24 +157,6 @@ def build_machine(args: argparse.Namespace, base: Machine | None = None) -> Mach
     machine = base if base is not None else _base_machine(args)
     pools = parse_hugepages(getattr(args, "hugepages", None) or ())
     return machine.with_hugepages(pools) if pools else machine
-
-
-def parse_hugepages(items: Iterable[str]) -> dict[str, int]:
-    """``--hugepages SIZE=PAGES`` values as size -> pages."""
-    pools: dict[str, int] = {}
-    for item in items:
-        size, sep, count = item.partition("=")
-        # isdigit() alone accepts superscripts and other digits int() refuses.
-        if not sep or not size or not (count.isascii() and count.isdigit()):
-            raise ConfigError(f"--hugepages {item!r}: expected SIZE=PAGES, e.g. 2Mi=1024")
-        try:
-            page_size_kib(size)
-        except PymmError as e:
-            raise ConfigError(f"--hugepages {item!r}: page size {size!r}: {e}") from e
-        if int(count) > MAX_U64:
-            raise ConfigError(f"--hugepages {item!r}: PAGES must be at most {MAX_U64}")
-        pools[size] = int(count)
-    return pools
 
 
 def parse_options(items: Iterable[str], flag: str = "--policy-option") -> dict[str, str]:

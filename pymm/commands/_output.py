@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pymm.manager import Admission, MemoryManager
+from pymm.render import admission_json
 
 __all__ = [
     "admission_json",
@@ -41,26 +42,6 @@ def fmt_bytes(n: int) -> str:
     if n >= _GIB:
         return f"{n / _GIB:.2f} GiB"
     return f"{n / 2**20:.0f} MiB"
-
-
-def admission_json(a: Admission) -> dict[str, Any]:
-    return {
-        "podUID": a.pod_uid,
-        "admit": a.admitted,
-        "reason": a.reason,
-        "message": a.message,
-        "containers": {
-            name: {
-                "numaNodes": list(p.numa_nodes) if p.numa_nodes else None,
-                "cpusetMems": p.cpuset_mems,
-                "blocks": [
-                    {"numaAffinity": list(b.numa_nodes), "type": b.resource, "size": b.size}
-                    for b in p.blocks
-                ],
-            }
-            for name, p in a.placements.items()
-        },
-    }
 
 
 def print_admission(con: Console, a: Admission, why: str | None = None) -> None:

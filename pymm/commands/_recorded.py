@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pymm import __version__, parse_quantity
-from pymm.errors import ConfigError, StateFileError
-from pymm.machine import Machine, page_size_kib
+from pymm.errors import ConfigError, PymmError, StateFileError
+from pymm.machine import MAX_U64, Machine, page_size_kib
 from pymm.manager import reserved_memory_config
 from pymm.statefile import CONFIG_FILE_NAME, atomic_write, check_state_directory, read_file
 
@@ -35,6 +35,7 @@ __all__ = [
     "check_reserved",
     "flags_of",
     "load_recorded",
+    "parse_hugepages",
     "write_recorded",
 ]
 
@@ -95,9 +96,25 @@ def _canonical_options(value: Any) -> Any:
 
 
 def _canonical_hugepages(value: Any) -> Any:
-    from pymm.commands._options import parse_hugepages
-
     return sorted((page_size_kib(s), n) for s, n in parse_hugepages(value or ()).items())
+
+
+def parse_hugepages(items: Iterable[str]) -> dict[str, int]:
+    """``--hugepages SIZE=PAGES`` values as size -> pages."""
+    pools: dict[str, int] = {}
+    for item in items:
+        size, sep, count = item.partition("=")
+        # isdigit() alone accepts superscripts and other digits int() refuses.
+        if not sep or not size or not (count.isascii() and count.isdigit()):
+            raise ConfigError(f"--hugepages {item!r}: expected SIZE=PAGES, e.g. 2Mi=1024")
+        try:
+            page_size_kib(size)
+        except PymmError as e:
+            raise ConfigError(f"--hugepages {item!r}: page size {size!r}: {e}") from e
+        if int(count) > MAX_U64:
+            raise ConfigError(f"--hugepages {item!r}: PAGES must be at most {MAX_U64}")
+        pools[size] = int(count)
+    return pools
 
 
 def _canonical_quantity(value: Any) -> Any:

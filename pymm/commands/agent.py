@@ -47,6 +47,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--node-name", help="the Node's name for GET /v1/nrt (default: $NODE_NAME, else host name)"
     )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="close a connection that sends no complete request header for this long, idle "
+        "keep-alive connections included (default 10)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="answer 408 and close a connection whose request body takes longer (default 10)",
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=run)
 
@@ -70,7 +85,13 @@ def run(args: argparse.Namespace) -> int:
     registry = prometheus_client.CollectorRegistry()
     manager = build_manager(args, metrics=Metrics(registry))
     try:
-        agent = Agent(manager, node_name=args.node_name, registry=registry)
+        agent = Agent(
+            manager,
+            node_name=args.node_name,
+            registry=registry,
+            idle_timeout=args.idle_timeout,
+            body_timeout=args.body_timeout,
+        )
         claim_socket(Path(args.socket))
     except BaseException:
         manager.close()

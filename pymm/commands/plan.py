@@ -23,7 +23,7 @@ from pymm.commands._output import console, fmt_bytes
 from pymm.errors import ConfigError, ScenarioError
 from pymm.machine import Machine
 from pymm.manager import MemoryManager
-from pymm.plan import DEFAULT_TIME_LIMIT, Plan, kubelet_admissions, plan
+from pymm.plan import DEFAULT_TIME_LIMIT, Plan, kubelet_admissions
 
 __all__ = ["load_scenario_batch", "register", "run"]
 
@@ -155,8 +155,8 @@ def run(args: argparse.Namespace) -> int:
         hints = {}
         mm = build_manager(args, read_only=True)
     with mm:
-        best = plan(mm, pods, hints=hints, time_limit=args.time_limit, compare=False)
-        kubelet = kubelet_admissions(mm, pods, hints)
+        best = mm.plan(pods, hints=hints, time_limit=args.time_limit, compare=False)
+        kubelet = kubelet_admissions(mm.engine, pods, hints)
     best = best.with_kubelet(sum(k.admit for k in kubelet))
     if args.json:
         print(json.dumps(best.to_json(), indent=1))

@@ -5,6 +5,7 @@ use super::errors::IntoPy;
 use super::pod::PyPod;
 use crate::checkpoint;
 use crate::config::Config;
+use crate::cpu_checkpoint;
 use crate::decode::Subject;
 use crate::fragmentation::Fragmentation;
 use crate::inspect::{inspect, Inspection};
@@ -12,6 +13,7 @@ use crate::version::{CheckpointFormat, KubeletVersion};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 /// A converted file: its bytes, notes, checksum and dataChecksum.
 type Converted<'py> = (Bound<'py, PyBytes>, Vec<String>, u64, Option<u64>);
@@ -45,6 +47,39 @@ pub fn decode_checkpoint<'py>(
         );
     }
     Ok((cp.policy_name, cp.checksum, to_py(py, &data)?))
+}
+
+/// Decodes a kubelet `cpu_manager_state` and checks its checksum:
+/// `(policy_name, checksum, default_cpus, {pod: {container: cpus}})`.
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+pub fn decode_cpu_checkpoint(
+    text: &str,
+) -> PyResult<(
+    String,
+    u64,
+    Vec<u32>,
+    BTreeMap<String, BTreeMap<String, Vec<u32>>>,
+)> {
+    let cp = cpu_checkpoint::decode(text).py()?;
+    let (default, pods) = cpu_checkpoint::cpu_sets(&cp).py()?;
+    let pods = pods
+        .into_iter()
+        .map(|(pod, cs)| {
+            (
+                pod,
+                cs.into_iter()
+                    .map(|(c, s)| (c, s.into_iter().collect()))
+                    .collect(),
+            )
+        })
+        .collect();
+    Ok((
+        cp.policy_name,
+        cp.checksum,
+        default.into_iter().collect(),
+        pods,
+    ))
 }
 
 /// go-spew's text that the state file's checksum is computed over.

@@ -44,6 +44,11 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(quantity::node_allocatable, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint::decode_checkpoint, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint::checkpoint_spew_text, m)?)?;
+    m.add_function(wrap_pyfunction!(checkpoint::decode_cpu_checkpoint, m)?)?;
+    m.add(
+        "CPU_STATE_FILE_NAME",
+        crate::cpu_checkpoint::CPU_STATE_FILE_NAME,
+    )?;
     m.add_function(wrap_pyfunction!(merge::merge_hints, m)?)?;
     m.add_function(wrap_pyfunction!(memkind::classify_memory, m)?)?;
     m.add_function(wrap_pyfunction!(memkind::memory_kind_rule, m)?)?;
