@@ -1,13 +1,14 @@
 """Pods as the memory manager sees them, and readers for Kubernetes Pod manifests.
 
 Only what affects memory placement is kept: container names, resource requests and limits,
-which init containers are sidecars, whether the pod sets pod-level resources, and its
-annotations (``pymm.io/memory-tier``).
+which init containers are sidecars, the pod's own requests and limits (``spec.resources``,
+pod-level resources), and its annotations (``pymm.io/memory-tier``).
 
-The engine decodes and checks every pod once, as the API server would (quantities, negative
-values, requests above limits, duplicate container names, hugepage resource names), and its
-errors name the field. This module only offers Python ways to build pods and reads YAML/JSON
-text: a :class:`Pod` is compiled by the engine when it is made, and admitting it reuses that.
+The engine decodes and checks every pod once, as the Kubernetes API server validates a Pod
+(names, quantities, resource names, requests against limits, whole hugepages, duplicate
+container names), and its errors name the field. This module only offers Python ways to
+build pods and reads YAML/JSON text (a key given twice is refused, naming its line): a
+:class:`Pod` is compiled by the engine when it is made, and admitting it reuses that.
 Quantities are Kubernetes quantity strings (``"1Gi"``, ``"500m"``); numbers given from Python
 become strings with :func:`str`.
 """
@@ -26,7 +27,15 @@ import yaml
 from pymm import _engine
 from pymm.errors import PodError, PymmError
 
-__all__ = ["Container", "Pod", "QuantityLike", "load_pods", "load_pods_file", "probe_pod"]
+__all__ = [
+    "Container",
+    "Pod",
+    "QuantityLike",
+    "Resources",
+    "load_pods",
+    "load_pods_file",
+    "probe_pod",
+]
 
 QuantityLike = str | int | float
 """A Kubernetes quantity string, or a number that is converted with :func:`str`."""
@@ -222,12 +231,49 @@ def _container(d: Mapping[str, Any]) -> Container:
 
 
 @dataclass(frozen=True, slots=True)
+class Resources:
+    """A pod's own requests and limits (``spec.resources``, pod-level resources): cpu, memory
+    and hugepages for the pod as a whole. Falsy when neither is set, as the kubelet reads an
+    empty ``resources: {}``."""
+
+    requests: Mapping[str, str] = field(default_factory=dict)
+    limits: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "requests", _resources(self.requests, "resources.requests"))
+        object.__setattr__(self, "limits", _resources(self.limits, "resources.limits"))
+
+    def __bool__(self) -> bool:
+        return bool(self.requests) or bool(self.limits)
+
+    def to_dict(self) -> dict[str, dict[str, str]]:
+        return {"requests": dict(self.requests), "limits": dict(self.limits)}
+
+
+def _pod_resources(value: object) -> Resources:
+    if isinstance(value, Resources):
+        return value
+    # False in this place is the boolean this field replaced: no pod-level resources.
+    if value is None or value is False:
+        return Resources()
+    if not isinstance(value, Mapping):
+        raise _error("resources", f"expected a mapping, got {_kind(value)}", "resources")
+    unknown = sorted(str(k) for k in value if k not in ("requests", "limits"))
+    if unknown:
+        raise _error(
+            "resources", f"unknown key {unknown[0]!r} (known: requests, limits)", "resources"
+        )
+    return Resources(value.get("requests") or {}, value.get("limits") or {})
+
+
+@dataclass(frozen=True, slots=True)
 class Pod:
     """A pod: its identity, its app containers and its init containers (in start order).
 
-    ``has_pod_level_resources`` records that ``spec.resources`` is set; the kubelet's memory
-    manager does not place memory for such pods. The engine checks the pod when it is made
-    (:class:`~pymm.errors.PodError` names the field) and keeps the result in ``compiled``.
+    ``resources`` are the pod's own requests and limits (``spec.resources``); the kubelet's
+    memory manager does not place memory for a pod that sets them. The engine checks the pod
+    when it is made (:class:`~pymm.errors.PodError` names the field) and keeps the result in
+    ``compiled``.
     """
 
     uid: str
@@ -235,7 +281,7 @@ class Pod:
     namespace: str = "default"
     containers: tuple[Container, ...] = ()
     init_containers: tuple[Container, ...] = ()
-    has_pod_level_resources: bool = False
+    resources: Resources = field(default_factory=Resources)
     annotations: Mapping[str, str] = field(default_factory=dict)
     compiled: _engine.Pod = field(init=False, repr=False, compare=False, hash=False)
 
@@ -245,9 +291,7 @@ class Pod:
         for attr in ("uid", "name", "namespace"):
             if not isinstance(getattr(self, attr), str):
                 raise _error(attr, f"expected a string, got {_kind(getattr(self, attr))}", attr)
-        if not isinstance(self.has_pod_level_resources, bool):
-            kind = _kind(self.has_pod_level_resources)
-            raise _error("has_pod_level_resources", f"expected a bool, got {kind}")
+        object.__setattr__(self, "resources", _pod_resources(self.resources))
         for attr in ("containers", "init_containers"):
             value = getattr(self, attr)
             if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
@@ -274,7 +318,7 @@ class Pod:
                 self.namespace,
                 self.containers,
                 self.init_containers,
-                self.has_pod_level_resources,
+                self.resources,
                 dict(self.annotations),
             ),
         )
@@ -287,19 +331,25 @@ class Pod:
         init: Iterable[Container] = (),
         name: str = "",
         namespace: str = "default",
-        has_pod_level_resources: bool = False,
+        resources: Resources | Mapping[str, Mapping[str, QuantityLike]] | None = None,
         annotations: Mapping[str, str] | None = None,
     ) -> Pod:
-        """``Pod.of("p1", Container.of("c1", memory="1Gi"), init=[...])``."""
+        """``Pod.of("p1", Container.of("c1", memory="1Gi"), init=[...])``; ``resources`` are
+        the pod's own ``{"requests": {...}, "limits": {...}}``."""
         return cls(
             uid=uid,
             name=name,
             namespace=namespace,
             containers=tuple(containers),
             init_containers=tuple(init),
-            has_pod_level_resources=has_pod_level_resources,
+            resources=resources,  # type: ignore[arg-type]
             annotations=annotations or {},
         )
+
+    @property
+    def has_pod_level_resources(self) -> bool:
+        """Whether the pod sets its own requests or limits (``spec.resources``)."""
+        return bool(self.resources)
 
     @property
     def memory_tier(self) -> str | None:
@@ -307,17 +357,11 @@ class Pod:
         return self.annotations.get(MEMORY_TIER_ANNOTATION)
 
     def with_defaults(self) -> Pod:
-        """A copy with Kubernetes API-server defaulting applied to every container: a resource
-        that has a limit but no request gets request = limit."""
-        return Pod(
-            self.uid,
-            self.name,
-            self.namespace,
-            tuple(c.with_defaults() for c in self.containers),
-            tuple(c.with_defaults() for c in self.init_containers),
-            self.has_pod_level_resources,
-            self.annotations,
-        )
+        """A copy as the Kubernetes API server defaults it: in every container a resource
+        with a limit but no request requests its limit, and a pod with pod-level limits gets
+        the pod-level requests (and hugepage limits) the API server fills in. Checked as the
+        API server checks the defaulted pod."""
+        return _from_compiled(self.compiled.with_defaults())
 
     def to_dict(self) -> dict[str, Any]:
         """The plain data the engine takes (snake_case keys, JSON-serialisable)."""
@@ -327,16 +371,21 @@ class Pod:
             "namespace": self.namespace,
             "containers": [c.to_dict() for c in self.containers],
             "init_containers": [c.to_dict() for c in self.init_containers],
-            "has_pod_level_resources": self.has_pod_level_resources,
+            "resources": self.resources.to_dict(),
             "annotations": dict(self.annotations),
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Pod:
+    def from_dict(cls, d: Mapping[str, Any], *, kubelet: bool = False) -> Pod:
         """A pod from plain data (the shape of :meth:`to_dict`), also in the camelCase of
-        scenario files (``initContainers``, ``restartPolicy``, ``hasPodLevelResources``).
-        Keys the engine does not read (a scenario's ``fakePodHints``) are ignored."""
-        return _from_compiled(_engine.Pod(d))
+        scenario files (``initContainers``, ``restartPolicy``). Keys the engine does not read
+        (a scenario's ``fakePodHints``) are ignored.
+
+        Checked as the API server checks a pod; ``kubelet=True`` reads it as the kubelet is
+        handed it instead, without the API server's name, uid and resource rules (the
+        kubelet's own unit tests use container names such as ``fakeContainer1`` and pods
+        without a uid)."""
+        return _from_compiled(_engine.Pod(d, kubelet))
 
     @classmethod
     def from_manifest(cls, obj: Mapping[str, Any], *, defaults: bool = False) -> Pod:
@@ -360,7 +409,7 @@ def _from_compiled(compiled: _engine.Pod) -> Pod:
         ("namespace", d["namespace"]),
         ("containers", tuple(_container(c) for c in d["containers"])),
         ("init_containers", tuple(_container(c) for c in d["init_containers"])),
-        ("has_pod_level_resources", d["has_pod_level_resources"]),
+        ("resources", Resources(d["resources"]["requests"], d["resources"]["limits"])),
         ("annotations", _Frozen(d["annotations"])),
         ("compiled", compiled),
     ):

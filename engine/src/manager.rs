@@ -373,7 +373,7 @@ impl Manager {
                 namespace: String::new(),
                 containers,
                 init_containers: vec![],
-                pod_level_resources: false,
+                resources: Default::default(),
                 annotations: BTreeMap::new(),
                 tier: None,
                 qos: std::sync::OnceLock::new(),

@@ -187,6 +187,10 @@ impl Quantity {
     pub fn is_positive(&self) -> bool {
         self.nanos > 0
     }
+    /// A whole number of units (`MilliValue() % 1000 == 0` for the values the API takes).
+    pub fn is_whole(&self) -> bool {
+        self.nanos % NANO == 0
+    }
 
     /// `Quantity.Value()`: rounded up to a whole unit.
     pub fn value(&self) -> i128 {

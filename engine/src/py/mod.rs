@@ -29,6 +29,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<pod::PyPod>()?;
     m.add_class::<checkpoint::PyInspection>()?;
     m.add_function(wrap_pyfunction!(pod::pods_from_manifest, m)?)?;
+    m.add_function(wrap_pyfunction!(pod::check_unique_uids_of, m)?)?;
     m.add_function(wrap_pyfunction!(machine::decode_machine, m)?)?;
     m.add_function(wrap_pyfunction!(quantity::parse_quantity, m)?)?;
     m.add_function(wrap_pyfunction!(quantity::canonical_quantity, m)?)?;
