@@ -17,7 +17,8 @@ from typing import Any
 
 from pymm import _engine
 from pymm._engine import parse_quantity
-from pymm.errors import MachineError
+from pymm._text import json_loads
+from pymm.errors import MachineError, WrongTypeError
 
 __all__ = ["DEFAULT_MACHINE", "MAX_U64", "HugePages", "Machine", "NumaNode", "page_size_kib"]
 
@@ -40,14 +41,13 @@ def _catalog() -> dict[str, str]:
 
 
 def page_size_kib(size: str | int) -> int:
-    """A hugepage size as KiB: ``"2Mi"`` -> 2048, ``"1Gi"`` -> 1048576, ``2048`` -> 2048."""
+    """A hugepage size as KiB: ``"2Mi"`` -> 2048, ``"hugepages-1Gi"`` -> 1048576, ``2048`` ->
+    2048. Sizes are powers of two, as the kernel's are (the engine's rule)."""
+    if isinstance(size, bool) or not isinstance(size, str | int):
+        raise WrongTypeError.of("size", size, "a hugepage size such as '2Mi' or KiB as an int")
     if isinstance(size, int):
         return size
-    text = size.removeprefix("hugepages-")
-    nbytes = int(parse_quantity(text))
-    if nbytes <= 0 or nbytes % 1024:
-        raise MachineError(f"hugepage size {size!r} is not a positive multiple of 1Ki")
-    return nbytes // 1024
+    return _engine.hugepage_size_kib(size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +118,7 @@ class Machine:
     @classmethod
     def from_json(cls, text: str) -> Machine:
         try:
-            data = json.loads(text)
+            data = json_loads(text)
         except json.JSONDecodeError as e:
             raise MachineError(f"machine description is not valid JSON: {e}") from e
         except RecursionError:

@@ -18,20 +18,22 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from pymm import _engine
-from pymm.errors import PodError, PymmError
+from pymm._text import json_loads
+from pymm.errors import InputFileError, PodError, PymmError, WrongTypeError
 
 __all__ = [
     "Container",
     "Pod",
     "QuantityLike",
     "Resources",
+    "check_unique_uids",
     "load_pods",
     "load_pods_file",
     "probe_pod",
@@ -428,19 +430,47 @@ def _one_line(text: str) -> str:
 _TOO_DEEP = "invalid {}: nested too deeply (no Pod manifest is anywhere near this deep)"
 
 
+class _OnceLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping key given twice (PyYAML keeps the last one
+    silently, so ``limits: {memory: 1Gi, memory: 100Gi}`` would reserve 100Gi; kubectl's
+    reader refuses it). Keys a ``<<`` merge brings in may repeat: overriding them is what a
+    merge is for."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Mark] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark)
+                except TypeError:
+                    continue  # an unhashable key: the base constructor reports it
+                if first is not key_node.start_mark:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"key {key!r} is given twice in one mapping (first at line "
+                        f"{first.line + 1})",
+                        key_node.start_mark,
+                    )
+        return super().construct_mapping(node, deep=deep)
+
+
 def _parse_documents(text: str) -> list[object]:
     # Like kubectl: text that starts like JSON is JSON, so a stray trailing comma is reported
     # as the JSON error it is rather than being read as a YAML flow mapping.
     if text.lstrip().startswith(("{", "[")):
         try:
-            return [json.loads(text)]
+            return [json_loads(text)]
         except json.JSONDecodeError as exc:
             msg = _one_line(exc.msg)
             raise PodError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {msg}") from exc
         except RecursionError:
             raise PodError(_TOO_DEEP.format("JSON")) from None
     try:
-        docs = list(yaml.safe_load_all(text))
+        docs = list(yaml.load_all(text, Loader=_OnceLoader))
     except yaml.YAMLError as exc:
         raise PodError(_yaml_message(exc)) from exc
     except RecursionError:
@@ -499,45 +529,102 @@ def _yaml_message(exc: yaml.YAMLError) -> str:
     return f"invalid YAML: {_one_line(str(exc))}"
 
 
-def load_pods(text: str) -> list[Pod]:
+def load_pods(text: str, *, defaults: bool = False) -> list[Pod]:
     """Read pods from YAML or JSON text: one Pod, several YAML documents (``---``), or a
     ``kind: List``/``PodList`` with ``items`` (what ``kubectl get pods -o yaml`` prints).
-    Empty documents are skipped.
+    Empty documents are skipped; a key given twice in one mapping, and a pod uid given twice,
+    are errors. ``defaults`` applies the API server's defaulting (see
+    :meth:`Pod.with_defaults`).
 
     Raises :class:`~pymm.errors.PodError` naming the document and field path of any problem.
     """
-    docs = _parse_documents(text)
-    pods: list[Pod] = []
-    for i, doc in enumerate(docs):
-        if doc is None:
-            continue
-        try:
-            if not isinstance(doc, Mapping):
-                raise PodError(f"expected a mapping (a Pod, List or PodList), got {_kind(doc)}")
-            pods.extend(_from_compiled(p) for p in _engine.pods_from_manifest(doc, False))
-        except PodError as exc:
-            # Numbered only when there is more than one document, so a lone pod's path stays
-            # plain.
-            if len(docs) > 1:
-                raise PodError(f"document {i + 1}: {exc}", field=exc.field) from exc
-            raise
+    pods, labels = read_pods(text, defaults=defaults)
+    check_unique_uids(pods, labels)
     return pods
 
 
-def load_pods_file(path: str | os.PathLike[str]) -> list[Pod]:
-    """:func:`load_pods` on a UTF-8 file. Errors are prefixed with the file's path."""
-    with open(path, "rb") as f:
-        data = f.read()
+def read_pods(text: str, *, defaults: bool = False) -> tuple[list[Pod], list[str]]:
+    """:func:`load_pods`' pods, each with where it was read (``document 2: items[0]``), for a
+    caller that reads several inputs and checks their uids together."""
+    if not isinstance(text, str):
+        raise WrongTypeError.of(
+            "text", text, "str (the manifest's text; load_pods_file reads a file)"
+        )
+    docs = _parse_documents(text)
+    pods: list[Pod] = []
+    labels: list[str] = []
+    for i, doc in enumerate(docs):
+        if doc is None:
+            continue
+        # Numbered only when there is more than one document, so a lone pod's path stays
+        # plain.
+        where = f"document {i + 1}" if len(docs) > 1 else ""
+        try:
+            if not isinstance(doc, Mapping):
+                raise PodError(f"expected a mapping (a Pod, List or PodList), got {_kind(doc)}")
+            compiled = _engine.pods_from_manifest(doc, defaults)
+        except PodError as exc:
+            if where:
+                raise PodError(f"{where}: {exc}", field=exc.field) from exc
+            raise
+        pods.extend(_from_compiled(p) for p in compiled)
+        listed = doc.get("kind") in ("List", "PodList")
+        labels.extend(
+            ": ".join(filter(None, (where, f"items[{j}]" if listed else ""))) or "the manifest"
+            for j in range(len(compiled))
+        )
+    return pods, labels
+
+
+def check_unique_uids(pods: Sequence[Pod], labels: Sequence[str]) -> None:
+    """Refuses a pod uid given twice among ``pods`` (:class:`~pymm.errors.PodError` naming
+    both places, as ``labels`` give them): in one batch the second copy would be reported
+    admitted while the first holds the memory."""
+    _engine.check_unique_uids([p.compiled for p in pods], list(labels))
+
+
+def load_pods_file(path: str | os.PathLike[str], *, defaults: bool = False) -> list[Pod]:
+    """:func:`load_pods` on a UTF-8 file. Errors are prefixed with the file's path; a file
+    that cannot be read raises :class:`~pymm.errors.InputFileError` (an ``OSError``), and one
+    without a pod (empty, ``/dev/null``) :class:`~pymm.errors.PodError`."""
+    pods, labels = read_pods_file(path, defaults=defaults)
+    check_unique_uids(pods, labels)
+    return pods
+
+
+def read_pods_file(
+    path: str | os.PathLike[str], *, defaults: bool = False
+) -> tuple[list[Pod], list[str]]:
+    """:func:`load_pods_file`'s pods, each with where it was read (``pods.yaml: items[1]``).
+    ``"-"`` is not special here: the caller reads standard input."""
+    if isinstance(path, bool | int) or not isinstance(path, str | os.PathLike):
+        # An int would be read as an open file descriptor.
+        raise WrongTypeError.of("path", path, "a file path (str or os.PathLike)")
+    name = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise InputFileError.of(name, exc, "manifest") from exc
+    return read_pods_bytes(data, str(name), defaults=defaults)
+
+
+def read_pods_bytes(
+    data: bytes, name: str, *, defaults: bool = False
+) -> tuple[list[Pod], list[str]]:
+    """Pods of a manifest's bytes read from ``name`` (a path, or ``standard input``): UTF-8,
+    at least one pod; errors and labels start with ``name``."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PodError(
-            f"{os.fspath(path)}: not UTF-8 text (bad byte at offset {exc.start})"
-        ) from exc
+        raise PodError(f"{name}: not UTF-8 text (bad byte at offset {exc.start})") from exc
     try:
-        return load_pods(text)
+        pods, labels = read_pods(text, defaults=defaults)
     except PodError as exc:
-        raise PodError(f"{os.fspath(path)}: {exc}", field=exc.field) from exc
+        raise PodError(f"{name}: {exc}", field=exc.field) from exc
+    if not pods:
+        raise PodError(f"{name}: no pods in the manifest (expected a Pod, a List or a PodList)")
+    return pods, [name if label == "the manifest" else f"{name}: {label}" for label in labels]
 
 
 def probe_pod(spec: str | Pod | None = None) -> Pod:
@@ -546,6 +633,10 @@ def probe_pod(spec: str | Pod | None = None) -> Pod:
     something to place (a probe nothing pins would "fit" without end)."""
     if isinstance(spec, Pod):
         return _guaranteed(spec, f"probe pod {spec.uid!r}")
+    if spec is not None and not isinstance(spec, str):
+        raise WrongTypeError.of(
+            "probe", spec, "a Pod, a size such as '8Gi', or 'memory=QTY,hugepages-SIZE=QTY'"
+        )
     text = (spec or "8Gi").strip()
     where = f"probe {text!r}"
     resources: dict[str, str] = {}

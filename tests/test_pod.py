@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import errno
 import json
+import os
 import pickle
 import textwrap
 from pathlib import Path
@@ -14,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pymm import canonical_quantity
-from pymm.errors import PodError, PymmError
+from pymm.errors import InputFileError, PodError, PymmError
 from pymm.pod import Container, Pod, load_pods, load_pods_file
 
 CONFORMANCE = Path(__file__).parent / "conformance"
@@ -597,8 +599,19 @@ class TestManifest:
         assert _pod_error(load_pods_file, path) == f"{path}: kind: expected 'Pod', got 'Deployment'"
         path.write_bytes(b"kind: Pod\nmetadata: {name: \xff}\n")
         assert _pod_error(load_pods_file, path) == f"{path}: not UTF-8 text (bad byte at offset 27)"
-        with pytest.raises(FileNotFoundError):
-            load_pods_file(tmp_path / "missing.yaml")
+        # Issue 19: a missing file or a directory was a plain OSError, /dev/null no pods.
+        for where, code in ((tmp_path / "missing.yaml", errno.ENOENT), (tmp_path, errno.EISDIR)):
+            with pytest.raises(InputFileError) as info:
+                load_pods_file(where)
+            assert (info.value.errno, info.value.path) == (code, str(where))
+            assert str(info.value).startswith(f"cannot read manifest {where}: ")
+            assert isinstance(info.value, OSError)
+        for empty in (tmp_path / "empty.yaml", Path(os.devnull)):
+            if empty != Path(os.devnull):
+                empty.write_text("# nothing\n---\n")
+            assert _pod_error(load_pods_file, empty) == (
+                f"{empty}: no pods in the manifest (expected a Pod, a List or a PodList)"
+            )
 
 
 def yaml_dump(obj: object) -> str:

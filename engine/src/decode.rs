@@ -423,3 +423,88 @@ mod name_tests {
         assert!(m.contains("\"a\\nb\"") && !m.contains('\n'), "{m}");
     }
 }
+
+// -- JSON text with each key once ----------------------------------------------------------------
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::fmt;
+
+/// Reads a JSON value only to find a key given twice in one object (Go's encoding/json and
+/// Python's json keep the last; kubectl refuses such a manifest).
+struct NoDuplicates<'a>(&'a RefCell<Option<String>>);
+
+impl<'de> DeserializeSeed<'de> for NoDuplicates<'_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NoDuplicates<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        while seq.next_element_seed(NoDuplicates(self.0))?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                *self.0.borrow_mut() = Some(key);
+                return Err(de::Error::custom("duplicate key"));
+            }
+            map.next_value_seed(NoDuplicates(self.0))?;
+        }
+        Ok(())
+    }
+}
+
+/// The first key given twice in one object of a JSON text, with its line and column (1-based),
+/// or `None` (also when the text is not JSON, or nests deeper than serde_json's 128 levels:
+/// its reader reports that, and no pymm document nests a tenth as deep).
+pub fn first_duplicate_key(text: &str) -> Option<(String, usize, usize)> {
+    let found = RefCell::new(None);
+    let mut d = serde_json::Deserializer::from_str(text);
+    match NoDuplicates(&found).deserialize(&mut d) {
+        Err(e) => found.into_inner().map(|key| (key, e.line(), e.column())),
+        Ok(()) => None,
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    #[test]
+    fn a_key_given_twice_is_found_with_its_line() {
+        let text = "{\"a\": {\"memory\": \"1Gi\",\n  \"memory\": \"100Gi\"}}";
+        let (key, line, _) = first_duplicate_key(text).unwrap();
+        assert_eq!((key.as_str(), line), ("memory", 2));
+        assert_eq!(first_duplicate_key("{\"a\": 1, \"b\": [{\"a\": 2}]}"), None);
+        assert_eq!(first_duplicate_key("{\"a\": "), None);
+        assert!(first_duplicate_key("[{}, {\"x\": 1, \"x\": 2}]").is_some());
+    }
+}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,10 +18,10 @@ from pymm.commands._recorded import (
     load_recorded,
     write_recorded,
 )
-from pymm.errors import ConfigError, PodError, PymmError
+from pymm.errors import ConfigError, PymmError
 from pymm.machine import DEFAULT_MACHINE, MAX_U64, Machine, page_size_kib
 from pymm.manager import Enforcement, MemoryManager
-from pymm.pod import Pod, load_pods, load_pods_file
+from pymm.pod import Pod, check_unique_uids, read_pods_bytes, read_pods_file
 from pymm.statefile import CONFIG_FILE_NAME
 
 if TYPE_CHECKING:
@@ -268,11 +268,20 @@ def _record(
         write_recorded(directory, args, base)
 
 
-def load_cli_pods(path: str) -> list[Pod]:
-    """Pods of a manifest, with the API server's defaulting (a missing request takes the
-    limit), so a hand-written manifest is admitted as the cluster would see it."""
-    pods = load_pods(sys.stdin.read()) if path == "-" else load_pods_file(Path(path))
-    if not pods:
-        where = "standard input" if path == "-" else path
-        raise PodError(f"{where}: no pods in the manifest (expected a Pod, a List or a PodList)")
-    return [p.with_defaults() for p in pods]
+def load_cli_pods(paths: str | Sequence[str]) -> list[Pod]:
+    """Pods of the manifests (``-`` is standard input), with the API server's defaulting (a
+    missing request takes the limit), so a hand-written manifest is admitted as the cluster
+    would see it. A pod uid may appear once across all of them."""
+    pods: list[Pod] = []
+    labels: list[str] = []
+    for path in [paths] if isinstance(paths, str) else paths:
+        if path == "-":
+            stdin = sys.stdin
+            data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode()
+            read = read_pods_bytes(data, "standard input", defaults=True)
+        else:
+            read = read_pods_file(path, defaults=True)
+        pods.extend(read[0])
+        labels.extend(read[1])
+    check_unique_uids(pods, labels)
+    return pods

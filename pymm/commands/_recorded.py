@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pymm import __version__, parse_quantity
+from pymm._text import json_loads
 from pymm.errors import ConfigError, StateFileError
 from pymm.machine import Machine, page_size_kib
 from pymm.manager import reserved_memory_config
@@ -130,7 +131,7 @@ def load_recorded(state_dir: str | Path) -> Recorded | None:
     if data is None:
         return None
     try:
-        doc = json.loads(data)
+        doc = json_loads(data.decode("utf-8"))
         if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
             raise ValueError(f"expected an object with format {_FORMAT}")
         flags = doc["flags"]

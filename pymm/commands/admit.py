@@ -20,9 +20,11 @@ DEFAULT_CGROUP_ROOT = "/sys/fs/cgroup"
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
-        "admit", help="admit the pods of a manifest (YAML/JSON, '-' for stdin)"
+        "admit", help="admit the pods of manifests (YAML/JSON, '-' for stdin)"
     )
-    p.add_argument("pod", metavar="POD.yaml")
+    p.add_argument(
+        "pod", metavar="POD.yaml", nargs="+", help="manifests; a pod uid may appear once in all"
+    )
     add_manager_options(p, writes=True)
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no usage table")

@@ -27,7 +27,7 @@ Hints = dict[str, list[dict[str, Any]] | None] | None
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("hints", help="print the memory manager's topology hints for pods")
-    p.add_argument("pod", metavar="POD.yaml")
+    p.add_argument("pod", metavar="POD.yaml", nargs="+", help="manifests ('-' for stdin)")
     add_manager_options(p)
     p.add_argument("--json", action="store_true", help="every hint, as JSON")
     p.set_defaults(func=run)

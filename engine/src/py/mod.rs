@@ -11,6 +11,7 @@ mod merge;
 mod pod;
 mod quantity;
 mod simulate;
+mod text;
 
 use pyo3::prelude::*;
 
@@ -31,6 +32,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pod::pods_from_manifest, m)?)?;
     m.add_function(wrap_pyfunction!(pod::check_unique_uids_of, m)?)?;
     m.add_function(wrap_pyfunction!(machine::decode_machine, m)?)?;
+    m.add_function(wrap_pyfunction!(machine::hugepage_size_kib, m)?)?;
     m.add_function(wrap_pyfunction!(quantity::parse_quantity, m)?)?;
     m.add_function(wrap_pyfunction!(quantity::canonical_quantity, m)?)?;
     m.add_function(wrap_pyfunction!(quantity::parse_reserved_memory, m)?)?;
@@ -39,5 +41,6 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(checkpoint::checkpoint_spew_text, m)?)?;
     m.add_function(wrap_pyfunction!(merge::merge_hints, m)?)?;
     m.add_function(wrap_pyfunction!(simulate::simulate, m)?)?;
+    m.add_function(wrap_pyfunction!(text::json_duplicate_key, m)?)?;
     Ok(())
 }
