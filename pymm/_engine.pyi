@@ -1,7 +1,7 @@
 """Typed stub of the compiled engine (engine/src/py). Checked by ``mypy.stubtest``."""
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, TypedDict, final, type_check_only
+from typing import Any, TypedDict, final, type_check_only
 
 __all__ = [
     "STATE_FILE_NAME",
@@ -14,7 +14,9 @@ __all__ = [
     "canonical_quantity",
     "check_unique_uids",
     "checkpoint_spew_text",
+    "config_schema",
     "decode_checkpoint",
+    "decode_config",
     "decode_machine",
     "hugepage_size_kib",
     "json_duplicate_key",
@@ -22,6 +24,7 @@ __all__ = [
     "node_allocatable",
     "parse_quantity",
     "parse_reserved_memory",
+    "parse_size",
     "pods_from_manifest",
     "simulate",
 ]
@@ -36,19 +39,24 @@ class ReservedMemoryEntry(TypedDict):
 
 @type_check_only
 class EngineConfig(TypedDict, total=False):
-    """The engine's configuration: every key optional (the engine holds the defaults), any
-    other key refused with the closest known one."""
+    """The engine's configuration: every key optional (the engine holds the defaults and the
+    choices: ``config_schema()``), any other key refused with the closest known one."""
 
-    memory_policy: Literal["Static", "None"]
-    topology_policy: Literal["none", "best-effort", "restricted", "single-numa-node"]
-    scope: Literal["container", "pod"]
+    memory_policy: str
+    topology_policy: str
+    scope: str
     policy_options: Mapping[str, str | bool | int]
     memory_policy_options: Mapping[str, str | bool]
     kubelet_version: str
     reserved_memory: str | Sequence[str] | Sequence[ReservedMemoryEntry] | None
     node_allocatable: Mapping[str, str | int] | None
-    search: Literal["auto", "exact", "bounded"]
-    drift_tolerance: str | int | None
+    search: str
+    tolerate_drift: str | int | None
+
+@type_check_only
+class ConfigKey(TypedDict, total=False):
+    default: Any
+    choices: list[str]
 
 @final
 class Pod:
@@ -177,6 +185,9 @@ def check_unique_uids(pods: Sequence[Pod], labels: Sequence[str] | None = None) 
 def decode_machine(data: Mapping[str, Any]) -> dict[str, Any]: ...
 def hugepage_size_kib(text: str) -> int: ...
 def parse_quantity(text: str) -> int: ...
+def parse_size(text: str) -> int: ...
+def config_schema() -> dict[str, ConfigKey]: ...
+def decode_config(config: EngineConfig | Mapping[str, Any]) -> dict[str, Any]: ...
 def canonical_quantity(text: str) -> str: ...
 def parse_reserved_memory(
     value: str | Sequence[str] | Sequence[Mapping[str, Any]],

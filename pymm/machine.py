@@ -47,7 +47,10 @@ def page_size_kib(size: str | int) -> int:
         raise WrongTypeError.of("size", size, "a hugepage size such as '2Mi' or KiB as an int")
     if isinstance(size, int):
         return size
-    return _engine.hugepage_size_kib(size)
+    try:
+        return _engine.hugepage_size_kib(size)
+    except MachineError as e:
+        raise MachineError(f"hugepage size {size!r}: {e}") from e
 
 
 @dataclass(frozen=True, slots=True)

@@ -404,7 +404,7 @@ class MemoryManager:
             "reserved_memory": reserved_memory,
             "node_allocatable": _plain(node_allocatable),
             "search": search,
-            "drift_tolerance": tolerate_drift,
+            "tolerate_drift": tolerate_drift,
         }
         config = {k: v for k, v in given.items() if v is not None}
         if read_only and state_dir is None:

@@ -7,7 +7,7 @@
 //! refused), hugepages must fit in their node's memory, and distances follow the ACPI SLIT
 //! rules. Keys it does not know are left to the caller (sysfs discovery adds descriptive ones).
 
-use crate::decode::{index, kind, shown, uint, Obj, Subject};
+use crate::decode::{index, kind, uint, Obj, Subject};
 use crate::error::{EngineError, Result};
 use crate::nodemask::{MAX_MACHINE_NODE_ID, MAX_NODES};
 use crate::quantity::Quantity;
@@ -181,16 +181,14 @@ const POWER_OF_TWO: &str =
 /// (`hugepages-2Mi`): positive, whole KiB, a power of two.
 pub fn hugepage_size_kib(text: &str) -> Result<u64> {
     let size = text.strip_prefix("hugepages-").unwrap_or(text);
-    let bytes = Quantity::parse(size).and_then(|q| q.bytes()).map_err(|e| {
-        EngineError::machine(
-            None,
-            format!("hugepage size {}: {}", shown(text), e.message()),
-        )
-    })?;
+    // The caller names the size it read; these messages say only what is wrong with it.
+    let bytes = Quantity::parse(size)
+        .and_then(|q| q.bytes())
+        .map_err(|e| EngineError::machine(None, e.message()))?;
     if bytes == 0 || bytes % 1024 != 0 || !(bytes / 1024).is_power_of_two() {
         return Err(EngineError::machine(
             None,
-            format!("hugepage size {} is not one: {POWER_OF_TWO}", shown(text)),
+            format!("not a hugepage size: {POWER_OF_TWO}"),
         ));
     }
     Ok(bytes / 1024)

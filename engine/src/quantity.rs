@@ -44,12 +44,16 @@ impl Ord for Quantity {
 
 fn format_error(text: &str) -> EngineError {
     EngineError::Quantity(format!(
-        "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {text:?}"
+        "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {}",
+        crate::decode::shown(text)
     ))
 }
 
 fn too_large(text: &str) -> EngineError {
-    EngineError::Quantity(format!("quantity {text:?} is too large"))
+    EngineError::Quantity(format!(
+        "quantity {} is too large: pymm reads quantities of up to 10^26",
+        crate::decode::shown(text)
+    ))
 }
 
 impl Quantity {
@@ -214,8 +218,11 @@ impl Quantity {
                 "quantity {self} is negative; a size must be zero or more"
             )));
         }
-        u64::try_from(self.value())
-            .map_err(|_| EngineError::Quantity(format!("quantity {self} is too large")))
+        u64::try_from(self.value()).map_err(|_| {
+            EngineError::Quantity(format!(
+                "quantity {self} is too large: a size must be 0 to 18446744073709551615 bytes (16Ei - 1)"
+            ))
+        })
     }
 
     /// `Quantity.Add`: a zero receiver takes the format of the addend.

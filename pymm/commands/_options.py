@@ -4,22 +4,29 @@ and building the machine and the :class:`MemoryManager` from them."""
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pymm import _engine
+from pymm._text import printable
 from pymm.commands._recorded import (
+    CHOICES,
+    DEFAULTS,
     Recorded,
     apply_recorded,
+    check_flag,
     check_reserved,
     flags_of,
     load_recorded,
     write_recorded,
 )
 from pymm.errors import ConfigError, PymmError
-from pymm.machine import DEFAULT_MACHINE, MAX_U64, Machine, page_size_kib
+from pymm.machine import DEFAULT_MACHINE, MAX_U64, Machine
 from pymm.manager import Enforcement, MemoryManager
 from pymm.pod import Pod, check_unique_uids, read_pods_bytes, read_pods_file
 from pymm.statefile import CONFIG_FILE_NAME
@@ -28,7 +35,7 @@ if TYPE_CHECKING:
     from pymm.metrics import Metrics
 
 #: The kubelet behaviours pymm reproduces (``MemoryManager(kubelet_version=...)``).
-KUBELET_VERSIONS = ("latest", "1.26")
+KUBELET_VERSIONS = tuple(CHOICES["kubelet_version"])
 
 __all__ = [
     "KUBELET_VERSIONS",
@@ -77,13 +84,17 @@ def add_manager_options(p: argparse.ArgumentParser, *, writes: bool = False) -> 
         help="memory reserved by Node Allocatable (kube+system-reserved+eviction-hard); "
         "default: the sum of --reserved-memory",
     )
-    p.add_argument("--memory-policy", choices=["Static", "None"], help="default Static")
+    p.add_argument(
+        "--memory-policy",
+        choices=CHOICES["memory_policy"],
+        help=f"default {DEFAULTS['memory_policy']}",
+    )
     p.add_argument(
         "--topology-policy",
-        choices=["none", "best-effort", "restricted", "single-numa-node"],
-        help="default best-effort",
+        choices=CHOICES["topology_policy"],
+        help=f"default {DEFAULTS['topology_policy']}",
     )
-    p.add_argument("--scope", choices=["container", "pod"], help="default container")
+    p.add_argument("--scope", choices=CHOICES["scope"], help=f"default {DEFAULTS['scope']}")
     p.add_argument(
         "--policy-option",
         action="append",
@@ -101,13 +112,14 @@ def add_manager_options(p: argparse.ArgumentParser, *, writes: bool = False) -> 
     p.add_argument(
         "--kubelet-version",
         choices=KUBELET_VERSIONS,
-        help="whose behaviour to follow: 'latest' (1.32+, default) or '1.26'",
+        help="whose behaviour to follow: 'latest' (1.32 and later) or '1.26' (default "
+        f"{DEFAULTS['kubelet_version']})",
     )
     p.add_argument(
         "--search",
-        choices=["auto", "exact", "bounded"],
+        choices=CHOICES["search"],
         help="hint search: the kubelet's exhaustive one, bounded-time, or exact up to "
-        "max-allowable-numa-nodes and bounded above (default auto)",
+        f"max-allowable-numa-nodes and bounded above (default {DEFAULTS['search']})",
     )
     p.add_argument(
         "--state-dir",
@@ -125,7 +137,6 @@ def add_manager_options(p: argparse.ArgumentParser, *, writes: bool = False) -> 
         p.add_argument(
             "--lock-wait",
             type=_seconds,
-            default=0.0,
             metavar="SECONDS",
             help="wait up to SECONDS for another pymm holding the state directory (default: "
             "fail at once)",
@@ -164,7 +175,7 @@ def parse_hugepages(items: Iterable[str]) -> dict[str, int]:
         if not sep or not size or not (count.isascii() and count.isdigit()):
             raise ConfigError(f"--hugepages {item!r}: expected SIZE=PAGES, e.g. 2Mi=1024")
         try:
-            page_size_kib(size)
+            _engine.hugepage_size_kib(size)
         except PymmError as e:
             raise ConfigError(f"--hugepages {item!r}: page size {size!r}: {e}") from e
         if int(count) > MAX_U64:
@@ -192,12 +203,36 @@ def resolve(
     ``--hugepages`` applied."""
     if args.node_allocatable is not None and not args.node_allocatable.strip():
         raise ConfigError("--node-allocatable '': expected a quantity such as 2Gi")
+    check_given_flags(args, recorded, flags)
     given_reserved = args.reserved_memory
     recorded_machine = apply_recorded(args, recorded, flags)
     base = recorded_machine if recorded_machine is not None else _base_machine(args)
     machine = build_machine(args, base)
     check_reserved(given_reserved, recorded, machine, args.memory_policy)
     return base, machine
+
+
+#: The manager flags checked one by one before the manager is built, with ``tolerate_drift``
+#: (not recorded); ``--hugepages`` names itself in its own errors (:func:`parse_hugepages`).
+_CHECKED = (*(d for d in DEFAULTS if d != "hugepages"), "tolerate_drift")
+
+
+def check_given_flags(
+    args: argparse.Namespace, recorded: Recorded | None, flags: Mapping[str, str] | None = None
+) -> None:
+    """Each manager flag given on the command line, checked by the engine's rules, so that its
+    error names the flag and the value (a recorded value was checked when its file was read,
+    and names the file)."""
+    version = args.kubelet_version or (
+        recorded.flags.get("kubelet_version") if recorded is not None else None
+    )
+    for dest in _CHECKED:
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        flag = (flags or {}).get(dest) or "--" + dest.replace("_", "-")
+        shown = " ".join(map(repr, value)) if isinstance(value, list) else repr(value)
+        check_flag(dest, value, f"{flag} {shown}", version)
 
 
 def build_manager(
@@ -212,7 +247,43 @@ def build_manager(
     recorded = load_recorded(args.state_dir) if args.state_dir else None
     base, machine = resolve(args, recorded)
     node_alloc = {"memory": args.node_allocatable} if args.node_allocatable else None
-    mm = MemoryManager(
+    with _notes_printed_below():
+        mm = _open_manager(args, machine, node_alloc, enforcement, read_only, metrics)
+    try:
+        if not read_only and mm.state_path is not None:
+            _record(mm, args, recorded, base)
+    except BaseException:
+        mm.close()
+        raise
+    for note in mm.notes:
+        print(f"pymm: note: {printable(note)}", file=sys.stderr)
+    return mm
+
+
+@contextmanager
+def _notes_printed_below() -> Iterator[None]:
+    """The manager also logs its start-up notes; the command prints them itself, once."""
+    logger = logging.getLogger("pymm")
+
+    def drop(record: logging.LogRecord) -> bool:
+        return record.levelno > logging.WARNING
+
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
+def _open_manager(
+    args: argparse.Namespace,
+    machine: Machine,
+    node_alloc: dict[str, str] | None,
+    enforcement: Enforcement | None,
+    read_only: bool,
+    metrics: Metrics | None,
+) -> MemoryManager:
+    return MemoryManager(
         machine,
         reserved_memory=args.reserved_memory,
         node_allocatable=node_alloc,
@@ -224,21 +295,12 @@ def build_manager(
         kubelet_version=args.kubelet_version,
         search=args.search,
         state_dir=args.state_dir,
-        lock_wait=getattr(args, "lock_wait", 0.0),
+        lock_wait=getattr(args, "lock_wait", None) or False,
         read_only=read_only and args.state_dir is not None,
         tolerate_drift=args.tolerate_drift,
         enforcement=enforcement,
         metrics=metrics,
     )
-    try:
-        if not read_only and mm.state_path is not None:
-            _record(mm, args, recorded, base)
-    except BaseException:
-        mm.close()
-        raise
-    for note in mm.notes:
-        print(f"pymm: note: {note}", file=sys.stderr)
-    return mm
 
 
 def _record(

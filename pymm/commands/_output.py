@@ -8,16 +8,26 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from pymm._text import printable
 from pymm.manager import Admission, MemoryManager
 
 __all__ = [
     "admission_json",
     "console",
     "fmt_bytes",
+    "markup",
     "print_admission",
+    "printable",
     "stdout_console",
     "usage_table",
 ]
+
+
+def markup(text: object) -> str:
+    """A value for rich's markup: control and bidi characters escaped (a uid cannot forge an
+    output line or reorder one), and rich's own ``[...]`` markup escaped too."""
+    return escape(printable(str(text)))
+
 
 _GIB = 2**30
 
@@ -67,9 +77,11 @@ def print_admission(con: Console, a: Admission, why: str | None = None) -> None:
     """One line per admission; a rejection keeps the kubelet's text intact on its line and
     adds ``why`` (pymm's explanation, :func:`pymm.explain.explain_rejection`) below it."""
     if not a.admitted:
-        con.print(f"[red]rejected[/] {escape(a.pod_uid)}: {a.reason}: {escape(a.message or '')}")
+        con.print(
+            f"[red]rejected[/] {markup(a.pod_uid)}: {markup(a.reason)}: {markup(a.message or '')}"
+        )
         if why:
-            con.print(f"    why: {escape(why)}")
+            con.print(f"    why: {markup(why)}")
         return
     parts = []
     for name, p in a.placements.items():
@@ -82,7 +94,7 @@ def print_admission(con: Console, a: Admission, why: str | None = None) -> None:
             for b in p.blocks
         )
         parts.append(f"{name} -> NUMA {p.cpuset_mems} ({sizes})")
-    con.print(f"[green]admitted[/] {escape(a.pod_uid)}: " + escape("; ".join(parts)))
+    con.print(f"[green]admitted[/] {markup(a.pod_uid)}: " + markup("; ".join(parts)))
 
 
 def usage_table(mm: MemoryManager, title: str) -> Table:
@@ -97,7 +109,7 @@ def usage_table(mm: MemoryManager, title: str) -> Table:
         t.add_row(
             str(u.node),
             ",".join(map(str, groups.get(u.node, ()))),
-            u.resource,
+            markup(u.resource),
             fmt_bytes(u.allocatable),
             fmt_bytes(u.reserved),
             fmt_bytes(u.free),

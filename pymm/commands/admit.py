@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.markup import escape
-
 from pymm.commands._options import add_manager_options, build_manager, load_cli_pods
-from pymm.commands._output import admission_json, console, print_admission, usage_table
+from pymm.commands._output import admission_json, console, markup, print_admission, usage_table
 from pymm.errors import ConfigError
 from pymm.explain import explain_rejection
 from pymm.manager import Enforcement
@@ -77,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                 print_admission(con, a, explain_rejection(mm, pod, a))
                 verb = "would write" if args.dry_run else "wrote"
                 for w in a.cgroup_writes:
-                    con.print(escape(f"{verb} {w.value!r} to {w.path}"))
+                    con.print(markup(f"{verb} {w.value!r} to {w.path}"))
         if args.json:
             print(json.dumps(out, indent=1))
         elif not args.quiet:

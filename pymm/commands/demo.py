@@ -10,7 +10,14 @@ from rich.table import Table
 
 from pymm import __version__
 from pymm.commands._options import build_machine
-from pymm.commands._output import admission_json, console, print_admission, usage_table
+from pymm.commands._output import (
+    admission_json,
+    console,
+    markup,
+    print_admission,
+    usage_table,
+)
+from pymm.commands._recorded import CHOICES, DEFAULTS
 from pymm.explain import explain_rejection
 from pymm.machine import DEFAULT_MACHINE, Machine
 from pymm.manager import Admission, MemoryManager
@@ -27,8 +34,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--sysfs", metavar="ROOT", help=argparse.SUPPRESS)
     p.add_argument(
         "--topology-policy",
-        default="best-effort",
-        choices=["none", "best-effort", "restricted", "single-numa-node"],
+        choices=CHOICES["topology_policy"],
+        help=f"default {DEFAULTS['topology_policy']}",
     )
     p.add_argument(
         "--no-prefer-closest",
@@ -174,9 +181,10 @@ def run(args: argparse.Namespace) -> int:
     results = []
     if not args.json:
         con.print(
-            f"[bold]pymm {__version__}[/] on [bold]{machine.name}[/]: {machine.summary()}; "
+            f"[bold]pymm {__version__}[/] on [bold]{markup(machine.name)}[/]: "
+            f"{markup(machine.summary())}; "
             f"16 x 1Gi hugepages on nodes 0-1; 1Gi reserved per node; "
-            f"topology policy {args.topology_policy}"
+            f"topology policy {mm.config['topology_policy']}"
             + (", prefer-closest-numa-nodes" if args.prefer_closest else "")
         )
     for pod in demo_pods():
@@ -188,5 +196,5 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"admissions": results, "state": mm.state}, indent=1))
     else:
         con.print(usage_table(mm, "NUMA memory after admission"))
-        _compare(con, machine, args.topology_policy, options)
+        _compare(con, machine, mm.config["topology_policy"], options)
     return 0

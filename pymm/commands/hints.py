@@ -11,11 +11,10 @@ import argparse
 import json
 from typing import Any
 
-from rich.markup import escape
 from rich.table import Table
 
 from pymm.commands._options import add_manager_options, build_manager, load_cli_pods
-from pymm.commands._output import console
+from pymm.commands._output import console, markup
 
 __all__ = ["format_hints", "register", "run"]
 
@@ -74,9 +73,9 @@ def _table(result: dict[str, dict[str, Hints]]) -> Table:
         for name, hints in containers.items():
             for resources, preferred, other in format_hints(hints):
                 table.add_row(
-                    escape(uid),
-                    escape(name or "(pod scope)"),
-                    escape(resources),
+                    markup(uid),
+                    markup(name or "(pod scope)"),
+                    markup(resources),
                     preferred,
                     other,
                 )

@@ -21,6 +21,8 @@ from typing import Any
 import yaml
 
 from pymm import _engine
+from pymm._text import printable
+from pymm.commands._recorded import CHOICES
 from pymm.errors import PymmError, StateFileError
 from pymm.machine import Machine
 from pymm.nrt import default_node_name, node_resource_topology
@@ -28,8 +30,6 @@ from pymm.nrt import default_node_name, node_resource_topology
 __all__ = ["register", "run"]
 
 log = logging.getLogger("pymm.nrt")
-
-_POLICIES = ["none", "best-effort", "restricted", "single-numa-node"]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -58,14 +58,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--topology-policy",
         default="none",
-        choices=_POLICIES,
+        choices=CHOICES["topology_policy"],
+        # The kubelet's own flag default, not pymm's: this describes a kubelet's state.
         help="the kubelet's --topology-manager-policy (default none, as the kubelet's)",
     )
     p.add_argument(
         "--scope",
         default="container",
-        choices=["container", "pod"],
-        help="the kubelet's --topology-manager-scope",
+        choices=CHOICES["scope"],
+        help="the kubelet's --topology-manager-scope (default container, as the kubelet's)",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of YAML")
     p.add_argument(
@@ -166,7 +167,10 @@ def run(args: argparse.Namespace) -> int:
         stored = publisher.publish(obj)
         version = stored.get("metadata", {}).get("resourceVersion", "?")
         print(
-            f"published NodeResourceTopology {obj['metadata']['name']} (resourceVersion {version})",
+            printable(
+                f"published NodeResourceTopology {obj['metadata']['name']} "
+                f"(resourceVersion {version})"
+            ),
             file=sys.stderr,
             flush=True,
         )

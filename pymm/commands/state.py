@@ -21,13 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from pymm import _engine
 from pymm.commands._options import KUBELET_VERSIONS, add_reserved_memory, parse_options, resolve
-from pymm.commands._output import stdout_console
-from pymm.commands._recorded import DEFAULTS, load_recorded
+from pymm.commands._output import markup, printable, stdout_console
+from pymm.commands._recorded import CHOICES, DEFAULTS, load_recorded
 from pymm.errors import (
     CheckpointCorruptedError,
     ConfigError,
@@ -109,10 +108,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--kubelet-version",
         choices=KUBELET_VERSIONS,
-        help="whose startup validation to apply (default latest; 1.26 compares free/reserved "
-        "per node)",
+        help=f"whose startup validation to apply (default {DEFAULTS['kubelet_version']}; 1.26 "
+        "compares free/reserved per node)",
     )
-    p.add_argument("--policy", choices=["Static", "None"], help="default Static")
+    p.add_argument(
+        "--policy",
+        choices=CHOICES["memory_policy"],
+        help=f"default {DEFAULTS['memory_policy']}",
+    )
     p.add_argument(
         "--tolerate-drift",
         metavar="QTY",
@@ -151,7 +154,7 @@ def _read_text(path: Path) -> str:
 
 
 def _fail(path: Path, reason: str) -> int:
-    print(f"FAIL {path}: {reason}")
+    print(printable(f"FAIL {path}: {reason}"))
     return 1
 
 
@@ -171,8 +174,10 @@ def _verify(path: Path) -> int:
             f"{found.stored_checksum} does not match the content ({found.computed_checksum})",
         )
     print(
-        f"OK {path}: policy {found.policy_name}, checksum {found.stored_checksum}, "
-        f"{found.node_count} NUMA nodes, {found.pod_count} pods"
+        printable(
+            f"OK {path}: policy {found.policy_name}, checksum {found.stored_checksum}, "
+            f"{found.node_count} NUMA nodes, {found.pod_count} pods"
+        )
     )
     return 0
 
@@ -271,11 +276,11 @@ def _print_fragmentation(con: Console, frag: Mapping[str, Any]) -> None:
         f", {k}={v}" for k, v in sorted(options.items())
     )
     heading = (
-        f"[bold]Fragmentation[/] for probe {escape(probe)} under {escape(under)} "
-        f"({escape(frag['configuration'])})"
+        f"[bold]Fragmentation[/] for probe {markup(probe)} under {markup(under)} "
+        f"({markup(frag['configuration'])})"
     )
     if "error" in frag:
-        con.print(f"{heading}: not computed, {escape(frag['error'])}", soft_wrap=True)
+        con.print(f"{heading}: not computed, {markup(frag['error'])}", soft_wrap=True)
         return
     con.print(f"{heading}:", soft_wrap=True)
     fits = f"at least {frag['fits']}" if frag["capped"] else str(frag["fits"])
@@ -328,7 +333,7 @@ def _inspect(path: Path, *, as_json: bool, probe: str) -> int:
         else f"[red]MISMATCH[/] (content: {found.computed_checksum})"
     )
     con.print(
-        f"[bold]{escape(str(path))}[/]: policy {escape(found.policy_name)}, "
+        f"[bold]{markup(path)}[/]: policy {markup(found.policy_name)}, "
         f"checksum {found.stored_checksum} ({status}), {found.pod_count} pods, "
         f"{found.container_count} containers",
         soft_wrap=True,
@@ -348,7 +353,7 @@ def _inspect(path: Path, *, as_json: bool, probe: str) -> int:
         cells = row["cells"]
         nodes.add_row(
             str(row["node"]),
-            row["resource"],
+            markup(row["resource"]),
             *(_size(row[k]) for k in _TABLE_FIELDS),
             str(row["numberOfAssignments"]),
             "-" if cells is None else ",".join(map(str, cells)),
@@ -367,7 +372,7 @@ def _inspect(path: Path, *, as_json: bool, probe: str) -> int:
             groups.add_row(
                 ",".join(map(str, g["nodes"])),
                 "yes" if g["used"] else "no",
-                resource,
+                markup(resource),
                 _size(sums["allocatable"]),
                 _size(sums["reserved"]),
                 _size(sums["free"]),
@@ -390,10 +395,10 @@ def _inspect(path: Path, *, as_json: bool, probe: str) -> int:
                     for b in c["blocks"]
                 )
                 table.add_row(
-                    escape(pod["podUID"]),
-                    escape(c["name"]),
+                    markup(pod["podUID"]),
+                    markup(c["name"]),
                     ",".join(map(str, c["numaNodes"])) or "-",
-                    escape(blocks),
+                    markup(blocks),
                 )
         con.print(table)
     else:
@@ -403,7 +408,7 @@ def _inspect(path: Path, *, as_json: bool, probe: str) -> int:
     if findings:
         con.print(f"[red]{len(findings)} inconsistencies:[/]")
         for _kind, message in findings[:_PODS_SHOWN]:
-            con.print(f"  - {escape(message)}", soft_wrap=True)
+            con.print(f"  - {markup(message)}", soft_wrap=True)
         if len(findings) > _PODS_SHOWN:
             con.print(f"  ... and {len(findings) - _PODS_SHOWN} more (--json lists all)")
         return 1
@@ -420,6 +425,7 @@ def _manager_args(args: argparse.Namespace) -> argparse.Namespace:
     ns.reserved_memory = args.reserved_memory
     ns.memory_policy = args.policy
     ns.kubelet_version = args.kubelet_version
+    ns.tolerate_drift = args.tolerate_drift
     return ns
 
 
@@ -437,14 +443,14 @@ def _validate(args: argparse.Namespace) -> int:
         notes = _restore(ns, machine, path, text, directory, args.tolerate_drift)
     except (StateError, ReservedMemoryError) as e:
         message = " ".join(str(e).split())
-        print(f"would not start: {message}")
+        print(f"would not start: {printable(message)}")
         details = getattr(e, "details", [])
         if details:
             print("differences (file vs. expected: this machine and reservation with the file's")
             print("assignments placed):")
         for line in details:
-            print(f"  - {line}")
-        print(f"advice: {advice_for(e)}")
+            print(f"  - {printable(line)}")
+        print(f"advice: {printable(advice_for(e))}")
         return 1
     if args.sysfs:
         where = f"this machine (sysfs under {args.sysfs})"
@@ -453,11 +459,13 @@ def _validate(args: argparse.Namespace) -> int:
     else:
         where = f"machine {machine.name or args.machine}"
     print(
-        f"would start: {path} restores on {where} with policy {ns.memory_policy} "
-        f"(kubelet {ns.kubelet_version})"
+        printable(
+            f"would start: {path} restores on {where} with policy {ns.memory_policy} "
+            f"(kubelet {ns.kubelet_version})"
+        )
     )
     for note in notes:
-        print(f"  beyond the kubelet, which would not start: {note}")
+        print(f"  beyond the kubelet, which would not start: {printable(note)}")
     return 0
 
 
@@ -490,7 +498,7 @@ def _restore(
         "topology_policy": "none",
         "kubelet_version": ns.kubelet_version,
         "reserved_memory": ns.reserved_memory,
-        "drift_tolerance": tolerate_drift,
+        "tolerate_drift": tolerate_drift,
     }
     config = {k: v for k, v in given.items() if v is not None}
     return list(_engine.Engine(machine.to_dict(), config, text, str(path)).notes)

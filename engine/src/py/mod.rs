@@ -3,6 +3,7 @@
 //! ([`errors`]), Python objects become plain data once ([`convert`]).
 
 pub(crate) mod checkpoint;
+mod config;
 mod convert;
 mod errors;
 mod machine;
@@ -42,5 +43,8 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(merge::merge_hints, m)?)?;
     m.add_function(wrap_pyfunction!(simulate::simulate, m)?)?;
     m.add_function(wrap_pyfunction!(text::json_duplicate_key, m)?)?;
+    m.add_function(wrap_pyfunction!(config::config_schema, m)?)?;
+    m.add_function(wrap_pyfunction!(config::decode_config, m)?)?;
+    m.add_function(wrap_pyfunction!(config::parse_size, m)?)?;
     Ok(())
 }
