@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -120,6 +121,9 @@ class Machine:
 
     @classmethod
     def from_json(cls, text: str) -> Machine:
+        """A machine description's JSON text (a key given twice is refused, naming its line)."""
+        if not isinstance(text, str):
+            raise WrongTypeError.of("text", text, "str (from_file reads a file)")
         try:
             data = json_loads(text)
         except json.JSONDecodeError as e:
@@ -132,6 +136,8 @@ class Machine:
 
     @classmethod
     def from_file(cls, path: str | Path) -> Machine:
+        if not isinstance(path, str | os.PathLike):
+            raise WrongTypeError.of("path", path, "a file path (str or os.PathLike)")
         try:
             text = Path(path).read_text()
         except OSError as e:
@@ -150,6 +156,8 @@ class Machine:
 
     @classmethod
     def from_catalog(cls, name: str) -> Machine:
+        if not isinstance(name, str):
+            raise WrongTypeError.of("name", name, "a catalog name (str)")
         catalog = _catalog()
         if name not in catalog:
             known = ", ".join(sorted(catalog))
@@ -192,6 +200,12 @@ class Machine:
         name: str | None = None,
     ) -> Machine:
         """``n`` identical nodes; ``hugepages`` maps a page size to pages per node."""
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise WrongTypeError.of("n", n, "a number of nodes (int)")
+        if isinstance(memory, bool) or not isinstance(memory, str | int):
+            raise WrongTypeError.of("memory", memory, "a quantity such as '64Gi', or bytes")
+        if hugepages is not None and not isinstance(hugepages, Mapping):
+            raise WrongTypeError.of("hugepages", hugepages, "a mapping of page size to pages")
         mem = int(parse_quantity(memory)) if isinstance(memory, str) else memory
         pools = tuple(
             HugePages(page_size_kib(size), count) for size, count in (hugepages or {}).items()
@@ -209,6 +223,8 @@ class Machine:
         and the distances (local 10, CPU-CPU 40, CPU-GPU 80, GPU-GPU 120) are plausible, not
         measured.
         """
+        if isinstance(n_gpu, bool) or not isinstance(n_gpu, int):
+            raise WrongTypeError.of("n_gpu", n_gpu, "a number of GPU nodes (int)")
         if not 0 <= n_gpu <= 126:
             raise MachineError(f"gb200_like: 0..126 GPU nodes, got {n_gpu}")
         gib = 1 << 30
@@ -239,6 +255,8 @@ class Machine:
     ) -> Machine:
         """A copy where the given nodes (default: all) have these hugepage pools (size ->
         pages); memory stays the same, so hugepages come out of it as on a real node."""
+        if not isinstance(pools, Mapping):
+            raise WrongTypeError.of("pools", pools, "a mapping of page size to pages")
         chosen = set(nodes) if nodes is not None else {n.id for n in self.nodes}
         hp = tuple(HugePages(page_size_kib(s), c) for s, c in pools.items())
         new = tuple(replace(n, hugepages=hp) if n.id in chosen else n for n in self.nodes)

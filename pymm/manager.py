@@ -31,6 +31,7 @@ from pymm.errors import (
     ConfigError,
     StateFileError,
     StateNotDurableError,
+    WrongTypeError,
 )
 from pymm.machine import DEFAULT_MACHINE, Machine, as_machine
 from pymm.pod import Pod, probe_pod
@@ -99,7 +100,17 @@ def compile_pod(pod: PodLike) -> _engine.Pod:
         return pod
     if isinstance(pod, Mapping) and "spec" in pod:
         return _engine.Pod.from_manifest(pod)
+    if not isinstance(pod, Mapping):
+        raise WrongTypeError.of("pod", pod, "a Pod, a Pod manifest or a pod mapping")
     return _engine.Pod(pod)
+
+
+def _uid(value: object, argument: str = "pod_uid") -> str:
+    """A pod uid argument, or :class:`WrongTypeError` naming it (the engine's own TypeError
+    would name neither pymm nor the argument)."""
+    if type(value) is str:
+        return value
+    raise WrongTypeError.of(argument, value, "a pod uid (str)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,6 +420,8 @@ class MemoryManager:
         config = {k: v for k, v in given.items() if v is not None}
         if read_only and state_dir is None:
             raise ConfigError("read_only=True needs a state_dir to read")
+        if state_dir is not None and not isinstance(state_dir, str | os.PathLike):
+            raise WrongTypeError.of("state_dir", state_dir, "a directory path (str or PathLike)")
         self._store = (
             _DurableStore(Path(state_dir), lock_wait, read_only) if state_dir is not None else None
         )
@@ -555,6 +568,8 @@ class MemoryManager:
         """Admits pods in order with one durable write for the whole batch (an agent
         admitting its pods at start-up). If the write fails, none of them is admitted."""
         compiled = [compile_pod(p) for p in pods]
+        # In one batch the second copy of a uid would be reported admitted beside the first.
+        _engine.check_unique_uids(compiled)
 
         def run() -> list[_engine.AdmitResult]:
             return [self._engine.admit(c, None, False, start) for c in compiled]
@@ -592,13 +607,17 @@ class MemoryManager:
         return list(writes)
 
     def hints(self, pod: PodLike, container: str | None = None) -> dict[str, Any] | None:
-        """The memory manager's topology hints for a container (or the pod, pod scope)."""
+        """The memory manager's topology hints for a container (or the pod, pod scope). A
+        container the pod lacks raises :class:`~pymm.errors.NotFoundError`."""
+        if container is not None and not isinstance(container, str):
+            raise WrongTypeError.of("container", container, "a container name (str) or None")
         return self._engine.hints(compile_pod(pod), container)
 
     @_finishes_then_reports_doubt
     def start(self, pod_uid: str) -> None:
         """Starts an admitted pod's containers (``admit(..., start=False)`` defers this)."""
-        self._durably("start", lambda: self._engine.start_pod(pod_uid))
+        uid = _uid(pod_uid)
+        self._durably("start", lambda: self._engine.start_pod(uid))
 
     def remove(
         self, pod_uid: str, container: str | None = None, *, missing_ok: bool = False
@@ -608,6 +627,10 @@ class MemoryManager:
         An unknown pod or container raises :class:`~pymm.errors.NotFoundError` (a
         ``LookupError``) unless ``missing_ok`` (the kubelet itself ignores them).
         """
+        if type(pod_uid) is not str:
+            _uid(pod_uid)
+        if container is not None and type(container) is not str:
+            _uid(container, "container")
         if self._store is None and self.metrics is None and self.enforcement is None:
             self._engine.remove(pod_uid, container, missing_ok)
             return
@@ -628,7 +651,9 @@ class MemoryManager:
         """Releases whole pods with one durable write. All or nothing: if the write fails, or
         a pod is unknown (:class:`~pymm.errors.NotFoundError` unless ``missing_ok``), none is
         released."""
-        uids = list(pod_uids)
+        if isinstance(pod_uids, str):
+            raise WrongTypeError.of("pod_uids", pod_uids, "an iterable of pod uids, not one uid")
+        uids = [_uid(u, "pod_uids[]") for u in pod_uids]
         pinned = {uid: self._pinned(uid, None) for uid in uids}
 
         def run() -> None:
@@ -651,7 +676,8 @@ class MemoryManager:
         """The kubelet's view of a pod going away: each started container stops and
         releases its memory, and the pod is no longer active. Containers that never started
         keep their reservation until the next admission removes it as stale."""
-        self._durably("stop_pod", lambda: self._engine.remove_pod(pod_uid))
+        uid = _uid(pod_uid)
+        self._durably("stop_pod", lambda: self._engine.remove_pod(uid))
 
     @_finishes_then_reports_doubt
     def restart(
@@ -722,10 +748,10 @@ class MemoryManager:
 
     def cpuset_mems(self, pod_uid: str, container: str) -> str | None:
         """The container's NUMA nodes as ``cpuset.mems`` text (``"0,1"``), or None."""
-        return self._engine.cpuset_mems(pod_uid, container)
+        return self._engine.cpuset_mems(_uid(pod_uid), _uid(container, "container"))
 
     def numa_nodes(self, pod_uid: str, container: str) -> tuple[int, ...] | None:
-        nodes = self._engine.container_nodes(pod_uid, container)
+        nodes = self._engine.container_nodes(_uid(pod_uid), _uid(container, "container"))
         return tuple(nodes) if nodes is not None else None
 
     def usage(self) -> list[NodeUsage]:

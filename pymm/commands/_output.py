@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from rich.console import Console
@@ -53,29 +54,51 @@ def fmt_bytes(n: int) -> str:
     return f"{n / 2**20:.0f} MiB"
 
 
-def admission_json(a: Admission) -> dict[str, Any]:
+def held_by(mm: MemoryManager, a: Admission) -> set[str]:
+    """The containers of an admitted pod that still hold memory in the state: an init
+    container that ran before the app containers started has handed its memory back."""
+    return set(mm.state.get("entries", {}).get(a.pod_uid, {}))
+
+
+def admission_json(a: Admission, held: Collection[str] | None = None) -> dict[str, Any]:
+    """An admission as JSON; with ``held`` (:func:`held_by`), a container that placed memory
+    but holds none now (a finished init container) is marked ``"released": true``."""
+
+    def container(name: str, p: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "numaNodes": list(p.numa_nodes) if p.numa_nodes else None,
+            "cpusetMems": p.cpuset_mems,
+            "blocks": [
+                {"numaAffinity": list(b.numa_nodes), "type": b.resource, "size": b.size}
+                for b in p.blocks
+            ],
+        }
+        if held is not None and p.numa_nodes is not None and name not in held:
+            out["released"] = True
+        return out
+
     return {
         "podUID": a.pod_uid,
         "admit": a.admitted,
         "reason": a.reason,
         "message": a.message,
-        "containers": {
-            name: {
-                "numaNodes": list(p.numa_nodes) if p.numa_nodes else None,
-                "cpusetMems": p.cpuset_mems,
-                "blocks": [
-                    {"numaAffinity": list(b.numa_nodes), "type": b.resource, "size": b.size}
-                    for b in p.blocks
-                ],
-            }
-            for name, p in a.placements.items()
-        },
+        "containers": {name: container(name, p) for name, p in a.placements.items()},
     }
 
 
-def print_admission(con: Console, a: Admission, why: str | None = None) -> None:
+def print_admission(
+    con: Console,
+    a: Admission,
+    why: str | None = None,
+    held: Collection[str] | None = None,
+    requested: Any = None,
+) -> None:
     """One line per admission; a rejection keeps the kubelet's text intact on its line and
-    adds ``why`` (pymm's explanation, :func:`pymm.explain.explain_rejection`) below it."""
+    adds ``why`` (pymm's explanation, :func:`pymm.explain.explain_rejection`) below it.
+
+    With ``held`` (:func:`held_by`) and ``requested`` (the compiled pod), a finished init
+    container is shown with what it asked for and as released: its block, shrunk by what
+    later containers reuse, is no longer in the state."""
     if not a.admitted:
         con.print(
             f"[red]rejected[/] {markup(a.pod_uid)}: {markup(a.reason)}: {markup(a.message or '')}"
@@ -87,6 +110,10 @@ def print_admission(con: Console, a: Admission, why: str | None = None) -> None:
     for name, p in a.placements.items():
         if p.numa_nodes is None:
             parts.append(f"{name} -> any node (not Guaranteed or nothing requested)")
+            continue
+        if held is not None and requested is not None and name not in held:
+            asked = ", ".join(f"{r} {fmt_bytes(n)}" for r, n in requested.requested(name).items())
+            parts.append(f"{name} -> NUMA {p.cpuset_mems} ({asked}; released when it finished)")
             continue
         # An init container's block shrinks to 0 when later containers reuse its memory.
         sizes = ", ".join(

@@ -6,7 +6,14 @@ import argparse
 import json
 
 from pymm.commands._options import add_manager_options, build_manager, load_cli_pods
-from pymm.commands._output import admission_json, console, markup, print_admission, usage_table
+from pymm.commands._output import (
+    admission_json,
+    console,
+    held_by,
+    markup,
+    print_admission,
+    usage_table,
+)
 from pymm.errors import ConfigError
 from pymm.explain import explain_rejection
 from pymm.manager import Enforcement
@@ -70,9 +77,10 @@ def run(args: argparse.Namespace) -> int:
         out = []
         for pod in pods:
             a = mm.admit(pod)
-            out.append(admission_json(a))
+            held = held_by(mm, a) if a.admitted else None
+            out.append(admission_json(a, held))
             if not args.json:
-                print_admission(con, a, explain_rejection(mm, pod, a))
+                print_admission(con, a, explain_rejection(mm, pod, a), held, pod.compiled)
                 verb = "would write" if args.dry_run else "wrote"
                 for w in a.cgroup_writes:
                     con.print(markup(f"{verb} {w.value!r} to {w.path}"))

@@ -13,6 +13,7 @@ from pymm.commands._options import build_machine
 from pymm.commands._output import (
     admission_json,
     console,
+    held_by,
     markup,
     print_admission,
     usage_table,
@@ -189,9 +190,10 @@ def run(args: argparse.Namespace) -> int:
         )
     for pod in demo_pods():
         a = mm.admit(pod)
-        results.append(admission_json(a))
+        held = held_by(mm, a) if a.admitted else None
+        results.append(admission_json(a, held))
         if not args.json:
-            print_admission(con, a, explain_rejection(mm, pod, a))
+            print_admission(con, a, explain_rejection(mm, pod, a), held, pod.compiled)
     if args.json:
         print(json.dumps({"admissions": results, "state": mm.state}, indent=1))
     else:

@@ -111,10 +111,11 @@ def _state_path(args: argparse.Namespace) -> Path:
 
 def read_state(path: Path) -> tuple[str, dict[str, Any]]:
     """The policy name and checkpoint data of a state file (checksum verified)."""
+    from pymm.commands.state import resolved
     from pymm.statefile import read_file
 
     # Following a symlink is harmless here: this command only reads.
-    data = read_file(path.resolve())
+    data = read_file(resolved(path))
     if data is None:
         raise StateFileError(f"cannot read state file {path}: No such file or directory")
     policy, _checksum, state = _engine.decode_checkpoint(data.decode("utf-8", errors="replace"))

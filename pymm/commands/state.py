@@ -14,6 +14,7 @@ unknown machine, bad option).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from collections.abc import Mapping
@@ -145,12 +146,26 @@ def _read_text(path: Path) -> str:
         path = path / STATE_FILE_NAME
     # Following a symlink is harmless for a read-only command; read_file refuses them because
     # the manager writes where it reads.
-    data = read_file(path.resolve())
+    data = read_file(resolved(path))
     if data is None:
         raise StateFileError(f"cannot read state file {path}: No such file or directory")
     # Invalid UTF-8 is a property of the file, not a failure to read it: let the JSON decoder
     # report it like any other damage.
     return data.decode("utf-8", errors="replace")
+
+
+def resolved(path: Path) -> Path:
+    """``path`` with its symbolic links followed, for a command that only reads; a link that
+    leads back to itself is a :class:`StateFileError` naming it (pathlib raises
+    RuntimeError before Python 3.13, OSError since)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as exc:
+        err = StateFileError(
+            f"cannot read state file {path}: a symbolic link loop (the link leads back to itself)"
+        )
+        err.errno = errno.ELOOP
+        raise err from exc
 
 
 def _fail(path: Path, reason: str) -> int:
