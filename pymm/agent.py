@@ -37,6 +37,8 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from pymm._text import json_loads
+
 # The CLI's rendering of an admission, so the agent answers exactly as `pymm admit --json`.
 from pymm.commands._output import admission_json as _admission_json
 from pymm.errors import ConfigError, NotFoundError, PymmError, StateFileError
@@ -221,7 +223,7 @@ class Agent:
 
     async def _h_remove(self, request: web.Request) -> web.Response:
         try:
-            body = json.loads(await request.text())
+            body = json_loads(await request.text())
         except json.JSONDecodeError as e:
             raise _BadRequest(f"body is not JSON: {e}") from None
         if not isinstance(body, dict) or not isinstance(body.get("podUID"), str):

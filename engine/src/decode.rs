@@ -331,24 +331,24 @@ pub fn is_unprintable(c: char) -> bool {
             | '\u{E0000}'..='\u{E007F}')
 }
 
-/// Where a name first leaves ASCII or holds an unprintable character, said so that a reader
-/// can find it: a look-alike letter (the Cyrillic `е` in `mеmory`) looks right when printed.
+/// Where a name holds an unprintable character, or else first leaves ASCII, said so that a
+/// reader can find it: a look-alike letter (the Cyrillic `е` in `mеmory`) looks right when
+/// printed.
 pub fn odd_character(value: &str) -> Option<String> {
-    value.chars().enumerate().find_map(|(i, c)| {
-        let position = i + 1;
-        if is_unprintable(c) {
-            Some(format!(
-                "character {position} is U+{:04X}, an unprintable character",
-                c as u32
-            ))
-        } else if !c.is_ascii() {
-            Some(format!(
-                "character {position} is U+{:04X} ({c:?}), not ASCII: a letter that looks like an ASCII one?",
-                c as u32
-            ))
-        } else {
-            None
-        }
+    let at = |p: &dyn Fn(char) -> bool| value.chars().enumerate().find(|(_, c)| p(*c));
+    if let Some((i, c)) = at(&is_unprintable) {
+        return Some(format!(
+            "character {} is U+{:04X}, an unprintable character",
+            i + 1,
+            c as u32
+        ));
+    }
+    at(&|c: char| !c.is_ascii()).map(|(i, c)| {
+        format!(
+            "character {} is U+{:04X} ({c:?}), not ASCII: a letter that looks like an ASCII one?",
+            i + 1,
+            c as u32
+        )
     })
 }
 

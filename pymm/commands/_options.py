@@ -46,7 +46,9 @@ __all__ = [
     "load_cli_pods",
     "parse_hugepages",
     "parse_options",
+    "port",
     "resolve",
+    "seconds",
 ]
 
 
@@ -144,12 +146,29 @@ def add_manager_options(p: argparse.ArgumentParser, *, writes: bool = False) -> 
 
 
 def _seconds(text: str) -> float:
+    return seconds(text)
+
+
+def seconds(text: str, *, positive: bool = False) -> float:
+    """An ``argparse`` type: a finite number of seconds, ``>= 0`` (``> 0`` if ``positive``)."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise argparse.ArgumentTypeError(f"expected a number of seconds {bound}, got {text!r}")
+    return value
+
+
+def port(text: str) -> int:
+    """An ``argparse`` type: a TCP port, 0 (any free one) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text!r}")
     return value
 
 

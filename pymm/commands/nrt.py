@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 import threading
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -22,6 +23,7 @@ import yaml
 
 from pymm import _engine
 from pymm._text import printable
+from pymm.commands._options import seconds
 from pymm.commands._recorded import CHOICES
 from pymm.errors import PymmError, StateFileError
 from pymm.machine import Machine
@@ -81,14 +83,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--debounce",
-        type=float,
+        type=seconds,
         default=0.2,
         metavar="SECONDS",
         help="with --watch: changes this close together count once (default 0.2)",
     )
     p.add_argument(
         "--resync",
-        type=float,
+        type=partial(seconds, positive=True),
         default=30.0,
         metavar="SECONDS",
         help="with --watch: also re-read the file this often, and retry a failed publish "
@@ -96,7 +98,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--poll",
-        type=float,
+        type=partial(seconds, positive=True),
         metavar="SECONDS",
         help="with --watch: poll the file at this interval instead of using inotify",
     )
