@@ -696,3 +696,32 @@ def test_simulate_plot_without_matplotlib_fails_before_simulating(
     line = _one_error(["simulate", "--events", "10", "--plot", "x.png"], capsys)
     assert "--plot needs matplotlib" in line
     assert simulated == []
+
+
+def test_logs_are_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    """The agent's and nrt --watch's JSON lines escape as JSON does; a command's plain log
+    lines on stderr (a durability doubt, say) go through the same escaping as its output."""
+    import io
+    import logging
+
+    from pymm.cli import _log_to_stderr
+    from pymm.logs import setup_json_logging
+
+    logger = logging.getLogger("pymm")
+    saved = logger.handlers[:], logger.propagate, logger.level
+    try:
+        buf = io.StringIO()
+        setup_json_logging("INFO", buf)
+        logging.getLogger("pymm.test").warning("pod %s", "a\nb\u202ec")
+        line = buf.getvalue()
+        assert line.count("\n") == 1 and "\u202e" not in line
+        assert json.loads(line)["message"] == "pod a\nb\u202ec"
+        logger.handlers[:] = []
+        logger.propagate = False
+        _log_to_stderr()
+        logging.getLogger("pymm.test").warning("pod %s", "a\nadmitted root\u202e")
+        err = capsys.readouterr().err
+        assert err == "pymm: warning: pod a\\nadmitted root\\u202e\n"
+    finally:
+        logger.handlers[:], logger.propagate = saved[0], saved[1]
+        logger.setLevel(saved[2])

@@ -303,7 +303,12 @@ pub fn reservations_from(v: &Value) -> Result<Vec<MemoryReservation>> {
             }
             None => return Err(r.err("numaNode", "required")),
         }
-        .ok_or_else(|| r.err("numaNode", "expected a NUMA node id"))?;
+        .ok_or_else(|| {
+            r.err(
+                "numaNode",
+                "expected a NUMA node id, an integer from -2147483648 to 2147483647 (int32)",
+            )
+        })?;
         let mut limits = BTreeMap::new();
         let Some(lim) = r.obj("limits")? else {
             return Err(r.err("limits", "required"));

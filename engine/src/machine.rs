@@ -135,7 +135,8 @@ fn node_from(v: &Value, path: &str) -> Result<NumaNode> {
     };
     let cpus = match n.u64("cpus")? {
         None => 0,
-        Some(c) => u32::try_from(c).map_err(|_| n.err("cpus", format!("{c} is too many")))?,
+        Some(c) => u32::try_from(c)
+            .map_err(|_| n.err("cpus", format!("{c} is out of range: 0 to {}", u32::MAX)))?,
     };
     let kind = match n.get("kind") {
         None => MemoryKind::Unknown,
