@@ -123,7 +123,12 @@ class PodError(PymmError, ValueError):
 
 
 class ScenarioError(PymmError, ValueError):
-    """A replay scenario file is invalid."""
+    """A replay scenario file is invalid; ``path`` is the offending field
+    (``ops[3].pod.containers[0].name``), where there is one."""
+
+    def __init__(self, message: str = "", *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class NotFoundError(PymmError, LookupError):

@@ -87,6 +87,13 @@ def _providers(hints: Any) -> list[Any] | None:
     return list(hints) or None
 
 
+def _verdict(outcome: object) -> _engine.AdmitResult:
+    """What ``Engine.apply`` returns for an admission (its result type depends on the op)."""
+    if not isinstance(outcome, _engine.AdmitResult):
+        raise TypeError(f"an admission returned {type(outcome).__name__}")
+    return outcome
+
+
 def compile_pod(pod: PodLike) -> _engine.Pod:
     """The engine's pod: decoded and checked once, then shared by every admission.
 
@@ -485,11 +492,10 @@ class MemoryManager:
 
     # -- operations ---------------------------------------------------------------------
 
-    def _durably(self, operation: str, change: Callable[[], _T], *, steps: bool = False) -> _T:
+    def _durably(self, operation: str, change: Callable[[], _T]) -> _T:
         """Runs ``change`` on the engine and persists the result; if the write fails, the
         engine is rolled back, so memory never holds what the caller is told did not happen.
-        A change of several ``steps`` (``admit_many``, ``remove_many``) is rolled back when a
-        later step fails, with or without a state directory: all or nothing.
+        (A batch, ``admit_many`` or ``remove_many``, is one engine call, all or nothing.)
 
         The rename of the new file is the commit point. A failure after it (the directory
         fsync) leaves the new state in the file, visible to every later reader and restored by
@@ -499,7 +505,7 @@ class MemoryManager:
         not survive a power loss: :func:`_finishes_then_reports_doubt` raises the
         :class:`StateNotDurableError` kept here once the call is done.
         """
-        if self._store is None and not steps:
+        if self._store is None:
             return change()  # one engine call changes nothing when it fails
         self._check_writable(operation)
         snapshot = self._engine.snapshot()
@@ -534,7 +540,8 @@ class MemoryManager:
             # (this path is a few µs, of which every Python call is a measurable part).
             compiled = pod.compiled if type(pod) is Pod else compile_pod(pod)
             extra = None if hints is None else _providers(hints)
-            return Admission(compiled, self._engine.admit(compiled, extra, trace, start))
+            op = _engine.Op.admit(compiled, extra, start, trace)
+            return Admission(compiled, _verdict(self._engine.apply(op)))
         return self._admit_recorded(pod, hints, start, trace)
 
     @_finishes_then_reports_doubt
@@ -544,7 +551,8 @@ class MemoryManager:
         compiled = pod.compiled if type(pod) is Pod else compile_pod(pod)
         extra = _providers(hints)
         began = time.perf_counter() if self.metrics is not None else 0.0
-        raw = self._durably("admit", lambda: self._engine.admit(compiled, extra, trace, start))
+        op = _engine.Op.admit(compiled, extra, start, trace)
+        raw = _verdict(self._durably("admit", lambda: self._engine.apply(op)))
         if self.metrics is not None:
             # Timed as the kubelet times its scope's Admit: the state file write included.
             self.metrics.record_admission(
@@ -570,11 +578,8 @@ class MemoryManager:
         compiled = [compile_pod(p) for p in pods]
         # In one batch the second copy of a uid would be reported admitted beside the first.
         _engine.check_unique_uids(compiled)
-
-        def run() -> list[_engine.AdmitResult]:
-            return [self._engine.admit(c, None, False, start) for c in compiled]
-
-        results = self._durably("admit", run, steps=True)
+        ops = [_engine.Op.admit(c, None, start) for c in compiled]
+        results = [_verdict(r) for r in self._durably("admit", lambda: self._engine.apply_all(ops))]
         admissions = [Admission(c, r) for c, r in zip(compiled, results, strict=True)]
         if self.enforcement and start:
             for a in admissions:
@@ -615,36 +620,60 @@ class MemoryManager:
 
     @_finishes_then_reports_doubt
     def start(self, pod_uid: str) -> None:
-        """Starts an admitted pod's containers (``admit(..., start=False)`` defers this)."""
-        uid = _uid(pod_uid)
-        self._durably("start", lambda: self._engine.start_pod(uid))
+        """Starts an admitted pod's containers (``admit(..., start=False)`` defers this): the
+        kubelet's AddContainer for each, in order. Raises :class:`~pymm.errors.NotFoundError`
+        for a pod that is not admitted."""
+        op = _engine.Op.start(_uid(pod_uid))
+        self._durably("start", lambda: self._engine.apply(op))
 
-    def remove(
+    def stop(self, pod_uid: str, container: str) -> bool:
+        """The kubelet's RemoveContainer: a started container stopped, and its memory is
+        released. A container that never started, or is unknown, releases nothing and is no
+        error (returns False). See the README's table of operations."""
+        op = _engine.Op.stop(_uid(pod_uid), _uid(container, "container"))
+        return self._removing("stop", op, pod_uid, container)
+
+    def stop_pod(self, pod_uid: str) -> bool:
+        """The kubelet's view of a pod going away: each started container stops and
+        releases its memory, and the pod is no longer active. Containers that never started
+        keep their reservation until the next admission removes it as stale. An unknown pod
+        is no error (returns False)."""
+        return self._removing("stop_pod", _engine.Op.stop_pod(_uid(pod_uid)), pod_uid, None)
+
+    def release(
         self, pod_uid: str, container: str | None = None, *, missing_ok: bool = False
-    ) -> None:
-        """Releases one container's memory, or (without ``container``) the whole pod's.
-
-        An unknown pod or container raises :class:`~pymm.errors.NotFoundError` (a
-        ``LookupError``) unless ``missing_ok`` (the kubelet itself ignores them).
-        """
+    ) -> bool:
+        """An operator gives memory back now: one container's, or (without ``container``)
+        the whole pod's, whether its containers started or not; the pod is then no longer
+        active. An unknown pod or container raises :class:`~pymm.errors.NotFoundError` (a
+        ``LookupError``) unless ``missing_ok`` (then False is returned)."""
         if type(pod_uid) is not str:
             _uid(pod_uid)
         if container is not None and type(container) is not str:
             _uid(container, "container")
+        op = _engine.Op.release(pod_uid, container, missing_ok)
         if self._store is None and self.metrics is None and self.enforcement is None:
-            self._engine.remove(pod_uid, container, missing_ok)
-            return
-        self._remove_recorded(pod_uid, container, missing_ok)
+            return bool(self._engine.apply(op))
+        return self._removing("release", op, pod_uid, container)
+
+    #: ``remove`` is :meth:`release` (the operator's removal; the kubelet's is :meth:`stop`).
+    remove = release
 
     @_finishes_then_reports_doubt
-    def _remove_recorded(self, pod_uid: str, container: str | None, missing_ok: bool) -> None:
+    def _removing(
+        self, operation: str, op: _engine.Op, pod_uid: str, container: str | None
+    ) -> bool:
         pinned = self._pinned(pod_uid, container)
         began = time.perf_counter() if self.metrics is not None else 0.0
-        self._durably("remove", lambda: self._engine.remove(pod_uid, container, missing_ok))
+        released = bool(self._durably(operation, lambda: self._engine.apply(op)))
         if self.metrics is not None:
             self.metrics.record_removal((time.perf_counter() - began) * 1e3)
         for name in pinned:
-            self._pin(pod_uid, name, None)
+            # Only what lost its memory loses its pin (a container that never started keeps
+            # its reservation, and its cgroup its cpuset.mems).
+            if self.cpuset_mems(pod_uid, name) is None:
+                self._pin(pod_uid, name, None)
+        return released
 
     @_finishes_then_reports_doubt
     def remove_many(self, pod_uids: Iterable[str], *, missing_ok: bool = False) -> None:
@@ -655,12 +684,8 @@ class MemoryManager:
             raise WrongTypeError.of("pod_uids", pod_uids, "an iterable of pod uids, not one uid")
         uids = [_uid(u, "pod_uids[]") for u in pod_uids]
         pinned = {uid: self._pinned(uid, None) for uid in uids}
-
-        def run() -> None:
-            for uid in uids:
-                self._engine.remove(uid, None, missing_ok)
-
-        self._durably("remove", run, steps=True)
+        ops = [_engine.Op.release(uid, None, missing_ok) for uid in uids]
+        self._durably("remove", lambda: self._engine.apply_all(ops))
         for uid, names in pinned.items():
             for name in names:
                 self._pin(uid, name, None)
@@ -670,14 +695,6 @@ class MemoryManager:
             return []
         entries = self.state.get("entries", {}).get(pod_uid, {})
         return [c for c in entries if container is None or c == container]
-
-    @_finishes_then_reports_doubt
-    def stop_pod(self, pod_uid: str) -> None:
-        """The kubelet's view of a pod going away: each started container stops and
-        releases its memory, and the pod is no longer active. Containers that never started
-        keep their reservation until the next admission removes it as stale."""
-        uid = _uid(pod_uid)
-        self._durably("stop_pod", lambda: self._engine.remove_pod(uid))
 
     @_finishes_then_reports_doubt
     def restart(
@@ -714,8 +731,10 @@ class MemoryManager:
             text = self._engine.checkpoint()
         path = str(source.path) if source else "memory_manager_state"
 
+        op = _engine.Op.restart(text, path, new_machine.to_dict(), config)
+
         def run() -> None:
-            self._engine.restart(text, path, new_machine.to_dict(), config)
+            self._engine.apply(op)
 
         if self.read_only:
             run()  # a read-only manager re-reads; there is nothing of its own to write
@@ -728,6 +747,7 @@ class MemoryManager:
         enforcement): for what-if questions without touching the real state."""
         other = MemoryManager.__new__(MemoryManager)
         other.enforcement = None
+        other.metrics = None
         other.machine = self.machine
         other._store = None
         other._not_durable = None

@@ -5,30 +5,9 @@
 shape as the files in ``pymm/catalog/``, so the engine can consume either. ``ROOT`` is a
 parameter so that tests can point it at a fixture tree.
 
-Memory-kind rule
-----------------
-Each node is labelled ``DRAM``, ``HBM``, ``CXL`` or ``unknown`` by :func:`memory_kind`. The
-first step that reaches a verdict wins:
-
-1. A node with CPUs is ``DRAM`` (memoryless CPU nodes too: they are sockets/dies whose
-   controllers carry no DIMMs, not a different memory technology).
-2. A node with neither CPUs nor memory is ``unknown``.
-3. Memory tiers (the kernel's own verdict, which already folds in HMAT): a CPU-less node in a
-   lower-numbered (faster) tier than every DRAM node is ``HBM``; in a higher-numbered (slower)
-   tier than every DRAM node it is ``CXL``. Same tier: no verdict.
-4. HMAT (``nodeN/access0/initiators``): read bandwidth above every DRAM node's is ``HBM``;
-   otherwise read latency above every DRAM node's is ``CXL``. Otherwise no verdict.
-5. SLIT distances. ``near`` is the node's distance to the nearest CPU node and ``remote`` the
-   largest distance between two CPU nodes (never less than the kernel's REMOTE_DISTANCE, 20):
-
-   * ``near <= 13`` -- within 30% of local DRAM (10): on-package memory, ``HBM``;
-   * ``13 < near < remote`` -- farther than on-package memory but nearer than a remote
-     socket: a memory expander on a socket's link, ``CXL``;
-   * ``near >= remote`` or no distances -- ``unknown`` (could be CXL behind a switch,
-     persistent memory, or a socket with its CPUs offline).
-
-On the catalog machines this gives ``HBM`` for xeon-max-2s-hbm-flat (near 13), ``CXL`` for
-spr-2s-cxl (near 14, remote 21) and ``DRAM`` everywhere else.
+Each node's memory kind (``DRAM``, ``HBM``, ``CXL`` or ``unknown``) is the engine's verdict
+(``engine/src/memkind.rs``, where the rule is written; :data:`MEMORY_KIND_RULE` is its one-line
+summary) over what this module reads: CPUs, memory, memory tiers, HMAT and SLIT distances.
 """
 
 from __future__ import annotations
@@ -40,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pymm import _engine
 from pymm.errors import SysfsError
 
 __all__ = [
@@ -50,19 +30,8 @@ __all__ = [
     "parse_list",
 ]
 
-# Kernel SLIT constants (include/linux/topology.h): a node's distance to itself and the
-# conventional distance of "another socket".
-LOCAL_DISTANCE = 10
-REMOTE_DISTANCE = 20
-# 1.3x local: on-package HBM is reported at 13 on Xeon Max; off-package expanders start at 14.
-ON_PACKAGE_MAX_DISTANCE = 13
-
-MEMORY_KIND_RULE = (
-    "kind: CPU node = DRAM; CPU-less node: faster memory tier or higher HMAT bandwidth than "
-    "DRAM = HBM, slower tier or higher HMAT latency = CXL; else SLIT distance to nearest CPU "
-    f"node <= {ON_PACKAGE_MAX_DISTANCE} = HBM, below the remote-socket distance = CXL, "
-    "otherwise unknown"
-)
+#: The engine's memory-kind rule in one line (``pymm topology`` prints it).
+MEMORY_KIND_RULE = _engine.memory_kind_rule()
 
 _NODE_DIR = Path("sys/devices/system/node")
 _TIER_DIR = Path("sys/devices/virtual/memory_tiering")
@@ -269,8 +238,8 @@ def discover(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
             }
         )
     distances = _distances(node_dir, ids)
-    for index, node in enumerate(nodes):
-        node["kind"], node["kind_reason"] = memory_kind(index, nodes, distances)
+    for node, (kind, reason) in zip(nodes, _engine.classify_memory(nodes, distances), strict=True):
+        node["kind"], node["kind_reason"] = kind, reason
 
     kinds = sorted({n["kind"] for n in nodes})
     label = "/" if os.fspath(root) == "/" else os.fspath(root)
@@ -284,71 +253,15 @@ def discover(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
     }
 
 
-def _node_cpus(node: Mapping[str, Any]) -> int:
-    return int(node.get("cpus", 0))
-
-
-def _has_memory(node: Mapping[str, Any]) -> bool:
-    if "has_memory" in node:
-        return bool(node["has_memory"])
-    return int(node.get("memory_bytes", 0)) > 0
-
-
 def memory_kind(
     index: int,
     nodes: Sequence[Mapping[str, Any]],
     distances: Sequence[Sequence[int]] | None,
 ) -> tuple[str, str]:
-    """Classify ``nodes[index]`` as ``DRAM``/``HBM``/``CXL``/``unknown``; return (kind, reason).
+    """The engine's classification of ``nodes[index]``: ``(kind, reason)``.
 
     ``nodes`` need ``cpus`` and ``memory_bytes`` (catalog entries qualify); ``tier`` and
-    ``access`` (HMAT, as produced by :func:`discover`) are used when present. ``distances``
-    rows follow the order of ``nodes``. The rule is described in the module docstring.
+    ``access`` (HMAT, as :func:`discover` reads them) are used when present. ``distances``
+    rows follow the order of ``nodes``.
     """
-    node = nodes[index]
-    if _node_cpus(node) > 0:
-        if not _has_memory(node):
-            return "DRAM", "has CPUs but no memory (memoryless CPU node)"
-        return "DRAM", "has CPUs: socket-local memory"
-    if not _has_memory(node):
-        return "unknown", "no CPUs and no memory"
-
-    dram = [n for n in nodes if _node_cpus(n) > 0 and _has_memory(n)]
-
-    tier = node.get("tier")
-    dram_tiers = [n["tier"] for n in dram if n.get("tier") is not None]
-    if tier is not None and dram_tiers:
-        if tier < min(dram_tiers):
-            return "HBM", f"CPU-less, memory tier {tier} faster than DRAM tier {min(dram_tiers)}"
-        if tier > max(dram_tiers):
-            return "CXL", f"CPU-less, memory tier {tier} slower than DRAM tier {max(dram_tiers)}"
-
-    access = node.get("access") or {}
-    dram_access = [n["access"] for n in dram if n.get("access")]
-    bandwidth = access.get("read_bandwidth_mbps")
-    dram_bw = [a["read_bandwidth_mbps"] for a in dram_access if a.get("read_bandwidth_mbps")]
-    if bandwidth is not None and dram_bw and bandwidth > max(dram_bw):
-        return "HBM", f"CPU-less, HMAT read bandwidth {bandwidth} MB/s > DRAM {max(dram_bw)} MB/s"
-    latency = access.get("read_latency_ns")
-    dram_lat = [a["read_latency_ns"] for a in dram_access if a.get("read_latency_ns")]
-    if latency is not None and dram_lat and latency > max(dram_lat):
-        return "CXL", f"CPU-less, HMAT read latency {latency} ns > DRAM {max(dram_lat)} ns"
-
-    cpu_idx = [i for i, n in enumerate(nodes) if _node_cpus(n) > 0]
-    if distances is None or not cpu_idx:
-        return "unknown", "CPU-less memory with no tier, HMAT or distance evidence"
-    near = min(distances[index][i] for i in cpu_idx)
-    remote = max([REMOTE_DISTANCE] + [distances[i][j] for i in cpu_idx for j in cpu_idx if i != j])
-    if near <= ON_PACKAGE_MAX_DISTANCE:
-        return "HBM", f"CPU-less, distance {near} to nearest CPU node (on-package memory)"
-    if near < remote:
-        return (
-            "CXL",
-            f"CPU-less, distance {near} to nearest CPU node: beyond on-package, "
-            f"nearer than a remote socket ({remote})",
-        )
-    return (
-        "unknown",
-        f"CPU-less, distance {near} to nearest CPU node is no nearer than a remote socket "
-        f"({remote})",
-    )
+    return _engine.classify_memory(list(nodes), distances)[index]

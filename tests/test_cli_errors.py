@@ -98,9 +98,9 @@ def _cases(tmp_path: Path) -> dict[str, tuple[list[str], list[str]]]:
         ),
         "reservedMemory: [{}]": (
             ["replay", _scenario(tmp_path, "s1.json", reservedMemory=[{}])],
-            ["scenario 's'", "reservedMemory[0]"],
+            ['scenario "s"', "reservedMemory[0]"],
         ),
-        "ops: 5": (["replay", _scenario(tmp_path, "s2.json", ops=5)], ["scenario 's'", "ops"]),
+        "ops: 5": (["replay", _scenario(tmp_path, "s2.json", ops=5)], ['scenario "s"', "ops"]),
         "hugepageSizes: [{}]": (
             [
                 "replay",
@@ -110,7 +110,7 @@ def _cases(tmp_path: Path) -> dict[str, tuple[list[str], list[str]]]:
                     machine={"numaNodes": [{"id": 0, "memory": "16Gi"}], "hugepageSizes": [{}]},
                 ),
             ],
-            ["scenario 's'", "machine.hugepageSizes[0]"],
+            ['scenario "s"', "machine.hugepageSizes[0]"],
         ),
         "scenario memory beyond 64 bits": (
             [

@@ -1,5 +1,6 @@
-"""The real kubelet's results for 54 scenarios (v1.26.15, and v1.32.10 for the default
-"latest" behaviour), reproduced by `pymm replay`."""
+"""The real kubelet's results, reproduced by `pymm replay`: every reference set in
+``tests/conformance/`` through the CLI (the engine replays them again in ``cargo test``), and
+the 54 small scenarios one by one (v1.26.15, and v1.32.10 for the default behaviour)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,95 @@ from typing import Any
 import pytest
 
 from pymm.cli import main
-from pymm.replay import compare_results, load_scenarios, replay, replay_scenario
+from pymm.errors import ScenarioError
+from pymm.replay import (
+    compare_results,
+    load_reference,
+    load_scenarios,
+    replay,
+    replay_scenario,
+)
 
 CONF = Path(__file__).parent / "conformance"
-SCENARIOS = load_scenarios(CONF / "kubelet-oracle-small.scenarios.json")
+SCENARIOS: list[dict[str, Any]] = json.loads(
+    (CONF / "kubelet-oracle-small.scenarios.json").read_text()
+)["scenarios"]
 REFERENCE = json.loads((CONF / "kubelet-oracle-small.json").read_text())
 REF_BY_NAME = {r["name"]: r for r in REFERENCE["results"]}
-LATEST_SCENARIOS = load_scenarios(CONF / "kubelet-oracle-latest-small.scenarios.json")
+LATEST_SCENARIOS: list[dict[str, Any]] = json.loads(
+    (CONF / "kubelet-oracle-latest-small.scenarios.json").read_text()
+)["scenarios"]
 LATEST = json.loads((CONF / "kubelet-oracle-latest-small.json").read_text())
 LATEST_BY_NAME = {r["name"]: r for r in LATEST["results"]}
+
+
+def _reference_sets() -> list[tuple[str, Path, Path]]:
+    """Each reference file with its scenarios (or itself, when its results embed them)."""
+    out = []
+    for ref in sorted(CONF.glob("kubelet-*.json*")):
+        stem = ref.name.removesuffix(".gz").removesuffix(".json")
+        if stem.endswith(".scenarios") or stem == "kubelet-vectors":
+            continue
+        scenarios = next(
+            (
+                p
+                for p in (CONF / f"{stem}.scenarios.json", CONF / f"{stem}.scenarios.json.gz")
+                if p.exists()
+            ),
+            ref,
+        )
+        out.append((stem, ref, scenarios))
+    return out
+
+
+def _version_of(ref: Path) -> str:
+    """The kubelet version a reference file was produced by, from its own meta."""
+    meta = load_reference(ref).meta["kubernetes"]
+    for prefix, version in (("v1.26", "1.26"), ("v1.32", "1.32")):
+        if meta.startswith(prefix):
+            return version
+    if "v1.38" in meta:
+        return "1.38"
+    raise AssertionError(f"{ref.name}: unknown kubelet {meta!r}")
+
+
+def test_the_shared_reference_sets_are_all_here() -> None:
+    names = {stem for stem, _, _ in _reference_sets()}
+    assert {
+        "kubelet-oracle-small",
+        "kubelet-oracle-latest-small",
+        "kubelet-oracle-latest-lifecycle",
+        "kubelet-bugs",
+    } <= names
+
+
+@pytest.mark.parametrize(
+    ("stem", "ref", "scenarios"), _reference_sets(), ids=[s for s, _, _ in _reference_sets()]
+)
+def test_cli_replay_matches_every_reference_set(
+    stem: str, ref: Path, scenarios: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "results.json"
+    args = ["replay", str(scenarios), "-o", str(out), "--compare", str(ref)]
+    rc = main([*args, "--kubelet-version", _version_of(ref)])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert " 0 differences" in err
+    assert len(json.loads(out.read_text())["results"]) == len(
+        json.loads(
+            __import__("gzip").decompress(ref.read_bytes())
+            if ref.suffix == ".gz"
+            else ref.read_text()
+        )["results"]
+    )
 
 
 def test_all_54_scenarios_are_present() -> None:
     assert len(SCENARIOS) == 54
     assert {s["name"] for s in SCENARIOS} == set(REF_BY_NAME)
+    assert load_scenarios(CONF / "kubelet-oracle-small.scenarios.json").names == [
+        s["name"] for s in SCENARIOS
+    ]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s["name"])
@@ -93,6 +169,31 @@ def test_malformed_scenario_is_a_clear_error(
     assert main(["replay", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("pymm: error:") and "numaNodes" in err and "Traceback" not in err
+    assert err.count("\n") == 1 and str(bad) in err and 'scenario "x"' in err
+
+
+@pytest.mark.parametrize(
+    ("op", "needle"),
+    [
+        ({"op": "admit", "pod": {"uid": None, "containers": []}}, "ops[0].pod.uid"),
+        ({"op": "admit"}, "ops[0].pod: required"),
+        ({"op": "remove", "podUID": "p"}, "ops[0].container: required"),
+        ({"op": "removepod", "podUID": "p"}, 'did you mean "removePod"'),
+        ({"op": "restart", "machien": {}}, 'did you mean "machine"'),
+        ({"op": ["admit"]}, "ops[0].op: expected a string"),
+    ],
+)
+def test_a_malformed_operation_names_its_place(op: dict[str, Any], needle: str) -> None:
+    sc = {"name": "bad", "machine": {"numaNodes": [{"id": 0, "memory": "4Gi"}]}, "ops": [op]}
+    with pytest.raises(ScenarioError, match='scenario "bad"') as e:
+        replay([sc])
+    assert needle in str(e.value)
+
+
+def test_a_scenario_key_misspelt_is_refused() -> None:
+    sc = {"name": "s", "machine": {"numaNodes": []}, "topologyManagerPolcy": "restricted"}
+    with pytest.raises(ScenarioError, match='did you mean "topologyManagerPolicy"'):
+        replay([sc])
 
 
 # -- in memory, and the options only pymm has ---------------------------------------------
@@ -127,7 +228,7 @@ def test_only_restarts_go_through_a_file(monkeypatch: pytest.MonkeyPatch) -> Non
 
     real_read = statefile.read_file
     monkeypatch.setattr("pymm.replay.atomic_write", write)
-    monkeypatch.setattr("pymm.statefile.read_file", read_file)
+    monkeypatch.setattr("pymm.replay.statefile.read_file", read_file)
     sc = next(s for s in SCENARIOS if s["name"] == "restart-restore")
     restarts = sum(1 for op in sc["ops"] if op["op"] == "restart")
     assert restarts >= 1 and len(sc["ops"]) > restarts

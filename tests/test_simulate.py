@@ -15,13 +15,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from simulate_reference import _final_state_valid, stranded
 
 from pymm import Container, Machine, MemoryManager, Pod, parse_quantity
 from pymm.cli import main
 from pymm.errors import CheckpointCorruptedError, ConfigError, PodError, ScenarioError
 from pymm.simulate import SimConfig, Workload, from_scenario, generate, parse_config, run
 from pymm.simulate.configs import manager_kwargs, open_manager, parse_configs
-from pymm.simulate.driver import _final_state_valid, probe_pod, sample_points, stranded
+from pymm.simulate.core import probe_pod, sample_points
 from pymm.simulate.workloads import MIXES, draw_arrivals, load_scenario
 
 GiB = 1 << 30
@@ -232,24 +233,48 @@ def _scenario() -> dict[str, Any]:
 
 def test_scenario_becomes_a_workload() -> None:
     w = from_scenario(_scenario())
-    assert [p.uid for p in w.shapes] == ["p1", "p2", "p1"]
-    assert w.op.tolist() == [0, 0, 1, 0]
-    assert [w.uid(i) for i in range(len(w))] == ["p1-0", "p2-1", "p1-0", "p1-6"]
-    assert w.skipped == {"remove": 1, "restart": 1}
+    assert w.scenario is not None and len(w) == 7 and w.shapes == ()
+    assert w.description == "two pods, one re-admitted"
     assert w.machine.node_ids == [0, 1] and w.machine.nodes[0].memory_bytes == 16 * GiB
-    # applyDefaults (on by default): the request is the limit, so the pod is Guaranteed.
-    assert w.shapes[2].containers[0].requests["memory"] == "12Gi"
     assert [dict(r["limits"]) for r in w.reserved_memory or ()] == [{"memory": "1Gi"}] * 2
 
 
-def test_scenario_replays_with_its_reservation() -> None:
-    # Configs set the policy; the scenario's single-numa-node is not applied.
-    r = run(from_scenario(_scenario()), ["kubelet:"], samples=4)
+def test_scenario_replays_every_operation_as_replay_does() -> None:
+    # Configs set the policy (best-effort here; the scenario's single-numa-node is not
+    # applied). p1 (4Gi) -> node 0; p2 (8Gi) -> node 0; stopping p2's started container
+    # releases it; stopping p1 releases it; the restart keeps the (empty) state; stopping a
+    # pod never admitted does nothing; p1 again (12Gi) -> node 0.
+    r = run(from_scenario(_scenario()), ["kubelet:"], samples=7)
     c = r.configs[0]
-    # p1 (4Gi) -> node 0; p2 (8Gi) -> node 0 (11 free); p1 removed; p1 again (12Gi) -> node 1.
-    assert (c.admitted, c.rejected) == (3, 0)
-    assert c.series.node_reserved_fraction[-1].tolist() == pytest.approx([8 / 15, 12 / 15])
-    assert r.skipped == {"remove": 1, "restart": 1}
+    assert (c.admitted, c.rejected, c.events_applied, c.restart_error) == (3, 0, 7, None)
+    assert c.series.node_reserved_fraction[:, 0].tolist() == pytest.approx(
+        [4 / 15, 12 / 15, 4 / 15, 0, 0, 0, 12 / 15]
+    )
+    assert c.series.node_reserved_fraction[:, 1].tolist() == [0] * 7
+
+
+def test_a_pod_that_never_started_keeps_its_memory_in_simulate_too() -> None:
+    sc = _scenario()
+    sc["ops"] = [
+        {**sc["ops"][0], "start": False},  # p1 admitted, not started
+        {"op": "remove", "podUID": "p1", "container": "c"},  # nothing to release
+        {"op": "removePod", "podUID": "p1"},  # nothing released: stale until next admission
+        sc["ops"][1],  # p2's admission removes p1's stale memory first
+    ]
+    c = run(from_scenario(sc), ["kubelet:"], samples=4).configs[0]
+    assert c.series.node_reserved_fraction[:, 0].tolist() == pytest.approx(
+        [4 / 15, 4 / 15, 4 / 15, 8 / 15]
+    )
+
+
+def test_a_failed_restart_ends_the_run() -> None:
+    sc = _scenario()
+    smaller = {"numaNodes": [{"id": 0, "memory": "2Gi"}, {"id": 1, "memory": "16Gi"}]}
+    sc["ops"] = [sc["ops"][0], {"op": "restart", "machine": smaller}, sc["ops"][1]]
+    c = run(from_scenario(sc), ["kubelet:"], samples=3).configs[0]
+    assert c.events_applied == 1 and c.admitted == 1
+    assert c.restart_error is not None and "event 1" in c.restart_error
+    assert "the expected machine state is different from the real one" in c.restart_error
 
 
 def test_scenario_file_needs_a_name_when_it_holds_many(conformance: Path) -> None:
@@ -462,13 +487,14 @@ def test_json_has_the_documented_shape() -> None:
         "peakReservedFraction": float,
         "meanStrandedBytes": int,
         "finalStateValid": bool,
+        "eventsApplied": int,
     }
     for key, kind in types.items():
         assert type(c[key]) is kind, key
     assert c["rejectedByReason"] == {"UnexpectedAdmissionError": 1}
     assert len(c["series"]["reservedFraction"]) == 3
     assert set(c["series"]["nodeReservedFraction"]) == {"0", "1"}
-    assert c["probe"] == {"memory": "8Gi"} and c["skippedOps"] == {}
+    assert c["probe"] == {"memory": "8Gi"} and c["restartError"] is None
 
 
 def test_table_rows_show_the_hand_worked_numbers() -> None:
@@ -532,13 +558,17 @@ def test_cli_json_to_stdout_prints_only_json(capsys: pytest.CaptureFixture[str])
     assert rc == 0 and json.loads(out)["configs"][0]["label"] == "kubelet"
 
 
-def test_cli_scenario_says_what_it_did_not_simulate(
+def test_cli_scenario_reports_a_failed_restart(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    sc = _scenario()
+    sc["ops"] = [sc["ops"][0], {"op": "restart", "reservedMemory": []}, sc["ops"][1]]
     path = tmp_path / "s.json"
-    path.write_text(json.dumps({"scenarios": [_scenario()]}))
+    path.write_text(json.dumps({"scenarios": [sc]}))
     rc, out, _ = _cli(["--scenario", str(path), "--config", "kubelet:"], capsys)
-    assert rc == 0 and "not simulated: 1 remove, 1 restart op(s)" in out
+    assert rc == 1
+    assert "stopped after 1 of 3 events: the restart failed" in out
+    assert "you should specify the system reserved memory" in out
 
 
 def test_cli_lists_the_mixes(capsys: pytest.CaptureFixture[str]) -> None:

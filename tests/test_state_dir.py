@@ -140,13 +140,15 @@ def test_read_only_takes_no_lock_writes_nothing_and_refuses_changes(tmp_path: Pa
             assert reader.read_only and reader.restored
             assert "kept" in reader.state["entries"]
             assert reader.hints(pod("new"), "c") is not None
-            calls: dict[str, Callable[[], object]] = {
-                "admit": lambda: reader.admit(pod("new")),
-                "start": lambda: reader.start("kept"),
-                "remove": lambda: reader.remove("kept"),
-                "stop_pod": lambda: reader.stop_pod("kept"),
-            }
-            for name, call in calls.items():
+            calls: list[tuple[str, Callable[[], object]]] = [
+                ("admit", lambda: reader.admit(pod("new"))),
+                ("start", lambda: reader.start("kept")),
+                ("release", lambda: reader.release("kept")),
+                ("release", lambda: reader.remove("kept")),
+                ("stop", lambda: reader.stop("kept", "c")),
+                ("stop_pod", lambda: reader.stop_pod("kept")),
+            ]
+            for name, call in calls:
                 with pytest.raises(StateFileError) as info:
                     call()
                 assert str(info.value).startswith(f"cannot {name}: ")

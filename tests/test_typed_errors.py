@@ -85,7 +85,7 @@ CASES: dict[str, tuple[Callable[[], object], type[PymmError], str]] = {
     "replay([None])": (
         lambda: replay([None]),  # type: ignore[list-item]
         ScenarioError,
-        "a scenario must be an object",
+        "scenarios[0]: expected a mapping, got null",
     ),
 }
 
@@ -229,4 +229,6 @@ def test_a_scenario_op_that_is_a_list_is_one_error_line(
     path = tmp_path / "s.json"
     path.write_text(json.dumps({"scenarios": [scenario]}))
     assert main(["simulate", "--scenario", str(path)]) == 2
-    assert capsys.readouterr().err == "pymm: error: scenario 's' ops[1]: unknown op []\n"
+    assert capsys.readouterr().err == (
+        f'pymm: error: {path}: scenario "s": ops[1].op: expected a string, got list\n'
+    )

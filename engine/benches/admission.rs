@@ -3,6 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use pymm_engine::hints::{calculate_hints, provider_answer};
+use pymm_engine::lifecycle::{Op, Outcome};
 use pymm_engine::machine::Machine;
 use pymm_engine::manager::{Config, Manager, Search};
 use pymm_engine::nodemask::NodeMask;
@@ -10,6 +11,7 @@ use pymm_engine::request::{container_requested, Pod};
 use pymm_engine::topology::{policy_merge, MergeContext, Policy};
 use serde_json::json;
 use std::hint::black_box;
+use std::sync::Arc;
 
 fn machine(n: usize) -> Machine {
     let nodes: Vec<_> = (0..n)
@@ -33,10 +35,22 @@ fn manager(n: usize, search: Search) -> Manager {
     let mut m = Manager::new(machine(n), config, None, "bench").expect("manager");
     for (i, mem) in ["100Gi", "2Gi", "2Gi", "2Gi"].iter().enumerate() {
         let p = pod(&format!("placed-{i}"), mem);
-        assert!(m.admit(&p, &[], false).admit);
-        m.start_pod(&p.uid).expect("start");
+        assert!(admitted(m.apply(&admit(&p)).expect("admit")));
     }
     m
+}
+
+fn admit(p: &Pod) -> Op {
+    Op::Admit {
+        pod: Arc::new(p.clone()),
+        hints: None,
+        start: true,
+        trace: false,
+    }
+}
+
+fn admitted(o: Outcome) -> bool {
+    o.admission().is_some_and(|a| a.admit)
 }
 
 fn pod(uid: &str, memory: &str) -> Pod {
@@ -54,11 +68,16 @@ fn admission(c: &mut Criterion) {
         (128, Search::Bounded),
     ] {
         let mut m = manager(n, search);
-        let p = pod("bench", "1Gi");
+        let p = admit(&pod("bench", "1Gi"));
+        let release = Op::Release {
+            pod_uid: "bench".into(),
+            container: None,
+            missing_ok: false,
+        };
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
-                assert!(m.admit(black_box(&p), &[], false).admit);
-                m.release_pod("bench");
+                assert!(admitted(m.apply(black_box(&p)).expect("admit")));
+                m.apply(&release).expect("release");
             })
         });
     }
@@ -94,7 +113,12 @@ fn hint_lists_empty_machine(c: &mut Criterion) {
     for n in [8usize, 16] {
         let mut m = manager(n, Search::Exact);
         for i in 0..4 {
-            m.release_pod(&format!("placed-{i}"));
+            let release = Op::Release {
+                pod_uid: format!("placed-{i}"),
+                container: None,
+                missing_ok: false,
+            };
+            m.apply(&release).expect("release");
         }
         let p = pod("bench", "1Gi");
         let req = container_requested(&p.containers[0]).expect("req");

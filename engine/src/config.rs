@@ -184,12 +184,7 @@ pub fn choices() -> Vec<(&'static str, Vec<&'static str>)> {
             "scope",
             [Scope::Container, Scope::Pod].map(Scope::as_str).to_vec(),
         ),
-        (
-            "kubelet_version",
-            [KubeletVersion::Latest, KubeletVersion::V1_26]
-                .map(KubeletVersion::as_str)
-                .to_vec(),
-        ),
+        ("kubelet_version", KubeletVersion::CHOICES.to_vec()),
         (
             "search",
             [Search::Auto, Search::Exact, Search::Bounded]

@@ -13,6 +13,7 @@ pub enum Subject {
     Machine,
     Config,
     Reserved,
+    Scenario,
 }
 
 impl Subject {
@@ -35,6 +36,10 @@ impl Subject {
                 suggestion: None,
             },
             Subject::Reserved => EngineError::reserved(text),
+            Subject::Scenario => EngineError::Scenario {
+                message: text,
+                path: (!path.is_empty()).then(|| path.to_string()),
+            },
         }
     }
 }

@@ -62,6 +62,13 @@ pub enum EngineError {
         /// The field path (`spec.containers[0].resources.limits.memory`).
         field: Option<String>,
     },
+    /// A malformed scenario file (the replay format): which scenario, operation and field.
+    #[error("{message}")]
+    Scenario {
+        message: String,
+        /// `ops[3].pod.containers[0].name`, where there is one.
+        path: Option<String>,
+    },
     /// A memory-manager Allocate failure (kubelet `[memorymanager] ...` texts).
     #[error("{0}")]
     Allocation(String),
@@ -106,6 +113,7 @@ impl EngineError {
             | EngineError::Config { message, .. }
             | EngineError::Machine { message, .. }
             | EngineError::Pod { message, .. }
+            | EngineError::Scenario { message, .. }
             | EngineError::NotFound { message, .. }
             | EngineError::CorruptCheckpoint { message, .. }
             | EngineError::PolicyMismatch { message, .. }
@@ -121,6 +129,7 @@ impl EngineError {
             | EngineError::Config { message, .. }
             | EngineError::Machine { message, .. }
             | EngineError::Pod { message, .. }
+            | EngineError::Scenario { message, .. }
             | EngineError::NotFound { message, .. }
             | EngineError::CorruptCheckpoint { message, .. }
             | EngineError::PolicyMismatch { message, .. }
@@ -173,6 +182,17 @@ impl EngineError {
                 _ => message,
             },
             field: field.map(str::to_string),
+        }
+    }
+
+    pub fn scenario(path: Option<&str>, message: impl Into<String>) -> EngineError {
+        let message = message.into();
+        EngineError::Scenario {
+            message: match path {
+                Some(p) if !p.is_empty() => format!("{p}: {message}"),
+                _ => message,
+            },
+            path: path.map(str::to_string),
         }
     }
 

@@ -51,6 +51,9 @@ pub struct AdmitResult {
     pub message: Option<String>,
     pub hint_calls: Vec<HintCall>,
     pub allocations: Vec<AllocationRecord>,
+    /// Each container's blocks right after the admission, before starting the pod hands
+    /// its init containers' memory back (filled by [`Manager::apply`]).
+    pub placements: Vec<(String, Vec<Block>)>,
 }
 
 impl AdmitResult {
@@ -395,15 +398,16 @@ impl Manager {
         *self = *s.0;
     }
 
-    /// Releases one container, or (without `container`) every container of the pod, whether
-    /// they started or not. Unknown pods and containers are an error unless `missing_ok`
-    /// (the kubelet itself ignores them).
-    pub fn remove(
+    /// [`Op::Release`](crate::lifecycle::Op::Release): gives one container's memory back, or
+    /// (without `container`) every container's of the pod, which is then no longer active;
+    /// started or not. Unknown pods and containers are an error unless `missing_ok`. Returns
+    /// whether anything was known.
+    pub(crate) fn release(
         &mut self,
         pod_uid: &str,
         container: Option<&str>,
         missing_ok: bool,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let in_state = self.state.entries.get(pod_uid);
         let active = self.active.get(pod_uid);
         let known = match container {
@@ -415,7 +419,7 @@ impl Manager {
         };
         if !known {
             if missing_ok {
-                return Ok(());
+                return Ok(false);
             }
             let message = match container {
                 None => format!(
@@ -439,11 +443,12 @@ impl Manager {
                 self.container_map.remove(&container_id(pod_uid, c));
             }
         }
-        Ok(())
+        Ok(true)
     }
 
-    /// A restart: a new manager from the state file, keeping the running containers.
-    pub fn restart(
+    /// [`Op::Restart`](crate::lifecycle::Op::Restart): a new manager from the state file,
+    /// keeping the running containers. On an error the manager is left as it was.
+    pub(crate) fn restart(
         &mut self,
         machine: Option<Machine>,
         config: Option<Config>,
@@ -744,13 +749,8 @@ impl Manager {
 
     /// Topology-manager admission of a pod, as `Admit` in the kubelet's scopes. On success the
     /// pod becomes active; a rejected pod's partial allocations stay until the next admission
-    /// removes them as stale, as in the kubelet.
-    pub fn admit(&mut self, pod: &Pod, extra: &[ExtraProvider], trace: bool) -> AdmitResult {
-        self.admit_shared(&Arc::new(pod.clone()), extra, trace)
-    }
-
-    /// [`Manager::admit`] of a pod the caller keeps (no copy is made).
-    pub fn admit_shared(
+    /// removes them as stale, as in the kubelet. The pod is shared, not copied.
+    pub(crate) fn admit_shared(
         &mut self,
         shared: &Arc<Pod>,
         extra: &[ExtraProvider],
@@ -778,10 +778,36 @@ impl Manager {
             message: None,
             hint_calls: vec![],
             allocations: vec![],
+            placements: vec![],
         };
         self.remove_stale_state(Some(pod));
-        // A rejected pod's partial allocations stay until the next admission removes them.
-        self.stale_possible = true;
+        if self.admit_steps(pod, extra, trace, &mut out) {
+            if self
+                .active
+                .insert(pod.uid.clone(), Arc::clone(shared))
+                .is_some()
+            {
+                // The pod replaced an earlier spec of itself: what only that spec had is
+                // stale now.
+                self.stale_possible = true;
+            }
+        } else {
+            // A rejected pod's partial allocations stay until the next admission removes
+            // them; nothing else can be stale (the scan above left nothing).
+            self.stale_possible = self.state.entries.contains_key(&pod.uid);
+        }
+        out
+    }
+
+    /// Hints, merge, verdict and Allocate for every container, as the kubelet's scopes do
+    /// them; false when the pod is rejected (`out` says why).
+    fn admit_steps(
+        &mut self,
+        pod: &Pod,
+        extra: &[ExtraProvider],
+        trace: bool,
+        out: &mut AdmitResult,
+    ) -> bool {
         let unexpected = |e: &EngineError| {
             format!(
                 "Allocate failed due to {}, which is unexpected",
@@ -791,43 +817,42 @@ impl Manager {
         let names: Vec<String> = pod.all_containers().map(|c| c.name.clone()).collect();
         if self.config.topology_policy == Policy::None {
             for c in &names {
-                if let Err(e) = self.record_allocation(pod, c, trace, &mut out) {
+                if let Err(e) = self.record_allocation(pod, c, trace, out) {
                     out.reject(UNEXPECTED_ADMISSION_ERROR, unexpected(&e));
-                    return out;
+                    return false;
                 }
             }
         } else if self.config.scope == Scope::Container {
             for c in &names {
-                let Some(merged) = self.consult(pod, Some(c), extra, trace, &mut out) else {
-                    return out;
+                let Some(merged) = self.consult(pod, Some(c), extra, trace, out) else {
+                    return false;
                 };
                 self.set_stored_hint(&pod.uid, c, merged);
-                if let Err(e) = self.record_allocation(pod, c, trace, &mut out) {
+                if let Err(e) = self.record_allocation(pod, c, trace, out) {
                     out.reject(UNEXPECTED_ADMISSION_ERROR, unexpected(&e));
-                    return out;
+                    return false;
                 }
             }
         } else {
-            let Some(merged) = self.consult(pod, None, extra, trace, &mut out) else {
-                return out;
+            let Some(merged) = self.consult(pod, None, extra, trace, out) else {
+                return false;
             };
             for c in &names {
                 self.set_stored_hint(&pod.uid, c, merged);
             }
             for c in &names {
-                if let Err(e) = self.record_allocation(pod, c, trace, &mut out) {
+                if let Err(e) = self.record_allocation(pod, c, trace, out) {
                     out.reject(UNEXPECTED_ADMISSION_ERROR, unexpected(&e));
-                    return out;
+                    return false;
                 }
             }
         }
-        self.active.insert(pod.uid.clone(), Arc::clone(shared));
-        self.stale_possible = false;
-        out
+        true
     }
 
     /// `AddContainer`: the container started; earlier regular init containers have finished,
-    /// so their memory goes back.
+    /// so their memory goes back. (The kubelet's manager functions are public one by one for
+    /// the vectors transcribed from its tests; drivers use [`Manager::apply`].)
     pub fn add_container(&mut self, pod: &Pod, container: &str, container_id: &str) {
         self.container_map.insert(
             container_id.to_string(),
@@ -847,8 +872,9 @@ impl Manager {
         }
     }
 
-    /// Starts every container of an admitted pod in order (init containers first).
-    pub fn start_pod(&mut self, pod_uid: &str) -> Result<()> {
+    /// [`Op::Start`](crate::lifecycle::Op::Start): every container of an admitted pod starts,
+    /// in order (init containers first).
+    pub(crate) fn start_pod(&mut self, pod_uid: &str) -> Result<()> {
         let pod = self
             .active
             .get(pod_uid)
@@ -872,14 +898,21 @@ impl Manager {
         }
     }
 
-    /// A container stopped. One that never started has nothing to release.
-    pub fn remove_container(&mut self, pod_uid: &str, container: &str) {
-        self.remove_container_by_id(&container_id(pod_uid, container));
+    /// [`Op::Stop`](crate::lifecycle::Op::Stop), the kubelet's `RemoveContainer`: a started
+    /// container stops and releases its memory. One that never started (or is unknown) is
+    /// not in the container map: nothing happens. Returns whether it was known.
+    pub(crate) fn stop(&mut self, pod_uid: &str, container: &str) -> bool {
+        let id = container_id(pod_uid, container);
+        let known = self.container_map.contains_key(&id);
+        self.remove_container_by_id(&id);
+        known
     }
 
-    /// Every container of the pod stopped, and the pod is gone. Unlike `remove_container`, this
-    /// also releases containers that were admitted but never started.
-    pub fn remove_pod(&mut self, pod_uid: &str) {
+    /// [`Op::StopPod`](crate::lifecycle::Op::StopPod): every container stops as in
+    /// [`Manager::stop`], and the pod is no longer active. Containers that never started keep
+    /// their memory until the next admission removes it as stale. Returns whether the pod was
+    /// known.
+    pub(crate) fn stop_pod(&mut self, pod_uid: &str) -> bool {
         let names: Vec<String> = match self.active.get(pod_uid) {
             Some(p) => p.all_containers().map(|c| c.name.clone()).collect(),
             None => self
@@ -889,19 +922,19 @@ impl Manager {
                 .map(|m| m.keys().cloned().collect())
                 .unwrap_or_default(),
         };
+        let mut known = self.active.remove(pod_uid).is_some();
         for c in names {
-            self.remove_container(pod_uid, &c);
+            known |= self.stop(pod_uid, &c);
         }
-        self.active.remove(pod_uid);
         // Containers that never started keep their memory until the next admission.
         if self.state.entries.contains_key(pod_uid) {
             self.stale_possible = true;
         }
+        known
     }
 
-    /// Forget a pod's state regardless of container starts (used by `remove_pod` callers that
-    /// want the memory back even for containers that never ran).
-    pub fn release_pod(&mut self, pod_uid: &str) {
+    /// Forgets a pod's state, whether its containers started or not.
+    fn release_pod(&mut self, pod_uid: &str) {
         let names: Vec<String> = self
             .state
             .entries
@@ -913,6 +946,20 @@ impl Manager {
         }
         self.container_map.retain(|_, (p, _)| p != pod_uid);
         self.active.remove(pod_uid);
+    }
+
+    /// Each container's blocks as the state holds them now (containers without any left out).
+    pub fn placements_of(&self, pod: &Pod) -> Vec<(String, Vec<Block>)> {
+        if !self.state.entries.contains_key(&pod.uid) {
+            return Vec::new();
+        }
+        pod.all_containers()
+            .filter_map(|c| {
+                self.state
+                    .blocks(&pod.uid, &c.name)
+                    .map(|b| (c.name.clone(), b.clone()))
+            })
+            .collect()
     }
 
     /// `GetMemoryNUMANodes`: the union of the container's block affinities.

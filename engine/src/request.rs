@@ -730,8 +730,20 @@ impl Pod {
         Pod::from_value_by(v, Rules::ApiServer)
     }
 
+    /// [`Pod::from_value`], with the API server's defaulting when `defaults` (a limit without
+    /// a request is also the request; pod-level requests filled as `defaults.go` fills them),
+    /// as a scenario's `applyDefaults` asks. The defaulted pod's requests and limits are
+    /// checked again; pod-level consistency is not (the kubelet was handed the pod).
+    pub fn from_spec(v: &Value, defaults: bool) -> Result<Pod> {
+        Pod::decode_value(v, Rules::ApiServer, defaults)
+    }
+
     /// [`Pod::from_value`] by the given rules ([`Rules::Kubelet`]: the kubelet's own data).
     pub fn from_value_by(v: &Value, rules: Rules) -> Result<Pod> {
+        Pod::decode_value(v, rules, false)
+    }
+
+    fn decode_value(v: &Value, rules: Rules, defaults: bool) -> Result<Pod> {
         if !v.is_object() {
             return Err(P.error("", format!("expected a mapping for a pod, got {}", kind(v))));
         }
@@ -784,7 +796,7 @@ impl Pod {
             m.get("annotations").map(|v| (v, m.at("annotations"))),
             rules,
         )?;
-        let pod = Pod {
+        let mut pod = Pod {
             uid,
             name,
             namespace,
@@ -796,6 +808,9 @@ impl Pod {
             qos: OnceLock::new(),
             index: OnceLock::new(),
         };
+        if defaults {
+            pod.apply_defaults();
+        }
         pod.check_requirements(&Paths::data(&init_path), rules)?;
         Ok(pod)
     }

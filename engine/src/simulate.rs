@@ -2,26 +2,102 @@
 //! memory, with the metrics an operator compares configurations by. Python generates the
 //! workload and draws the report; the loop runs here because it runs a million times.
 //!
-//! The metrics are defined in `pymm/simulate/driver.py`, whose slow reference driver (public
-//! API only) the tests compare this core with, event for event.
+//! Every event is one lifecycle operation ([`crate::lifecycle::Op`]) applied through
+//! [`Manager::apply`], as every other driver applies it. The metrics are defined in
+//! `pymm/simulate/core.py`; a slow reference driver through the public Python API
+//! (`tests/simulate_reference.py`) checks this core event for event.
 
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{EngineError, Result};
+use crate::lifecycle::{Op, Outcome as LifecycleOutcome};
 use crate::machine::{Machine, MemoryKind};
 use crate::manager::Manager;
 use crate::request::Pod;
+use crate::scenario::Step;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// One event of a workload: admit or remove pod instance `pod` of shape `shape`.
+/// One event of a generated workload: admit or stop pod instance `pod` of shape `shape`.
 pub const ADMIT: u8 = 0;
+pub const STOP_POD: u8 = 1;
 
-/// A workload: pod shapes and events, as `pymm.simulate.Workload` holds them.
+/// A generated workload: pod shapes and events, as `pymm.simulate.Workload` holds them.
+/// Event `i` concerns instance `pod[i]` of shape `shape[i]`, whose uid is
+/// `"{shape uid}-{pod[i]}"`.
 pub struct Workload<'a> {
     pub shapes: &'a [Arc<Pod>],
     pub op: &'a [u8],
     pub pod: &'a [i64],
     pub shape: &'a [i32],
+}
+
+/// What a simulation replays: a generated workload, or a scenario's own operations (its pods,
+/// uids and provider hints as written), mapped onto the lifecycle as replay maps them.
+pub enum Events<'a> {
+    Generated(Workload<'a>),
+    Scenario(&'a [Step]),
+}
+
+impl Events<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Events::Generated(w) => w.op.len(),
+            Events::Scenario(steps) => steps.len(),
+        }
+    }
+
+    /// The columns agree with each other and with the shapes.
+    fn check(&self) -> Result<()> {
+        let Events::Generated(w) = self else {
+            return Ok(());
+        };
+        let n = w.op.len();
+        if w.pod.len() != n || w.shape.len() != n {
+            return Err(EngineError::config(
+                "simulate: the event columns differ in length",
+            ));
+        }
+        if let Some(bad) = w
+            .shape
+            .iter()
+            .find(|s| usize::try_from(**s).map_or(true, |s| s >= w.shapes.len()))
+        {
+            return Err(EngineError::config(format!(
+                "simulate: shape index {bad} is out of range"
+            )));
+        }
+        if let Some(bad) = w.op.iter().find(|o| **o > STOP_POD) {
+            return Err(EngineError::config(format!(
+                "simulate: event op {bad} is neither admit (0) nor stop pod (1)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Event `i` as a lifecycle operation on `m`.
+    fn op(&self, i: usize, m: &Manager) -> Result<Op> {
+        match self {
+            Events::Generated(w) => {
+                let shape = &w.shapes[w.shape[i] as usize];
+                let uid = format!("{}-{}", shape.uid, w.pod[i]);
+                Ok(if w.op[i] == ADMIT {
+                    let mut p = (**shape).clone();
+                    p.uid = uid;
+                    Op::Admit {
+                        pod: Arc::new(p),
+                        hints: None,
+                        start: true,
+                        trace: false,
+                    }
+                } else {
+                    Op::StopPod { pod_uid: uid }
+                })
+            }
+            Events::Scenario(steps) => {
+                steps[i].op(m, false, m.checkpoint_json(), "simulate".into())
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -48,6 +124,11 @@ pub struct Outcome {
     /// Tier -> sum over events of reserved bytes on that tier's nodes.
     pub tier_sum: BTreeMap<String, f64>,
     pub samples: Vec<Sample>,
+    /// Events applied: all of them, unless a restart failed (a kubelet that does not start
+    /// runs nothing after it).
+    pub events: usize,
+    /// Why a restart failed, with the kubelet's text.
+    pub restart_error: Option<String>,
     pub final_checkpoint: String,
     /// Why the final state file would not restore, if it would not.
     pub final_error: Option<String>,
@@ -69,17 +150,28 @@ fn tier_name(k: MemoryKind) -> &'static str {
     }
 }
 
+/// Reserved bytes per node (all memory resources), in node order, into `out`.
+fn reserved_into(m: &Manager, out: &mut [u64]) {
+    for (slot, n) in out.iter_mut().zip(m.state().machine_state.values()) {
+        *slot = n
+            .memory_map
+            .values()
+            .fold(0u64, |a, t| a.saturating_add(t.reserved));
+    }
+}
+
 /// Replays `w` on a new manager for `machine` and `config`. `tick(n)` is told every 10,000
 /// events (and at the end) how many more were replayed.
 pub fn run(
     machine: &Machine,
     config: &Config,
-    w: &Workload<'_>,
+    w: &Events<'_>,
     probe: &Pod,
     sample_at: &[usize],
     cap: usize,
     tick: &mut dyn FnMut(usize),
 ) -> Result<Outcome> {
+    w.check()?;
     let mut m = Manager::new(machine.clone(), config.clone(), None, "simulate")?;
     let ids: Vec<i64> = m.state().machine_state.keys().copied().collect();
     let pos: BTreeMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
@@ -90,45 +182,44 @@ pub fn run(
         .map(|n| tier_name(n.kind))
         .collect();
     let distances = m.machine().distances.clone();
-    let per_node = |m: &Manager, pick: fn(&crate::state::MemoryTable) -> u64| -> Vec<u64> {
-        m.state()
-            .machine_state
-            .values()
-            .map(|n| {
-                n.memory_map
-                    .values()
-                    .fold(0u64, |a, t| a.saturating_add(pick(t)))
-            })
-            .collect()
-    };
-    let allocatable = per_node(&m, |t| t.allocatable);
+    let allocatable: Vec<u64> = m
+        .state()
+        .machine_state
+        .values()
+        .map(|n| {
+            n.memory_map
+                .values()
+                .fold(0u64, |a, t| a.saturating_add(t.allocatable))
+        })
+        .collect();
     let total_alloc = allocatable.iter().sum::<u64>().max(1) as f64;
     let mut out = Outcome::default();
+    let mut tier_of: Vec<usize> = Vec::with_capacity(kinds.len());
     let mut tiers: Vec<&'static str> = kinds.clone();
     tiers.sort_unstable();
     tiers.dedup();
-    for t in &tiers {
-        out.tier_sum.insert((*t).to_string(), 0.0);
+    for k in &kinds {
+        tier_of.push(tiers.iter().position(|t| t == k).unwrap_or(0));
     }
-    let mut running = std::collections::HashSet::new();
+    let mut tier_sums = vec![0.0f64; tiers.len()];
+    let mut reserved = vec![0u64; ids.len()];
     let mut next_sample = 0;
-    for i in 0..w.op.len() {
-        let shape = &w.shapes[w.shape[i] as usize];
-        let uid = format!("{}-{}", shape.uid, w.pod[i]);
-        if w.op[i] == ADMIT {
-            let mut p = (**shape).clone();
-            p.uid = uid;
-            let p = Arc::new(p);
-            let a = m.admit_shared(&p, &[], false);
-            if a.admit {
-                running.insert(w.pod[i]);
+    let mut applied = 0;
+    for i in 0..w.len() {
+        let op = w.op(i, &m)?;
+        let restart = matches!(op, Op::Restart(_));
+        match m.apply(&op) {
+            Ok(LifecycleOutcome::Admission(a)) if a.admit => {
                 out.admitted += 1;
-                // Placements as the admission made them, before starting the pod hands its
+                // Placements as the admission made them, before starting the pod handed its
                 // init containers' memory back.
-                for c in p.all_containers() {
-                    let Some(nodes) = m.container_nodes(&p.uid, &c.name) else {
-                        continue;
-                    };
+                for (_, blocks) in &a.placements {
+                    let mut nodes: Vec<i64> = blocks
+                        .iter()
+                        .flat_map(|b| b.affinity().iter().copied())
+                        .collect();
+                    nodes.sort_unstable();
+                    nodes.dedup();
                     if nodes.len() < 2 {
                         continue;
                     }
@@ -148,8 +239,8 @@ pub fn run(
                         out.distance_sum += s as f64 / k.max(1) as f64;
                     }
                 }
-                m.start_pod(&p.uid)?;
-            } else {
+            }
+            Ok(LifecycleOutcome::Admission(a)) => {
                 count(
                     &mut out.rejected_by_reason,
                     a.reason.as_deref().unwrap_or("unknown"),
@@ -159,17 +250,20 @@ pub fn run(
                     a.message.as_deref().unwrap_or(""),
                 );
             }
-        } else if running.remove(&w.pod[i]) {
-            m.remove_pod(&uid);
+            Ok(_) => {}
+            Err(e) if restart => {
+                out.restart_error = Some(format!("event {i}: {}", e.message()));
+                break;
+            }
+            Err(e) => return Err(e),
         }
-        let reserved = per_node(&m, |t| t.reserved);
+        applied += 1;
+        reserved_into(&m, &mut reserved);
         let fraction = reserved.iter().sum::<u64>() as f64 / total_alloc;
         out.fraction_sum += fraction;
         out.peak_fraction = out.peak_fraction.max(fraction);
-        for (k, r) in kinds.iter().zip(&reserved) {
-            if let Some(s) = out.tier_sum.get_mut(*k) {
-                *s += *r as f64;
-            }
+        for (t, r) in tier_of.iter().zip(&reserved) {
+            tier_sums[*t] += *r as f64;
         }
         if sample_at.get(next_sample) == Some(&i) {
             let f = m.fragmentation(probe, cap)?;
@@ -193,11 +287,17 @@ pub fn run(
             tick(10_000);
         }
     }
-    tick(w.op.len() % 10_000);
+    tick(applied % 10_000);
+    out.events = applied;
+    out.tier_sum = tiers
+        .iter()
+        .zip(tier_sums)
+        .map(|(t, s)| ((*t).to_string(), s))
+        .collect();
     out.final_checkpoint = m.checkpoint_json();
     out.final_error = Manager::new(
-        machine.clone(),
-        config.clone(),
+        m.machine().clone(),
+        m.config().clone(),
         Some(&out.final_checkpoint),
         "simulate",
     )

@@ -173,7 +173,7 @@ proptest! {
                     if let Some(allowed) = tier_nodes(&m, p.tier) {
                         valid.retain(|(nodes, _)| nodes.iter().all(|n| allowed.contains(n)));
                     }
-                    let a = mgr.admit(&p, &[], false);
+                    let a = admit(&mut mgr, &p, false);
                     let awf = o.admit_when_fits
                         && s.policy == Policy::BestEffort
                         && s.scope == Scope::Container;
@@ -190,17 +190,17 @@ proptest! {
                         }
                     }
                     if a.admit && *start {
-                        mgr.start_pod(&uid).unwrap();
+                        common::start(&mut mgr, &uid);
                     }
                     uids.push(uid);
                 }
                 Op::Remove(k) if !uids.is_empty() => {
                     let uid = uids.remove(k % uids.len());
-                    mgr.release_pod(&uid);
+                    release(&mut mgr, &uid);
                 }
                 Op::RemoveContainer(k) if !uids.is_empty() => {
                     let uid = &uids[k % uids.len()];
-                    mgr.remove_container(uid, "c0");
+                    stop(&mut mgr, uid, "c0");
                 }
                 _ => {}
             }
@@ -232,8 +232,8 @@ proptest! {
         for (i, op) in s.ops.iter().enumerate() {
             if let Op::Admit { ctrs, .. } = op {
                 let p = pod(&format!("pod-{i}"), ctrs, None);
-                let a = kubelet.admit(&p, &[], false);
-                let b = given.admit(&p, &[], false);
+                let a = admit(&mut kubelet, &p, false);
+                let b = admit(&mut given, &p, false);
                 prop_assert_eq!((a.admit, &a.message), (b.admit, &b.message));
                 prop_assert_eq!(kubelet.checkpoint_json(), given.checkpoint_json());
             }

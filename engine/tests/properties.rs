@@ -29,8 +29,8 @@ proptest! {
             if let Op::Admit { ctrs, .. } = op {
                 let cs: Vec<_> = ctrs.iter().enumerate().map(|(j, (m, h2, h1))| container(&format!("c{j}"), *m, *h2, *h1)).collect();
                 let pod = Pod::from_value(&json!({"uid": format!("pod-{i}"), "containers": cs})).unwrap();
-                let a = exact.admit(&pod, &[], false);
-                let b = bounded.admit(&pod, &[], false);
+                let a = admit(&mut exact, &pod, false);
+                let b = admit(&mut bounded, &pod, false);
                 prop_assert_eq!((a.admit, &a.message), (b.admit, &b.message));
                 prop_assert_eq!(exact.checkpoint_json(), bounded.checkpoint_json());
                 let req = pymm_engine::request::container_requested(&pod.containers[0]).unwrap();
@@ -57,28 +57,28 @@ proptest! {
                     // The full path scans every assignment for stale state, as the kubelet
                     // does; the fast one skips the scan when nothing can be stale.
                     full.assume_stale_state();
-                    let a = full.admit(&pod, &[], true);
-                    let b = fast.admit(&pod, &[], false);
+                    let a = admit(&mut full, &pod, true);
+                    let b = admit(&mut fast, &pod, false);
                     prop_assert_eq!(a.admit, b.admit);
                     prop_assert_eq!(&a.reason, &b.reason);
                     prop_assert_eq!(&a.message, &b.message);
                     prop_assert_eq!(a.hint_calls.iter().map(|c| c.merged).collect::<Vec<_>>(),
                                     b.hint_calls.iter().map(|c| c.merged).collect::<Vec<_>>());
                     if a.admit && *start {
-                        full.start_pod(&uid).unwrap();
-                        fast.start_pod(&uid).unwrap();
+                        common::start(&mut full, &uid);
+                        common::start(&mut fast, &uid);
                     }
                     uids.push(uid);
                 }
                 Op::Remove(k) if !uids.is_empty() => {
                     let uid = uids.remove(k % uids.len());
-                    full.release_pod(&uid);
-                    fast.release_pod(&uid);
+                    release(&mut full, &uid);
+                    release(&mut fast, &uid);
                 }
                 Op::RemoveContainer(k) if !uids.is_empty() => {
                     let uid = &uids[k % uids.len()];
-                    full.remove_container(uid, "c0");
-                    fast.remove_container(uid, "c0");
+                    stop(&mut full, uid, "c0");
+                    stop(&mut fast, uid, "c0");
                 }
                 _ => {}
             }
@@ -100,7 +100,7 @@ proptest! {
         }
         let pods: Vec<String> = full.state().entries.keys().cloned().collect();
         for uid in pods.iter().chain(uids.iter()) {
-            full.release_pod(uid);
+            release(&mut full, uid);
         }
         // With 1.26's overlapping groups a release can leave bytes on the wrong node of a
         // group, so only the newest behaviour promises a clean slate.

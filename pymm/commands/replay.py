@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress
 
+from pymm import _engine
 from pymm.commands._options import KUBELET_VERSIONS
-from pymm.errors import ScenarioError
-from pymm.replay import compare_results, load_scenarios, replay
+from pymm.replay import load_reference, load_scenarios, replay_each
 
 __all__ = ["register", "run", "summary"]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("replay", help="replay admission scenarios (SCENARIOS.md format)")
-    p.add_argument("scenarios", metavar="SCENARIOS.json")
+    p.add_argument(
+        "scenarios",
+        metavar="SCENARIOS.json",
+        help="scenarios ({'scenarios': [...]}, or results that embed them); .json or .json.gz",
+    )
     p.add_argument("-o", "--output", metavar="RESULTS.json")
     p.add_argument(
         "--kubelet-version",
@@ -37,51 +41,53 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=run)
 
 
-def _reference(path: str) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (ValueError, RecursionError) as e:
-        raise ScenarioError(f"--compare {path}: not valid JSON: {e}") from e
-    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
-        raise ScenarioError(f"--compare {path}: expected an object with a list 'results'")
-    return data
-
-
-def summary(results: Mapping[str, Any]) -> str:
+def summary(counts: Sequence[int]) -> str:
     """Scenarios, operations, admitted and rejected pods of a replay, in one phrase."""
-    runs = results["results"]
-    ops = [r for run in runs for r in run["results"]]
-    admitted = sum(1 for r in ops if r.get("admit") is True)
-    rejected = sum(1 for r in ops if r.get("admit") is False)
-    setup = sum(1 for run in runs if run.get("setupError") is not None)
-    text = f"{len(runs)} scenarios, {len(ops)} ops, {admitted} admitted, {rejected} rejected"
+    runs, ops, admitted, rejected, setup = counts
+    text = f"{runs} scenarios, {ops} ops, {admitted} admitted, {rejected} rejected"
     return text + (f", {setup} refused at setup" if setup else "")
 
 
 def run(args: argparse.Namespace) -> int:
     scenarios = load_scenarios(args.scenarios)
+    reference = load_reference(args.compare) if args.compare else None
     # A bar only where someone watches: with -o on a terminal (it would litter a log).
     show = args.output is not None and sys.stderr.isatty()
-    with Progress(console=Console(stderr=True), transient=True, disable=not show) as bar:
-        task = bar.add_task("replaying", total=len(scenarios))
-        results = replay(scenarios, args.kubelet_version, lambda i: bar.update(task, completed=i))
-    text = json.dumps(results, indent=1)
-    line = f"pymm: replayed {summary(results)}"
-    if args.output:
-        Path(args.output).write_text(text + "\n")
-        line += f"; results in {args.output}"
-    else:
-        print(text)
+    counts = [0, 0, 0, 0, 0]
     diffs: list[str] = []
-    if args.compare:
-        ref = _reference(args.compare)
-        diffs = compare_results(results, ref)
+    names: list[str] = []
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(Path(args.output).open("w")) if args.output else sys.stdout
+        bar = stack.enter_context(
+            Progress(console=Console(stderr=True), transient=True, disable=not show)
+        )
+        task = bar.add_task("replaying", total=len(scenarios))
+        meta = json.dumps(_engine.Scenarios.meta(args.kubelet_version), indent=1)
+        out.write('{\n "meta": ' + meta.replace("\n", "\n ") + ',\n "results": [\n')
+
+        # Each scenario's results are written and compared as soon as they are done, so the
+        # replay holds one scenario's results at a time, whatever the file's size.
+        def each(i: int, r: _engine.ReplayResults) -> None:
+            out.write((",\n" if i else "") + r.to_json(indent=1))
+            counts[:] = [a + b for a, b in zip(counts, r.counts, strict=True)]
+            names.append(r.name or "")
+            if reference is not None:
+                diffs.extend(r.compare(reference))
+            bar.update(task, completed=i + 1)
+
+        replay_each(scenarios, each, args.kubelet_version)
+        out.write("\n ]\n}\n")
+    line = f"pymm: replayed {summary(counts)}"
+    if args.output:
+        line += f"; results in {args.output}"
+    if reference is not None:
+        diffs.extend(reference.missing(names))
         for d in diffs:
             print(f"DIFF {d}", file=sys.stderr)
-        differing = len({d.split(":")[0] for d in diffs})
+        differing = len({d.split(":")[0].split(" op ")[0] for d in diffs})
         line += (
             f"; compared with {args.compare}: {len(diffs)} differences in {differing} of "
-            f"{len(results['results'])} scenarios"
+            f"{counts[0]} scenarios"
         )
     print(line, file=sys.stderr)
     return 1 if diffs else 0

@@ -157,9 +157,12 @@ def run_command(args: argparse.Namespace) -> int:
     else:
         out.print(f"[bold]{workload.name}[/]: {workload.description}")
         out.print(f"machine {workload.machine.name}: {workload.machine.summary()}")
-        if workload.skipped:
-            ops = ", ".join(f"{n} {op}" for op, n in workload.skipped.items())
-            out.print(f"not simulated: {ops} op(s) of the scenario")
+        for c in result.configs:
+            if c.restart_error is not None:
+                out.print(
+                    f"[bold]{c.label}[/]: stopped after {c.events_applied} of "
+                    f"{len(workload)} events: the restart failed: {c.restart_error}"
+                )
         for t in (table(result), rejections_table(result), tiers_table(result)):
             if t is not None:
                 out.print(t)
@@ -170,4 +173,5 @@ def run_command(args: argparse.Namespace) -> int:
     if args.plot:
         plot(result, args.plot)
         print(f"plot in {args.plot}", file=sys.stderr)
-    return 0 if all(c.final_state_valid for c in result.configs) else 1
+    ok = all(c.final_state_valid and c.restart_error is None for c in result.configs)
+    return 0 if ok else 1

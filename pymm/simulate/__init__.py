@@ -5,22 +5,14 @@
 >>> result.configs[0].label, result.events
 ('kubelet', 200)
 
-Workloads (:mod:`pymm.simulate.workloads`) are event arrays from a named mix or a replay
-scenario; configurations (:mod:`pymm.simulate.configs`) are ``LABEL:KEY=VALUE,...``; the
-reference driver (:mod:`pymm.simulate.driver`) measures each; :mod:`pymm.simulate.report` draws
-the table and the plot.
+Workloads (:mod:`pymm.simulate.workloads`) are event arrays from a named mix, or a replay
+scenario's own operations; configurations (:mod:`pymm.simulate.configs`) are
+``LABEL:KEY=VALUE,...``; the engine's simulation core measures each (:mod:`pymm.simulate.core`);
+:mod:`pymm.simulate.report` draws the table and the plot.
 """
 
 from pymm.simulate.configs import DEFAULT_CONFIGS, SimConfig, default_configs, parse_config
-from pymm.simulate.driver import (
-    ConfigResult,
-    Series,
-    SimulationResult,
-    Stranded,
-    probe_pod,
-    run,
-    stranded,
-)
+from pymm.simulate.core import ConfigResult, Series, SimulationResult, probe_pod, run
 from pymm.simulate.workloads import MIXES, Workload, from_scenario, generate, load_scenario
 
 __all__ = [
@@ -30,7 +22,6 @@ __all__ = [
     "Series",
     "SimConfig",
     "SimulationResult",
-    "Stranded",
     "Workload",
     "default_configs",
     "from_scenario",
@@ -39,5 +30,4 @@ __all__ = [
     "parse_config",
     "probe_pod",
     "run",
-    "stranded",
 ]

@@ -8,7 +8,7 @@ from typing import Any
 from rich.table import Table
 
 from pymm._plotting import pyplot
-from pymm.simulate.driver import ConfigResult, SimulationResult
+from pymm.simulate.core import ConfigResult, SimulationResult
 from pymm.simulate.workloads import HOUR
 
 __all__ = ["fmt_bytes", "plot", "rejections_table", "short_message", "table", "tiers_table"]

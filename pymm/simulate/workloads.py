@@ -1,13 +1,15 @@
 """Workloads for ``pymm simulate``: event arrays over a few pod shapes.
 
-A :class:`Workload` is a machine, a tuple of pod templates (*shapes*) and four equally long
-numpy arrays, one entry per event: ``time`` (seconds, nondecreasing), ``op`` (0 admit, 1 remove),
-``pod`` (the instance number) and ``shape`` (index into ``shapes``). Instance ``k`` of shape ``s``
-is the pod ``shapes[s]`` with uid ``f"{shapes[s].uid}-{k}"``. Arrays rather than pod objects keep a
-million-event workload small and let a compiled simulation core read it without Python objects.
+A generated :class:`Workload` is a machine, a tuple of pod templates (*shapes*) and four equally
+long numpy arrays, one entry per event: ``time`` (seconds, nondecreasing), ``op`` (0 admit, 1 stop
+the pod), ``pod`` (the instance number) and ``shape`` (index into ``shapes``). Instance ``k`` of
+shape ``s`` is the pod ``shapes[s]`` with uid ``f"{shapes[s].uid}-{k}"``. Arrays rather than pod
+objects keep a million-event workload small and let a compiled simulation core read it without
+Python objects.
 
 Workloads come from a named mix (:func:`generate`, the mixes in :data:`MIXES`) or from a replay
-scenario (:func:`from_scenario`).
+scenario (:func:`from_scenario`): then the events are the scenario's own operations, decoded by
+the engine and applied as replay applies them (its pods, uids and provider hints as written).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from pymm import _engine
 from pymm.errors import ConfigError, ScenarioError
 from pymm.machine import Machine
 from pymm.pod import Container, Pod
@@ -29,7 +32,7 @@ from pymm.pod import Container, Pod
 __all__ = [
     "ADMIT",
     "MIXES",
-    "REMOVE",
+    "STOP_POD",
     "Arrivals",
     "Exponential",
     "Lognormal",
@@ -45,7 +48,7 @@ __all__ = [
 ]
 
 ADMIT = 0
-REMOVE = 1
+STOP_POD = 1
 HOUR = 3600.0
 _GIB = 1 << 30
 
@@ -57,7 +60,8 @@ class Workload:
 
     ``reserved_memory`` is the reservation the workload comes with (a scenario's
     ``reservedMemory``); None means the simulator's default of 1Gi of memory per node.
-    ``skipped`` counts source operations that are not simulated, by kind.
+    ``scenario`` is ``(scenarios, index)`` for a scenario's own operations: ``shapes`` and
+    ``op``/``pod``/``shape`` are then empty and ``time`` counts the operations.
     """
 
     name: str
@@ -69,7 +73,7 @@ class Workload:
     shape: npt.NDArray[np.int32]
     description: str = ""
     reserved_memory: Sequence[Mapping[str, Any]] | None = None
-    skipped: Mapping[str, int] = field(default_factory=dict)
+    scenario: tuple[_engine.Scenarios, int] | None = None
 
     def __post_init__(self) -> None:
         arrays = {
@@ -84,7 +88,7 @@ class Workload:
         self._check()
 
     def __len__(self) -> int:
-        return int(self.op.size)
+        return int(self.time.size)
 
     def uid(self, index: int) -> str:
         """The uid of the pod instance that event ``index`` admits or removes."""
@@ -95,13 +99,17 @@ class Workload:
         return dataclasses.replace(self.shapes[int(self.shape[index])], uid=self.uid(index))
 
     def _check(self) -> None:
+        if self.scenario is not None:
+            if self.op.size or self.pod.size or self.shape.size or self.shapes:
+                raise ScenarioError("a scenario's workload has no shapes or event arrays")
+            return
         n = self.op.size
         if any(a.ndim != 1 or a.size != n for a in (self.time, self.pod, self.shape)):
             raise ScenarioError("workload arrays time, op, pod and shape must be 1-D and equal")
         if n and (np.any(np.diff(self.time) < 0) or not np.all(np.isfinite(self.time))):
             raise ScenarioError("workload times must be finite and nondecreasing")
-        if np.any(self.op > REMOVE):
-            raise ScenarioError("workload op must be 0 (admit) or 1 (remove)")
+        if np.any(self.op > STOP_POD):
+            raise ScenarioError("workload op must be 0 (admit) or 1 (stop pod)")
         if np.any((self.shape < 0) | (self.shape >= len(self.shapes))):
             raise ScenarioError(f"workload shape indices must be in 0..{len(self.shapes) - 1}")
         _check_removes(self.op, self.pod, self.shape)
@@ -112,7 +120,7 @@ def _check_removes(
 ) -> None:
     """Each instance is admitted at most once, and removed at most once after its admit."""
     admits = np.flatnonzero(op == ADMIT)
-    removes = np.flatnonzero(op == REMOVE)
+    removes = np.flatnonzero(op == STOP_POD)
     keys = pod[admits]
     if np.unique(keys).size != keys.size:
         raise ScenarioError("workload admits an instance number twice")
@@ -389,7 +397,7 @@ def generate(
     # admits of arrivals 0..j, so no later arrival can be among them.
     a = draw_arrivals(mix, events, np.random.default_rng(seed))
     time = np.concatenate([a.time, a.time + a.lifetime])
-    op = np.concatenate([np.full(events, ADMIT), np.full(events, REMOVE)])
+    op = np.concatenate([np.full(events, ADMIT), np.full(events, STOP_POD)])
     index = np.concatenate([np.arange(events), np.arange(events)])
     # Stable: at equal times an admit (first half) stays before its own remove.
     order = np.argsort(time, kind="stable")[:events]
@@ -419,69 +427,50 @@ def load_scenario(path: str | Path, name: str | None = None) -> Workload:
     from pymm.replay import load_scenarios
 
     scenarios = load_scenarios(path)
-    names = [str(s.get("name", "")) if isinstance(s, Mapping) else "" for s in scenarios]
+    names = scenarios.names
     if name is None:
         if len(scenarios) != 1:
             raise ScenarioError(
                 f"{path} holds {len(scenarios)} scenarios; pick one with --scenario-name "
                 f"(e.g. {names[0]!r})"
-                if scenarios
+                if len(scenarios)
                 else f"{path} holds no scenario"
             )
-        return from_scenario(scenarios[0])
+        return from_scenario(scenarios)
     if name not in names:
         raise ScenarioError(f"{path}: no scenario {name!r}{_did_you_mean(name, names)}")
-    return from_scenario(scenarios[names.index(name)])
+    return from_scenario(scenarios.select([names.index(name)]))
 
 
-#: Scenario operations the simulator does not replay: removing one container leaves a pod
-#: half-running, and a restart changes nothing in memory when it succeeds.
-_NOT_SIMULATED = ("remove", "restart")
-
-
-def from_scenario(scenario: Mapping[str, Any]) -> Workload:
-    """A replay scenario's machine, reservation and ``ops`` as a workload: each admitted pod is
-    its own shape, ``removePod`` removes its latest admit; ``remove`` and ``restart`` are
-    counted in ``skipped``. Provider hints (``fakeHints``) are not used."""
-    from pymm.replay import scenario_machine
-
-    if not isinstance(scenario, Mapping):
+def from_scenario(scenario: Mapping[str, Any] | _engine.Scenarios) -> Workload:
+    """A replay scenario (one mapping, or a decoded :class:`pymm._engine.Scenarios` of one)
+    as a workload: its machine, reservation and operations, each applied as replay applies
+    it (``admit``, ``remove`` = stop the container, ``removePod`` = stop the pod,
+    ``restart``), with its pods, uids and provider hints as written. The scenario's policy
+    settings are not used: the configurations decide."""
+    if isinstance(scenario, _engine.Scenarios):
+        decoded = scenario
+    elif isinstance(scenario, Mapping):
+        decoded = _engine.Scenarios({"scenarios": [scenario]})
+    else:
         raise ScenarioError("a scenario must be a mapping")
-    label = str(scenario.get("name", "scenario"))
-    machine = Machine.from_dict({**scenario_machine(scenario.get("machine", {})), "name": label})
-    shapes: list[Pod] = []
-    events: list[tuple[int, int, int]] = []  # (op, instance, shape)
-    latest: dict[str, tuple[int, int]] = {}  # uid -> (instance, shape) of its latest admit
-    skipped = dict.fromkeys(_NOT_SIMULATED, 0)
-    for i, op in enumerate(scenario.get("ops") or ()):
-        kind = op.get("op") if isinstance(op, Mapping) else None
-        if kind == "admit":
-            pod = Pod.from_dict(op.get("pod") or {})
-            if scenario.get("applyDefaults", True):
-                pod = pod.with_defaults()
-            latest[pod.uid] = (i, len(shapes))
-            events.append((ADMIT, i, len(shapes)))
-            shapes.append(pod)
-        elif kind == "removePod":
-            admitted = latest.pop(str(op.get("podUID")), None)
-            if admitted is not None:
-                events.append((REMOVE, *admitted))
-        elif isinstance(kind, str) and kind in skipped:
-            skipped[kind] += 1
-        else:
-            raise ScenarioError(f"scenario {label!r} ops[{i}]: unknown op {kind!r}")
-    if not shapes:
+    if len(decoded) != 1:
+        raise ScenarioError(f"expected one scenario, got {len(decoded)}")
+    label = decoded.names[0]
+    machine_spec, config = decoded.setup(0)
+    machine = Machine.from_dict({**machine_spec, "name": label})
+    steps = decoded.steps(0)
+    if not any(kind == "admit" for kind in steps):
         raise ScenarioError(f"scenario {label!r} admits no pod: nothing to simulate")
-    ops, pods, shape_idx = (np.array(col) for col in zip(*events, strict=True))
     return Workload(
         name=label,
         machine=machine,
-        shapes=tuple(shapes),
-        time=np.arange(len(events), dtype=np.float64),
-        op=ops,
-        pod=pods,
-        shape=shape_idx,
-        description=str(scenario.get("description", "")),
-        reserved_memory=scenario.get("reservedMemory") or [],
-        skipped={k: v for k, v in skipped.items() if v},
+        shapes=(),
+        time=np.arange(len(steps), dtype=np.float64),
+        op=np.zeros(0, dtype=np.uint8),
+        pod=np.zeros(0, dtype=np.int64),
+        shape=np.zeros(0, dtype=np.int32),
+        description=decoded.descriptions[0],
+        reserved_memory=config.get("reserved_memory") or [],
+        scenario=(decoded, 0),
     )

@@ -12,6 +12,7 @@ pyo3::import_exception!(pymm.errors, ReservedMemoryError);
 pyo3::import_exception!(pymm.errors, ConfigError);
 pyo3::import_exception!(pymm.errors, MachineError);
 pyo3::import_exception!(pymm.errors, PodError);
+pyo3::import_exception!(pymm.errors, ScenarioError);
 pyo3::import_exception!(pymm.errors, AllocationError);
 pyo3::import_exception!(pymm.errors, NotFoundError);
 pyo3::import_exception!(pymm.errors, CheckpointCorruptedError);
@@ -57,6 +58,9 @@ pub fn to_py_err(e: EngineError) -> PyErr {
             }
             EngineError::Pod { field, .. } => {
                 build::<PodError>(py, m, &[("field", any(py, field.clone()))])
+            }
+            EngineError::Scenario { path, .. } => {
+                build::<ScenarioError>(py, m, &[("path", any(py, path.clone()))])
             }
             EngineError::Allocation(_) => build::<AllocationError>(py, m, &[]),
             EngineError::NotFound { pod, container, .. } => build::<NotFoundError>(

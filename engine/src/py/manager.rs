@@ -3,17 +3,20 @@
 
 use super::convert::{to_py, to_value};
 use super::errors::IntoPy;
+use super::lifecycle::PyOp;
 use super::machine::machine_from;
 use super::pod::PyPod;
 use crate::checkpoint;
 use crate::config::Config;
 use crate::decode::Subject;
+use crate::lifecycle::{Op, Outcome};
 use crate::manager::{AdmitResult, Manager, Snapshot};
 use crate::nodemask::IdMap;
-use crate::provider::{answer_value, hint_value, providers_from};
-use crate::state::Block;
+use crate::provider::answer_value;
+use crate::scenario::{allocations_value, hint_calls_value};
 use pyo3::prelude::*;
-use serde_json::{json, Value};
+use pyo3::IntoPyObjectExt;
+use serde_json::Value;
 
 fn config_from(obj: &Bound<'_, PyAny>) -> PyResult<Config> {
     Config::from_value(&to_value(obj, Subject::Config)?).py()
@@ -27,14 +30,6 @@ pub struct PyAdmitResult {
     inner: AdmitResult,
     map: IdMap,
     placements: Vec<Placement>,
-}
-
-fn blocks_value(b: &[Block]) -> Value {
-    Value::Array(
-        b.iter()
-            .map(|b| json!({"numaAffinity": b.numa_affinity, "type": b.resource, "size": b.size}))
-            .collect(),
-    )
 }
 
 #[pymethods]
@@ -64,36 +59,12 @@ impl PyAdmitResult {
     /// Every topology-manager consultation, in the replay format (providers only when traced).
     #[getter]
     fn hint_calls<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let v: Vec<Value> = self
-            .inner
-            .hint_calls
-            .iter()
-            .map(|c| {
-                let providers: serde_json::Map<String, Value> = c
-                    .providers
-                    .iter()
-                    .map(|(n, p)| (n.clone(), answer_value(p, &self.map)))
-                    .collect();
-                json!({"container": c.container, "scope": c.scope.as_str(), "providers": providers,
-                       "merged": hint_value(&c.merged, &self.map), "mergeAdmit": c.admit})
-            })
-            .collect();
-        to_py(py, &Value::Array(v))
+        to_py(py, &Value::Array(hint_calls_value(&self.inner, &self.map)))
     }
     /// Every Allocate call on the memory manager, in the replay format (with `trace`).
     #[getter]
     fn allocations<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let v: Vec<Value> = self
-            .inner
-            .allocations
-            .iter()
-            .map(|a| {
-                json!({"container": a.container,
-                       "affinityFromStore": hint_value(&a.affinity_from_store, &self.map),
-                       "error": a.error, "blocks": a.blocks.as_ref().map(|b| blocks_value(b))})
-            })
-            .collect();
-        to_py(py, &Value::Array(v))
+        to_py(py, &Value::Array(allocations_value(&self.inner, &self.map)))
     }
 }
 
@@ -107,6 +78,47 @@ pub struct PySnapshot {
 #[pyclass(module = "pymm._engine", name = "Engine")]
 pub struct PyEngine {
     inner: Manager,
+}
+
+impl PyEngine {
+    fn outcome(&self, py: Python<'_>, op: &Op, outcome: Outcome) -> PyResult<Py<PyAny>> {
+        match (op, outcome) {
+            (Op::Admit { pod, .. }, Outcome::Admission(r)) => {
+                let placements = pod
+                    .all_containers()
+                    .map(|c| {
+                        let blocks = r
+                            .placements
+                            .iter()
+                            .find(|(n, _)| n == &c.name)
+                            .map(|(_, b)| b.as_slice())
+                            .unwrap_or_default();
+                        let mut nodes: Vec<i64> = blocks
+                            .iter()
+                            .flat_map(|b| b.affinity().iter().copied())
+                            .collect();
+                        nodes.sort_unstable();
+                        nodes.dedup();
+                        let rows = blocks
+                            .iter()
+                            .map(|b| (b.affinity().to_vec(), b.resource.clone(), b.size))
+                            .collect();
+                        (c.name.clone(), (!nodes.is_empty()).then_some(nodes), rows)
+                    })
+                    .collect();
+                let result = PyAdmitResult {
+                    inner: *r,
+                    map: self.inner.id_map().clone(),
+                    placements,
+                };
+                Ok(Py::new(py, result)?.into_any())
+            }
+            (_, Outcome::Stopped { released } | Outcome::Released { released }) => {
+                Ok(released.into_py_any(py)?)
+            }
+            _ => Ok(py.None()),
+        }
+    }
 }
 
 #[pymethods]
@@ -144,51 +156,22 @@ impl PyEngine {
         self.inner.notes().to_vec()
     }
 
-    /// Admits a pod and, with `start`, starts its containers (one call for the common case).
-    #[pyo3(signature = (pod, extra=None, trace=false, start=true))]
-    fn admit(
-        &mut self,
-        pod: &PyPod,
-        extra: Option<&Bound<'_, PyAny>>,
-        trace: bool,
-        start: bool,
-    ) -> PyResult<PyAdmitResult> {
-        let extra = match extra {
-            Some(e) if !e.is_none() => {
-                providers_from(&to_value(e, Subject::Config)?, self.inner.id_map()).py()?
-            }
-            _ => vec![],
-        };
-        let r = self.inner.admit_shared(&pod.inner, &extra, trace);
-        let p = &pod.inner;
-        let placements = p
-            .all_containers()
-            .map(|c| {
-                let blocks = self
-                    .inner
-                    .state()
-                    .blocks(&p.uid, &c.name)
-                    .map(|bs| {
-                        bs.iter()
-                            .map(|b| (b.affinity().to_vec(), b.resource.clone(), b.size))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                (
-                    c.name.clone(),
-                    self.inner.container_nodes(&p.uid, &c.name),
-                    blocks,
-                )
-            })
-            .collect();
-        if r.admit && start {
-            self.inner.start_pod(&p.uid).py()?;
-        }
-        Ok(PyAdmitResult {
-            inner: r,
-            map: self.inner.id_map().clone(),
-            placements,
-        })
+    /// Applies one lifecycle operation: an admission returns its `AdmitResult`, a stop or
+    /// release whether anything was released, a start or restart None.
+    fn apply(&mut self, py: Python<'_>, op: &PyOp) -> PyResult<Py<PyAny>> {
+        let outcome = self.inner.apply(&op.inner).py()?;
+        self.outcome(py, &op.inner, outcome)
+    }
+
+    /// Applies operations in order, all or nothing (the first failure undoes the ones before
+    /// it and is raised); one result per operation, as `apply` gives it.
+    fn apply_all(&mut self, py: Python<'_>, ops: Vec<PyRef<'_, PyOp>>) -> PyResult<Vec<Py<PyAny>>> {
+        let list: Vec<Op> = ops.iter().map(|o| o.inner.clone()).collect();
+        let outcomes = self.inner.apply_all(&list).py()?;
+        list.iter()
+            .zip(outcomes)
+            .map(|(op, o)| self.outcome(py, op, o))
+            .collect()
     }
 
     /// The memory manager's hints (container scope with a name, pod scope with None).
@@ -201,22 +184,6 @@ impl PyEngine {
     ) -> PyResult<Bound<'py, PyAny>> {
         let h = self.inner.memory_hints(&pod.inner, container).py()?;
         to_py(py, &answer_value(&h, self.inner.id_map()))
-    }
-
-    fn start_pod(&mut self, pod_uid: &str) -> PyResult<()> {
-        self.inner.start_pod(pod_uid).py()
-    }
-
-    /// Releases a container, or (without one) the whole pod; unknown ones are an error
-    /// unless `missing_ok`.
-    #[pyo3(signature = (pod_uid, container=None, missing_ok=false))]
-    fn remove(&mut self, pod_uid: &str, container: Option<&str>, missing_ok: bool) -> PyResult<()> {
-        self.inner.remove(pod_uid, container, missing_ok).py()
-    }
-
-    /// The kubelet's view of a pod going away: started containers release their memory.
-    fn remove_pod(&mut self, pod_uid: &str) {
-        self.inner.remove_pod(pod_uid)
     }
 
     /// An independent copy (no file behind it): for what-if questions on the current state.
@@ -249,19 +216,6 @@ impl PyEngine {
     /// The state file text, exactly as the kubelet writes it.
     fn checkpoint(&self) -> String {
         self.inner.checkpoint_json()
-    }
-
-    #[pyo3(signature = (checkpoint, state_path, machine=None, config=None))]
-    fn restart(
-        &mut self,
-        checkpoint: &str,
-        state_path: &str,
-        machine: Option<&Bound<'_, PyAny>>,
-        config: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
-        let m = machine.map(machine_from).transpose()?;
-        let c = config.map(config_from).transpose()?;
-        self.inner.restart(m, c, checkpoint, state_path).py()
     }
 
     fn cpuset_mems(&self, pod_uid: &str, container: &str) -> Option<String> {

@@ -6,11 +6,14 @@ pub(crate) mod checkpoint;
 mod config;
 mod convert;
 mod errors;
+mod lifecycle;
 mod machine;
 mod manager;
+mod memkind;
 mod merge;
 mod pod;
 mod quantity;
+mod scenario;
 mod simulate;
 mod text;
 
@@ -28,6 +31,10 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<manager::PyEngine>()?;
     m.add_class::<manager::PyAdmitResult>()?;
     m.add_class::<manager::PySnapshot>()?;
+    m.add_class::<lifecycle::PyOp>()?;
+    m.add_class::<scenario::PyScenarios>()?;
+    m.add_class::<scenario::PyReplayResults>()?;
+    m.add_class::<scenario::PyReference>()?;
     m.add_class::<pod::PyPod>()?;
     m.add_class::<checkpoint::PyInspection>()?;
     m.add_function(wrap_pyfunction!(pod::pods_from_manifest, m)?)?;
@@ -41,10 +48,13 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(checkpoint::decode_checkpoint, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint::checkpoint_spew_text, m)?)?;
     m.add_function(wrap_pyfunction!(merge::merge_hints, m)?)?;
+    m.add_function(wrap_pyfunction!(memkind::classify_memory, m)?)?;
+    m.add_function(wrap_pyfunction!(memkind::memory_kind_rule, m)?)?;
     m.add_function(wrap_pyfunction!(simulate::simulate, m)?)?;
     m.add_function(wrap_pyfunction!(text::json_duplicate_key, m)?)?;
     m.add_function(wrap_pyfunction!(config::config_schema, m)?)?;
     m.add_function(wrap_pyfunction!(config::decode_config, m)?)?;
     m.add_function(wrap_pyfunction!(config::parse_size, m)?)?;
+    m.add_function(wrap_pyfunction!(scenario::compare_results, m)?)?;
     Ok(())
 }

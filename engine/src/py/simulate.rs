@@ -4,10 +4,11 @@ use super::convert::{to_py, to_value};
 use super::errors::IntoPy;
 use super::machine::machine_from;
 use super::pod::PyPod;
+use super::scenario::PyScenarios;
 use crate::config::Config;
 use crate::decode::Subject;
 use crate::error::EngineError;
-use crate::simulate::{run, Workload};
+use crate::simulate::{run, Events, Workload};
 use pyo3::prelude::*;
 use serde_json::json;
 use std::sync::Arc;
@@ -28,11 +29,12 @@ fn column<const N: usize>(bytes: &[u8], what: &str) -> PyResult<Vec<[u8; N]>> {
         .collect())
 }
 
-/// Replays a workload on one configuration. The event columns are the raw little-endian
-/// bytes of numpy arrays (`op` uint8, `pod` int64, `shape` int32), so a million events cross
-/// the boundary as three buffers.
+/// Replays a workload on one configuration: generated events (the columns are the raw
+/// little-endian bytes of numpy arrays, `op` uint8, `pod` int64, `shape` int32, so a million
+/// events cross the boundary as three buffers) or, with `scenario`, a scenario's own
+/// operations (`(Scenarios, index)`; `shapes` and the columns are then empty).
 #[pyfunction]
-#[pyo3(signature = (machine, config, shapes, op, pod, shape, probe, sample_at, cap=100_000, progress=None))]
+#[pyo3(signature = (machine, config, shapes, op, pod, shape, probe, sample_at, cap=100_000, progress=None, scenario=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn simulate<'py>(
     py: Python<'py>,
@@ -46,6 +48,7 @@ pub fn simulate<'py>(
     sample_at: Vec<usize>,
     cap: usize,
     progress: Option<Bound<'py, PyAny>>,
+    scenario: Option<(PyRef<'py, PyScenarios>, usize)>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let m = machine_from(machine)?;
     let c = Config::from_value(&to_value(config, Subject::Config)?).py()?;
@@ -59,24 +62,24 @@ pub fn simulate<'py>(
         .into_iter()
         .map(i32::from_le_bytes)
         .collect();
-    if pods.len() != op.len() || shape_idx.len() != op.len() {
-        return Err(super::errors::to_py_err(EngineError::config(
-            "simulate: the event columns differ in length",
-        )));
-    }
-    if let Some(bad) = shape_idx
-        .iter()
-        .find(|s| **s < 0 || **s as usize >= shapes.len())
-    {
-        return Err(super::errors::to_py_err(EngineError::config(format!(
-            "simulate: shape index {bad} is out of range"
-        ))));
-    }
-    let w = Workload {
-        shapes: &shapes,
-        op,
-        pod: &pods,
-        shape: &shape_idx,
+    let events = match &scenario {
+        Some((s, i)) => Events::Scenario(
+            &s.inner
+                .get(*i)
+                .ok_or_else(|| {
+                    super::errors::to_py_err(EngineError::scenario(
+                        None,
+                        format!("no scenario at {i}"),
+                    ))
+                })?
+                .steps,
+        ),
+        None => Events::Generated(Workload {
+            shapes: &shapes,
+            op,
+            pod: &pods,
+            shape: &shape_idx,
+        }),
     };
     let mut failed: Option<PyErr> = None;
     let mut tick = |n: usize| {
@@ -86,7 +89,7 @@ pub fn simulate<'py>(
             }
         }
     };
-    let out = run(&m, &c, &w, &probe.inner, &sample_at, cap, &mut tick).py()?;
+    let out = run(&m, &c, &events, &probe.inner, &sample_at, cap, &mut tick).py()?;
     if let Some(e) = failed {
         return Err(e);
     }
@@ -109,6 +112,8 @@ pub fn simulate<'py>(
         "peakFraction": out.peak_fraction,
         "tierSum": out.tier_sum,
         "samples": samples,
+        "events": out.events,
+        "restartError": out.restart_error,
         "finalCheckpoint": out.final_checkpoint,
         "finalError": out.final_error,
     });

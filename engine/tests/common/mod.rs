@@ -3,15 +3,59 @@
 #![allow(dead_code)]
 
 use proptest::prelude::*;
+use pymm_engine::lifecycle::Op as Lifecycle;
 use pymm_engine::machine::{HugePagePool, Machine, MemoryKind, NumaNode};
-use pymm_engine::manager::{Config, Manager, Scope, Search};
+use pymm_engine::manager::{AdmitResult, Config, Manager, Scope, Search};
 use pymm_engine::quantity::{Format, Quantity};
+use pymm_engine::request::Pod;
 use pymm_engine::reserved::MemoryReservation;
 use pymm_engine::state::State;
 use pymm_engine::topology::Policy;
 use pymm_engine::version::KubeletVersion;
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The lifecycle operations the property tests drive, applied through `Manager::apply` as
+/// every driver applies them.
+pub fn admit(m: &mut Manager, pod: &Pod, trace: bool) -> AdmitResult {
+    let op = Lifecycle::Admit {
+        pod: Arc::new(pod.clone()),
+        hints: None,
+        start: false,
+        trace,
+    };
+    m.apply(&op)
+        .expect("admit")
+        .into_admission()
+        .expect("an admission")
+}
+
+pub fn start(m: &mut Manager, uid: &str) {
+    m.apply(&Lifecycle::Start {
+        pod_uid: uid.to_string(),
+    })
+    .expect("start");
+}
+
+/// The operator's release of a whole pod, started or not.
+pub fn release(m: &mut Manager, uid: &str) {
+    m.apply(&Lifecycle::Release {
+        pod_uid: uid.to_string(),
+        container: None,
+        missing_ok: true,
+    })
+    .expect("release");
+}
+
+/// The kubelet's RemoveContainer.
+pub fn stop(m: &mut Manager, uid: &str, container: &str) {
+    m.apply(&Lifecycle::Stop {
+        pod_uid: uid.to_string(),
+        container: container.to_string(),
+    })
+    .expect("stop");
+}
 
 pub const GI: u64 = 1 << 30;
 pub const MI: u64 = 1 << 20;
