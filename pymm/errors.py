@@ -24,12 +24,14 @@ __all__ = [
     "InputFileError",
     "MachineError",
     "NotFoundError",
+    "PlacementError",
     "PodError",
     "PolicyMismatchError",
     "PymmError",
     "QuantityError",
     "ReservedMemoryError",
     "ScenarioError",
+    "SolverError",
     "StateError",
     "StateFileError",
     "StateLockedError",
@@ -55,7 +57,11 @@ class PymmError(Exception):
 
 
 def _rebuild(cls: type[PymmError], message: str, data: dict[str, Any]) -> PymmError:
-    e = cls.__new__(cls)
+    try:
+        e = cls.__new__(cls)
+    except TypeError:
+        # MemoryError's __new__ refuses its subclasses that also derive from PymmError.
+        e = BaseException.__new__(cls)
     Exception.__init__(e, message)
     e.__dict__.update(data)
     return e
@@ -146,6 +152,29 @@ class AllocationError(PymmError, MemoryError):
     """The memory manager could not place a container's memory."""
 
 
+class PlacementError(AllocationError):
+    """A placement given to the engine (a plan's, a defragmentation move's) that the memory
+    manager's rules refuse: ``pod_uid``, ``container`` (None for a whole pod in pod scope) and
+    the ``nodes`` asked for."""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        pod_uid: str | None = None,
+        container: str | None = None,
+        nodes: list[int] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.pod_uid = pod_uid
+        self.container = container
+        self.nodes = nodes or []
+
+
+class SolverError(PymmError, RuntimeError):
+    """The MILP solver behind ``plan`` and ``defrag`` is missing or failed."""
+
+
 class AdmissionError(AllocationError):
     """A pod was rejected at admission (raised only when the caller asks for exceptions)."""
 
@@ -158,8 +187,10 @@ class CheckpointCorruptedError(StateError):
     """The state file's checksum or structure is wrong (kubelet: ``checkpoint is corrupted``).
 
     For a checksum mismatch, ``stored_checksum`` and ``computed_checksum`` hold both values
-    (as the kubelet's ``CorruptCheckpointError`` does); both are None when the file is not a
-    checkpoint at all (bad JSON, wrong shape).
+    (as the kubelet's ``CorruptCheckpointError`` does) and ``checksum_field`` names the field
+    that failed: ``"checksum"``, or ``"dataChecksum"`` for a V3 file's ``data`` (kubelet
+    1.37+: ``could not load v3 checkpoint: checkpoint is corrupted``). All three are None
+    when the file is not a checkpoint at all (bad JSON, wrong shape, undecodable ``data``).
     """
 
     def __init__(
@@ -168,10 +199,12 @@ class CheckpointCorruptedError(StateError):
         *,
         stored_checksum: int | None = None,
         computed_checksum: int | None = None,
+        checksum_field: str | None = None,
     ) -> None:
         super().__init__(message)
         self.stored_checksum = stored_checksum
         self.computed_checksum = computed_checksum
+        self.checksum_field = checksum_field
 
 
 class StateMismatchError(StateError):

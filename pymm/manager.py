@@ -356,7 +356,8 @@ class MemoryManager:
             (``numa-allocation-strategy``, ``restrict-to-cpu-numa-nodes``).
         memory_policy_options: pymm's memory-manager options (``admit-when-fits``,
             ``spread-hugepages``); see the README's "Placement beyond the kubelet".
-        kubelet_version: ``"latest"`` (1.32+, default) or ``"1.26"``.
+        kubelet_version: ``"latest"`` (1.32+, default; also ``"1.32"``), ``"1.38"`` (1.37+:
+            writes and reads the V3 state file, otherwise as ``"latest"``) or ``"1.26"``.
         search: ``"exact"`` (the kubelet's enumeration; machines above
             ``max-allowable-numa-nodes`` are refused as the kubelet refuses them),
             ``"bounded"`` (bounded-time search for large machines), or ``"auto"`` (default:
@@ -572,12 +573,21 @@ class MemoryManager:
         pods: Iterable[PodLike],
         *,
         start: bool = True,
+        optimize: bool = False,
+        time_limit: float | None = None,
     ) -> list[Admission]:
         """Admits pods in order with one durable write for the whole batch (an agent
-        admitting its pods at start-up). If the write fails, none of them is admitted."""
+        admitting its pods at start-up). If the write fails, none of them is admitted.
+
+        With ``optimize``, the batch is placed as :meth:`plan` places it (the most pods, then
+        the most memory, under the kubelet's rules; ``time_limit`` seconds for the solver),
+        each pod on the nodes the plan chose; pods the plan leaves out go through the kubelet's
+        own admission, which gives their reason."""
         compiled = [compile_pod(p) for p in pods]
         # In one batch the second copy of a uid would be reported admitted beside the first.
         _engine.check_unique_uids(compiled)
+        if optimize:
+            return self._admit_planned(compiled, start, time_limit)
         ops = [_engine.Op.admit(c, None, start) for c in compiled]
         results = [_verdict(r) for r in self._durably("admit", lambda: self._engine.apply_all(ops))]
         admissions = [Admission(c, r) for c, r in zip(compiled, results, strict=True)]
@@ -586,6 +596,67 @@ class MemoryManager:
                 if a.admitted:
                     self._pin_admission(a)
         return admissions
+
+    def _admit_planned(
+        self, compiled: list[_engine.Pod], start: bool, time_limit: float | None
+    ) -> list[Admission]:
+        from pymm.plan import DEFAULT_TIME_LIMIT, apply_placements, plan
+
+        best = plan(self, compiled, time_limit=time_limit or DEFAULT_TIME_LIMIT, compare=False)
+        pinned = {uid: True for uid in best.pinned}
+        results = self._durably(
+            "admit",
+            lambda: apply_placements(self._engine, compiled, best.placements, pinned, start=start),
+        )
+        admissions = [Admission(c, r) for c, r in zip(compiled, results, strict=True)]
+        if self.enforcement and start:
+            for a in admissions:
+                if a.admitted:
+                    self._pin_admission(a)
+        return admissions
+
+    def plan(
+        self,
+        pods: Iterable[PodLike],
+        *,
+        hints: Mapping[str, Sequence[Mapping[str, Any]] | None] | None = None,
+        time_limit: float | None = None,
+    ) -> Any:
+        """The best placement of a batch of pods on top of what runs, and the kubelet's result
+        beside it, as a :class:`pymm.plan.Plan` (see :mod:`pymm.plan`); nothing changes here."""
+        from pymm.plan import DEFAULT_TIME_LIMIT, plan
+
+        return plan(self, pods, hints=hints, time_limit=time_limit or DEFAULT_TIME_LIMIT)
+
+    def defrag_plan(
+        self,
+        pod: PodLike | None = None,
+        *,
+        free_node: int | None = None,
+        hints: Sequence[Mapping[str, Any]] | None = None,
+        time_limit: float | None = None,
+    ) -> Any:
+        """The fewest running pods to move (or evict) so that ``pod`` fits, or so that
+        ``free_node`` holds nothing, as a :class:`pymm.defrag.DefragPlan`, checked step by step
+        on a copy; nothing changes here (:meth:`apply_defrag` applies it)."""
+        from pymm.defrag import defrag_plan
+        from pymm.plan import DEFAULT_TIME_LIMIT
+
+        return defrag_plan(
+            self,
+            pod,
+            hints=hints,
+            free_node=free_node,
+            time_limit=time_limit or DEFAULT_TIME_LIMIT,
+        )
+
+    @_finishes_then_reports_doubt
+    def apply_defrag(self, plan: Any) -> None:
+        """Applies a :meth:`defrag_plan`: the moves in order, then the pending pod on its
+        nodes; with a state directory in one durable write, all or nothing."""
+        from pymm.defrag import apply_defrag
+
+        apply_defrag(self, plan)
 
     def _pin_admission(self, admission: Admission) -> None:
         # The reservation is durable first: a failed pin raises CgroupError with the
@@ -763,7 +834,8 @@ class MemoryManager:
 
     @property
     def state(self) -> dict[str, Any]:
-        """The state as plain data: ``policyName``, ``machineState``, ``entries``, ``checksum``."""
+        """The state file as plain data: ``policyName``, ``machineState``, ``entries``,
+        ``checksum`` (and, with ``kubelet_version="1.38"``, ``data`` and ``dataChecksum``)."""
         return json.loads(self._engine.checkpoint())  # type: ignore[no-any-return]
 
     def cpuset_mems(self, pod_uid: str, container: str) -> str | None:

@@ -350,6 +350,8 @@ def test_every_command_is_registered() -> None:
     assert set(sub.choices) == {
         "demo",
         "admit",
+        "plan",
+        "defrag",
         "hints",
         "remove",
         "machines",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -551,15 +552,17 @@ def test_validate_with_different_node_memory_would_not_start(
         "differences (file vs. expected: this machine and reservation with the file's",
         "assignments placed):",
     ]
-    assert lines[3:-1] == [
+    assert lines[3:-2] == [
         "  - node 0 memory total: file 16Gi, expected 17Gi",
         "  - node 0 memory allocatable: file 14848Mi, expected 15872Mi",
         "  - node 0 memory free (sum over group [0]): file 6656Mi, expected 7680Mi",
         "  - beyond the kubelet: node totals drifted by at most 1Gi and every assignment still "
         "fits; a drift tolerance of at least 1Gi keeps the reservations and rebases the totals",
     ]
-    assert lines[-1].startswith("advice: ") and "--reserved-memory" in lines[-1]
-    assert "--tolerate-drift" in lines[-1]
+    assert lines[-2].startswith("advice: ") and "--reserved-memory" in lines[-2]
+    assert "--tolerate-drift" in lines[-2]
+    # The file itself is intact: the layout and its checksum, as verify reports them.
+    assert re.fullmatch(r"state file: v1, checksum (\d+) \(valid\)", lines[-1]), lines[-1]
 
 
 def test_validate_with_a_drift_tolerance_would_start_beyond_the_kubelet(
@@ -569,7 +572,8 @@ def test_validate_with_a_drift_tolerance_would_start_beyond_the_kubelet(
     before = path.read_bytes()
     code, out, _ = cli(capsys, *argv, "--tolerate-drift", "1Gi")
     assert code == 0, out
-    first, note = out.splitlines()
+    first, note, layout = out.splitlines()
+    assert layout.startswith("state file: v1, checksum ")
     assert first.startswith("would start: ")
     assert note.startswith("  beyond the kubelet, which would not start: ")
     assert note.endswith("within the tolerance of 1Gi and every assignment still fits, so the "
@@ -593,9 +597,10 @@ def test_validate_against_the_machine_in_sysfs(
     path = tmp_path / "memory_manager_state"
     code, out, _ = cli(capsys, "validate", str(path), "--sysfs", str(root))
     assert code == 0, out
+    checksum = json.loads(path.read_text())["checksum"]
     assert out == (
         f"would start: {path} restores on this machine (sysfs under {root}) with policy Static "
-        "(kubelet latest)\n"
+        f"(kubelet latest, read as v1)\nstate file: v1, checksum {checksum} (valid)\n"
     )
     # A different machine is not this one.
     code, out, _ = cli(capsys, "validate", str(path), "--sysfs", str(root.parent / "vm-1node"))
@@ -649,7 +654,8 @@ def test_validate_unknown_numa_node(tmp_path: Path, capsys: pytest.CaptureFixtur
     machine.write_text(json.dumps(Machine.synthetic(2, memory="16Gi").to_dict()))
     code, out, _ = cli(capsys, "validate", str(path), "--machine", str(machine))
     assert code == 1
-    first, advice = out.splitlines()
+    first, advice, layout = out.splitlines()
+    assert layout.startswith("state file: v1, checksum ") and layout.endswith(" (valid)")
     assert first.endswith("the memory assignment uses the NUMA that does not exist")
     assert "(pod: small, container: c)" in first
     assert advice.startswith("advice: the file assigns memory on a NUMA node this machine lacks")

@@ -3,46 +3,193 @@
 //! Go's `encoding/json` does into the kubelet's structs: field names match without regard to
 //! case (an exact match wins), unknown fields are skipped, `null` is the zero value, and a
 //! wrong type is "json: cannot unmarshal ... into ...".
+//!
+//! One read takes every top-level field any checkpoint version has (V1's four, V2's
+//! `podEntries`, V3's `data` and `dataChecksum`): the kubelet decodes the same text once per
+//! version it tries, and which of those decodes fail depends on which fields are of the wrong
+//! type. Go keeps decoding after a type error and reports the first; so when the fast pass
+//! meets one, a second pass decodes each top-level field on its own and records each field's
+//! error, and [`Read::first_error`] answers for any version's set of fields. A syntax error
+//! fails every version alike and is returned as the error.
 
 use crate::error::{EngineError, Result};
-use crate::state::{Assignments, Block, MachineState, MemoryTable, NodeState, State};
+use crate::state::{
+    Assignments, Block, MachineState, MemoryTable, NodeState, PodAssignments, PodEntry, State,
+};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// What the file holds: policy name, state and stored checksum.
-pub struct Read {
-    pub policy_name: String,
-    pub state: State,
-    pub checksum: u64,
+/// A top-level field of a state file, or of a V3 file's `data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    PolicyName,
+    MachineState,
+    Entries,
+    Checksum,
+    PodEntries,
+    Data,
+    DataChecksum,
 }
 
+/// The fields of `MemoryManagerCheckpointV1` (and of V3's embedded V1 part).
+pub const V1_FIELDS: &[Field] = &[
+    Field::PolicyName,
+    Field::MachineState,
+    Field::Entries,
+    Field::Checksum,
+];
+/// `MemoryManagerCheckpointV2`.
+pub const V2_FIELDS: &[Field] = &[
+    Field::PolicyName,
+    Field::MachineState,
+    Field::Entries,
+    Field::PodEntries,
+    Field::Checksum,
+];
+/// `MemoryManagerCheckpoint` (V3): the embedded V1 part, `data` and `dataChecksum`.
+pub const V3_FIELDS: &[Field] = &[
+    Field::PolicyName,
+    Field::MachineState,
+    Field::Entries,
+    Field::Checksum,
+    Field::Data,
+    Field::DataChecksum,
+];
+
+const FILE_NAMES: &[&str] = &[
+    "policyName",
+    "machineState",
+    "entries",
+    "checksum",
+    "podEntries",
+    "data",
+    "dataChecksum",
+];
+const FILE_FIELDS: &[Field] = &[
+    Field::PolicyName,
+    Field::MachineState,
+    Field::Entries,
+    Field::Checksum,
+    Field::PodEntries,
+    Field::Data,
+    Field::DataChecksum,
+];
+/// `MemoryManagerCheckpointData`, the JSON inside V3's `data`.
+const DATA_NAMES: &[&str] = &["policyName", "machineState", "entries", "podEntries"];
+const DATA_FIELDS: &[Field] = &[
+    Field::PolicyName,
+    Field::MachineState,
+    Field::Entries,
+    Field::PodEntries,
+];
+
+/// What a state file holds, every version's fields together.
+#[derive(Debug, Default)]
+pub struct Read {
+    pub policy_name: String,
+    /// `machineState`, `entries` and the top-level `podEntries` (a V2 file's).
+    pub state: State,
+    pub checksum: u64,
+    /// Whether the file has a top-level `podEntries` key at all (the kubelet omits an empty
+    /// one, so only a V2 file with pod entries has it).
+    pub has_pod_entries: bool,
+    /// V3's `data` (empty when absent or `null`, as in Go).
+    pub data: String,
+    pub data_checksum: u64,
+    /// Fields of the wrong type, each with its error, in the file's order.
+    pub errors: Vec<(Field, EngineError)>,
+}
+
+impl Read {
+    /// The error Go's decoder returns for a struct of these fields: the first in the file.
+    pub fn first_error(&self, fields: &[Field]) -> Option<&EngineError> {
+        self.errors
+            .iter()
+            .find(|(f, _)| fields.contains(f))
+            .map(|(_, e)| e)
+    }
+}
+
+/// Reads a state file. Fails only when the text is not JSON or not an object: a field of
+/// the wrong type is recorded in [`Read::errors`] for the caller's version to judge.
 pub fn read(text: &str) -> Result<Read> {
+    let mut acc = Read::default();
     let mut de = serde_json::Deserializer::from_str(text);
-    let top = Top
-        .deserialize(&mut de)
-        .and_then(|t| de.end().map(|()| t))
-        .map_err(|e| {
+    let fast = TopSeed {
+        read: &mut acc,
+        names: FILE_NAMES,
+        fields: FILE_FIELDS,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end());
+    match fast {
+        Ok(()) => Ok(acc),
+        Err(e) if !e.is_data() => Err(json_error(&e)),
+        Err(e) => {
             // Go checks the whole text's syntax before it decodes anything, so a file that is
             // both cut off and of the wrong shape reports the cut.
-            if e.is_data() {
-                if let Err(syntax) = serde_json::from_str::<IgnoredAny>(text) {
-                    return json_error(&syntax);
-                }
+            if let Err(syntax) = serde_json::from_str::<IgnoredAny>(text) {
+                return Err(json_error(&syntax));
             }
-            json_error(&e)
-        })?;
-    let Some((policy_name, machine_state, entries, checksum)) = top else {
-        return Err(EngineError::corrupt("checkpoint is corrupted"));
+            read_field_by_field(text).map_err(|_| json_error(&e))
+        }
+    }
+}
+
+/// The JSON inside a V3 file's `data`: its policy name and state (`null` is the empty one,
+/// as Go leaves the struct alone). Any error fails, the first in the text, as Go reports it.
+pub fn read_data(text: &str) -> Result<(String, State)> {
+    let mut acc = Read::default();
+    let mut de = serde_json::Deserializer::from_str(text);
+    TopSeed {
+        read: &mut acc,
+        names: DATA_NAMES,
+        fields: DATA_FIELDS,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end())
+    .map_err(|e| {
+        if e.is_data() {
+            if let Err(syntax) = serde_json::from_str::<IgnoredAny>(text) {
+                return json_error(&syntax);
+            }
+        }
+        json_error(&e)
+    })?;
+    Ok((acc.policy_name, acc.state))
+}
+
+/// The slow pass, after a type error: each top-level field decoded from its own slice of the
+/// text, so that one field's error leaves the others' values and errors as Go has them.
+fn read_field_by_field(text: &str) -> Result<Read, serde_json::Error> {
+    let mut acc = Read::default();
+    let mut de = serde_json::Deserializer::from_str(text);
+    let Some(pairs) = RawTop.deserialize(&mut de)? else {
+        return Ok(acc);
     };
-    Ok(Read {
-        policy_name,
-        state: State {
-            machine_state,
-            entries,
-        },
-        checksum,
-    })
+    let mut exact = vec![false; FILE_NAMES.len()];
+    for (key, raw) in pairs {
+        let Some((i, is_exact)) = field(&key, FILE_NAMES) else {
+            continue;
+        };
+        if !is_exact && exact[i] {
+            continue;
+        }
+        exact[i] |= is_exact;
+        let mut one = serde_json::Deserializer::from_str(raw.get());
+        let decoded = FieldSeed {
+            read: &mut acc,
+            field: FILE_FIELDS[i],
+        }
+        .deserialize(&mut one);
+        if let Err(e) = decoded {
+            acc.errors.push((FILE_FIELDS[i], json_error(&e)));
+        }
+    }
+    Ok(acc)
 }
 
 /// The kubelet's texts: `unexpected end of JSON input` for a cut-off file, the decoder's own
@@ -300,6 +447,8 @@ const ENTRIES: &str = "state.ContainerMemoryAssignments";
 const PODS: &str = "map[string][]state.Block";
 const BLOCKS: &str = "[]state.Block";
 const BLOCK: &str = "state.Block";
+const POD_ENTRIES: &str = "state.PodMemoryAssignments";
+const POD_ENTRY: &str = "state.PodEntry";
 
 /// Defines a visitor for a JSON object (or `null`, which gives `None`) read by `$body`.
 macro_rules! object {
@@ -328,36 +477,99 @@ macro_rules! object {
     };
 }
 
-type Top4 = (String, MachineState, Assignments, u64);
+/// The top-level object, each field of `names` stored through [`FieldSeed`]. `null` leaves
+/// everything at its zero value, as Go does.
+struct TopSeed<'a> {
+    read: &'a mut Read,
+    names: &'static [&'static str],
+    fields: &'static [Field],
+}
+impl<'de> DeserializeSeed<'de> for TopSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+impl<'de> Visitor<'de> for TopSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object")
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        let (read, fields_of) = (self.read, self.fields);
+        fields(map, self.names, |i, m| {
+            m.next_value_seed(FieldSeed {
+                read: &mut *read,
+                field: fields_of[i],
+            })
+        })
+    }
+    reject_others!(TOP);
+}
 
-object!(Top, Top4, TOP, |map| {
-    let (mut policy, mut ms, mut entries, mut checksum) = (String::new(), None, None, 0);
-    fields(
-        map,
-        &["policyName", "machineState", "entries", "checksum"],
-        |i, m| {
-            match i {
-                0 => {
-                    policy = m.next_value_seed(Str("Go struct field policyName of type string"))?
-                }
-                1 => ms = m.next_value_seed(Machine)?,
-                2 => entries = m.next_value_seed(Entries)?,
-                _ => {
-                    checksum = m.next_value_seed(U64(
-                        "Go struct field checksum of type checksum.Checksum",
-                    ))?
-                }
+/// One top-level field's value, decoded and stored in its place (only when it decodes).
+struct FieldSeed<'a> {
+    read: &'a mut Read,
+    field: Field,
+}
+impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        let r = self.read;
+        match self.field {
+            Field::PolicyName => {
+                r.policy_name = Str("Go struct field policyName of type string").deserialize(d)?
             }
-            Ok(())
-        },
-    )?;
-    Ok(Some((
-        policy,
-        ms.unwrap_or_default(),
-        entries.unwrap_or_default(),
-        checksum,
-    )))
-});
+            Field::MachineState => {
+                r.state.machine_state = Machine.deserialize(d)?.unwrap_or_default()
+            }
+            Field::Entries => r.state.entries = Entries.deserialize(d)?.unwrap_or_default(),
+            Field::Checksum => {
+                r.checksum =
+                    U64("Go struct field checksum of type checksum.Checksum").deserialize(d)?
+            }
+            Field::PodEntries => {
+                r.state.pod_entries = PodEntries.deserialize(d)?.unwrap_or_default();
+                r.has_pod_entries = true;
+            }
+            Field::Data => r.data = Str("Go struct field data of type string").deserialize(d)?,
+            Field::DataChecksum => {
+                r.data_checksum =
+                    U64("Go struct field dataChecksum of type checksum.Checksum").deserialize(d)?
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The top-level object as (key, raw value) pairs in the file's order (`null`: none).
+struct RawTop;
+impl<'de> DeserializeSeed<'de> for RawTop {
+    type Value = Option<Vec<(Cow<'de, str>, &'de RawValue)>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+impl<'de> Visitor<'de> for RawTop {
+    type Value = Option<Vec<(Cow<'de, str>, &'de RawValue)>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object")
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+            out.push((k, map.next_value::<&'de RawValue>()?));
+        }
+        Ok(Some(out))
+    }
+    reject_others!(TOP);
+}
 
 object!(Machine, MachineState, MACHINE, |map| {
     let mut ms = MachineState::new();
@@ -512,4 +724,117 @@ impl<'de> Visitor<'de> for Blocks {
         Err(unmarshal("string", BLOCKS))
     }
     reject_maps!(BLOCKS);
+}
+
+object!(PodEntries, PodAssignments, POD_ENTRIES, |map| {
+    let mut out = PodAssignments::new();
+    while let Some(pod) = map.next_key::<String>()? {
+        // A `null` entry is Go's zero PodEntry, which the map still holds.
+        let entry = map.next_value_seed(OnePodEntry)?.unwrap_or_default();
+        out.insert(pod, entry);
+    }
+    Ok(Some(out))
+});
+
+object!(OnePodEntry, PodEntry, POD_ENTRY, |map| {
+    let mut e = PodEntry::default();
+    fields(map, &["memoryBlocks"], |_, m| {
+        e.memory_blocks = m.next_value_seed(Blocks)?;
+        Ok(())
+    })?;
+    Ok(Some(e))
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"{"policyName":"Static","machineState":{"0":{"numberOfAssignments":1,"memoryMap":{"memory":{"total":8,"systemReserved":0,"allocatable":8,"reserved":4,"free":4}},"cells":[0]}},"entries":{"p":{"c":[{"numaAffinity":[0],"type":"memory","size":4}]}},"checksum":11,"podEntries":{"p":{"memoryBlocks":[{"numaAffinity":[0],"type":"memory","size":4}]},"q":null,"r":{}},"data":"{}","dataChecksum":22}"#;
+
+    #[test]
+    fn one_read_takes_every_versions_fields() {
+        let r = read(FILE).unwrap();
+        assert!(r.errors.is_empty());
+        assert_eq!((r.policy_name.as_str(), r.checksum), ("Static", 11));
+        assert_eq!((r.data.as_str(), r.data_checksum), ("{}", 22));
+        assert!(r.has_pod_entries);
+        assert_eq!(r.state.entries["p"]["c"].as_ref().map(Vec::len), Some(1));
+        // `null` and `{}` are both Go's zero PodEntry: a nil block list.
+        assert_eq!(r.state.pod_entries.len(), 3);
+        assert_eq!(r.state.pod_entries["q"], PodEntry::default());
+        assert_eq!(r.state.pod_entries["r"], PodEntry::default());
+        assert_eq!(
+            r.state.pod_entries["p"]
+                .memory_blocks
+                .as_ref()
+                .map(Vec::len),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn a_type_error_is_recorded_per_field_and_the_other_fields_still_read() {
+        let t = FILE
+            .replace(r#""checksum":11"#, r#""checksum":"x""#)
+            .replace(r#""data":"{}""#, r#""data":[1]"#);
+        let r = read(&t).unwrap();
+        let fields: Vec<Field> = r.errors.iter().map(|(f, _)| *f).collect();
+        assert_eq!(fields, vec![Field::Checksum, Field::Data]);
+        assert_eq!(
+            r.errors[0].1.message(),
+            "json: cannot unmarshal string into Go struct field checksum of type checksum.Checksum"
+        );
+        // Values of the fields that decoded are there, as Go leaves them.
+        assert_eq!((r.policy_name.as_str(), r.data_checksum), ("Static", 22));
+        assert_eq!(r.state.pod_entries.len(), 3);
+        // Each version sees the first error among its own fields.
+        assert_eq!(
+            r.first_error(V2_FIELDS).map(|e| e.message()),
+            Some(r.errors[0].1.message())
+        );
+        assert!(r.first_error(&[Field::PodEntries]).is_none());
+        let only_data = FILE.replace(r#""data":"{}""#, r#""data":true"#);
+        let r = read(&only_data).unwrap();
+        assert!(r.first_error(V1_FIELDS).is_none() && r.first_error(V2_FIELDS).is_none());
+        assert!(r.first_error(V3_FIELDS).is_some());
+    }
+
+    #[test]
+    fn names_match_as_in_go_and_null_is_the_zero_value() {
+        let r = read(r#"{"POLICYNAME":"a","policyName":"b","DataChecksum":3}"#).unwrap();
+        assert_eq!((r.policy_name.as_str(), r.data_checksum), ("b", 3));
+        let r = read("null").unwrap();
+        assert!(r.policy_name.is_empty() && r.state == State::default() && r.errors.is_empty());
+        assert_eq!(
+            read("[]").unwrap_err().message(),
+            "json: cannot unmarshal array into state.MemoryManagerCheckpoint"
+        );
+        // Syntax first, as Go checks the whole text before it decodes.
+        assert_eq!(
+            read(r#"{"checksum":"x","#).unwrap_err().message(),
+            "unexpected end of JSON input"
+        );
+    }
+
+    #[test]
+    fn data_reads_only_its_own_fields() {
+        // `checksum` is not a field of MemoryManagerCheckpointData: ignored, whatever it holds.
+        let (policy, st) =
+            read_data(r#"{"policyName":"Static","checksum":"x","podEntries":{"p":{}}}"#).unwrap();
+        assert_eq!((policy.as_str(), st.pod_entries.len()), ("Static", 1));
+        assert_eq!(
+            read_data("null").unwrap(),
+            (String::new(), State::default())
+        );
+        assert_eq!(
+            read_data("").unwrap_err().message(),
+            "unexpected end of JSON input"
+        );
+        assert_eq!(
+            read_data(r#"{"podEntries":{"p":{"memoryBlocks":5}}}"#)
+                .unwrap_err()
+                .message(),
+            "json: cannot unmarshal number into []state.Block"
+        );
+    }
 }

@@ -72,6 +72,15 @@ pub enum EngineError {
     /// A memory-manager Allocate failure (kubelet `[memorymanager] ...` texts).
     #[error("{0}")]
     Allocation(String),
+    /// A placement given to the engine (a plan's, a defragmentation move's) that its rules
+    /// refuse: which pod, which container (none for a pod-scope placement), which nodes.
+    #[error("{message}")]
+    Placement {
+        message: String,
+        pod: String,
+        container: Option<String>,
+        nodes: Vec<i64>,
+    },
     /// A pod or container that the manager does not know.
     #[error("{message}")]
     NotFound {
@@ -79,12 +88,14 @@ pub enum EngineError {
         pod: String,
         container: Option<String>,
     },
-    /// The state file does not decode, or its checksum is wrong (then both checksums are set).
+    /// The state file does not decode, or a checksum is wrong (then both checksums are set,
+    /// and which field: `checksum`, or a V3 file's `dataChecksum`).
     #[error("{message}")]
     CorruptCheckpoint {
         message: String,
         stored: Option<u64>,
         computed: Option<u64>,
+        checksum_field: Option<&'static str>,
     },
     /// The state file was written by another memory-manager policy.
     #[error("{message}")]
@@ -115,6 +126,7 @@ impl EngineError {
             | EngineError::Pod { message, .. }
             | EngineError::Scenario { message, .. }
             | EngineError::NotFound { message, .. }
+            | EngineError::Placement { message, .. }
             | EngineError::CorruptCheckpoint { message, .. }
             | EngineError::PolicyMismatch { message, .. }
             | EngineError::StateMismatch { message, .. } => message,
@@ -131,6 +143,7 @@ impl EngineError {
             | EngineError::Pod { message, .. }
             | EngineError::Scenario { message, .. }
             | EngineError::NotFound { message, .. }
+            | EngineError::Placement { message, .. }
             | EngineError::CorruptCheckpoint { message, .. }
             | EngineError::PolicyMismatch { message, .. }
             | EngineError::StateMismatch { message, .. } => *message = text,
@@ -201,6 +214,7 @@ impl EngineError {
             message: message.into(),
             stored: None,
             computed: None,
+            checksum_field: None,
         }
     }
 

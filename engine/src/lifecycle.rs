@@ -7,6 +7,7 @@
 //! | operation | the kubelet's | what it does | unknown pod or container |
 //! |---|---|---|---|
 //! | [`Op::Admit`] | Topology Manager `Admit`, then `Allocate` on every container | hints, merge, policy verdict, allocation; an admitted pod becomes active. A rejected pod's partial allocations stay until the next admission removes them as stale. With `start`, then [`Op::Start`] | - |
+//! | [`Op::AdmitOn`] | (none: pymm's, for the batch and defragmentation planners) | the pod on the nodes given per container, each set refused unless the kubelet could have reached it (the memory manager's rules now; under `restricted` and `single-numa-node` a merge that ends preferred on it); an admitted pod becomes active. A refused set is an error and changes nothing. With `start`, then [`Op::Start`] | - |
 //! | [`Op::Start`] | `AddContainer`, each container in order | the containers start; each one that starts releases the regular init containers before it | `NotFound` error |
 //! | [`Op::Stop`] | `RemoveContainer` | a started container stops and its memory is released | nothing, not an error: a container that never started (or is unknown) releases nothing |
 //! | [`Op::StopPod`] | `RemoveContainer` for each container, pod no longer active | as `Stop` for each container | nothing, not an error; memory of containers that never started stays until the next admission removes it as stale |
@@ -24,6 +25,7 @@ use crate::manager::{AdmitResult, Manager};
 use crate::provider::providers_from;
 use crate::request::Pod;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// One thing that happens to a pod (see the module's table).
@@ -37,6 +39,14 @@ pub enum Op {
         start: bool,
         /// Record every hint call and Allocate (replay, debugging).
         trace: bool,
+    },
+    /// Admission on given nodes ([`Manager::admit_on`]).
+    AdmitOn {
+        pod: Arc<Pod>,
+        /// Container -> NUMA node ids.
+        targets: BTreeMap<String, Vec<i64>>,
+        hints: Option<Value>,
+        start: bool,
     },
     Start {
         pod_uid: String,
@@ -87,6 +97,7 @@ impl Op {
     pub fn name(&self) -> &'static str {
         match self {
             Op::Admit { .. } => "admit",
+            Op::AdmitOn { .. } => "admit on",
             Op::Start { .. } => "start",
             Op::Stop { .. } => "stop",
             Op::StopPod { .. } => "stop pod",
@@ -97,7 +108,7 @@ impl Op {
 
     pub fn pod_uid(&self) -> Option<&str> {
         match self {
-            Op::Admit { pod, .. } => Some(&pod.uid),
+            Op::Admit { pod, .. } | Op::AdmitOn { pod, .. } => Some(&pod.uid),
             Op::Start { pod_uid }
             | Op::Stop { pod_uid, .. }
             | Op::StopPod { pod_uid }
@@ -143,6 +154,23 @@ impl Manager {
                 let mut r = self.admit_shared(pod, &extra, *trace);
                 r.placements = self.placements_of(pod);
                 if r.admit && *start {
+                    self.start_pod(&pod.uid)?;
+                }
+                Ok(Outcome::Admission(Box::new(r)))
+            }
+            Op::AdmitOn {
+                pod,
+                targets,
+                hints,
+                start,
+            } => {
+                let extra = match hints {
+                    Some(h) if !h.is_null() => providers_from(h, self.id_map())?,
+                    _ => Vec::new(),
+                };
+                let mut r = self.admit_on(pod, targets, &extra)?;
+                r.placements = self.placements_of(pod);
+                if *start {
                     self.start_pod(&pod.uid)?;
                 }
                 Ok(Outcome::Admission(Box::new(r)))

@@ -122,9 +122,7 @@ pub fn effective_reservations(machine: &Machine, config: &Config) -> Vec<MemoryR
 fn placement_of(machine: &Machine, config: &Config) -> Result<Option<Arc<Placement>>> {
     let m = config.memory_options;
     let t = &config.topology_options;
-    let any = m.admit_when_fits
-        || m.spread_hugepages
-        || m.memory_tiers
+    let any = m.any()
         || t.restrict_to_cpu_numa_nodes
         || t.numa_allocation_strategy != AllocationStrategy::None;
     Ok(if any {
@@ -261,7 +259,12 @@ impl Manager {
             MemoryPolicyName::None => "None",
         };
         let state = match checkpoint_text {
-            Some(t) => Some(checkpoint::restore(t, policy_name, state_path)?),
+            Some(t) => Some(checkpoint::restore_as(
+                t,
+                policy_name,
+                state_path,
+                config.version,
+            )?),
             None => None,
         };
         let mut m = Manager::with_state(machine, config, state.unwrap_or_default())?;
@@ -287,11 +290,8 @@ impl Manager {
                 _ => None,
             };
             let Some(ms) = rebased else {
-                return Err(with_drift_hint(
-                    e,
-                    policy.least_drift_tolerance(&state),
-                    &config,
-                ));
+                let e = with_drift_hint(e, policy.least_drift_tolerance(&state), &config);
+                return Err(e);
             };
             notes.push(format!(
                 "the restored state differed from this machine ({}); node totals drifted within the tolerance of {} and every assignment still fits, so the totals were rebased",
@@ -489,7 +489,7 @@ impl Manager {
 
     /// The state file as the kubelet would write it now.
     pub fn checkpoint_json(&self) -> String {
-        checkpoint::to_json(self.policy.name(), &self.state)
+        checkpoint::to_json_as(self.policy.name(), &self.state, self.config.version)
     }
 
     pub fn allocatable_memory(&self) -> Vec<Block> {
@@ -556,7 +556,7 @@ impl Manager {
         self.memory_hints_to(pod, container, Extent::Full)
     }
 
-    fn memory_hints_to(
+    pub(crate) fn memory_hints_to(
         &self,
         pod: &Pod,
         container: Option<&str>,
@@ -649,8 +649,7 @@ impl Manager {
                 None => Some(pod_requested(pod, self.config.version.has_sidecars())),
             };
             let requested = requested.and_then(Result::ok).unwrap_or_default();
-            let resources: Vec<&str> = requested.keys().map(String::as_str).collect();
-            let mut scores = p.scores(&self.state.machine_state, &resources);
+            let mut scores = p.scores(&self.state, &requested);
             for e in extra {
                 let given = match container {
                     Some(c) => e.container_scores.get(c),
@@ -848,6 +847,51 @@ impl Manager {
             }
         }
         true
+    }
+
+    /// Admits a pod on the nodes a caller chose (a plan, a defragmentation move) instead of the
+    /// Topology Manager's merge: `targets` names each container's NUMA node ids (in pod scope
+    /// the same set for every container). Each set must be one the kubelet could have reached:
+    /// the memory manager's own rules allow it now (capacity, free memory, the group rules, the
+    /// pod's memory tier), and under `restricted` and `single-numa-node` the merge with `extra`
+    /// ends preferred on it (the memory manager and every other provider prefer that set, or
+    /// have no preference). Otherwise a [`EngineError::Placement`] says why, and nothing of the
+    /// pod is allocated. Stale state is removed first, as at every admission.
+    pub fn admit_on(
+        &mut self,
+        shared: &Arc<Pod>,
+        targets: &BTreeMap<String, Vec<i64>>,
+        extra: &[ExtraProvider],
+    ) -> Result<AdmitResult> {
+        self.remove_stale_state(Some(shared));
+        let (state, policy) = (self.state.clone(), self.policy.clone_box());
+        let r = crate::placement::plan::admit_on(self, shared, targets, extra);
+        if r.is_err() {
+            self.state = state;
+            self.policy = policy;
+        }
+        r
+    }
+
+    /// The parts [`crate::placement::plan::admit_on`] works on.
+    pub(crate) fn parts(&mut self) -> (&mut State, &mut dyn MemoryPolicy) {
+        (&mut self.state, self.policy.as_mut())
+    }
+
+    /// Marks a pod admitted (running) after its containers were allocated.
+    pub(crate) fn mark_admitted(&mut self, shared: &Arc<Pod>) {
+        self.active.insert(shared.uid.clone(), Arc::clone(shared));
+        self.stale_possible = false;
+    }
+
+    /// Whether the memory-manager policy pins this pod's memory.
+    pub fn pins(&self, pod: &Pod) -> bool {
+        self.policy.pins(pod)
+    }
+
+    /// pymm's placement options, `None` when all are off.
+    pub fn placement(&self) -> Option<&Placement> {
+        self.placement.as_deref()
     }
 
     /// `AddContainer`: the container started; earlier regular init containers have finished,

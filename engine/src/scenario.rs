@@ -8,7 +8,6 @@
 //! container starts), `remove` is [`Op::Stop`] (the kubelet's `RemoveContainer`), `removePod`
 //! is [`Op::StopPod`], `restart` is [`Op::Restart`] from the state file as written.
 
-use crate::checkpoint;
 use crate::config::Config;
 use crate::decode::{index, kind, Obj, Subject};
 use crate::error::{EngineError, Result};
@@ -869,23 +868,58 @@ fn entries_norm(v: Option<&Value>) -> EntriesNorm {
     out
 }
 
-fn has_multi_block(entries: Option<&Value>) -> bool {
-    entries
+fn pod_entries_norm(v: Option<&Value>) -> BTreeMap<String, Option<Vec<BlockKey>>> {
+    let mut out = BTreeMap::new();
+    if let Some(Value::Object(pods)) = v {
+        for (pod, e) in pods {
+            let blocks = e.get("memoryBlocks").filter(|b| !b.is_null());
+            out.insert(
+                pod.clone(),
+                block_set(Some(blocks.unwrap_or(&Value::Array(vec![])))),
+            );
+        }
+    }
+    out
+}
+
+/// Whether some container or pod holds several blocks: the kubelet's order among them, and so
+/// the checksum over them, varies from run to run.
+fn has_block_order(state: &Value) -> bool {
+    let many = |bl: &Value| bl.as_array().is_some_and(|a| a.len() > 1);
+    let containers = state
+        .get("entries")
         .and_then(Value::as_object)
         .into_iter()
         .flat_map(|pods| pods.values())
         .filter_map(Value::as_object)
-        .flat_map(|cs| cs.values())
-        .any(|bl| bl.as_array().is_some_and(|a| a.len() > 1))
+        .flat_map(|cs| cs.values());
+    let pods = state
+        .get("podEntries")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|pods| pods.values())
+        .filter_map(|e| e.get("memoryBlocks"));
+    containers.chain(pods).any(many)
 }
 
-/// Whether a state file's checksum matches its own content.
-fn checksum_holds(cp: &Value) -> bool {
-    serde_json::to_string(cp)
-        .ok()
-        .is_some_and(|text| checkpoint::decode(&text).is_ok())
+/// The file's checksums as an inspection computes them: `(checksum holds, dataChecksum holds
+/// (None: no data part))`.
+fn checksums_hold(cp: &Value) -> (bool, Option<bool>) {
+    let Ok(text) = serde_json::to_string(cp) else {
+        return (false, None);
+    };
+    match crate::inspect::inspect(&text) {
+        Ok(i) => (i.checksum_valid(), i.data_checksum_valid()),
+        Err(_) => (false, None),
+    }
 }
 
+/// The first difference between two state files, as data. V1 (kubelets before 1.36):
+/// policyName, machineState, entries (each container's blocks as a set), and the checksum:
+/// equal when no container holds several blocks, else each file's must match its own content.
+/// V3 (1.37+) adds `data`, the JSON of policyName, machineState, entries and podEntries: the
+/// V1 fields as above, `data` decoded and compared the same way (podEntries' blocks as sets
+/// too), and `dataChecksum` checked against its own `data` (and equal when no order varies).
 fn checkpoint_diff(mine: &Value, reference: &Value) -> Option<String> {
     for key in ["policyName", "machineState"] {
         if mine.get(key) != reference.get(key) {
@@ -895,7 +929,17 @@ fn checkpoint_diff(mine: &Value, reference: &Value) -> Option<String> {
     if entries_norm(mine.get("entries")) != entries_norm(reference.get("entries")) {
         return Some("entries differ".into());
     }
-    if !has_multi_block(reference.get("entries")) {
+    let v3 = reference.get("data").is_some();
+    if mine.get("data").is_some() != v3 {
+        let (got, want) = if v3 { ("V1", "V3") } else { ("V3", "V1") };
+        return Some(format!("format: {got} != {want}"));
+    }
+    let ordered = has_block_order(reference);
+    let held = [
+        ("pymm", checksums_hold(mine)),
+        ("reference", checksums_hold(reference)),
+    ];
+    if !ordered {
         if mine.get("checksum") != reference.get("checksum") {
             return Some(format!(
                 "checksum {} != {}",
@@ -906,11 +950,46 @@ fn checkpoint_diff(mine: &Value, reference: &Value) -> Option<String> {
     } else {
         // The kubelet's block order (and so its checksum) varies from run to run: each file's
         // checksum must match its own order.
-        for (who, cp) in [("reference", reference), ("pymm", mine)] {
-            if !checksum_holds(cp) {
+        for (who, (ok, _)) in &held {
+            if !ok {
                 return Some(format!("{who} checksum does not match its own content"));
             }
         }
+    }
+    if !v3 {
+        return None;
+    }
+    for (who, (_, data_ok)) in &held {
+        if *data_ok != Some(true) {
+            return Some(format!(
+                "{who} data does not decode or match its dataChecksum"
+            ));
+        }
+    }
+    let data = |cp: &Value| -> Value {
+        cp.get("data")
+            .and_then(Value::as_str)
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or(Value::Null)
+    };
+    let (got, want) = (data(mine), data(reference));
+    for key in ["policyName", "machineState"] {
+        if got.get(key) != want.get(key) {
+            return Some(format!("data: {key} differs"));
+        }
+    }
+    if entries_norm(got.get("entries")) != entries_norm(want.get("entries")) {
+        return Some("data: entries differ".into());
+    }
+    if pod_entries_norm(got.get("podEntries")) != pod_entries_norm(want.get("podEntries")) {
+        return Some("data: podEntries differ".into());
+    }
+    if !has_block_order(&want) && mine.get("dataChecksum") != reference.get("dataChecksum") {
+        return Some(format!(
+            "dataChecksum {} != {}",
+            mine.get("dataChecksum").unwrap_or(&Value::Null),
+            reference.get("dataChecksum").unwrap_or(&Value::Null)
+        ));
     }
     None
 }

@@ -55,10 +55,24 @@ pub type Blocks = Option<Vec<Block>>;
 /// Pod uid -> container name -> blocks.
 pub type Assignments = BTreeMap<String, BTreeMap<String, Blocks>>;
 
+/// A pod's own reservation under the pod-level resource managers (KEP-5526, kubelet 1.36+):
+/// one entry of the state file's `podEntries`. Its containers' `entries` are slices of it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct PodEntry {
+    /// `None` is Go's nil slice: the kubelet omits an empty one (`{}`), and it hashes
+    /// differently from an empty list in a V2 checksum.
+    pub memory_blocks: Blocks,
+}
+
+/// Pod uid -> the pod's reservation.
+pub type PodAssignments = BTreeMap<String, PodEntry>;
+
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct State {
     pub machine_state: MachineState,
     pub entries: Assignments,
+    /// Kept as read and written back (checkpoint V2 and V3); a V1 file cannot hold them.
+    pub pod_entries: PodAssignments,
 }
 
 impl State {
@@ -415,6 +429,7 @@ pub fn rebuild_state(
     Ok(State {
         machine_state: ms,
         entries,
+        pod_entries: PodAssignments::new(),
     })
 }
 
@@ -555,6 +570,7 @@ mod tests {
         State {
             machine_state,
             entries,
+            pod_entries: PodAssignments::new(),
         }
     }
 

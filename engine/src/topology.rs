@@ -73,9 +73,21 @@ pub struct Scores {
     pub allocatable: Vec<u64>,
     /// Scores other providers gave to exact node sets (percent).
     pub extra: Vec<(NodeMask, f64)>,
+    /// `least-stranded`: what each set would strand for the workload's shapes.
+    pub stranded: Option<std::sync::Arc<crate::placement::stranded::Stranded>>,
 }
 
 impl Scores {
+    /// The strategy's tie-break key for a set (lower is better; 0 without a strategy).
+    pub fn key(&self, strategy: AllocationStrategy, m: NodeMask) -> u64 {
+        match strategy {
+            AllocationStrategy::None => 0,
+            AllocationStrategy::LeastAllocated => self.score(m),
+            AllocationStrategy::MostAllocated => u64::MAX - self.score(m),
+            AllocationStrategy::LeastStranded => self.stranded.as_ref().map_or(0, |s| s.key(m)),
+        }
+    }
+
     /// The score of a node set in thousandths of a percent (so that keys stay integers).
     pub fn score(&self, m: NodeMask) -> u64 {
         let (mut r, mut a) = (0u128, 0u128);
@@ -116,11 +128,7 @@ impl MergeContext {
         let Some(s) = &self.scores else {
             return 0;
         };
-        match self.strategy {
-            AllocationStrategy::None => 0,
-            AllocationStrategy::LeastAllocated => s.score(m),
-            AllocationStrategy::MostAllocated => u64::MAX - s.score(m),
-        }
+        s.key(self.strategy, m)
     }
 
     /// `better()`'s ordering as a key: narrower first; with prefer-closest, among equal sizes
@@ -431,6 +439,9 @@ pub enum AllocationStrategy {
     MostAllocated,
     /// The least used nodes first (spread).
     LeastAllocated,
+    /// The set that strands the least memory for the workload's shapes
+    /// ([`crate::placement::stranded`]).
+    LeastStranded,
 }
 
 impl AllocationStrategy {
@@ -439,6 +450,7 @@ impl AllocationStrategy {
             AllocationStrategy::None => "none",
             AllocationStrategy::MostAllocated => "most-allocated",
             AllocationStrategy::LeastAllocated => "least-allocated",
+            AllocationStrategy::LeastStranded => "least-stranded",
         }
     }
 }
@@ -519,9 +531,10 @@ impl PolicyOptions {
                         "none" => AllocationStrategy::None,
                         "most-allocated" => AllocationStrategy::MostAllocated,
                         "least-allocated" => AllocationStrategy::LeastAllocated,
+                        "least-stranded" => AllocationStrategy::LeastStranded,
                         other => {
                             return Err(EngineError::Config {
-                                message: format!("bad value for option {k:?}: {other:?} (expected none, most-allocated or least-allocated)"),
+                                message: format!("bad value for option {k:?}: {other:?} (expected none, most-allocated, least-allocated or least-stranded)"),
                                 key: Some(k.clone()),
                                 suggestion: None,
                             })

@@ -10,12 +10,14 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
+use pymm_engine::lifecycle::Op as Lifecycle;
 use pymm_engine::machine::{Machine, MemoryKind, Tier};
 use pymm_engine::manager::{Config, Manager, Scope, Search};
 use pymm_engine::policy::MemoryOptions;
 use pymm_engine::quantity::{Format, Quantity};
 use pymm_engine::request::{container_requested, Pod};
 use pymm_engine::reserved::MemoryReservation;
+use std::sync::Arc;
 
 use pymm_engine::topology::{AllocationStrategy, Policy};
 use serde_json::json;
@@ -40,7 +42,8 @@ fn options() -> impl Strategy<Value = Options> {
         prop_oneof![
             Just(AllocationStrategy::None),
             Just(AllocationStrategy::MostAllocated),
-            Just(AllocationStrategy::LeastAllocated)
+            Just(AllocationStrategy::LeastAllocated),
+            Just(AllocationStrategy::LeastStranded)
         ],
     )
         .prop_map(
@@ -113,6 +116,7 @@ fn config(s: &Spec, o: &Options) -> Config {
             admit_when_fits: o.admit_when_fits,
             spread_hugepages: o.spread,
             memory_tiers: o.tiers,
+            strict_numa_groups: false,
         },
         ..Config::default()
     };
@@ -237,6 +241,103 @@ proptest! {
                 prop_assert_eq!((a.admit, &a.message), (b.admit, &b.message));
                 prop_assert_eq!(kubelet.checkpoint_json(), given.checkpoint_json());
             }
+        }
+    }
+}
+
+/// A CPU manager's answer for one container or pod: no preference, or a few node sets
+/// (mostly single nodes, as exclusive CPUs give), each preferred or not.
+fn cpu_answer(n: usize, picks: &[(u8, bool)]) -> serde_json::Value {
+    if picks.is_empty() {
+        return serde_json::Value::Null;
+    }
+    let hints: Vec<_> = picks
+        .iter()
+        .map(|(bits, preferred)| {
+            let raw = u32::from(*bits) & ((1u32 << n) - 1);
+            let raw = if raw == 0 { 1 } else { raw };
+            let ids: Vec<u32> = (0..n as u32).filter(|i| raw & (1 << i) != 0).collect();
+            json!({"affinity": ids, "preferred": preferred})
+        })
+        .collect();
+    json!({ "cpu": hints })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
+
+    /// `strict-numa-groups`: whatever the CPU manager hints, in container and pod scope, groups
+    /// are disjoint or identical after every operation, no container spans nodes under
+    /// single-numa-node, and the kubelet restores the state.
+    #[test]
+    fn strict_groups_never_overlap_nor_span_under_single_numa_node(
+        s in spec_n(1..6),
+        cpu in prop::collection::vec(prop::collection::vec((1u8..32, any::<bool>()), 0..3), 25),
+        awf in any::<bool>(),
+    ) {
+        let s = Spec { version: pymm_engine::version::KubeletVersion::Latest, ..s };
+        let m = machine(&s);
+        let mut c = config(&s, &Options {
+            admit_when_fits: awf, spread: false, tiers: false, restrict: false, closest: false,
+            strategy: AllocationStrategy::None,
+        });
+        c.memory_options.strict_numa_groups = true;
+        let mut mgr = Manager::new(m.clone(), c, None, "state").unwrap();
+        let n = s.nodes.len();
+        let mut uids: Vec<String> = vec![];
+        for (i, op) in s.ops.iter().enumerate() {
+            match op {
+                Op::Admit { ctrs, start, .. } => {
+                    let uid = format!("pod-{i}");
+                    let p = pod(&uid, ctrs, None);
+                    let picks = &cpu[i % cpu.len()];
+                    let containers: serde_json::Map<String, serde_json::Value> = p.containers
+                        .iter()
+                        .enumerate()
+                        .map(|(j, c)| (c.name.clone(), cpu_answer(n, &cpu[(i + j) % cpu.len()])))
+                        .collect();
+                    let extra = json!([{"name": "cpu", "containers": containers,
+                                        "pod": cpu_answer(n, picks)}]);
+                    let a = mgr
+                        .apply(&Lifecycle::Admit {
+                            pod: Arc::new(p.clone()),
+                            hints: Some(extra),
+                            start: false,
+                            trace: false,
+                        })
+                        .unwrap()
+                        .into_admission()
+                        .unwrap();
+                    if a.admit && *start {
+                        common::start(&mut mgr, &uid);
+                    }
+                    if s.policy == Policy::SingleNumaNode {
+                        for c in &p.containers {
+                            let nodes = mgr.container_nodes(&uid, &c.name).unwrap_or_default();
+                            prop_assert!(nodes.len() <= 1,
+                                "{} spans {:?} under single-numa-node", c.name, nodes);
+                        }
+                    }
+                    uids.push(uid);
+                }
+                Op::Remove(k) if !uids.is_empty() => {
+                    let uid = uids.remove(k % uids.len());
+                    release(&mut mgr, &uid);
+                }
+                Op::RemoveContainer(k) if !uids.is_empty() => {
+                    let uid = &uids[k % uids.len()];
+                    stop(&mut mgr, uid, "c0");
+                }
+                _ => {}
+            }
+            // Pod scope and partial (rejected) pods included: strict groups hold everywhere.
+            check_invariants(mgr.state(), true)?;
+            let plain = config(&s, &Options {
+                admit_when_fits: false, spread: false, tiers: false, restrict: false,
+                closest: false, strategy: AllocationStrategy::None,
+            });
+            let restored = Manager::new(m.clone(), plain, Some(&mgr.checkpoint_json()), "state");
+            prop_assert!(restored.is_ok(), "the kubelet would refuse the state: {:?}", restored.err());
         }
     }
 }

@@ -114,6 +114,7 @@ fn state(v: &Value) -> State {
     State {
         machine_state: parse_machine_state(&v["machineState"]).unwrap(),
         entries: parse_entries(&v["entries"]).unwrap(),
+        ..State::default()
     }
 }
 
@@ -673,6 +674,7 @@ fn check(v: &Value) -> Result<(), String> {
             let st = State {
                 machine_state: parse_machine_state(&v["machineState"]).unwrap(),
                 entries: parse_entries(&v["entries"]).unwrap(),
+                ..State::default()
             };
             let text = spew_text(v["policyName"].as_str().unwrap(), &st);
             if let Some(want) = exp.get("spew_text").and_then(Value::as_str) {

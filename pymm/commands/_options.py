@@ -34,7 +34,8 @@ from pymm.statefile import CONFIG_FILE_NAME
 if TYPE_CHECKING:
     from pymm.metrics import Metrics
 
-#: The kubelet behaviours pymm reproduces (``MemoryManager(kubelet_version=...)``).
+#: The kubelet behaviours pymm reproduces (``MemoryManager(kubelet_version=...)``): ``latest``
+#: is 1.32 (to 1.36), ``1.38`` (1.37+) differs from it only in its state file (checkpoint V3).
 KUBELET_VERSIONS = tuple(CHOICES["kubelet_version"])
 
 __all__ = [
@@ -109,13 +110,15 @@ def add_manager_options(p: argparse.ArgumentParser, *, writes: bool = False) -> 
         action="append",
         metavar="KEY=VALUE",
         help="pymm's memory-manager policy option (beyond the kubelet, off by default): "
-        "admit-when-fits, spread-hugepages or memory-tiers =true (repeatable)",
+        "admit-when-fits, spread-hugepages, memory-tiers or strict-numa-groups =true "
+        "(repeatable)",
     )
     p.add_argument(
         "--kubelet-version",
         choices=KUBELET_VERSIONS,
-        help="whose behaviour to follow: 'latest' (1.32 and later) or '1.26' (default "
-        f"{DEFAULTS['kubelet_version']})",
+        help=f"whose behaviour to follow: 'latest' (= '1.32', default "
+        f"{DEFAULTS['kubelet_version']}), '1.38' (1.37+: writes and reads the V3 state file) or "
+        "'1.26'",
     )
     p.add_argument(
         "--search",

@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--kubelet-version",
         default=None,
         choices=KUBELET_VERSIONS,
-        help="behaviour for scenarios that name none: 'latest' (default) or '1.26'",
+        help="behaviour for scenarios that name none: 'latest' (= '1.32', default), '1.38' or "
+        "'1.26'",
     )
     p.add_argument(
         "--compare",

@@ -1,21 +1,34 @@
-"""``pymm state``: check, explain and dry-run-restore a kubelet ``memory_manager_state`` file.
+"""``pymm state``: check, explain, dry-run-restore and convert a kubelet ``memory_manager_state``
+file.
 
-* ``verify`` answers "is this file intact?" with the kubelet's own decoder and checksum.
+The file has had three layouts (the engine's ``checkpoint`` module describes them): V1 (every
+kubelet up to 1.35), V2 (1.36: ``podEntries`` added, under a checksum a kubelet up to 1.35
+refuses) and V3 (1.37+: the V1 fields and checksum kept for older kubelets, the state again in
+``data`` under its own ``dataChecksum``). Every action reports the layout and each checksum,
+stored and computed.
+
+* ``verify`` answers "is this file intact?" with the kubelet's own decoder and checksums: every
+  checksum the file carries, or, with ``--kubelet-version``, what that kubelet checks.
 * ``inspect`` shows what the file says and lists what does not add up. It keeps working when
-  only the checksum is wrong, because a hand-edited or half-repaired file is exactly what an
+  only a checksum is wrong, because a hand-edited or half-repaired file is exactly what an
   operator needs to look at.
 * ``validate`` answers "would a kubelet with this machine and reservation start?" by running
   the engine's restore and startup validation, which reproduce the kubelet's error texts.
+* ``convert`` rewrites the file in another layout, for an operator moving a node between
+  kubelet versions: atomically and durably, with fresh checksums, refusing a damaged file.
 
-Exit status: 0 yes/clean, 1 no (with the reason), 2 the command itself failed (missing file,
-unknown machine, bad option).
+Exit status: 0 yes/clean/done, 1 no (with the reason), 2 the command itself failed (missing
+file, unknown machine, bad option).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
+import os
+import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,33 +57,48 @@ from pymm.pod import Pod, probe_pod
 
 __all__ = ["inspect_text", "register", "run"]
 
+#: The layouts ``convert`` writes (see the module docstring).
+FORMATS = ("v1", "v2", "v3")
+
 _TABLE_FIELDS = ("total", "systemReserved", "allocatable", "reserved", "free")
 
 _GIB = 1 << 30
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``state`` subcommand (with ``verify``, ``inspect``, ``validate``)."""
+    """Add the ``state`` subcommand (with ``verify``, ``inspect``, ``validate``, ``convert``)."""
     parser = subparsers.add_parser(
         "state",
-        help="verify, inspect or validate a memory_manager_state file",
-        description="Work with the kubelet's memory_manager_state file (or pymm's copy of it).",
+        help="verify, inspect, validate or convert a memory_manager_state file",
+        description="Work with the kubelet's memory_manager_state file (or pymm's copy of it): "
+        "V1 (kubelet up to 1.35), V2 (1.36) or V3 (1.37+, with data and dataChecksum).",
     )
     sub = parser.add_subparsers(dest="state_command", required=True, metavar="ACTION")
 
     p = sub.add_parser(
         "verify",
-        help="check the file's checksum and structure as the kubelet does",
-        description="Exit 0 if the kubelet would decode the file, 1 (with the reason) if not.",
+        help="check the file's checksums and structure as the kubelet does",
+        description="Exit 0 if the file is intact, 1 (with the reason) if not. Prints its "
+        "layout (v1, v2, v3) and each checksum. Without --kubelet-version every checksum the "
+        "file carries must match (a V3 file's checksum for kubelets up to 1.36, its "
+        "dataChecksum for 1.37+) and a V3 file's V1 fields must agree with its data.",
     )
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE|DIR")
+    p.add_argument(
+        "--kubelet-version",
+        choices=KUBELET_VERSIONS,
+        help="judge as that kubelet restores the file instead: latest/1.32/1.26 read the V1 "
+        "fields of any layout and check their checksum; 1.38 reads V3 (data, dataChecksum), "
+        "else V2, else V1",
+    )
     p.set_defaults(func=run, state_action="verify")
 
     p = sub.add_parser(
         "inspect",
         help="show per-node memory, groups, pods and inconsistencies",
-        description="Show what the file records and list what does not add up. Works on files "
-        "whose checksum is wrong (reported as an inconsistency). Exit 1 if any is found.",
+        description="Show the file's layout and checksums, what it records (a V3 file: its "
+        "data, what a 1.37+ kubelet restores) and list what does not add up. Works on files "
+        "whose checksums are wrong (reported as inconsistencies). Exit 1 if any is found.",
     )
     p.add_argument(
         "file",
@@ -109,8 +137,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--kubelet-version",
         choices=KUBELET_VERSIONS,
-        help=f"whose startup validation to apply (default {DEFAULTS['kubelet_version']}; 1.26 "
-        "compares free/reserved per node)",
+        help="whose restore and startup validation to apply (default "
+        f"{DEFAULTS['kubelet_version']}; 1.26 compares free/reserved per node; 1.38 reads the V3 "
+        "layout, else V2, else V1)",
     )
     p.add_argument(
         "--policy",
@@ -125,13 +154,47 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.set_defaults(func=run, state_action="validate")
 
+    p = sub.add_parser(
+        "convert",
+        help="rewrite the file in another layout (v1, v2, v3) for another kubelet version",
+        description="Rewrite the file in another layout, with fresh checksums, atomically and "
+        "durably (stop the kubelet, or pymm, that owns it first; a pymm state directory is "
+        "locked meanwhile). v3 is what a 1.37+ kubelet writes and what every kubelet reads "
+        "(older ones its V1 fields); v2 is what a 1.36 kubelet writes, with pod entries, and a "
+        "kubelet up to 1.35 refuses it; v1 is what every kubelet up to 1.35 writes and reads, "
+        "and holds no pod entries. A file whose checksums fail is refused.",
+    )
+    p.add_argument("file", metavar="FILE|DIR")
+    p.add_argument("--to", required=True, choices=FORMATS, help="the layout to write")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write the result here instead of replacing the file",
+    )
+    p.add_argument(
+        "--ignore-checksum",
+        action="store_true",
+        help="convert a file whose checksum (or V3 data) fails anyway: its content is kept as "
+        "it is and given fresh, valid checksums",
+    )
+    p.add_argument(
+        "--drop-pod-entries",
+        action="store_true",
+        help="with --to v1, drop the file's pod-level reservations (podEntries), which a V1 "
+        "file cannot hold",
+    )
+    p.set_defaults(func=run, state_action="convert")
+
 
 def run(args: argparse.Namespace) -> int:
     action: str = args.state_action
     if action == "verify":
-        return _verify(Path(args.file))
+        return _verify(Path(args.file), args.kubelet_version)
     if action == "inspect":
         return _inspect(Path(args.file), as_json=args.json, probe=args.probe)
+    if action == "convert":
+        return _convert(args)
     return _validate(args)
 
 
@@ -176,23 +239,85 @@ def _fail(path: Path, reason: str) -> int:
 # -- verify ---------------------------------------------------------------------------------
 
 
-def _verify(path: Path) -> int:
+def _checksums(found: _engine.Inspection) -> str:
+    """The layout and each checksum: ``v3, checksum 1 (valid), dataChecksum 2 (MISMATCH:
+    content 3)``."""
+
+    def one(name: str, stored: int, computed: int, valid: bool) -> str:
+        return f"{name} {stored} ({'valid' if valid else f'MISMATCH: content {computed}'})"
+
+    parts = [
+        found.format,
+        one("checksum", found.stored_checksum, found.computed_checksum, found.checksum_valid),
+    ]
+    if found.stored_data_checksum is not None and found.computed_data_checksum is not None:
+        if found.data_error is not None:
+            parts.append(f"dataChecksum {found.stored_data_checksum} (data does not decode)")
+        else:
+            parts.append(
+                one(
+                    "dataChecksum",
+                    found.stored_data_checksum,
+                    found.computed_data_checksum,
+                    found.data_checksum_valid is True,
+                )
+            )
+    return ", ".join(parts)
+
+
+def _counts(found: _engine.Inspection) -> str:
+    entries = f", {found.pod_entry_count} pod entries" if found.pod_entry_count else ""
+    return f"{found.node_count} NUMA nodes, {found.pod_count} pods{entries}"
+
+
+def _integrity_problems(found: _engine.Inspection) -> list[str]:
+    """What makes the file fail some kubelet, each in the kubelet's words with both values."""
+    problems = []
+    if not found.checksum_valid:
+        problems.append(
+            "checkpoint is corrupted: the stored checksum "
+            f"{found.stored_checksum} does not match the content ({found.computed_checksum})"
+        )
+    if found.data_error is not None:
+        problems.append(f"could not load v3 checkpoint: {found.data_error}")
+    elif found.data_checksum_valid is False:
+        problems.append(
+            "could not load v3 checkpoint: checkpoint is corrupted: the stored dataChecksum "
+            f"{found.stored_data_checksum} does not match data ({found.computed_data_checksum})"
+        )
+    problems.extend(message for kind, message in found.findings if kind == "v1-fields-differ")
+    return problems
+
+
+def _verify(path: Path, kubelet_version: str | None) -> int:
     text = _read_text(path)
     try:
         found = _engine.Inspection(text)
     except CheckpointCorruptedError as e:
         return _fail(path, str(e))
-    if not found.checksum_valid:
-        return _fail(
-            path,
-            "checkpoint is corrupted: the stored checksum "
-            f"{found.stored_checksum} does not match the content ({found.computed_checksum})",
+    if kubelet_version is not None:
+        try:
+            layout = found.accepted_as(kubelet_version)
+        except CheckpointCorruptedError as e:
+            computed = ""
+            if e.stored_checksum is not None:
+                computed = (
+                    f": the stored {e.checksum_field} {e.stored_checksum} is not the one it "
+                    f"computes ({e.computed_checksum})"
+                )
+            return _fail(
+                path, f"kubelet {kubelet_version}: {e}{computed}; the file: {_checksums(found)}"
+            )
+        print(
+            f"OK {path}: kubelet {kubelet_version} restores it as {layout}; "
+            f"{_checksums(found)}, policy {found.policy_name}, {_counts(found)}"
         )
+        return 0
+    problems = _integrity_problems(found)
+    if problems:
+        return _fail(path, "; ".join(problems))
     print(
-        printable(
-            f"OK {path}: policy {found.policy_name}, checksum {found.stored_checksum}, "
-            f"{found.node_count} NUMA nodes, {found.pod_count} pods"
-        )
+        printable(f"OK {path}: {_checksums(found)}, policy {found.policy_name}, {_counts(found)}")
     )
     return 0
 
@@ -320,6 +445,13 @@ def _gib(n: int) -> str:
     return _size(n)
 
 
+def _blocks_text(blocks: list[dict[str, Any]]) -> str:
+    return ", ".join(
+        f"{b['type']} {_size(b['size'])} on {','.join(map(str, b['numaAffinity'] or ())) or '-'}"
+        for b in blocks
+    )
+
+
 def _inspect(path: Path, *, as_json: bool, probe: str) -> int:
     try:
         shape = probe_pod(probe)
@@ -342,15 +474,11 @@ def _inspect(path: Path, *, as_json: bool, probe: str) -> int:
     # Rich assumes 80 columns when piped, which would cut numbers short; a log or pager
     # copes better with a wider table.
     con = stdout_console(highlight=False, width=None if sys.stdout.isatty() else 120)
-    status = (
-        "valid"
-        if found.checksum_valid
-        else f"[red]MISMATCH[/] (content: {found.computed_checksum})"
-    )
+    entries = f", {found.pod_entry_count} pod entries" if found.pod_entry_count else ""
     con.print(
-        f"[bold]{markup(path)}[/]: policy {markup(found.policy_name)}, "
-        f"checksum {found.stored_checksum} ({status}), {found.pod_count} pods, "
-        f"{found.container_count} containers",
+        f"[bold]{markup(path)}[/]: {markup(_checksums(found))}, policy "
+        f"{markup(found.policy_name)}, {found.pod_count} pods, "
+        f"{found.container_count} containers{entries}",
         soft_wrap=True,
     )
     nodes = Table(title="NUMA nodes")
@@ -404,20 +532,31 @@ def _inspect(path: Path, *, as_json: bool, probe: str) -> int:
             table.add_column(col)
         for pod in pods:
             for c in pod["containers"]:
-                blocks = ", ".join(
-                    f"{b['type']} {_size(b['size'])} on "
-                    f"{','.join(map(str, b['numaAffinity'] or ())) or '-'}"
-                    for b in c["blocks"]
-                )
                 table.add_row(
                     markup(pod["podUID"]),
                     markup(c["name"]),
                     ",".join(map(str, c["numaNodes"])) or "-",
-                    markup(blocks),
+                    markup(_blocks_text(c["blocks"])),
                 )
         con.print(table)
     else:
         con.print("no pods have memory assigned")
+    pod_entries = found.pod_entry_rows(_PODS_SHOWN)
+    if pod_entries:
+        more = found.pod_entry_count - len(pod_entries)
+        title = "Pod-level reservations (podEntries; their containers' blocks are slices)" + (
+            f" (the first {len(pod_entries)}; --json lists all)" if more else ""
+        )
+        table = Table(title=title)
+        for col in ("pod", "NUMA nodes", "blocks"):
+            table.add_column(col)
+        for row in pod_entries:
+            table.add_row(
+                markup(row["podUID"]),
+                ",".join(map(str, row["numaNodes"])) or "-",
+                markup(_blocks_text(row["blocks"])),
+            )
+        con.print(table)
 
     findings = found.findings
     if findings:
@@ -454,6 +593,11 @@ def _validate(args: argparse.Namespace) -> int:
     ns = _manager_args(args)
     _, machine = resolve(ns, recorded, {"memory_policy": "--policy"})
     text = _read_text(path)
+    found = None
+    with contextlib.suppress(CheckpointCorruptedError):
+        # Not a checkpoint at all: the restore below says so in the kubelet's words.
+        found = _engine.Inspection(text)
+    layout = f"state file: {_checksums(found)}" if found is not None else None
     try:
         notes = _restore(ns, machine, path, text, directory, args.tolerate_drift)
     except (StateError, ReservedMemoryError) as e:
@@ -466,6 +610,8 @@ def _validate(args: argparse.Namespace) -> int:
         for line in details:
             print(f"  - {printable(line)}")
         print(f"advice: {printable(advice_for(e))}")
+        if layout:
+            print(printable(layout))
         return 1
     if args.sysfs:
         where = f"this machine (sysfs under {args.sysfs})"
@@ -473,14 +619,17 @@ def _validate(args: argparse.Namespace) -> int:
         where = f"the recorded machine {machine.name or recorded.machine_source}"
     else:
         where = f"machine {machine.name or args.machine}"
+    read_as = f", read as {found.accepted_as(ns.kubelet_version)}" if found is not None else ""
     print(
         printable(
             f"would start: {path} restores on {where} with policy {ns.memory_policy} "
-            f"(kubelet {ns.kubelet_version})"
+            f"(kubelet {ns.kubelet_version}{read_as})"
         )
     )
     for note in notes:
         print(f"  beyond the kubelet, which would not start: {printable(note)}")
+    if layout:
+        print(printable(layout))
     return 0
 
 
@@ -517,6 +666,72 @@ def _restore(
     }
     config = {k: v for k, v in given.items() if v is not None}
     return list(_engine.Engine(machine.to_dict(), config, text, str(path)).notes)
+
+
+# -- convert --------------------------------------------------------------------------------
+
+
+def _mode_of(path: Path, default: int) -> int:
+    """The permission bits of an existing file (a converted file keeps them), else ``default``."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return default
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from pymm.statefile import LOCK_FILE_NAME, STATE_FILE_NAME, StateDirLock, atomic_write
+
+    path = Path(args.file)
+    source = path / STATE_FILE_NAME if path.is_dir() else path
+    target = Path(args.output) if args.output else source
+    lock = None
+    if (target.parent / LOCK_FILE_NAME).exists():
+        # A pymm state directory: a manager writing it meanwhile would undo the conversion.
+        lock = StateDirLock(target.parent)
+        lock.acquire()
+    try:
+        text = _read_text(source)
+        try:
+            found = _engine.Inspection(text)
+        except CheckpointCorruptedError as e:
+            return _fail(source, f"{e}; not a state file, nothing to convert")
+        try:
+            new, notes, checksum, data_checksum = found.convert(
+                args.to,
+                ignore_checksum=args.ignore_checksum,
+                drop_pod_entries=args.drop_pod_entries,
+            )
+        except CheckpointCorruptedError as e:
+            return _fail(
+                source,
+                f"{e} ({_checksums(found)}); refusing to convert it (--ignore-checksum converts "
+                "it anyway, with fresh checksums)",
+            )
+        except ConfigError as e:
+            if e.key != "drop-pod-entries":
+                raise
+            return _fail(source, f"{e}; refusing to convert it (--drop-pod-entries drops them)")
+        if target == source and new == text.encode():
+            print(f"unchanged {source}: already {args.to} ({_checksums(found)})")
+            return 0
+        atomic_write(target, new, mode=_mode_of(target, _mode_of(source, 0o600)))
+    finally:
+        if lock is not None:
+            lock.release()
+    where = str(source) if target == source else f"{source} to {target}"
+    sums = f"checksum {checksum}" + (
+        f", dataChecksum {data_checksum}" if data_checksum is not None else ""
+    )
+    kept = found.pod_entry_count if args.to != "v1" else 0
+    entries = f", {kept} pod entries" if kept else ""
+    print(
+        f"converted {where}: {found.format} -> {args.to}; {sums}, policy {found.policy_name}, "
+        f"{found.node_count} NUMA nodes, {found.pod_count} pods{entries}"
+    )
+    for note in notes:
+        print(f"  note: {note}")
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover - convenience for `python -m`

@@ -25,7 +25,9 @@
 //! - **`spread-hugepages`** (memory manager option): a multi-node group takes its hugepages
 //!   evenly from its nodes, not lowest node first ([`spread`]).
 
+pub mod plan;
 pub mod spread;
+pub mod stranded;
 
 use crate::config::Config;
 use crate::error::{EngineError, Result};
@@ -33,9 +35,11 @@ use crate::hints::TopologyHint;
 use crate::machine::{Machine, MemoryKind};
 use crate::nodemask::{IdMap, NodeMask};
 use crate::policy::MemoryOptions;
-use crate::request::Pod;
-use crate::state::MachineState;
+use crate::request::{Pod, Requested};
+use crate::state::State;
 use crate::topology::{AllocationStrategy, Policy, Scores};
+use std::sync::Arc;
+use stranded::Stranded;
 
 /// Everything the options need to know, built once per manager.
 #[derive(Debug, Clone)]
@@ -126,35 +130,36 @@ impl Placement {
         self.strategy != AllocationStrategy::None
     }
 
-    /// The memory manager's utilisation scores for the requested resources.
-    pub fn scores(&self, ms: &MachineState, resources: &[&str]) -> Scores {
+    /// The memory manager's utilisation scores for the requested resources (and, for
+    /// `least-stranded`, what each set would strand).
+    pub fn scores(&self, state: &State, requested: &Requested) -> Scores {
         let n = self.map.len();
         let mut s = Scores {
             reserved: vec![0; n],
             allocatable: vec![0; n],
             extra: Vec::new(),
+            stranded: None,
         };
-        for (id, node) in ms {
+        for (id, node) in &state.machine_state {
             let Some(p) = self.map.position(*id) else {
                 continue;
             };
-            for r in resources {
-                if let Some(t) = node.memory_map.get(*r) {
+            for r in requested.keys() {
+                if let Some(t) = node.memory_map.get(r) {
                     s.reserved[p] = s.reserved[p].saturating_add(t.reserved);
                     s.allocatable[p] = s.allocatable[p].saturating_add(t.allocatable);
                 }
             }
+        }
+        if self.strategy == AllocationStrategy::LeastStranded {
+            s.stranded = Some(Arc::new(Stranded::new(state, &self.map, requested)));
         }
         s
     }
 
     /// The strategy's tie-break key for a set (lower is better; 0 without a strategy).
     pub fn tie(&self, scores: Option<&Scores>, m: NodeMask) -> u64 {
-        match (self.strategy, scores) {
-            (AllocationStrategy::LeastAllocated, Some(s)) => s.score(m),
-            (AllocationStrategy::MostAllocated, Some(s)) => u64::MAX - s.score(m),
-            _ => 0,
-        }
+        scores.map_or(0, |s| s.key(self.strategy, m))
     }
 
     /// Mean distance between a set's nodes and the merged affinity's (0 without distances or

@@ -25,9 +25,17 @@ pub struct MemoryOptions {
     pub spread_hugepages: bool,
     /// Pods keep to a memory tier (`pymm.io/memory-tier`, default: the CPU nodes' kind).
     pub memory_tiers: bool,
+    /// Never an overlapping group, never a multi-node container under `single-numa-node`
+    /// (the kubelet's two group bugs, [`crate::placement`]).
+    pub strict_numa_groups: bool,
 }
 
-pub const MEMORY_OPTIONS: [&str; 3] = ["admit-when-fits", "spread-hugepages", "memory-tiers"];
+pub const MEMORY_OPTIONS: [&str; 4] = [
+    "admit-when-fits",
+    "spread-hugepages",
+    "memory-tiers",
+    "strict-numa-groups",
+];
 
 impl MemoryOptions {
     pub fn parse(opts: &BTreeMap<String, String>) -> Result<MemoryOptions> {
@@ -37,6 +45,7 @@ impl MemoryOptions {
                 "admit-when-fits" => o.admit_when_fits = bool_option(k, v)?,
                 "spread-hugepages" => o.spread_hugepages = bool_option(k, v)?,
                 "memory-tiers" => o.memory_tiers = bool_option(k, v)?,
+                "strict-numa-groups" => o.strict_numa_groups = bool_option(k, v)?,
                 _ => {
                     return Err(EngineError::unknown_key(
                         "memory manager policy option",
@@ -47,6 +56,14 @@ impl MemoryOptions {
             }
         }
         Ok(o)
+    }
+
+    /// Whether any option is on (off, the Static policy is the kubelet's exactly).
+    pub fn any(&self) -> bool {
+        self.admit_when_fits
+            || self.spread_hugepages
+            || self.memory_tiers
+            || self.strict_numa_groups
     }
 }
 
@@ -81,6 +98,31 @@ pub trait MemoryPolicy: Send + Sync {
     ) -> Result<()>;
     /// Releases a container's memory.
     fn remove_container(&mut self, state: &mut State, pod_uid: &str, container: &str);
+    /// Whether the policy pins this pod's memory (the Static policy: Guaranteed pods).
+    fn pins(&self, _pod: &Pod) -> bool {
+        false
+    }
+    /// Reserves memory for one container on exactly `nodes` (a plan's or a defragmentation
+    /// move's choice) where the memory manager's own rules allow that set now; otherwise a
+    /// [`EngineError::Placement`] with the reason, and nothing changes.
+    fn allocate_on(
+        &mut self,
+        _state: &mut State,
+        pod: &Pod,
+        container: &str,
+        nodes: &[i64],
+    ) -> Result<()> {
+        Err(EngineError::Placement {
+            message: format!(
+                "[pymm] pod {:?}: the {} memory-manager policy pins no memory",
+                pod.uid,
+                self.name()
+            ),
+            pod: pod.uid.clone(),
+            container: Some(container.to_string()),
+            nodes: nodes.to_vec(),
+        })
+    }
     /// `GetAllocatableMemory`: one block per node and resource with allocatable > 0.
     fn allocatable_memory(&self, state: &State) -> Vec<Block>;
     /// The machine state rebased onto this machine when the restored one differs only by a

@@ -3,8 +3,8 @@
 use super::MemoryPolicy;
 use crate::error::{EngineError, Result};
 use crate::hints::{
-    calculate_hints_bounded, calculate_hints_to, find_best_hint_by, provider_answer, Bounds,
-    Extent, ProviderHints, Reusable, TopologyHint,
+    calculate_hints_bounded, calculate_hints_to, find_best_hint_by, provider_answer, set_violation,
+    Bounds, Extent, ProviderHints, Reusable, TopologyHint,
 };
 use crate::machine::Machine;
 use crate::nodemask::IdMap;
@@ -17,7 +17,7 @@ use crate::state::{
     least_drift_tolerance, rebase_for_drift, rebuild_state, release, reserve, validate_state,
     Assignments, Block, Fill, MachineState, State,
 };
-use crate::topology::Scores;
+use crate::topology::{Policy, Scores};
 use crate::version::KubeletVersion;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -155,13 +155,14 @@ impl StaticPolicy {
     /// passes, so the full list is computed only when none does.
     fn best_hint(
         &self,
-        ms: &MachineState,
+        state: &State,
         pod: &Pod,
         req: &Requested,
         keep: impl Fn(&TopologyHint) -> bool,
     ) -> Result<Option<TopologyHint>> {
+        let ms = &state.machine_state;
         let preferred = self.hints(ms, pod, req, Extent::Preferred)?;
-        let scores = self.scores(ms, req);
+        let scores = self.scores(state, req);
         let tie = |m: NodeMask| {
             self.placement
                 .as_ref()
@@ -177,17 +178,16 @@ impl StaticPolicy {
     }
 
     /// Utilisation scores, when an allocation strategy needs them.
-    fn scores(&self, ms: &MachineState, req: &Requested) -> Option<Scores> {
+    fn scores(&self, state: &State, req: &Requested) -> Option<Scores> {
         let p = self.placement.as_ref().filter(|p| p.uses_scores())?;
-        let resources: Vec<&str> = req.keys().map(String::as_str).collect();
-        Some(p.scores(ms, &resources))
+        Some(p.scores(state, req))
     }
 
     /// `admit-when-fits`: where the kubelet's Allocate fails, the best of every valid set of
     /// nodes that can hold the request (the memory manager's own full hint list), if any.
     fn fallback(
         &self,
-        ms: &MachineState,
+        state: &State,
         pod: &Pod,
         req: &Requested,
         merged: TopologyHint,
@@ -195,7 +195,8 @@ impl StaticPolicy {
         let Some(p) = self.placement.as_ref().filter(|p| p.memory.admit_when_fits) else {
             return Ok(None);
         };
-        let scores = self.scores(ms, req);
+        let ms = &state.machine_state;
+        let scores = self.scores(state, req);
         let hints = self.hints(ms, pod, req, Extent::Full)?;
         if let Some(m) = p.fallback(&hints, merged.affinity, scores.as_ref()) {
             return Ok(Some(m));
@@ -224,10 +225,66 @@ impl StaticPolicy {
             return Ok(regenerate_hints(blocks, req, &self.map));
         }
         let hints = self.hints(&state.machine_state, pod, req, extent)?;
-        Ok(provider_answer(
-            &req.keys().cloned().collect::<Vec<_>>(),
-            hints,
-        ))
+        let resources = req.keys().cloned().collect::<Vec<_>>();
+        if hints.is_empty() && self.strict() {
+            // The kubelet answers "no node set can hold this" with an empty map, which the
+            // Topology Manager reads as "no preference": a pod that fits nowhere is admitted
+            // and spread (its second group bug). An empty list per resource says what it means.
+            return Ok(Some(
+                resources
+                    .into_iter()
+                    .map(|r| (r, Some(Arc::new(Vec::new()))))
+                    .collect(),
+            ));
+        }
+        Ok(provider_answer(&resources, hints))
+    }
+
+    fn strict(&self) -> bool {
+        self.placement
+            .as_ref()
+            .is_some_and(|p| p.memory.strict_numa_groups)
+    }
+
+    /// `strict-numa-groups` at Allocate: a set that would overlap a group, or span nodes under
+    /// `single-numa-node`, is widened to the narrowest valid set that holds it (as the kubelet
+    /// widens a set short of free memory), or refused with the reason.
+    fn strictly(
+        &self,
+        state: &State,
+        pod: &Pod,
+        req: &Requested,
+        mask: NodeMask,
+        preferred: bool,
+    ) -> Result<NodeMask> {
+        let single = self
+            .placement
+            .as_ref()
+            .is_some_and(|p| p.topology_policy == Policy::SingleNumaNode);
+        let why = match group_conflict(&state.machine_state, &self.map.ids(mask)) {
+            Some(why) => why,
+            None if single && mask.count() > 1 => {
+                return Err(alloc_err(&format!(
+                    "strict-numa-groups: under the single-numa-node policy a container may not span NUMA nodes {:?}",
+                    self.map.ids(mask)
+                )))
+            }
+            None => return Ok(mask),
+        };
+        let wider = if single {
+            None
+        } else {
+            self.best_hint(state, pod, req, |h| {
+                h.affinity.is_some_and(|a| mask.is_subset_of(a))
+            })?
+        };
+        match wider {
+            Some(h) if h.preferred || !preferred => Ok(h.affinity.unwrap_or(mask)),
+            _ => Err(alloc_err(&format!(
+                "strict-numa-groups: {why}, and no valid set of NUMA nodes containing {:?} can hold the container",
+                self.map.ids(mask)
+            ))),
+        }
     }
 
     /// The kubelet's choice of nodes for a container (`Allocate` up to the reservation), with
@@ -244,7 +301,7 @@ impl StaticPolicy {
         if hint.affinity.is_none() {
             // Only the regular-memory list is consulted; without a memory request there is none.
             let d = if req.contains_key("memory") {
-                self.best_hint(ms, pod, req, |_| true)?
+                self.best_hint(state, pod, req, |_| true)?
             } else if self.hints(ms, pod, req, Extent::Preferred)?.is_empty()
                 && self.hints(ms, pod, req, Extent::Full)?.is_empty()
             {
@@ -272,7 +329,7 @@ impl StaticPolicy {
         };
         if !free_satisfies(ms, &self.map.ids(mask), req) {
             let e = if req.contains_key("memory") {
-                self.best_hint(ms, pod, req, |h| {
+                self.best_hint(state, pod, req, |h| {
                     h.affinity.is_some_and(|a| mask.is_subset_of(a))
                 })?
             } else {
@@ -288,6 +345,9 @@ impl StaticPolicy {
             }
             mask = e.affinity.unwrap_or(mask);
         }
+        if self.strict() {
+            return self.strictly(state, pod, req, mask, best.preferred);
+        }
         let bits = self.map.ids(mask);
         let violates = if self.placement.is_some() {
             violates_group_rule_strictly(ms, &bits)
@@ -298,6 +358,52 @@ impl StaticPolicy {
             return Err(alloc_err("preferred hint violates NUMA node allocation"));
         }
         Ok(mask)
+    }
+
+    /// Reserves `req` for a container on `mask` (the end of Allocate, once the set is chosen).
+    fn reserve_blocks(
+        &mut self,
+        state: &mut State,
+        pod: &Pod,
+        container: &str,
+        req: &Requested,
+        mask: NodeMask,
+    ) -> Result<()> {
+        let bits = self.map.ids(mask);
+        let reuse = self
+            .reusable
+            .get(&pod.uid)
+            .and_then(|r| r.get(&mask))
+            .cloned();
+        let spread = self
+            .placement
+            .as_ref()
+            .is_some_and(|p| p.memory.spread_hugepages);
+        let mut blocks = Vec::with_capacity(req.len());
+        for (name, size) in req {
+            blocks.push(Block {
+                numa_affinity: Some(bits.clone()),
+                resource: name.clone(),
+                size: *size,
+            });
+            let reusable = reuse
+                .as_ref()
+                .and_then(|r| r.get(name))
+                .copied()
+                .unwrap_or(0);
+            // What no node could take stays unaccounted, as in the kubelet.
+            reserve(
+                &mut state.machine_state,
+                &bits,
+                name,
+                size.saturating_sub(reusable),
+                fill(spread, name, bits.len()),
+            );
+        }
+        self.update_reusable(pod, container, &blocks)?;
+        state.set_blocks(&pod.uid, container, blocks.clone());
+        self.update_init_blocks(state, pod, container, &blocks);
+        Ok(())
     }
 
     fn container_req<'p>(&self, pod: &'p Pod, container: &str) -> Result<&'p Requested> {
@@ -444,6 +550,39 @@ fn violates_group_rule_strictly(ms: &MachineState, bits: &[i64]) -> bool {
     }
 }
 
+/// Why a set breaks the group rule (single nodes included), in words; `None` when it does not.
+fn group_conflict(ms: &MachineState, bits: &[i64]) -> Option<String> {
+    let mut sorted_bits = bits.to_vec();
+    sorted_bits.sort_unstable();
+    for id in bits {
+        let Some(n) = ms.get(id) else { continue };
+        if n.number_of_assignments == 0 {
+            continue;
+        }
+        let mut cells = n.cells().to_vec();
+        cells.sort_unstable();
+        match (bits.len(), cells.len()) {
+            (1, c) if c > 1 => {
+                return Some(format!(
+                    "NUMA node {id} serves the multi-node group {cells:?}, which a single-node allocation there would overlap"
+                ))
+            }
+            (b, 1) if b > 1 => {
+                return Some(format!(
+                    "NUMA node {id} serves single-node allocations, so it cannot join the group {sorted_bits:?}"
+                ))
+            }
+            (b, _) if b > 1 && cells != sorted_bits => {
+                return Some(format!(
+                    "NUMA node {id} serves the group {cells:?}, which the group {sorted_bits:?} would overlap"
+                ))
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 fn shares_a_group(ms: &MachineState, bits: &[i64]) -> bool {
     bits.iter().filter_map(|id| ms.get(id)).any(|n| {
         n.number_of_assignments != 0 && (n.cells().len() == 1 || !same_set(n.cells(), bits))
@@ -514,49 +653,93 @@ impl MemoryPolicy for StaticPolicy {
         let req = self.container_req(pod, container)?;
         let mask = match self.choose(state, pod, req, hint) {
             Ok(m) => m,
-            Err(e @ EngineError::Allocation(_)) => {
-                match self.fallback(&state.machine_state, pod, req, hint)? {
-                    Some(m) => m,
-                    None => return Err(e),
-                }
-            }
+            Err(e @ EngineError::Allocation(_)) => match self.fallback(state, pod, req, hint)? {
+                Some(m) => m,
+                None => return Err(e),
+            },
             Err(e) => return Err(e),
         };
-        let bits = self.map.ids(mask);
-        let reuse = self
-            .reusable
-            .get(&pod.uid)
-            .and_then(|r| r.get(&mask))
-            .cloned();
-        let spread = self
-            .placement
-            .as_ref()
-            .is_some_and(|p| p.memory.spread_hugepages);
-        let mut blocks = Vec::with_capacity(req.len());
-        for (name, size) in req {
-            blocks.push(Block {
-                numa_affinity: Some(bits.clone()),
-                resource: name.clone(),
-                size: *size,
-            });
-            let reusable = reuse
-                .as_ref()
-                .and_then(|r| r.get(name))
-                .copied()
-                .unwrap_or(0);
-            // What no node could take stays unaccounted, as in the kubelet.
-            reserve(
-                &mut state.machine_state,
-                &bits,
-                name,
-                size.saturating_sub(reusable),
-                fill(spread, name, bits.len()),
-            );
+        self.reserve_blocks(state, pod, container, req, mask)
+    }
+
+    fn pins(&self, pod: &Pod) -> bool {
+        !self.skips(pod)
+    }
+
+    fn allocate_on(
+        &mut self,
+        state: &mut State,
+        pod: &Pod,
+        container: &str,
+        nodes: &[i64],
+    ) -> Result<()> {
+        let mut ids = nodes.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let refuse = |why: String| EngineError::Placement {
+            message: format!(
+                "[pymm] pod {:?} container {container:?} on NUMA nodes {ids:?}: {why}",
+                pod.uid
+            ),
+            pod: pod.uid.clone(),
+            container: Some(container.to_string()),
+            nodes: ids.clone(),
+        };
+        if self.skips(pod) {
+            return Err(refuse(
+                "the Static policy pins memory only for Guaranteed pods".into(),
+            ));
         }
-        self.update_reusable(pod, container, &blocks)?;
-        state.set_blocks(&pod.uid, container, blocks.clone());
-        self.update_init_blocks(state, pod, container, &blocks);
-        Ok(())
+        let mask = self
+            .map
+            .mask(&ids)
+            .map_err(|e| refuse(e.message().to_string()))?;
+        if ids.is_empty() {
+            return Err(refuse("no NUMA node given".into()));
+        }
+        if let Some(blocks) = state.blocks(&pod.uid, container).cloned() {
+            // Idempotent, as Allocate is: the same set again changes nothing.
+            let same = blocks.iter().all(|b| same_set(b.affinity(), &ids));
+            if !same {
+                return Err(refuse(
+                    "the container already holds memory elsewhere".into(),
+                ));
+            }
+            return self.update_reusable(pod, container, &blocks);
+        }
+        let req = self.container_req(pod, container)?;
+        if let Some(p) = self.placement.as_ref() {
+            if let Some((allowed, strict)) = p.allowed(pod) {
+                let spill = !strict && p.memory.admit_when_fits;
+                if !mask.is_subset_of(allowed) && !spill {
+                    return Err(refuse(format!(
+                        "the pod may use only NUMA nodes {:?} (its memory tier)",
+                        self.map.ids(allowed)
+                    )));
+                }
+            }
+        }
+        if let Some(why) = set_violation(
+            &state.machine_state,
+            req,
+            self.reusable_for(pod),
+            mask,
+            &self.map,
+        )? {
+            return Err(refuse(why));
+        }
+        if self.strict()
+            && self
+                .placement
+                .as_ref()
+                .is_some_and(|p| p.topology_policy == Policy::SingleNumaNode)
+            && ids.len() > 1
+        {
+            return Err(refuse(
+                "strict-numa-groups: under the single-numa-node policy a container may not span NUMA nodes".into(),
+            ));
+        }
+        self.reserve_blocks(state, pod, container, req, mask)
     }
 
     fn remove_container(&mut self, state: &mut State, pod_uid: &str, container: &str) {
@@ -606,5 +789,46 @@ impl MemoryPolicy for StaticPolicy {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::NodeState;
+
+    fn node(assignments: i64, cells: &[i64]) -> NodeState {
+        NodeState {
+            number_of_assignments: assignments,
+            memory_map: BTreeMap::new(),
+            cells: Some(cells.to_vec()),
+        }
+    }
+
+    #[test]
+    fn group_conflicts_name_the_node_and_the_groups() {
+        // 0 and 1 form a group; 2 serves single-node allocations; 3 is unused.
+        let ms: MachineState = [
+            (0, node(1, &[0, 1])),
+            (1, node(1, &[1, 0])),
+            (2, node(2, &[2])),
+            (3, node(0, &[3])),
+        ]
+        .into();
+        assert_eq!(group_conflict(&ms, &[0, 1]), None);
+        assert_eq!(group_conflict(&ms, &[3]), None);
+        assert_eq!(group_conflict(&ms, &[2]), None);
+        assert_eq!(
+            group_conflict(&ms, &[1]).as_deref(),
+            Some("NUMA node 1 serves the multi-node group [0, 1], which a single-node allocation there would overlap")
+        );
+        assert_eq!(
+            group_conflict(&ms, &[3, 2]).as_deref(),
+            Some("NUMA node 2 serves single-node allocations, so it cannot join the group [2, 3]")
+        );
+        assert_eq!(
+            group_conflict(&ms, &[1, 3]).as_deref(),
+            Some("NUMA node 1 serves the group [0, 1], which the group [1, 3] would overlap")
+        );
     }
 }

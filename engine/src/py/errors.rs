@@ -15,6 +15,7 @@ pyo3::import_exception!(pymm.errors, PodError);
 pyo3::import_exception!(pymm.errors, ScenarioError);
 pyo3::import_exception!(pymm.errors, AllocationError);
 pyo3::import_exception!(pymm.errors, NotFoundError);
+pyo3::import_exception!(pymm.errors, PlacementError);
 pyo3::import_exception!(pymm.errors, CheckpointCorruptedError);
 pyo3::import_exception!(pymm.errors, PolicyMismatchError);
 pyo3::import_exception!(pymm.errors, StateMismatchError);
@@ -71,14 +72,32 @@ pub fn to_py_err(e: EngineError) -> PyErr {
                     ("container", any(py, container.clone())),
                 ],
             ),
+            EngineError::Placement {
+                pod,
+                container,
+                nodes,
+                ..
+            } => build::<PlacementError>(
+                py,
+                m,
+                &[
+                    ("pod_uid", any(py, pod.clone())),
+                    ("container", any(py, container.clone())),
+                    ("nodes", any(py, nodes.clone())),
+                ],
+            ),
             EngineError::CorruptCheckpoint {
-                stored, computed, ..
+                stored,
+                computed,
+                checksum_field,
+                ..
             } => build::<CheckpointCorruptedError>(
                 py,
                 m,
                 &[
                     ("stored_checksum", any(py, *stored)),
                     ("computed_checksum", any(py, *computed)),
+                    ("checksum_field", any(py, *checksum_field)),
                 ],
             ),
             EngineError::PolicyMismatch {

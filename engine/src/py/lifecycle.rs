@@ -41,6 +41,30 @@ impl PyOp {
         })
     }
 
+    /// Admission on the nodes given per container (`{container: [node ids]}`), refused with
+    /// `PlacementError` where the kubelet's rules would not reach them.
+    #[staticmethod]
+    #[pyo3(signature = (pod, targets, hints=None, start=true))]
+    fn admit_on(
+        pod: &PyPod,
+        targets: std::collections::BTreeMap<String, Vec<i64>>,
+        hints: Option<&Bound<'_, PyAny>>,
+        start: bool,
+    ) -> PyResult<Self> {
+        let hints = match hints {
+            Some(h) if !h.is_none() => Some(to_value(h, Subject::Config)?),
+            _ => None,
+        };
+        Ok(PyOp {
+            inner: Op::AdmitOn {
+                pod: Arc::clone(&pod.inner),
+                targets,
+                hints,
+                start,
+            },
+        })
+    }
+
     /// Every container of an admitted pod starts (the kubelet's AddContainer, in order).
     #[staticmethod]
     fn start(pod_uid: String) -> Self {

@@ -81,9 +81,27 @@ pub struct PyEngine {
 }
 
 impl PyEngine {
+    pub(super) fn manager(&self) -> &Manager {
+        &self.inner
+    }
+
+    /// Other hint providers, decoded against this machine.
+    pub(super) fn providers(
+        &self,
+        extra: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<crate::provider::ExtraProvider>> {
+        match extra {
+            Some(e) if !e.is_none() => {
+                crate::provider::providers_from(&to_value(e, Subject::Config)?, self.inner.id_map())
+                    .py()
+            }
+            _ => Ok(vec![]),
+        }
+    }
+
     fn outcome(&self, py: Python<'_>, op: &Op, outcome: Outcome) -> PyResult<Py<PyAny>> {
         match (op, outcome) {
-            (Op::Admit { pod, .. }, Outcome::Admission(r)) => {
+            (Op::Admit { pod, .. } | Op::AdmitOn { pod, .. }, Outcome::Admission(r)) => {
                 let placements = pod
                     .all_containers()
                     .map(|c| {

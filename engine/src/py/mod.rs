@@ -11,6 +11,7 @@ mod machine;
 mod manager;
 mod memkind;
 mod merge;
+mod plan;
 mod pod;
 mod quantity;
 mod scenario;
@@ -56,5 +57,8 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(config::decode_config, m)?)?;
     m.add_function(wrap_pyfunction!(config::parse_size, m)?)?;
     m.add_function(wrap_pyfunction!(scenario::compare_results, m)?)?;
+    m.add_function(wrap_pyfunction!(plan::plan_input, m)?)?;
+    m.add_function(wrap_pyfunction!(plan::defrag_input, m)?)?;
+    m.add_function(wrap_pyfunction!(plan::placements, m)?)?;
     Ok(())
 }

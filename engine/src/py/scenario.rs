@@ -118,6 +118,37 @@ impl PyScenarios {
         Ok(sc.steps.iter().map(|s| s.name()).collect())
     }
 
+    /// Scenario `index`'s admitted pods in order, each with its fake provider's hints (None
+    /// without `useFakeProvider`): the batch `pymm plan --scenario` places.
+    fn admits<'py>(
+        &self,
+        py: Python<'py>,
+        index: usize,
+    ) -> PyResult<Vec<(super::pod::PyPod, Bound<'py, PyAny>)>> {
+        let sc = self.inner.get(index).ok_or_else(|| {
+            to_py_err(EngineError::scenario(
+                None,
+                format!("no scenario at {index}"),
+            ))
+        })?;
+        sc.steps
+            .iter()
+            .filter_map(|s| match s {
+                crate::scenario::Step::Admit { pod, hints, .. } => Some((pod, hints)),
+                _ => None,
+            })
+            .map(|(pod, hints)| {
+                let hints = to_py(py, hints.as_ref().unwrap_or(&serde_json::Value::Null))?;
+                Ok((
+                    super::pod::PyPod {
+                        inner: std::sync::Arc::clone(pod),
+                    },
+                    hints,
+                ))
+            })
+            .collect()
+    }
+
     /// The scenarios at these positions, in this order.
     fn select(&self, indices: Vec<usize>) -> PyResult<PyScenarios> {
         let inner = indices
