@@ -19,7 +19,7 @@ from pymm.manager import (
     compile_pod,
     reserved_memory_config,
 )
-from pymm.pod import Container, Pod, load_pods, load_pods_file
+from pymm.pod import Container, Pod, Resources, load_pods, load_pods_file
 
 __all__ = [
     "DEFAULT_MACHINE",
@@ -35,6 +35,7 @@ __all__ = [
     "NumaNode",
     "Placement",
     "Pod",
+    "Resources",
     "__version__",
     "canonical_quantity",
     "compile_pod",

@@ -1,7 +1,7 @@
 """Typed stub of the compiled engine (engine/src/py). Checked by ``mypy.stubtest``."""
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, TypedDict, final, type_check_only
+from typing import Any, TypedDict, final, type_check_only
 
 __all__ = [
     "CPU_STATE_FILE_NAME",
@@ -17,18 +17,24 @@ __all__ = [
     "Snapshot",
     "__version__",
     "canonical_quantity",
+    "check_unique_uids",
     "checkpoint_spew_text",
     "classify_memory",
     "compare_results",
+    "config_schema",
     "decode_checkpoint",
+    "decode_config",
     "decode_cpu_checkpoint",
     "decode_machine",
     "defrag_input",
+    "hugepage_size_kib",
+    "json_duplicate_key",
     "memory_kind_rule",
     "merge_hints",
     "node_allocatable",
     "parse_quantity",
     "parse_reserved_memory",
+    "parse_size",
     "placements",
     "plan_input",
     "pods_from_manifest",
@@ -46,23 +52,28 @@ class ReservedMemoryEntry(TypedDict):
 
 @type_check_only
 class EngineConfig(TypedDict, total=False):
-    """The engine's configuration: every key optional (the engine holds the defaults), any
-    other key refused with the closest known one."""
+    """The engine's configuration: every key optional (the engine holds the defaults and the
+    choices: ``config_schema()``), any other key refused with the closest known one."""
 
-    memory_policy: Literal["Static", "None"]
-    topology_policy: Literal["none", "best-effort", "restricted", "single-numa-node"]
-    scope: Literal["container", "pod"]
+    memory_policy: str
+    topology_policy: str
+    scope: str
     policy_options: Mapping[str, str | bool | int]
     memory_policy_options: Mapping[str, str | bool]
     kubelet_version: str
     reserved_memory: str | Sequence[str] | Sequence[ReservedMemoryEntry] | None
     node_allocatable: Mapping[str, str | int] | None
-    search: Literal["auto", "exact", "bounded"]
-    drift_tolerance: str | int | None
+    search: str
+    tolerate_drift: str | int | None
+
+@type_check_only
+class ConfigKey(TypedDict, total=False):
+    default: Any
+    choices: list[str]
 
 @final
 class Pod:
-    def __new__(cls, spec: Mapping[str, Any]) -> Pod: ...
+    def __new__(cls, spec: Mapping[str, Any], kubelet: bool = False) -> Pod: ...
     @staticmethod
     def from_manifest(manifest: Mapping[str, Any], defaults: bool = True) -> Pod: ...
     @property
@@ -77,6 +88,9 @@ class Pod:
     def container_names(self) -> list[str]: ...
     @property
     def annotations(self) -> dict[str, str]: ...
+    @property
+    def has_pod_level_resources(self) -> bool: ...
+    def with_defaults(self) -> Pod: ...
     def requested(self, container: str | None = None, sidecars: bool = True) -> dict[str, int]: ...
     def to_dict(self) -> dict[str, Any]: ...
 
@@ -274,8 +288,13 @@ def pods_from_manifest(manifest: Mapping[str, Any], defaults: bool = True) -> li
 def decode_cpu_checkpoint(
     text: str,
 ) -> tuple[str, int, list[int], dict[str, dict[str, list[int]]]]: ...
+def check_unique_uids(pods: Sequence[Pod], labels: Sequence[str] | None = None) -> None: ...
 def decode_machine(data: Mapping[str, Any]) -> dict[str, Any]: ...
+def hugepage_size_kib(text: str) -> int: ...
 def parse_quantity(text: str) -> int: ...
+def parse_size(text: str) -> int: ...
+def config_schema() -> dict[str, ConfigKey]: ...
+def decode_config(config: EngineConfig | Mapping[str, Any]) -> dict[str, Any]: ...
 def canonical_quantity(text: str) -> str: ...
 def parse_reserved_memory(
     value: str | Sequence[str] | Sequence[Mapping[str, Any]],
@@ -289,6 +308,7 @@ def node_allocatable(
 def decode_checkpoint(
     text: str, kubelet_version: str | None = None
 ) -> tuple[str, int, dict[str, Any]]: ...
+def json_duplicate_key(text: str) -> tuple[str, int, int] | None: ...
 def checkpoint_spew_text(text: str) -> str: ...
 def merge_hints(
     providers: Sequence[Any],

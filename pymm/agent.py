@@ -46,6 +46,7 @@ import aiohttp
 from aiohttp import web
 
 from pymm import _engine
+from pymm._text import json_loads
 from pymm.errors import (
     ConfigError,
     PymmError,
@@ -400,7 +401,7 @@ class Agent:
         if not text.strip():
             raise _BadRequest("expected one Pod manifest, got 0")
         try:
-            doc = json.loads(text)
+            doc = json_loads(text)  # a key given twice is refused, as kubectl refuses it
         except json.JSONDecodeError as e:
             raise _BadRequest(
                 f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
@@ -420,7 +421,7 @@ class Agent:
 
     async def _pod_and_container(self, request: web.Request) -> tuple[str, str | None]:
         try:
-            body = json.loads(await self._body(request))
+            body = json_loads(await self._body(request))
         except json.JSONDecodeError as e:
             raise _BadRequest(f"body is not JSON: {e}") from None
         if not isinstance(body, dict) or not isinstance(body.get("podUID"), str):

@@ -7,12 +7,14 @@ Each command lives in its own module under :mod:`pymm.commands` with ``register(
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from pymm import __version__
+from pymm._text import printable
 from pymm.commands import (
     admit,
     agent,
@@ -75,12 +77,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _report(e: PymmError | OSError) -> None:
-    msg = str(e) or type(e).__name__
-    print(f"pymm: error: {msg.splitlines()[0]}", file=sys.stderr)
+    # Escaped whole: a name quoted in a message (a pod uid, a path) cannot forge a line.
+    msg = printable(str(e).strip()) or type(e).__name__
+    print(f"pymm: error: {msg}", file=sys.stderr)
     if isinstance(e, StateError):
         for line in getattr(e, "details", ()):
-            print(f"  {line}", file=sys.stderr)
-        print(f"pymm: advice: {advice_for(e)}", file=sys.stderr)
+            print(f"  {printable(line)}", file=sys.stderr)
+        print(f"pymm: advice: {printable(advice_for(e))}", file=sys.stderr)
+
+
+class _EscapedLines(logging.Handler):
+    """The ``pymm`` loggers' records while a command runs: one line each on stderr, escaped
+    like every other output (``pymm agent`` and ``nrt --watch`` replace this with JSON)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = printable(record.getMessage())
+            print(f"pymm: {record.levelname.lower()}: {line}", file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+def _log_to_stderr() -> None:
+    logger = logging.getLogger("pymm")
+    if not logger.handlers:
+        logger.addHandler(_EscapedLines(logging.WARNING))
 
 
 def _quiet_broken_pipe() -> int:
@@ -99,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:
         # --help, --version and usage errors: a status to return, as from any command.
         return e.code if isinstance(e.code, int) else 2
+    _log_to_stderr()
     try:
         status = int(args.func(args))
         # Surface a closed pipe here, not in the interpreter's final flush.

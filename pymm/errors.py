@@ -1,8 +1,9 @@
 """Exceptions raised by pymm.
 
 Every error derives from :class:`PymmError` and also from the builtin a Python user would
-naturally catch: bad input is a :class:`ValueError`, running out of NUMA memory is a
-:class:`MemoryError`, file-system and cgroup trouble is an :class:`OSError`.
+naturally catch: bad input is a :class:`ValueError`, an argument of the wrong type a
+:class:`TypeError`, an unknown pod or container a :class:`LookupError`, running out of NUMA
+memory is a :class:`MemoryError`, file-system and cgroup trouble is an :class:`OSError`.
 
 The compiled engine raises these classes directly (one mapping, in ``engine/src/py/``); where
 the kubelet has an error text, the message keeps it verbatim so operators can search for it.
@@ -20,6 +21,7 @@ __all__ = [
     "CgroupError",
     "CheckpointCorruptedError",
     "ConfigError",
+    "InputFileError",
     "MachineError",
     "NotFoundError",
     "PlacementError",
@@ -36,6 +38,7 @@ __all__ = [
     "StateMismatchError",
     "StateNotDurableError",
     "SysfsError",
+    "WrongTypeError",
     "advice_for",
 ]
 
@@ -62,6 +65,22 @@ def _rebuild(cls: type[PymmError], message: str, data: dict[str, Any]) -> PymmEr
     Exception.__init__(e, message)
     e.__dict__.update(data)
     return e
+
+
+class WrongTypeError(PymmError, TypeError):
+    """An argument of the Python API has the wrong type (``remove(1)``, ``state_dir=1``,
+    ``fragmentation(8)``); ``argument`` names it."""
+
+    def __init__(self, message: str = "", *, argument: str | None = None) -> None:
+        super().__init__(message)
+        self.argument = argument
+
+    @classmethod
+    def of(cls, argument: str, value: object, expected: str) -> WrongTypeError:
+        """``argument: expected <expected>, got <type>``."""
+        return cls(
+            f"{argument}: expected {expected}, got {type(value).__name__}", argument=argument
+        )
 
 
 class QuantityError(PymmError, ValueError):
@@ -245,6 +264,24 @@ class StateNotDurableError(StateFileError):
     def __init__(self, message: str = "", *, result: Any = None) -> None:
         super().__init__(message)
         self.result = result
+
+
+class InputFileError(PymmError, OSError):
+    """A file given as input (a Pod manifest) cannot be read: missing, a directory, not
+    readable. ``path`` names it and ``errno`` says why, as on any :class:`OSError`."""
+
+    def __init__(self, message: str = "", *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+    @classmethod
+    def of(cls, path: object, exc: OSError, what: str = "file") -> InputFileError:
+        """``cannot read <what> <path>: <reason>``, keeping ``exc``'s errno (only errno:
+        OSError would print ``[Errno n] ...`` instead of the message if strerror were set)."""
+        reason = exc.strerror or type(exc).__name__
+        err = cls(f"cannot read {what} {path}: {reason}", path=str(path))
+        err.errno = exc.errno
+        return err
 
 
 class StateLockedError(StateFileError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -17,7 +18,8 @@ from typing import Any
 
 from pymm import _engine
 from pymm._engine import parse_quantity
-from pymm.errors import MachineError
+from pymm._text import json_loads
+from pymm.errors import MachineError, WrongTypeError
 
 __all__ = ["DEFAULT_MACHINE", "MAX_U64", "HugePages", "Machine", "NumaNode", "page_size_kib"]
 
@@ -40,14 +42,16 @@ def _catalog() -> dict[str, str]:
 
 
 def page_size_kib(size: str | int) -> int:
-    """A hugepage size as KiB: ``"2Mi"`` -> 2048, ``"1Gi"`` -> 1048576, ``2048`` -> 2048."""
+    """A hugepage size as KiB: ``"2Mi"`` -> 2048, ``"hugepages-1Gi"`` -> 1048576, ``2048`` ->
+    2048. Sizes are powers of two, as the kernel's are (the engine's rule)."""
+    if isinstance(size, bool) or not isinstance(size, str | int):
+        raise WrongTypeError.of("size", size, "a hugepage size such as '2Mi' or KiB as an int")
     if isinstance(size, int):
         return size
-    text = size.removeprefix("hugepages-")
-    nbytes = int(parse_quantity(text))
-    if nbytes <= 0 or nbytes % 1024:
-        raise MachineError(f"hugepage size {size!r} is not a positive multiple of 1Ki")
-    return nbytes // 1024
+    try:
+        return _engine.hugepage_size_kib(size)
+    except MachineError as e:
+        raise MachineError(f"hugepage size {size!r}: {e}") from e
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +121,11 @@ class Machine:
 
     @classmethod
     def from_json(cls, text: str) -> Machine:
+        """A machine description's JSON text (a key given twice is refused, naming its line)."""
+        if not isinstance(text, str):
+            raise WrongTypeError.of("text", text, "str (from_file reads a file)")
         try:
-            data = json.loads(text)
+            data = json_loads(text)
         except json.JSONDecodeError as e:
             raise MachineError(f"machine description is not valid JSON: {e}") from e
         except RecursionError:
@@ -129,6 +136,8 @@ class Machine:
 
     @classmethod
     def from_file(cls, path: str | Path) -> Machine:
+        if not isinstance(path, str | os.PathLike):
+            raise WrongTypeError.of("path", path, "a file path (str or os.PathLike)")
         try:
             text = Path(path).read_text()
         except OSError as e:
@@ -147,6 +156,8 @@ class Machine:
 
     @classmethod
     def from_catalog(cls, name: str) -> Machine:
+        if not isinstance(name, str):
+            raise WrongTypeError.of("name", name, "a catalog name (str)")
         catalog = _catalog()
         if name not in catalog:
             known = ", ".join(sorted(catalog))
@@ -189,6 +200,12 @@ class Machine:
         name: str | None = None,
     ) -> Machine:
         """``n`` identical nodes; ``hugepages`` maps a page size to pages per node."""
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise WrongTypeError.of("n", n, "a number of nodes (int)")
+        if isinstance(memory, bool) or not isinstance(memory, str | int):
+            raise WrongTypeError.of("memory", memory, "a quantity such as '64Gi', or bytes")
+        if hugepages is not None and not isinstance(hugepages, Mapping):
+            raise WrongTypeError.of("hugepages", hugepages, "a mapping of page size to pages")
         mem = int(parse_quantity(memory)) if isinstance(memory, str) else memory
         pools = tuple(
             HugePages(page_size_kib(size), count) for size, count in (hugepages or {}).items()
@@ -206,6 +223,8 @@ class Machine:
         and the distances (local 10, CPU-CPU 40, CPU-GPU 80, GPU-GPU 120) are plausible, not
         measured.
         """
+        if isinstance(n_gpu, bool) or not isinstance(n_gpu, int):
+            raise WrongTypeError.of("n_gpu", n_gpu, "a number of GPU nodes (int)")
         if not 0 <= n_gpu <= 126:
             raise MachineError(f"gb200_like: 0..126 GPU nodes, got {n_gpu}")
         gib = 1 << 30
@@ -236,6 +255,8 @@ class Machine:
     ) -> Machine:
         """A copy where the given nodes (default: all) have these hugepage pools (size ->
         pages); memory stays the same, so hugepages come out of it as on a real node."""
+        if not isinstance(pools, Mapping):
+            raise WrongTypeError.of("pools", pools, "a mapping of page size to pages")
         chosen = set(nodes) if nodes is not None else {n.id for n in self.nodes}
         hp = tuple(HugePages(page_size_kib(s), c) for s, c in pools.items())
         new = tuple(replace(n, hugepages=hp) if n.id in chosen else n for n in self.nodes)

@@ -31,6 +31,7 @@ from pymm.errors import (
     ConfigError,
     StateFileError,
     StateNotDurableError,
+    WrongTypeError,
 )
 from pymm.machine import DEFAULT_MACHINE, Machine, as_machine
 from pymm.pod import Pod, probe_pod
@@ -83,6 +84,14 @@ def _providers(hints: Any) -> list[Any] | None:
             f"hints: expected a list of hint providers, got {type(hints).__name__}", key="hints"
         )
     return list(hints) or None
+
+
+def _uid(value: object, argument: str = "pod_uid") -> str:
+    """A pod uid argument, or :class:`WrongTypeError` naming it (the engine's own TypeError
+    would name neither pymm nor the argument)."""
+    if type(value) is str:
+        return value
+    raise WrongTypeError.of(argument, value, "a pod uid (str)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,11 +386,13 @@ class MemoryManager:
             "reserved_memory": reserved_memory,
             "node_allocatable": _plain(node_allocatable),
             "search": search,
-            "drift_tolerance": tolerate_drift,
+            "tolerate_drift": tolerate_drift,
         }
         config = {k: v for k, v in given.items() if v is not None}
         if read_only and state_dir is None:
             raise ConfigError("read_only=True needs a state_dir to read")
+        if state_dir is not None and not isinstance(state_dir, str | os.PathLike):
+            raise WrongTypeError.of("state_dir", state_dir, "a directory path (str or PathLike)")
         self._store = (
             _DurableStore(Path(state_dir), lock_wait, read_only) if state_dir is not None else None
         )
@@ -591,6 +602,8 @@ class MemoryManager:
         each pod on the nodes the plan chose; pods the plan leaves out go through the kubelet's
         own admission, which gives their reason."""
         compiled = [compile_pod(p) for p in pods]
+        # In one batch the second copy of a uid would be reported admitted beside the first.
+        _engine.check_unique_uids(compiled)
         if optimize:
             return self._admit_planned(compiled, start, time_limit)
         ops = [_engine.Op.admit(c, None, start) for c in compiled]
@@ -701,7 +714,10 @@ class MemoryManager:
         return list(writes)
 
     def hints(self, pod: PodLike, container: str | None = None) -> dict[str, Any] | None:
-        """The memory manager's topology hints for a container (or the pod, pod scope)."""
+        """The memory manager's topology hints for a container (or the pod, pod scope). A
+        container the pod lacks raises :class:`~pymm.errors.NotFoundError`."""
+        if container is not None and not isinstance(container, str):
+            raise WrongTypeError.of("container", container, "a container name (str) or None")
         return self._engine.hints(compile_pod(pod), container)
 
     @_finishes_then_reports_doubt
@@ -709,21 +725,22 @@ class MemoryManager:
         """Starts an admitted pod's containers (``admit(..., start=False)`` defers this): the
         kubelet's AddContainer for each, in order. Raises :class:`~pymm.errors.NotFoundError`
         for a pod that is not admitted."""
-        op = _engine.Op.start(pod_uid)
+        op = _engine.Op.start(_uid(pod_uid))
         self._durably("start", lambda: self._engine.apply(op))
 
     def stop(self, pod_uid: str, container: str) -> bool:
         """The kubelet's RemoveContainer: a started container stopped, and its memory is
         released. A container that never started, or is unknown, releases nothing and is no
         error (returns False). See the README's table of operations."""
-        return self._removing("stop", _engine.Op.stop(pod_uid, container), pod_uid, container)
+        op = _engine.Op.stop(_uid(pod_uid), _uid(container, "container"))
+        return self._removing("stop", op, pod_uid, container)
 
     def stop_pod(self, pod_uid: str) -> bool:
         """The kubelet's view of a pod going away: each started container stops and
         releases its memory, and the pod is no longer active. Containers that never started
         keep their reservation until the next admission removes it as stale. An unknown pod
         is no error (returns False)."""
-        return self._removing("stop_pod", _engine.Op.stop_pod(pod_uid), pod_uid, None)
+        return self._removing("stop_pod", _engine.Op.stop_pod(_uid(pod_uid)), pod_uid, None)
 
     def release(
         self, pod_uid: str, container: str | None = None, *, missing_ok: bool = False
@@ -732,6 +749,10 @@ class MemoryManager:
         the whole pod's, whether its containers started or not; the pod is then no longer
         active. An unknown pod or container raises :class:`~pymm.errors.NotFoundError` (a
         ``LookupError``) unless ``missing_ok`` (then False is returned)."""
+        if type(pod_uid) is not str:
+            _uid(pod_uid)
+        if container is not None and type(container) is not str:
+            _uid(container, "container")
         op = _engine.Op.release(pod_uid, container, missing_ok)
         if self._store is None and self.metrics is None and self.enforcement is None:
             return bool(self._engine.apply(op))
@@ -761,7 +782,9 @@ class MemoryManager:
         """Releases whole pods with one durable write. All or nothing: if the write fails, or
         a pod is unknown (:class:`~pymm.errors.NotFoundError` unless ``missing_ok``), none is
         released."""
-        uids = list(pod_uids)
+        if isinstance(pod_uids, str):
+            raise WrongTypeError.of("pod_uids", pod_uids, "an iterable of pod uids, not one uid")
+        uids = [_uid(u, "pod_uids[]") for u in pod_uids]
         pinned = {uid: self._pinned(uid, None) for uid in uids}
         ops = [_engine.Op.release(uid, None, missing_ok) for uid in uids]
         self._durably("remove", lambda: self._engine.apply_all(ops))
@@ -848,10 +871,10 @@ class MemoryManager:
 
     def cpuset_mems(self, pod_uid: str, container: str) -> str | None:
         """The container's NUMA nodes as ``cpuset.mems`` text (``"0,1"``), or None."""
-        return self._engine.cpuset_mems(pod_uid, container)
+        return self._engine.cpuset_mems(_uid(pod_uid), _uid(container, "container"))
 
     def numa_nodes(self, pod_uid: str, container: str) -> tuple[int, ...] | None:
-        nodes = self._engine.container_nodes(pod_uid, container)
+        nodes = self._engine.container_nodes(_uid(pod_uid), _uid(container, "container"))
         return tuple(nodes) if nodes is not None else None
 
     def usage(self) -> list[NodeUsage]:

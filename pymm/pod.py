@@ -1,13 +1,14 @@
 """Pods as the memory manager sees them, and readers for Kubernetes Pod manifests.
 
 Only what affects memory placement is kept: container names, resource requests and limits,
-which init containers are sidecars, whether the pod sets pod-level resources, and its
-annotations (``pymm.io/memory-tier``).
+which init containers are sidecars, the pod's own requests and limits (``spec.resources``,
+pod-level resources), and its annotations (``pymm.io/memory-tier``).
 
-The engine decodes and checks every pod once, as the API server would (quantities, negative
-values, requests above limits, duplicate container names, hugepage resource names), and its
-errors name the field. This module only offers Python ways to build pods and reads YAML/JSON
-text: a :class:`Pod` is compiled by the engine when it is made, and admitting it reuses that.
+The engine decodes and checks every pod once, as the Kubernetes API server validates a Pod
+(names, quantities, resource names, requests against limits, whole hugepages, duplicate
+container names), and its errors name the field. This module only offers Python ways to
+build pods and reads YAML/JSON text (a key given twice is refused, naming its line): a
+:class:`Pod` is compiled by the engine when it is made, and admitting it reuses that.
 Quantities are Kubernetes quantity strings (``"1Gi"``, ``"500m"``); numbers given from Python
 become strings with :func:`str`.
 """
@@ -17,16 +18,26 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from pymm import _engine
-from pymm.errors import PodError, PymmError
+from pymm._text import json_loads
+from pymm.errors import InputFileError, PodError, PymmError, WrongTypeError
 
-__all__ = ["Container", "Pod", "QuantityLike", "load_pods", "load_pods_file", "probe_pod"]
+__all__ = [
+    "Container",
+    "Pod",
+    "QuantityLike",
+    "Resources",
+    "check_unique_uids",
+    "load_pods",
+    "load_pods_file",
+    "probe_pod",
+]
 
 QuantityLike = str | int | float
 """A Kubernetes quantity string, or a number that is converted with :func:`str`."""
@@ -222,12 +233,49 @@ def _container(d: Mapping[str, Any]) -> Container:
 
 
 @dataclass(frozen=True, slots=True)
+class Resources:
+    """A pod's own requests and limits (``spec.resources``, pod-level resources): cpu, memory
+    and hugepages for the pod as a whole. Falsy when neither is set, as the kubelet reads an
+    empty ``resources: {}``."""
+
+    requests: Mapping[str, str] = field(default_factory=dict)
+    limits: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "requests", _resources(self.requests, "resources.requests"))
+        object.__setattr__(self, "limits", _resources(self.limits, "resources.limits"))
+
+    def __bool__(self) -> bool:
+        return bool(self.requests) or bool(self.limits)
+
+    def to_dict(self) -> dict[str, dict[str, str]]:
+        return {"requests": dict(self.requests), "limits": dict(self.limits)}
+
+
+def _pod_resources(value: object) -> Resources:
+    if isinstance(value, Resources):
+        return value
+    # False in this place is the boolean this field replaced: no pod-level resources.
+    if value is None or value is False:
+        return Resources()
+    if not isinstance(value, Mapping):
+        raise _error("resources", f"expected a mapping, got {_kind(value)}", "resources")
+    unknown = sorted(str(k) for k in value if k not in ("requests", "limits"))
+    if unknown:
+        raise _error(
+            "resources", f"unknown key {unknown[0]!r} (known: requests, limits)", "resources"
+        )
+    return Resources(value.get("requests") or {}, value.get("limits") or {})
+
+
+@dataclass(frozen=True, slots=True)
 class Pod:
     """A pod: its identity, its app containers and its init containers (in start order).
 
-    ``has_pod_level_resources`` records that ``spec.resources`` is set; the kubelet's memory
-    manager does not place memory for such pods. The engine checks the pod when it is made
-    (:class:`~pymm.errors.PodError` names the field) and keeps the result in ``compiled``.
+    ``resources`` are the pod's own requests and limits (``spec.resources``); the kubelet's
+    memory manager does not place memory for a pod that sets them. The engine checks the pod
+    when it is made (:class:`~pymm.errors.PodError` names the field) and keeps the result in
+    ``compiled``.
     """
 
     uid: str
@@ -235,7 +283,7 @@ class Pod:
     namespace: str = "default"
     containers: tuple[Container, ...] = ()
     init_containers: tuple[Container, ...] = ()
-    has_pod_level_resources: bool = False
+    resources: Resources = field(default_factory=Resources)
     annotations: Mapping[str, str] = field(default_factory=dict)
     compiled: _engine.Pod = field(init=False, repr=False, compare=False, hash=False)
 
@@ -245,9 +293,7 @@ class Pod:
         for attr in ("uid", "name", "namespace"):
             if not isinstance(getattr(self, attr), str):
                 raise _error(attr, f"expected a string, got {_kind(getattr(self, attr))}", attr)
-        if not isinstance(self.has_pod_level_resources, bool):
-            kind = _kind(self.has_pod_level_resources)
-            raise _error("has_pod_level_resources", f"expected a bool, got {kind}")
+        object.__setattr__(self, "resources", _pod_resources(self.resources))
         for attr in ("containers", "init_containers"):
             value = getattr(self, attr)
             if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
@@ -274,7 +320,7 @@ class Pod:
                 self.namespace,
                 self.containers,
                 self.init_containers,
-                self.has_pod_level_resources,
+                self.resources,
                 dict(self.annotations),
             ),
         )
@@ -287,19 +333,25 @@ class Pod:
         init: Iterable[Container] = (),
         name: str = "",
         namespace: str = "default",
-        has_pod_level_resources: bool = False,
+        resources: Resources | Mapping[str, Mapping[str, QuantityLike]] | None = None,
         annotations: Mapping[str, str] | None = None,
     ) -> Pod:
-        """``Pod.of("p1", Container.of("c1", memory="1Gi"), init=[...])``."""
+        """``Pod.of("p1", Container.of("c1", memory="1Gi"), init=[...])``; ``resources`` are
+        the pod's own ``{"requests": {...}, "limits": {...}}``."""
         return cls(
             uid=uid,
             name=name,
             namespace=namespace,
             containers=tuple(containers),
             init_containers=tuple(init),
-            has_pod_level_resources=has_pod_level_resources,
+            resources=resources,  # type: ignore[arg-type]
             annotations=annotations or {},
         )
+
+    @property
+    def has_pod_level_resources(self) -> bool:
+        """Whether the pod sets its own requests or limits (``spec.resources``)."""
+        return bool(self.resources)
 
     @property
     def memory_tier(self) -> str | None:
@@ -307,17 +359,11 @@ class Pod:
         return self.annotations.get(MEMORY_TIER_ANNOTATION)
 
     def with_defaults(self) -> Pod:
-        """A copy with Kubernetes API-server defaulting applied to every container: a resource
-        that has a limit but no request gets request = limit."""
-        return Pod(
-            self.uid,
-            self.name,
-            self.namespace,
-            tuple(c.with_defaults() for c in self.containers),
-            tuple(c.with_defaults() for c in self.init_containers),
-            self.has_pod_level_resources,
-            self.annotations,
-        )
+        """A copy as the Kubernetes API server defaults it: in every container a resource
+        with a limit but no request requests its limit, and a pod with pod-level limits gets
+        the pod-level requests (and hugepage limits) the API server fills in. Checked as the
+        API server checks the defaulted pod."""
+        return _from_compiled(self.compiled.with_defaults())
 
     def to_dict(self) -> dict[str, Any]:
         """The plain data the engine takes (snake_case keys, JSON-serialisable)."""
@@ -327,16 +373,21 @@ class Pod:
             "namespace": self.namespace,
             "containers": [c.to_dict() for c in self.containers],
             "init_containers": [c.to_dict() for c in self.init_containers],
-            "has_pod_level_resources": self.has_pod_level_resources,
+            "resources": self.resources.to_dict(),
             "annotations": dict(self.annotations),
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Pod:
+    def from_dict(cls, d: Mapping[str, Any], *, kubelet: bool = False) -> Pod:
         """A pod from plain data (the shape of :meth:`to_dict`), also in the camelCase of
-        scenario files (``initContainers``, ``restartPolicy``, ``hasPodLevelResources``).
-        Keys the engine does not read (a scenario's ``fakePodHints``) are ignored."""
-        return _from_compiled(_engine.Pod(d))
+        scenario files (``initContainers``, ``restartPolicy``). Keys the engine does not read
+        (a scenario's ``fakePodHints``) are ignored.
+
+        Checked as the API server checks a pod; ``kubelet=True`` reads it as the kubelet is
+        handed it instead, without the API server's name, uid and resource rules (the
+        kubelet's own unit tests use container names such as ``fakeContainer1`` and pods
+        without a uid)."""
+        return _from_compiled(_engine.Pod(d, kubelet))
 
     @classmethod
     def from_manifest(cls, obj: Mapping[str, Any], *, defaults: bool = False) -> Pod:
@@ -360,7 +411,7 @@ def _from_compiled(compiled: _engine.Pod) -> Pod:
         ("namespace", d["namespace"]),
         ("containers", tuple(_container(c) for c in d["containers"])),
         ("init_containers", tuple(_container(c) for c in d["init_containers"])),
-        ("has_pod_level_resources", d["has_pod_level_resources"]),
+        ("resources", Resources(d["resources"]["requests"], d["resources"]["limits"])),
         ("annotations", _Frozen(d["annotations"])),
         ("compiled", compiled),
     ):
@@ -379,19 +430,47 @@ def _one_line(text: str) -> str:
 _TOO_DEEP = "invalid {}: nested too deeply (no Pod manifest is anywhere near this deep)"
 
 
+class _OnceLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping key given twice (PyYAML keeps the last one
+    silently, so ``limits: {memory: 1Gi, memory: 100Gi}`` would reserve 100Gi; kubectl's
+    reader refuses it). Keys a ``<<`` merge brings in may repeat: overriding them is what a
+    merge is for."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Mark] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark)
+                except TypeError:
+                    continue  # an unhashable key: the base constructor reports it
+                if first is not key_node.start_mark:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"key {key!r} is given twice in one mapping (first at line "
+                        f"{first.line + 1})",
+                        key_node.start_mark,
+                    )
+        return super().construct_mapping(node, deep=deep)
+
+
 def _parse_documents(text: str) -> list[object]:
     # Like kubectl: text that starts like JSON is JSON, so a stray trailing comma is reported
     # as the JSON error it is rather than being read as a YAML flow mapping.
     if text.lstrip().startswith(("{", "[")):
         try:
-            return [json.loads(text)]
+            return [json_loads(text)]
         except json.JSONDecodeError as exc:
             msg = _one_line(exc.msg)
             raise PodError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {msg}") from exc
         except RecursionError:
             raise PodError(_TOO_DEEP.format("JSON")) from None
     try:
-        docs = list(yaml.safe_load_all(text))
+        docs = list(yaml.load_all(text, Loader=_OnceLoader))
     except yaml.YAMLError as exc:
         raise PodError(_yaml_message(exc)) from exc
     except RecursionError:
@@ -450,45 +529,102 @@ def _yaml_message(exc: yaml.YAMLError) -> str:
     return f"invalid YAML: {_one_line(str(exc))}"
 
 
-def load_pods(text: str) -> list[Pod]:
+def load_pods(text: str, *, defaults: bool = False) -> list[Pod]:
     """Read pods from YAML or JSON text: one Pod, several YAML documents (``---``), or a
     ``kind: List``/``PodList`` with ``items`` (what ``kubectl get pods -o yaml`` prints).
-    Empty documents are skipped.
+    Empty documents are skipped; a key given twice in one mapping, and a pod uid given twice,
+    are errors. ``defaults`` applies the API server's defaulting (see
+    :meth:`Pod.with_defaults`).
 
     Raises :class:`~pymm.errors.PodError` naming the document and field path of any problem.
     """
-    docs = _parse_documents(text)
-    pods: list[Pod] = []
-    for i, doc in enumerate(docs):
-        if doc is None:
-            continue
-        try:
-            if not isinstance(doc, Mapping):
-                raise PodError(f"expected a mapping (a Pod, List or PodList), got {_kind(doc)}")
-            pods.extend(_from_compiled(p) for p in _engine.pods_from_manifest(doc, False))
-        except PodError as exc:
-            # Numbered only when there is more than one document, so a lone pod's path stays
-            # plain.
-            if len(docs) > 1:
-                raise PodError(f"document {i + 1}: {exc}", field=exc.field) from exc
-            raise
+    pods, labels = read_pods(text, defaults=defaults)
+    check_unique_uids(pods, labels)
     return pods
 
 
-def load_pods_file(path: str | os.PathLike[str]) -> list[Pod]:
-    """:func:`load_pods` on a UTF-8 file. Errors are prefixed with the file's path."""
-    with open(path, "rb") as f:
-        data = f.read()
+def read_pods(text: str, *, defaults: bool = False) -> tuple[list[Pod], list[str]]:
+    """:func:`load_pods`' pods, each with where it was read (``document 2: items[0]``), for a
+    caller that reads several inputs and checks their uids together."""
+    if not isinstance(text, str):
+        raise WrongTypeError.of(
+            "text", text, "str (the manifest's text; load_pods_file reads a file)"
+        )
+    docs = _parse_documents(text)
+    pods: list[Pod] = []
+    labels: list[str] = []
+    for i, doc in enumerate(docs):
+        if doc is None:
+            continue
+        # Numbered only when there is more than one document, so a lone pod's path stays
+        # plain.
+        where = f"document {i + 1}" if len(docs) > 1 else ""
+        try:
+            if not isinstance(doc, Mapping):
+                raise PodError(f"expected a mapping (a Pod, List or PodList), got {_kind(doc)}")
+            compiled = _engine.pods_from_manifest(doc, defaults)
+        except PodError as exc:
+            if where:
+                raise PodError(f"{where}: {exc}", field=exc.field) from exc
+            raise
+        pods.extend(_from_compiled(p) for p in compiled)
+        listed = doc.get("kind") in ("List", "PodList")
+        labels.extend(
+            ": ".join(filter(None, (where, f"items[{j}]" if listed else ""))) or "the manifest"
+            for j in range(len(compiled))
+        )
+    return pods, labels
+
+
+def check_unique_uids(pods: Sequence[Pod], labels: Sequence[str]) -> None:
+    """Refuses a pod uid given twice among ``pods`` (:class:`~pymm.errors.PodError` naming
+    both places, as ``labels`` give them): in one batch the second copy would be reported
+    admitted while the first holds the memory."""
+    _engine.check_unique_uids([p.compiled for p in pods], list(labels))
+
+
+def load_pods_file(path: str | os.PathLike[str], *, defaults: bool = False) -> list[Pod]:
+    """:func:`load_pods` on a UTF-8 file. Errors are prefixed with the file's path; a file
+    that cannot be read raises :class:`~pymm.errors.InputFileError` (an ``OSError``), and one
+    without a pod (empty, ``/dev/null``) :class:`~pymm.errors.PodError`."""
+    pods, labels = read_pods_file(path, defaults=defaults)
+    check_unique_uids(pods, labels)
+    return pods
+
+
+def read_pods_file(
+    path: str | os.PathLike[str], *, defaults: bool = False
+) -> tuple[list[Pod], list[str]]:
+    """:func:`load_pods_file`'s pods, each with where it was read (``pods.yaml: items[1]``).
+    ``"-"`` is not special here: the caller reads standard input."""
+    if isinstance(path, bool | int) or not isinstance(path, str | os.PathLike):
+        # An int would be read as an open file descriptor.
+        raise WrongTypeError.of("path", path, "a file path (str or os.PathLike)")
+    name = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise InputFileError.of(name, exc, "manifest") from exc
+    return read_pods_bytes(data, str(name), defaults=defaults)
+
+
+def read_pods_bytes(
+    data: bytes, name: str, *, defaults: bool = False
+) -> tuple[list[Pod], list[str]]:
+    """Pods of a manifest's bytes read from ``name`` (a path, or ``standard input``): UTF-8,
+    at least one pod; errors and labels start with ``name``."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PodError(
-            f"{os.fspath(path)}: not UTF-8 text (bad byte at offset {exc.start})"
-        ) from exc
+        raise PodError(f"{name}: not UTF-8 text (bad byte at offset {exc.start})") from exc
     try:
-        return load_pods(text)
+        pods, labels = read_pods(text, defaults=defaults)
     except PodError as exc:
-        raise PodError(f"{os.fspath(path)}: {exc}", field=exc.field) from exc
+        raise PodError(f"{name}: {exc}", field=exc.field) from exc
+    if not pods:
+        raise PodError(f"{name}: no pods in the manifest (expected a Pod, a List or a PodList)")
+    return pods, [name if label == "the manifest" else f"{name}: {label}" for label in labels]
 
 
 def probe_pod(spec: str | Pod | None = None) -> Pod:
@@ -497,6 +633,10 @@ def probe_pod(spec: str | Pod | None = None) -> Pod:
     something to place (a probe nothing pins would "fit" without end)."""
     if isinstance(spec, Pod):
         return _guaranteed(spec, f"probe pod {spec.uid!r}")
+    if spec is not None and not isinstance(spec, str):
+        raise WrongTypeError.of(
+            "probe", spec, "a Pod, a size such as '8Gi', or 'memory=QTY,hugepages-SIZE=QTY'"
+        )
     text = (spec or "8Gi").strip()
     where = f"probe {text!r}"
     resources: dict[str, str] = {}

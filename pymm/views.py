@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from pymm import _engine
+from pymm.errors import WrongTypeError
 from pymm.pod import Pod
 
 __all__ = ["NodeUsage", "PodLike", "admit_result", "compile_pod", "usage_of"]
@@ -30,6 +31,8 @@ def compile_pod(pod: PodLike) -> _engine.Pod:
         return pod
     if isinstance(pod, Mapping) and "spec" in pod:
         return _engine.Pod.from_manifest(pod)
+    if not isinstance(pod, Mapping):
+        raise WrongTypeError.of("pod", pod, "a Pod, a Pod manifest or a pod mapping")
     return _engine.Pod(pod)
 
 

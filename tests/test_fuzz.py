@@ -62,7 +62,7 @@ POD_DICT: dict[str, Any] = {
             "restart_policy": "Always",
         }
     ],
-    "has_pod_level_resources": False,
+    "resources": {"requests": {}, "limits": {}},
     "annotations": {"pymm.io/memory-tier": "DRAM"},
 }
 SCENARIO_POD: dict[str, Any] = {
@@ -75,7 +75,7 @@ SCENARIO_POD: dict[str, Any] = {
         }
     ],
     "initContainers": [{"name": "i", "restartPolicy": "Always", "limits": {"memory": "1Gi"}}],
-    "hasPodLevelResources": False,
+    "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "2", "memory": "4Gi"}},
 }
 MANIFEST: dict[str, Any] = {
     "apiVersion": "v1",
@@ -108,7 +108,12 @@ MANIFEST: dict[str, Any] = {
     },
     "status": {"phase": "Running"},
 }
-POD_LIST: dict[str, Any] = {"apiVersion": "v1", "kind": "List", "items": [MANIFEST, MANIFEST]}
+# Two pods: a list may hold a uid once (issue 19), so the second has its own.
+POD_LIST: dict[str, Any] = {
+    "apiVersion": "v1",
+    "kind": "List",
+    "items": [MANIFEST, {**MANIFEST, "metadata": {**MANIFEST["metadata"], "uid": "u-2"}}],
+}
 MACHINE = Machine.synthetic(2, memory="16Gi", hugepages={"2Mi": 512, "1Gi": 2})
 MACHINE_DICT: dict[str, Any] = {
     **Machine.from_catalog("xeon-gold-6242-2s").to_dict(),
@@ -374,7 +379,11 @@ def test_pod_from_dict(doc: Any) -> None:
     mm = MemoryManager(MACHINE)
     _admit(mm, doc)  # the mapping itself, compiled by the manager
     if isinstance(pod, Pod):
-        _admit(mm, pod.with_defaults())
+        # The API server's defaulting can make a pod invalid (pod-level requests that no
+        # longer cover its containers'): a typed error too.
+        defaulted = typed_only(pod.with_defaults)
+        if defaulted is not None:
+            _admit(mm, defaulted)
 
 
 @FUZZ
@@ -405,7 +414,9 @@ def test_load_pods(text: str) -> None:
     pods = typed_only(lambda: load_pods(text))
     mm = MemoryManager(MACHINE)
     for pod in pods if isinstance(pods, list) else ():
-        _admit(mm, pod.with_defaults())
+        defaulted = typed_only(pod.with_defaults)
+        if defaulted is not None:
+            _admit(mm, defaulted)
 
 
 def _open_and_admit(machine: Any, **kwargs: Any) -> None:

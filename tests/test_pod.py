@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import errno
 import json
+import os
 import pickle
 import textwrap
 from pathlib import Path
@@ -14,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pymm import canonical_quantity
-from pymm.errors import PodError, PymmError
+from pymm.errors import InputFileError, PodError, PymmError
 from pymm.pod import Container, Pod, load_pods, load_pods_file
 
 CONFORMANCE = Path(__file__).parent / "conformance"
@@ -287,7 +289,7 @@ class TestPod:
         app = Container.of("app", memory="1Gi")
         side = Container.of("side", memory="64Mi", restart_policy="Always")
         pod = Pod.of("u", app, init=[side], name="n", namespace="ns")
-        assert pod == Pod("u", "n", "ns", (app,), (side,), False)
+        assert pod == Pod("u", "n", "ns", (app,), (side,))
         assert pod.init_containers[0].is_sidecar
 
     def test_lists_become_tuples(self) -> None:
@@ -295,9 +297,11 @@ class TestPod:
         assert pod.containers == (Container("a"),)
         assert hash(pod) == hash(Pod("u", containers=(Container("a"),)))
 
-    def test_empty_uid_is_allowed(self) -> None:
-        # The kubelet's unit tests, and so the conformance vectors, use pods without a UID.
-        assert Pod("").uid == ""
+    def test_an_empty_uid_only_by_the_kubelets_rules(self) -> None:
+        # The API server never stores a pod without a uid; the kubelet's unit tests, and so
+        # the conformance vectors, hand the kubelet such pods.
+        assert _pod_error(Pod, "") == "uid: must not be empty"
+        assert Pod.from_dict({"uid": ""}, kubelet=True).uid == ""
 
     def test_pickle_and_copy(self) -> None:
         pod = Pod.of("u", Container.of("a", memory="1Gi"), init=[Container("i")])
@@ -309,13 +313,15 @@ class TestPod:
             "u",
             Container.of("a", memory="1Gi", limits_only=True),
             init=[Container.of("i", cpu="1", limits_only=True, restart_policy="Always")],
-            has_pod_level_resources=True,
+            resources={"limits": {"memory": "1Gi"}},
         )
         d = pod.with_defaults()
         assert d.containers[0].requests == {"memory": "1Gi"}
         assert d.init_containers[0].requests == {"cpu": "1"}
         assert d.init_containers[0].restart_policy == "Always"
         assert (d.uid, d.has_pod_level_resources) == ("u", True)
+        # defaultPodRequests: the containers' requests for cpu and memory, then the limit.
+        assert d.resources.requests == {"cpu": "1", "memory": "1Gi"}
         assert pod.containers[0].requests == {}
 
     def test_to_dict(self) -> None:
@@ -340,7 +346,7 @@ class TestPod:
             "init_containers": [
                 {"name": "s", "requests": {}, "limits": {"cpu": "1"}, "restart_policy": "Always"}
             ],
-            "has_pod_level_resources": False,
+            "resources": {"requests": {}, "limits": {}},
             "annotations": {},
         }
         # Plain data only: it must survive JSON unchanged.
@@ -351,9 +357,7 @@ class TestPod:
         assert _pod_error(Pod, None) == "uid: expected a string, got null"
         assert _pod_error(Pod, "u", 1) == "name: expected a string, got int"
         assert _pod_error(Pod, "u", "n", None) == "namespace: expected a string, got null"
-        assert _pod_error(Pod, "u", "", "d", (), (), 1) == (
-            "has_pod_level_resources: expected a bool, got int"
-        )
+        assert _pod_error(Pod, "u", "", "d", (), (), 1) == "resources: expected a mapping, got int"
         assert _pod_error(Pod, "u", "", "d", ({"name": "c"},)) == (
             "containers[0]: expected a Container, got mapping"
         )
@@ -403,7 +407,14 @@ class TestFromDict:
         assert Pod.from_dict({"uid": "u", "containers": [{"name": "c"}]}) == Pod.of(
             "u", Container("c")
         )
-        assert Pod.from_dict({"uid": "u", "hasPodLevelResources": True}).has_pod_level_resources
+        pod = Pod.from_dict({"uid": "u", "resources": {"limits": {"cpu": "1"}}})
+        assert pod.has_pod_level_resources
+        assert pod.resources.limits == {"cpu": "1"}
+        # The flag the data replaced may not claim resources the data does not give.
+        assert Pod.from_dict({"uid": "u", "hasPodLevelResources": False}) == Pod("u")
+        assert _pod_error(Pod.from_dict, {"uid": "u", "hasPodLevelResources": True}).startswith(
+            "hasPodLevelResources: true without pod-level resources"
+        )
 
     def test_namespace_kept_exactly(self) -> None:
         assert Pod.from_dict(Pod("u", namespace="").to_dict()).namespace == ""
@@ -462,16 +473,20 @@ class TestFromDict:
                 for value in node:
                     walk(value)
 
-        for name in ("kubelet-vectors.json", "kubelet-oracle-small.scenarios.json"):
-            path = CONFORMANCE / name
-            if path.exists():
-                walk(json.loads(path.read_text()))
-        if not pods:
-            pytest.skip("no conformance data")
-        for data in pods:
-            pod = Pod.from_dict(data)
-            assert Pod.from_dict(pod.to_dict()) == pod
-            assert len(pod.containers) == len(data["containers"])
+        # The vectors are the kubelet's own unit tests' pods (container names such as
+        # fakeContainer1, no uid), which only the kubelet's rules take; the scenarios are
+        # pods the API server would accept.
+        for name, kubelet in (
+            ("kubelet-vectors.json", True),
+            ("kubelet-oracle-small.scenarios.json", False),
+        ):
+            pods.clear()
+            walk(json.loads((CONFORMANCE / name).read_text()))
+            assert pods, name
+            for data in pods:
+                pod = Pod.from_dict(data, kubelet=kubelet)
+                assert Pod.from_dict(pod.to_dict(), kubelet=kubelet) == pod
+                assert len(pod.containers) == len(data["containers"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -552,10 +567,16 @@ class TestManifest:
         if kind == "PodList":
             # Items from the API server's PodList carry no kind/apiVersion of their own.
             del second["kind"], second["apiVersion"]
+        second["metadata"] = {**second["metadata"], "uid": "u-2"}
         doc = {"apiVersion": "v1", "kind": kind, "items": [_manifest(), second], "metadata": {}}
-        assert [p.uid for p in load_pods(yaml_dump(doc))] == ["u-1", "u-1"]
+        assert [p.uid for p in load_pods(yaml_dump(doc))] == ["u-1", "u-2"]
         assert load_pods(json.dumps(doc)) == load_pods(yaml_dump(doc))
         assert load_pods(json.dumps({"kind": kind, "items": []})) == []
+        # A uid once per list: the second copy would be reported admitted beside the first.
+        doc["items"] = [_manifest(), _manifest()]
+        assert _pod_error(load_pods, json.dumps(doc)) == (
+            'items[1]: pod uid "u-1" is given twice (also items[0]); a pod is admitted once'
+        )
 
     def test_empty_inputs(self) -> None:
         assert load_pods("") == []
@@ -578,8 +599,19 @@ class TestManifest:
         assert _pod_error(load_pods_file, path) == f"{path}: kind: expected 'Pod', got 'Deployment'"
         path.write_bytes(b"kind: Pod\nmetadata: {name: \xff}\n")
         assert _pod_error(load_pods_file, path) == f"{path}: not UTF-8 text (bad byte at offset 27)"
-        with pytest.raises(FileNotFoundError):
-            load_pods_file(tmp_path / "missing.yaml")
+        # Issue 19: a missing file or a directory was a plain OSError, /dev/null no pods.
+        for where, code in ((tmp_path / "missing.yaml", errno.ENOENT), (tmp_path, errno.EISDIR)):
+            with pytest.raises(InputFileError) as info:
+                load_pods_file(where)
+            assert (info.value.errno, info.value.path) == (code, str(where))
+            assert str(info.value).startswith(f"cannot read manifest {where}: ")
+            assert isinstance(info.value, OSError)
+        for empty in (tmp_path / "empty.yaml", Path(os.devnull)):
+            if empty != Path(os.devnull):
+                empty.write_text("# nothing\n---\n")
+            assert _pod_error(load_pods_file, empty) == (
+                f"{empty}: no pods in the manifest (expected a Pod, a List or a PodList)"
+            )
 
 
 def yaml_dump(obj: object) -> str:
@@ -717,17 +749,39 @@ def test_load_pods_errors(text: str, message: str) -> None:
 # --------------------------------------------------------------------------------------------
 # Round trip property
 
-_names = st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=12)
-# Valid quantities in canonical text, as a pod read back from the engine shows them.
+# Names as the API server takes them: container names and namespaces DNS-1123 labels, pod
+# names subdomains, uids any printable text.
+_names = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?", fullmatch=True)
+_pod_names = st.just("") | st.from_regex(r"[a-z0-9]{1,5}(\.[a-z0-9]{1,5}){0,2}", fullmatch=True)
+_uids = st.text(
+    alphabet=st.characters(codec="utf-8", categories=("L", "N", "P", "S", "Zs")),
+    min_size=1,
+    max_size=20,
+)
+# Valid quantities in canonical text, as a pod read back from the engine shows them, small
+# enough that any six add up within the int64 the memory manager holds sizes in.
 _quantities = st.builds(
     lambda n, unit: canonical_quantity(f"{n}{unit}"),
-    st.integers(min_value=0, max_value=2**40),
+    st.integers(min_value=0, max_value=2**30),
     st.sampled_from(["", "m", "Ki", "Mi", "Gi", "k", "M", "G"]),
 )
-_resources = st.sampled_from(
-    ["memory", "cpu", "hugepages-2Mi", "hugepages-1Gi", "example.com/gpu", "ephemeral-storage"]
+_PAGES = {"hugepages-2Mi": "2Mi", "hugepages-1Gi": "1Gi"}
+# Hugepages come in whole pages; extended resources in whole units.
+_values = {
+    "memory": _quantities,
+    "cpu": _quantities,
+    "ephemeral-storage": _quantities,
+    "hugepages-2Mi": st.integers(0, 4096).map(lambda n: canonical_quantity(f"{2 * n}Mi")),
+    "hugepages-1Gi": st.integers(0, 64).map(lambda n: canonical_quantity(f"{n}Gi")),
+    "example.com/gpu": st.integers(0, 8).map(str),
+}
+_resource_lists = st.sets(st.sampled_from(sorted(_values)), max_size=5).flatmap(
+    lambda keys: st.fixed_dictionaries({k: _values[k] for k in keys})
 )
-_resource_lists = st.dictionaries(_resources, _quantities, max_size=5)
+
+
+def _overcommit(name: str) -> bool:
+    return name in ("memory", "cpu", "ephemeral-storage")
 
 
 @st.composite
@@ -738,18 +792,32 @@ def _pods(draw: st.DrawFn) -> Pod:
     policies = st.none() | st.just("Always")
 
     def container(name: str) -> Container:
+        # The API server's rules: a request at most its limit, equal to it for hugepages and
+        # extended resources (which also need a limit), and hugepages beside cpu or memory.
         limits = draw(_resource_lists)
-        # A request may not exceed its limit (the API server's rule): equal, or no limit.
-        requests = {k: limits.get(k, v) for k, v in draw(_resource_lists).items()}
+        requests = {}
+        for k, v in draw(_resource_lists).items():
+            if k in limits:
+                requests[k] = limits[k]
+            elif _overcommit(k):
+                requests[k] = v
+            else:
+                requests[k] = limits[k] = v
+        if any(k in _PAGES for k in (*requests, *limits)) and not any(
+            _overcommit(k) and k != "ephemeral-storage" for k in (*requests, *limits)
+        ):
+            limits["memory"] = "1Gi"
         return Container(name, requests, limits, draw(policies))
 
+    # Pod-level limits above anything the containers can add up to.
+    resources = draw(st.sampled_from([{}, {"limits": {"cpu": "8Ei", "memory": "7Ei"}}]))
     return Pod(
-        uid=draw(st.text(max_size=20)),
-        name=draw(st.text(max_size=10)),
-        namespace=draw(st.text(max_size=10)),
+        uid=draw(_uids),
+        name=draw(_pod_names),
+        namespace=draw(_names),
         containers=tuple(container(n) for n in names[split:]),
         init_containers=tuple(container(n) for n in names[:split]),
-        has_pod_level_resources=draw(st.booleans()),
+        resources=resources,  # type: ignore[arg-type]
     )
 
 
@@ -768,7 +836,7 @@ def _camel(d: dict[str, Any]) -> dict[str, Any]:
         "namespace": d["namespace"],
         "containers": [container(c) for c in d["containers"]],
         "initContainers": [container(c) for c in d["init_containers"]],
-        "hasPodLevelResources": d["has_pod_level_resources"],
+        "resources": d["resources"],
         "annotations": d["annotations"],
     }
 

@@ -122,6 +122,7 @@ pub struct Config {
     pub search: Search,
     /// Beyond the kubelet: accept a restored state whose node totals drifted by at most this
     /// many bytes (after a reboot) when every assignment still fits; the totals are rebased.
+    /// The key `tolerate_drift`, as `MemoryManager(tolerate_drift=...)` names it.
     pub drift_tolerance: Option<u64>,
 }
 
@@ -155,8 +156,66 @@ pub const KEYS: [&str; 10] = [
     "reserved_memory",
     "node_allocatable",
     "search",
-    "drift_tolerance",
+    "tolerate_drift",
 ];
+
+/// The values of each configuration key that takes one of a fixed set, as a front end offers
+/// them (the CLI's choices): from the types themselves, so that no list is written twice.
+pub fn choices() -> Vec<(&'static str, Vec<&'static str>)> {
+    vec![
+        (
+            "memory_policy",
+            [MemoryPolicyName::Static, MemoryPolicyName::None]
+                .map(MemoryPolicyName::as_str)
+                .to_vec(),
+        ),
+        (
+            "topology_policy",
+            [
+                Policy::None,
+                Policy::BestEffort,
+                Policy::Restricted,
+                Policy::SingleNumaNode,
+            ]
+            .map(Policy::as_str)
+            .to_vec(),
+        ),
+        (
+            "scope",
+            [Scope::Container, Scope::Pod].map(Scope::as_str).to_vec(),
+        ),
+        ("kubelet_version", KubeletVersion::CHOICES.to_vec()),
+        (
+            "search",
+            [Search::Auto, Search::Exact, Search::Bounded]
+                .map(Search::as_str)
+                .to_vec(),
+        ),
+    ]
+}
+
+/// Every configuration key with its default (`Config::default()` in the shape `to_value`
+/// gives) and, where the values are a fixed set, its choices.
+pub fn schema() -> Value {
+    let defaults = Config::default().to_value();
+    let choices = choices();
+    let schema: Map<String, Value> = KEYS
+        .iter()
+        .map(|k| {
+            let mut entry = json!({"default": defaults.get(*k).cloned().unwrap_or(Value::Null)});
+            if let Some((_, c)) = choices.iter().find(|(key, _)| key == k) {
+                entry["choices"] = json!(c);
+            }
+            (k.to_string(), entry)
+        })
+        .collect();
+    Value::Object(schema)
+}
+
+/// A size in bytes (a drift tolerance): a quantity, zero or more, within 64 bits.
+pub fn size(text: &str) -> Result<u64> {
+    Quantity::parse(text).and_then(|q| q.bytes())
+}
 
 const C: Subject = Subject::Config;
 
@@ -194,10 +253,15 @@ pub fn reservations_from(v: &Value) -> Result<Vec<MemoryReservation>> {
     const R: Subject = Subject::Reserved;
     let flags = |values: Vec<String>| -> Result<Vec<MemoryReservation>> {
         let r = parse_reserved_memory_flag(&values)?;
-        match validate_reserved_memory_config(&r).into_iter().next() {
-            Some(first) => Err(EngineError::reserved(first)),
-            None => Ok(r),
+        if let Some(first) = validate_reserved_memory_config(&r).into_iter().next() {
+            return Err(EngineError::reserved(first));
         }
+        for x in &r {
+            for (name, (q, text)) in &x.limits {
+                check_reservation(x.numa_node, name, q, text, None)?;
+            }
+        }
+        Ok(r)
     };
     let items = match v {
         Value::String(s) => return flags(vec![s.clone()]),
@@ -234,7 +298,12 @@ pub fn reservations_from(v: &Value) -> Result<Vec<MemoryReservation>> {
             }
             None => return Err(r.err("numaNode", "required")),
         }
-        .ok_or_else(|| r.err("numaNode", "expected a NUMA node id"))?;
+        .ok_or_else(|| {
+            r.err(
+                "numaNode",
+                "expected a NUMA node id, an integer from -2147483648 to 2147483647 (int32)",
+            )
+        })?;
         let mut limits = BTreeMap::new();
         let Some(lim) = r.obj("limits")? else {
             return Err(r.err("limits", "required"));
@@ -250,6 +319,7 @@ pub fn reservations_from(v: &Value) -> Result<Vec<MemoryReservation>> {
                     ),
                 )
             })?;
+            check_reservation(node, k, &parsed, &t, Some(&lim.at(k)))?;
             limits.insert(k.clone(), (parsed, t));
         }
         out.push(MemoryReservation {
@@ -260,6 +330,34 @@ pub fn reservations_from(v: &Value) -> Result<Vec<MemoryReservation>> {
     // A `reservedMemory` list goes to the memory manager as it is: the kubelet checks it at
     // start-up (node-allocatable sums, existing nodes), not with the flag's validator.
     Ok(out)
+}
+
+/// A reservation pymm refuses where the kubelet would go wrong: a negative one wraps round to
+/// almost 16Ei in its uint64 (`--reserved-memory 0:memory=-1Gi` then reports a node short of
+/// 17179869183Gi), and one beyond int64 fails its conversion without saying which.
+fn check_reservation(
+    node: i32,
+    name: &str,
+    q: &Quantity,
+    text: &str,
+    at: Option<&str>,
+) -> Result<()> {
+    const MAX: i128 = i64::MAX as i128;
+    let why = if q.is_negative() {
+        "must not be negative"
+    } else if q.value() > MAX {
+        "is out of range: a reservation must be 0 to 9223372036854775807 bytes (8Ei - 1)"
+    } else {
+        return Ok(());
+    };
+    let message = format!("reserved memory for NUMA node {node} {name}={text} {why}");
+    Err(EngineError::ReservedMemory {
+        message: match at {
+            Some(at) => format!("{at}: {message}"),
+            None => message,
+        },
+        node: None,
+    })
 }
 
 impl Config {
@@ -305,19 +403,20 @@ impl Config {
             }
             c.node_allocatable = Some(out);
         }
-        c.drift_tolerance = match m.get("drift_tolerance") {
+        c.drift_tolerance = match m.get("tolerate_drift") {
             None => None,
-            Some(Value::String(t)) => Some(
-                Quantity::parse(t)
-                    .and_then(|q| q.bytes())
-                    .map_err(|e| C.error("drift_tolerance", e.message()))?,
-            ),
+            Some(Value::String(t)) => {
+                Some(size(t).map_err(|e| C.error("tolerate_drift", e.message()))?)
+            }
             Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
-                C.error("drift_tolerance", format!("expected a byte count, got {n}"))
+                C.error(
+                    "tolerate_drift",
+                    format!("expected a byte count from 0 to 2^64-1, got {n}"),
+                )
             })?),
             Some(other) => {
                 return Err(C.error(
-                    "drift_tolerance",
+                    "tolerate_drift",
                     format!("expected a quantity, got {}", kind(other)),
                 ))
             }
@@ -351,7 +450,7 @@ impl Config {
                 m.iter().map(|(k, q)| (k.clone(), json!(q.to_string()))).collect::<Map<_, _>>()
             }),
             "search": self.search.as_str(),
-            "drift_tolerance": self.drift_tolerance.map(bytes_text),
+            "tolerate_drift": self.drift_tolerance.map(bytes_text),
         })
     }
 }
@@ -381,7 +480,7 @@ mod tests {
     fn round_trip() {
         let v = json!({"topology_policy": "restricted", "reserved_memory": "0:memory=1Gi",
                        "policy_options": {"prefer-closest-numa-nodes": true},
-                       "drift_tolerance": "256Mi"});
+                       "tolerate_drift": "256Mi"});
         let c = Config::from_value(&v).unwrap();
         let again = Config::from_value(&c.to_value()).unwrap();
         assert_eq!(again.to_value(), c.to_value());

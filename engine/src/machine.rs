@@ -10,6 +10,7 @@
 use crate::decode::{index, kind, uint, Obj, Subject};
 use crate::error::{EngineError, Result};
 use crate::nodemask::{MAX_MACHINE_NODE_ID, MAX_NODES};
+use crate::quantity::Quantity;
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,7 +135,8 @@ fn node_from(v: &Value, path: &str) -> Result<NumaNode> {
     };
     let cpus = match n.u64("cpus")? {
         None => 0,
-        Some(c) => u32::try_from(c).map_err(|_| n.err("cpus", format!("{c} is too many")))?,
+        Some(c) => u32::try_from(c)
+            .map_err(|_| n.err("cpus", format!("{c} is out of range: 0 to {}", u32::MAX)))?,
     };
     let kind = match n.get("kind") {
         None => MemoryKind::Unknown,
@@ -173,7 +175,44 @@ fn node_from(v: &Value, path: &str) -> Result<NumaNode> {
     })
 }
 
-/// A node's own rules: hugepage sizes positive and listed once, pools within 2^64 bytes and,
+const POWER_OF_TWO: &str =
+    "the kernel's hugepage sizes are powers of two (64Ki, 2Mi, 32Mi, 512Mi, 1Gi, 16Gi)";
+
+/// A hugepage size as KiB, from a quantity (`2Mi`, `1Gi`) or a resource name
+/// (`hugepages-2Mi`): positive, whole KiB, a power of two.
+pub fn hugepage_size_kib(text: &str) -> Result<u64> {
+    let size = text.strip_prefix("hugepages-").unwrap_or(text);
+    // The caller names the size it read; these messages say only what is wrong with it.
+    let bytes = Quantity::parse(size)
+        .and_then(|q| q.bytes())
+        .map_err(|e| EngineError::machine(None, e.message()))?;
+    if bytes == 0 || bytes % 1024 != 0 || !(bytes / 1024).is_power_of_two() {
+        return Err(EngineError::machine(
+            None,
+            format!("not a hugepage size: {POWER_OF_TWO}"),
+        ));
+    }
+    Ok(bytes / 1024)
+}
+
+/// The pages a pool of `bytes` holds: a whole number of them, or an error saying so (a pool
+/// given in bytes, as scenario machines give theirs).
+pub fn whole_pages(page_size_kib: u64, bytes: u64) -> Result<u64> {
+    let page = page_size_kib.saturating_mul(1024);
+    if page == 0 || bytes % page != 0 {
+        return Err(EngineError::machine(
+            None,
+            format!(
+                "{} of hugepages is not a whole number of {} pages",
+                crate::quantity::bytes_text(bytes),
+                crate::quantity::bytes_text(page)
+            ),
+        ));
+    }
+    Ok(bytes / page)
+}
+
+/// A node's own rules: hugepage sizes positive powers of two and listed once, pools within 2^64 bytes and,
 /// all together, within the node's memory (hugepages are part of it).
 fn check_node(node: &NumaNode, at: &str) -> Result<()> {
     let id = node.id;
@@ -183,6 +222,12 @@ fn check_node(node: &NumaNode, at: &str) -> Result<()> {
         if p.page_size_kib == 0 {
             return Err(err(format!(
                 "hugepages[{i}]: a hugepage size must be positive"
+            )));
+        }
+        if !p.page_size_kib.is_power_of_two() {
+            return Err(err(format!(
+                "hugepages[{i}]: {} KiB is not a hugepage size: {POWER_OF_TWO}",
+                p.page_size_kib
             )));
         }
         if node.hugepages[..i]
@@ -373,6 +418,23 @@ mod tests {
         let huge = json!({"nodes": [{"id": 0, "memory_bytes": u64::MAX,
             "hugepages": [{"page_size_kib": 1048576, "num_pages": u64::MAX / 1024}]}]});
         assert!(err(huge).contains("2^64"));
+    }
+
+    #[test]
+    fn hugepage_sizes_are_powers_of_two_and_pools_whole_pages() {
+        let pool = |kib: u64| {
+            json!({"nodes": [{"id": 0, "memory_bytes": 1u64 << 40,
+            "hugepages": [{"page_size_kib": kib, "num_pages": 10}]}]})
+        };
+        assert!(err(pool(3072)).contains("3072 KiB is not a hugepage size"));
+        assert!(Machine::from_value(&pool(2048)).is_ok());
+        assert_eq!(hugepage_size_kib("2Mi").unwrap(), 2048);
+        assert_eq!(hugepage_size_kib("hugepages-1Gi").unwrap(), 1 << 20);
+        for bad in ["3Mi", "0", "1.5Ki", "-2Mi", "x"] {
+            assert!(hugepage_size_kib(bad).is_err(), "{bad}");
+        }
+        assert_eq!(whole_pages(2048, 8 << 20).unwrap(), 4);
+        assert!(whole_pages(2048, 3 << 20).is_err());
     }
 
     #[test]

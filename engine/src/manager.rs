@@ -376,7 +376,7 @@ impl Manager {
                 namespace: String::new(),
                 containers,
                 init_containers: vec![],
-                pod_level_resources: false,
+                resources: Default::default(),
                 annotations: BTreeMap::new(),
                 tier: None,
                 qos: std::sync::OnceLock::new(),
@@ -549,6 +549,10 @@ impl Manager {
 
     /// The memory manager's hints for a container (or, with `None`, for the pod, pod scope).
     pub fn memory_hints(&self, pod: &Pod, container: Option<&str>) -> Result<ProviderHints> {
+        if let Some(c) = container {
+            // Asked from outside, an unknown container is a mistake to report, not "no hints".
+            pod.require_container(c)?;
+        }
         self.memory_hints_to(pod, container, Extent::Full)
     }
 

@@ -44,12 +44,16 @@ impl Ord for Quantity {
 
 fn format_error(text: &str) -> EngineError {
     EngineError::Quantity(format!(
-        "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {text:?}"
+        "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {}",
+        crate::decode::shown(text)
     ))
 }
 
 fn too_large(text: &str) -> EngineError {
-    EngineError::Quantity(format!("quantity {text:?} is too large"))
+    EngineError::Quantity(format!(
+        "quantity {} is too large: pymm reads quantities of up to 10^26",
+        crate::decode::shown(text)
+    ))
 }
 
 impl Quantity {
@@ -187,6 +191,10 @@ impl Quantity {
     pub fn is_positive(&self) -> bool {
         self.nanos > 0
     }
+    /// A whole number of units (`MilliValue() % 1000 == 0` for the values the API takes).
+    pub fn is_whole(&self) -> bool {
+        self.nanos % NANO == 0
+    }
 
     /// `Quantity.Value()`: rounded up to a whole unit.
     pub fn value(&self) -> i128 {
@@ -210,8 +218,11 @@ impl Quantity {
                 "quantity {self} is negative; a size must be zero or more"
             )));
         }
-        u64::try_from(self.value())
-            .map_err(|_| EngineError::Quantity(format!("quantity {self} is too large")))
+        u64::try_from(self.value()).map_err(|_| {
+            EngineError::Quantity(format!(
+                "quantity {self} is too large: a size must be 0 to 18446744073709551615 bytes (16Ei - 1)"
+            ))
+        })
     }
 
     /// `Quantity.Add`: a zero receiver takes the format of the addend.

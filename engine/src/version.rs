@@ -52,6 +52,10 @@ impl CheckpointFormat {
 }
 
 impl KubeletVersion {
+    /// The names a front end offers: each behaviour's own, and the release whose kubelet
+    /// the newest one is checked against (`parse` takes more spellings).
+    pub const CHOICES: [&'static str; 4] = ["latest", "1.38", "1.32", "1.26"];
+
     pub fn parse(s: &str) -> Result<KubeletVersion> {
         match s.trim_start_matches('v') {
             "1.26" => Ok(KubeletVersion::V1_26),

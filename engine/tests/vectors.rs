@@ -9,7 +9,7 @@ use pymm_engine::manager::{Config, Manager, MemoryPolicyName, Search};
 use pymm_engine::nodemask::NodeMask;
 use pymm_engine::policy::{MemoryPolicy, StaticPolicy};
 use pymm_engine::quantity::{Format, Quantity};
-use pymm_engine::request::{pod_requested, Container, Pod};
+use pymm_engine::request::{pod_requested, Container, Pod, Rules};
 use pymm_engine::reserved::{
     convert_reserved, get_system_reserved, parse_reserved_memory_flag, validate_reserved_memory,
     validate_reserved_memory_config, MemoryReservation, SystemReserved,
@@ -203,8 +203,13 @@ fn pod(v: &Value) -> Pod {
             .map(|a| a.iter().map(conv).collect())
             .unwrap_or_default()
     };
-    Pod::from_value(&json!({"uid": v["uid"], "containers": list("containers"), "init_containers": list("init_containers")}))
-        .unwrap()
+    // The kubelet's unit tests hand it pods the API server would refuse (names such as
+    // fakeContainer1, no uid): read them by the kubelet's rules.
+    Pod::from_value_by(
+        &json!({"uid": v["uid"], "containers": list("containers"), "init_containers": list("init_containers")}),
+        Rules::Kubelet,
+    )
+    .unwrap()
 }
 
 fn active_pods(v: &Value) -> Vec<Pod> {
@@ -228,7 +233,7 @@ fn active_pods(v: &Value) -> Vec<Pod> {
                 })
                 .collect(),
             init_containers: vec![],
-            pod_level_resources: false,
+            resources: Default::default(),
             annotations: BTreeMap::new(),
             tier: None,
             qos: std::sync::OnceLock::new(),

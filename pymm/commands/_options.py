@@ -4,25 +4,32 @@ and building the machine and the :class:`MemoryManager` from them."""
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pymm._text import printable
 from pymm.commands._recorded import (
+    CHOICES,
+    DEFAULTS,
     Recorded,
     apply_recorded,
+    check_flag,
     check_reserved,
     flags_of,
     load_recorded,
     parse_hugepages,
+    parse_options,
     write_recorded,
 )
-from pymm.errors import ConfigError, PodError
+from pymm.errors import ConfigError
 from pymm.machine import DEFAULT_MACHINE, Machine
 from pymm.manager import Enforcement, MemoryManager
-from pymm.pod import Pod, load_pods, load_pods_file
+from pymm.pod import Pod, check_unique_uids, read_pods_bytes, read_pods_file
 from pymm.statefile import CONFIG_FILE_NAME
 
 if TYPE_CHECKING:
@@ -30,7 +37,7 @@ if TYPE_CHECKING:
 
 #: The kubelet behaviours pymm reproduces (``MemoryManager(kubelet_version=...)``): ``latest``
 #: is 1.32 (to 1.36), ``1.38`` (1.37+) differs from it only in its state file (checkpoint V3).
-KUBELET_VERSIONS = ("latest", "1.38", "1.32", "1.26")
+KUBELET_VERSIONS = tuple(CHOICES["kubelet_version"])
 
 __all__ = [
     "KUBELET_VERSIONS",
@@ -41,7 +48,9 @@ __all__ = [
     "load_cli_pods",
     "parse_hugepages",
     "parse_options",
+    "port",
     "resolve",
+    "seconds",
 ]
 
 
@@ -79,13 +88,17 @@ def add_manager_options(p: argparse.ArgumentParser, *, writes: bool = False) -> 
         help="memory reserved by Node Allocatable (kube+system-reserved+eviction-hard); "
         "default: the sum of --reserved-memory",
     )
-    p.add_argument("--memory-policy", choices=["Static", "None"], help="default Static")
+    p.add_argument(
+        "--memory-policy",
+        choices=CHOICES["memory_policy"],
+        help=f"default {DEFAULTS['memory_policy']}",
+    )
     p.add_argument(
         "--topology-policy",
-        choices=["none", "best-effort", "restricted", "single-numa-node"],
-        help="default best-effort",
+        choices=CHOICES["topology_policy"],
+        help=f"default {DEFAULTS['topology_policy']}",
     )
-    p.add_argument("--scope", choices=["container", "pod"], help="default container")
+    p.add_argument("--scope", choices=CHOICES["scope"], help=f"default {DEFAULTS['scope']}")
     p.add_argument(
         "--policy-option",
         action="append",
@@ -104,14 +117,15 @@ def add_manager_options(p: argparse.ArgumentParser, *, writes: bool = False) -> 
     p.add_argument(
         "--kubelet-version",
         choices=KUBELET_VERSIONS,
-        help="whose behaviour to follow: 'latest' (= '1.32', default), '1.38' (1.37+: writes "
-        "and reads the V3 state file) or '1.26'",
+        help=f"whose behaviour to follow: 'latest' (= '1.32', default "
+        f"{DEFAULTS['kubelet_version']}), '1.38' (1.37+: writes and reads the V3 state file) or "
+        "'1.26'",
     )
     p.add_argument(
         "--search",
-        choices=["auto", "exact", "bounded"],
+        choices=CHOICES["search"],
         help="hint search: the kubelet's exhaustive one, bounded-time, or exact up to "
-        "max-allowable-numa-nodes and bounded above (default auto)",
+        f"max-allowable-numa-nodes and bounded above (default {DEFAULTS['search']})",
     )
     p.add_argument(
         "--state-dir",
@@ -129,7 +143,6 @@ def add_manager_options(p: argparse.ArgumentParser, *, writes: bool = False) -> 
         p.add_argument(
             "--lock-wait",
             type=_seconds,
-            default=0.0,
             metavar="SECONDS",
             help="wait up to SECONDS for another pymm holding the state directory (default: "
             "fail at once)",
@@ -137,12 +150,29 @@ def add_manager_options(p: argparse.ArgumentParser, *, writes: bool = False) -> 
 
 
 def _seconds(text: str) -> float:
+    return seconds(text)
+
+
+def seconds(text: str, *, positive: bool = False) -> float:
+    """An ``argparse`` type: a finite number of seconds, ``>= 0`` (``> 0`` if ``positive``)."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise argparse.ArgumentTypeError(f"expected a number of seconds {bound}, got {text!r}")
+    return value
+
+
+def port(text: str) -> int:
+    """An ``argparse`` type: a TCP port, 0 (any free one) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text!r}")
     return value
 
 
@@ -159,17 +189,6 @@ def build_machine(args: argparse.Namespace, base: Machine | None = None) -> Mach
     return machine.with_hugepages(pools) if pools else machine
 
 
-def parse_options(items: Iterable[str], flag: str = "--policy-option") -> dict[str, str]:
-    """``KEY=VALUE`` flag values as a map, the last value of a key counting."""
-    options: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE")
-        options[key] = value
-    return options
-
-
 def resolve(
     args: argparse.Namespace, recorded: Recorded | None, flags: Mapping[str, str] | None = None
 ) -> tuple[Machine, Machine]:
@@ -178,12 +197,36 @@ def resolve(
     ``--hugepages`` applied."""
     if args.node_allocatable is not None and not args.node_allocatable.strip():
         raise ConfigError("--node-allocatable '': expected a quantity such as 2Gi")
+    check_given_flags(args, recorded, flags)
     given_reserved = args.reserved_memory
     recorded_machine = apply_recorded(args, recorded, flags)
     base = recorded_machine if recorded_machine is not None else _base_machine(args)
     machine = build_machine(args, base)
     check_reserved(given_reserved, recorded, machine, args.memory_policy)
     return base, machine
+
+
+#: The manager flags checked one by one before the manager is built, with ``tolerate_drift``
+#: (not recorded); ``--hugepages`` names itself in its own errors (:func:`parse_hugepages`).
+_CHECKED = (*(d for d in DEFAULTS if d != "hugepages"), "tolerate_drift")
+
+
+def check_given_flags(
+    args: argparse.Namespace, recorded: Recorded | None, flags: Mapping[str, str] | None = None
+) -> None:
+    """Each manager flag given on the command line, checked by the engine's rules, so that its
+    error names the flag and the value (a recorded value was checked when its file was read,
+    and names the file)."""
+    version = args.kubelet_version or (
+        recorded.flags.get("kubelet_version") if recorded is not None else None
+    )
+    for dest in _CHECKED:
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        flag = (flags or {}).get(dest) or "--" + dest.replace("_", "-")
+        shown = " ".join(map(repr, value)) if isinstance(value, list) else repr(value)
+        check_flag(dest, value, f"{flag} {shown}", version)
 
 
 def build_manager(
@@ -198,7 +241,43 @@ def build_manager(
     recorded = load_recorded(args.state_dir) if args.state_dir else None
     base, machine = resolve(args, recorded)
     node_alloc = {"memory": args.node_allocatable} if args.node_allocatable else None
-    mm = MemoryManager(
+    with _notes_printed_below():
+        mm = _open_manager(args, machine, node_alloc, enforcement, read_only, metrics)
+    try:
+        if not read_only and mm.state_path is not None:
+            _record(mm, args, recorded, base)
+    except BaseException:
+        mm.close()
+        raise
+    for note in mm.notes:
+        print(f"pymm: note: {printable(note)}", file=sys.stderr)
+    return mm
+
+
+@contextmanager
+def _notes_printed_below() -> Iterator[None]:
+    """The manager also logs its start-up notes; the command prints them itself, once."""
+    logger = logging.getLogger("pymm")
+
+    def drop(record: logging.LogRecord) -> bool:
+        return record.levelno > logging.WARNING
+
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
+def _open_manager(
+    args: argparse.Namespace,
+    machine: Machine,
+    node_alloc: dict[str, str] | None,
+    enforcement: Enforcement | None,
+    read_only: bool,
+    metrics: Metrics | None,
+) -> MemoryManager:
+    return MemoryManager(
         machine,
         reserved_memory=args.reserved_memory,
         node_allocatable=node_alloc,
@@ -210,21 +289,12 @@ def build_manager(
         kubelet_version=args.kubelet_version,
         search=args.search,
         state_dir=args.state_dir,
-        lock_wait=getattr(args, "lock_wait", 0.0),
+        lock_wait=getattr(args, "lock_wait", None) or False,
         read_only=read_only and args.state_dir is not None,
         tolerate_drift=args.tolerate_drift,
         enforcement=enforcement,
         metrics=metrics,
     )
-    try:
-        if not read_only and mm.state_path is not None:
-            _record(mm, args, recorded, base)
-    except BaseException:
-        mm.close()
-        raise
-    for note in mm.notes:
-        print(f"pymm: note: {note}", file=sys.stderr)
-    return mm
 
 
 def _record(
@@ -254,11 +324,20 @@ def _record(
         write_recorded(directory, args, base)
 
 
-def load_cli_pods(path: str) -> list[Pod]:
-    """Pods of a manifest, with the API server's defaulting (a missing request takes the
-    limit), so a hand-written manifest is admitted as the cluster would see it."""
-    pods = load_pods(sys.stdin.read()) if path == "-" else load_pods_file(Path(path))
-    if not pods:
-        where = "standard input" if path == "-" else path
-        raise PodError(f"{where}: no pods in the manifest (expected a Pod, a List or a PodList)")
-    return [p.with_defaults() for p in pods]
+def load_cli_pods(paths: str | Sequence[str]) -> list[Pod]:
+    """Pods of the manifests (``-`` is standard input), with the API server's defaulting (a
+    missing request takes the limit), so a hand-written manifest is admitted as the cluster
+    would see it. A pod uid may appear once across all of them."""
+    pods: list[Pod] = []
+    labels: list[str] = []
+    for path in [paths] if isinstance(paths, str) else paths:
+        if path == "-":
+            stdin = sys.stdin
+            data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode()
+            read = read_pods_bytes(data, "standard input", defaults=True)
+        else:
+            read = read_pods_file(path, defaults=True)
+        pods.extend(read[0])
+        labels.extend(read[1])
+    check_unique_uids(pods, labels)
+    return pods

@@ -22,16 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pymm import __version__, parse_quantity
-from pymm.errors import ConfigError, PymmError, StateFileError
-from pymm.machine import MAX_U64, Machine, page_size_kib
+from pymm import __version__, _engine, parse_quantity
+from pymm._text import json_loads
+from pymm.errors import ConfigError, PymmError, ReservedMemoryError, StateFileError
+from pymm.machine import DEFAULT_MACHINE, MAX_U64, Machine, page_size_kib
 from pymm.manager import reserved_memory_config
 from pymm.statefile import CONFIG_FILE_NAME, atomic_write, check_state_directory, read_file
 
 __all__ = [
+    "CHOICES",
     "DEFAULTS",
+    "SCHEMA",
     "Recorded",
     "apply_recorded",
+    "check_flag",
     "check_reserved",
     "flags_of",
     "load_recorded",
@@ -41,20 +45,34 @@ __all__ = [
 
 _FORMAT = 1
 
+#: The engine's configuration keys with their defaults and choices (the one place they live).
+SCHEMA = _engine.config_schema()
+
+#: The choices of each flag that takes one of a fixed set, by ``argparse`` destination.
+CHOICES: dict[str, list[str]] = {
+    key: entry["choices"] for key, entry in SCHEMA.items() if "choices" in entry
+}
+
+
+def _as_flag_list(options: dict[str, Any]) -> list[str]:
+    return [f"{k}={v}" for k, v in options.items()]
+
+
 #: Each recorded flag's ``argparse`` destination and its value when neither the command line
-#: nor the directory names one. ``reserved_memory`` None is MemoryManager's default (1Gi per
-#: node with the Static policy).
+#: nor the directory names one: the engine's default, in the flag's form. ``hugepages`` is
+#: the machine's, not the engine's configuration; ``reserved_memory`` None is the manager's
+#: default (1Gi per node with the Static policy).
 DEFAULTS: dict[str, Any] = {
     "hugepages": [],
-    "reserved_memory": None,
-    "node_allocatable": None,
-    "memory_policy": "Static",
-    "topology_policy": "best-effort",
-    "scope": "container",
-    "policy_option": [],
-    "memory_policy_option": [],
-    "kubelet_version": "latest",
-    "search": "auto",
+    "reserved_memory": SCHEMA["reserved_memory"]["default"],
+    "node_allocatable": SCHEMA["node_allocatable"]["default"],
+    "memory_policy": SCHEMA["memory_policy"]["default"],
+    "topology_policy": SCHEMA["topology_policy"]["default"],
+    "scope": SCHEMA["scope"]["default"],
+    "policy_option": _as_flag_list(SCHEMA["policy_options"]["default"]),
+    "memory_policy_option": _as_flag_list(SCHEMA["memory_policy_options"]["default"]),
+    "kubelet_version": SCHEMA["kubelet_version"]["default"],
+    "search": SCHEMA["search"]["default"],
 }
 
 
@@ -99,6 +117,17 @@ def _canonical_hugepages(value: Any) -> Any:
     return sorted((page_size_kib(s), n) for s, n in parse_hugepages(value or ()).items())
 
 
+def parse_options(items: Iterable[str], flag: str = "--policy-option") -> dict[str, str]:
+    """``KEY=VALUE`` flag values as a map, the last value of a key counting."""
+    options: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE")
+        options[key] = value
+    return options
+
+
 def parse_hugepages(items: Iterable[str]) -> dict[str, int]:
     """``--hugepages SIZE=PAGES`` values as size -> pages."""
     pools: dict[str, int] = {}
@@ -108,7 +137,7 @@ def parse_hugepages(items: Iterable[str]) -> dict[str, int]:
         if not sep or not size or not (count.isascii() and count.isdigit()):
             raise ConfigError(f"--hugepages {item!r}: expected SIZE=PAGES, e.g. 2Mi=1024")
         try:
-            page_size_kib(size)
+            _engine.hugepage_size_kib(size)
         except PymmError as e:
             raise ConfigError(f"--hugepages {item!r}: page size {size!r}: {e}") from e
         if int(count) > MAX_U64:
@@ -134,7 +163,9 @@ _CANONICAL: dict[str, Callable[[Any], Any]] = {
 
 
 def _machine_source(args: argparse.Namespace) -> str:
-    return f"sysfs under {args.sysfs}" if args.sysfs else str(args.machine)
+    if getattr(args, "sysfs", None):
+        return f"sysfs under {args.sysfs}"
+    return str(getattr(args, "machine", None) or DEFAULT_MACHINE)
 
 
 def load_recorded(state_dir: str | Path) -> Recorded | None:
@@ -147,15 +178,26 @@ def load_recorded(state_dir: str | Path) -> Recorded | None:
     if data is None:
         return None
     try:
-        doc = json.loads(data)
+        doc = json_loads(data.decode("utf-8"))
         if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
             raise ValueError(f"expected an object with format {_FORMAT}")
-        flags = doc["flags"]
+        flags = doc.get("flags")
         if not isinstance(flags, dict):
             raise ValueError("flags: expected an object")
         recorded = {k: _recorded_flag(k, flags.get(k)) for k in DEFAULTS}
-        machine = Machine.from_dict(doc["machine"])
-        source = str(doc.get("machineSource", machine.name))
+        version = recorded["kubelet_version"]
+        for dest, value in recorded.items():
+            if value is not None:
+                check_flag(dest, value, f"flags.{dest}", version)
+        if "machine" not in doc:
+            raise ValueError("machine: required")
+        try:
+            machine = Machine.from_dict(doc["machine"])
+        except PymmError as e:
+            raise ValueError(f"machine: {e}") from e
+        source = doc.get("machineSource", machine.name)
+        if not isinstance(source, str):
+            raise ValueError(f"machineSource: expected a string, got {type(source).__name__}")
     except (ValueError, KeyError, RecursionError) as e:
         raise StateFileError(
             f"cannot use {path}: {e}; it records the configuration this state directory was "
@@ -180,6 +222,35 @@ def _recorded_flag(dest: str, value: Any) -> Any:
     if isinstance(value, str):
         return value
     raise ValueError(f"flags.{dest}: expected a string or null")
+
+
+def check_flag(dest: str, value: Any, label: str, kubelet_version: str | None = None) -> None:
+    """Checks one flag's value with the engine's rules, the error (exit 2 in the CLI) starting
+    with ``label``: the flag as the user gave it (``--tolerate-drift '-1Gi'``), or the key of
+    ``pymm-config.json`` holding it. ``kubelet_version`` decides which policy options exist."""
+    try:
+        if dest in CHOICES:
+            if value not in CHOICES[dest]:
+                known = ", ".join(CHOICES[dest])
+                raise ConfigError(f"expected one of {known}, got {value!r}", key=dest)
+        elif dest == "reserved_memory":
+            _engine.parse_reserved_memory(value)
+        elif dest == "node_allocatable":
+            _engine.canonical_quantity(value)
+        elif dest == "tolerate_drift":
+            _engine.parse_size(value)
+        elif dest == "hugepages":
+            parse_hugepages(value)
+        elif dest in ("policy_option", "memory_policy_option"):
+            config: dict[str, Any] = {f"{dest}s": parse_options(value, _flag(dest))}
+            if kubelet_version is not None:
+                config["kubelet_version"] = kubelet_version
+            _engine.decode_config(config)
+    except ReservedMemoryError as e:
+        raise ReservedMemoryError(f"{label}: {e}", node=e.node) from e
+    except PymmError as e:
+        key, suggestion = getattr(e, "key", None), getattr(e, "suggestion", None)
+        raise ConfigError(f"{label}: {e}", key=key, suggestion=suggestion) from e
 
 
 def apply_recorded(

@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.markup import escape
-
 from pymm.commands._options import add_manager_options, build_manager, load_cli_pods
-from pymm.commands._output import admission_json, console, print_admission, usage_table
+from pymm.commands._output import (
+    admission_json,
+    console,
+    held_by,
+    markup,
+    print_admission,
+    usage_table,
+)
 from pymm.errors import ConfigError
 from pymm.explain import explain_rejection
 from pymm.manager import Enforcement
@@ -20,9 +25,11 @@ DEFAULT_CGROUP_ROOT = "/sys/fs/cgroup"
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
-        "admit", help="admit the pods of a manifest (YAML/JSON, '-' for stdin)"
+        "admit", help="admit the pods of manifests (YAML/JSON, '-' for stdin)"
     )
-    p.add_argument("pod", metavar="POD.yaml")
+    p.add_argument(
+        "pod", metavar="POD.yaml", nargs="+", help="manifests; a pod uid may appear once in all"
+    )
     add_manager_options(p, writes=True)
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no usage table")
@@ -70,12 +77,13 @@ def run(args: argparse.Namespace) -> int:
         out = []
         for pod in pods:
             a = mm.admit(pod)
-            out.append(admission_json(a))
+            held = held_by(mm, a) if a.admitted else None
+            out.append(admission_json(a, held))
             if not args.json:
-                print_admission(con, a, explain_rejection(mm, pod, a))
+                print_admission(con, a, explain_rejection(mm, pod, a), held, pod.compiled)
                 verb = "would write" if args.dry_run else "wrote"
                 for w in a.cgroup_writes:
-                    con.print(escape(f"{verb} {w.value!r} to {w.path}"))
+                    con.print(markup(f"{verb} {w.value!r} to {w.path}"))
         if args.json:
             print(json.dumps(out, indent=1))
         elif not args.quiet:

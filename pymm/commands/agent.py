@@ -14,7 +14,7 @@ __all__ = ["register", "run"]
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``agent`` subcommand."""
-    from pymm.commands._options import add_manager_options
+    from pymm.commands._options import add_manager_options, port
 
     p = subparsers.add_parser(
         "agent",
@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--socket", required=True, metavar="PATH", help="the unix socket to serve on")
     p.add_argument(
         "--metrics-port",
-        type=int,
+        type=port,
         metavar="N",
         help="also serve /metrics and /healthz (only those) on this TCP port (0: any free port)",
     )

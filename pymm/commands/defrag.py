@@ -8,11 +8,10 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from rich.markup import escape
 from rich.table import Table
 
 from pymm.commands._options import add_manager_options, build_manager, load_cli_pods
-from pymm.commands._output import console, fmt_bytes
+from pymm.commands._output import console, fmt_bytes, markup
 from pymm.commands.plan import _seconds
 from pymm.defrag import DefragPlan
 from pymm.errors import ConfigError, PodError
@@ -80,21 +79,21 @@ def _usage_table(before: Sequence[NodeUsage], after: Sequence[NodeUsage]) -> Tab
 def _print(plan: DefragPlan, target: str) -> None:
     con = console()
     if not plan.fits:
-        con.print(f"[red]no plan[/]: {escape(target)} cannot be reached by moving or evicting pods")
+        con.print(f"[red]no plan[/]: {markup(target)} cannot be reached by moving or evicting pods")
         return
     con.print(_usage_table(plan.before, plan.after))
     if not plan.moves:
-        con.print(f"{escape(target)}: nothing to move")
+        con.print(f"{markup(target)}: nothing to move")
     if plan.moves and not plan.sequential:
         con.print("these pods must stop together: stop each in turn, then admit each again")
     for i, m in enumerate(plan.moves, 1):
         if m.target is None:
-            con.print(f"{i}. evict {escape(m.pod)} (from {_nodes(m.source)})")
+            con.print(f"{i}. evict {markup(m.pod)} (from {_nodes(m.source)})")
         else:
-            con.print(f"{i}. move {escape(m.pod)}: {_nodes(m.source)} -> {_nodes(m.target)}")
+            con.print(f"{i}. move {markup(m.pod)}: {_nodes(m.source)} -> {_nodes(m.target)}")
     if plan.pending is not None:
         where = _nodes(plan.placement) if plan.placement else "where the kubelet puts it"
-        con.print(f"then {escape(plan.pending)} fits: {where}")
+        con.print(f"then {markup(plan.pending)} fits: {where}")
     con.print(
         f"  {len(plan.moves) - plan.evictions} moves, {plan.evictions} evictions "
         f"({plan.status.lower() or 'no solver needed'})"
@@ -125,5 +124,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print(plan, target)
         if args.apply and plan.fits:
-            console().print(f"applied to {mm.state_path}")
+            console().print(f"applied to {markup(mm.state_path)}")
     return 0 if plan.fits else 1

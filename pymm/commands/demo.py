@@ -10,7 +10,15 @@ from rich.table import Table
 
 from pymm import __version__
 from pymm.commands._options import build_machine
-from pymm.commands._output import admission_json, console, print_admission, usage_table
+from pymm.commands._output import (
+    admission_json,
+    console,
+    held_by,
+    markup,
+    print_admission,
+    usage_table,
+)
+from pymm.commands._recorded import CHOICES, DEFAULTS
 from pymm.explain import explain_rejection
 from pymm.machine import DEFAULT_MACHINE, Machine
 from pymm.manager import Admission, MemoryManager
@@ -27,8 +35,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--sysfs", metavar="ROOT", help=argparse.SUPPRESS)
     p.add_argument(
         "--topology-policy",
-        default="best-effort",
-        choices=["none", "best-effort", "restricted", "single-numa-node"],
+        choices=CHOICES["topology_policy"],
+        help=f"default {DEFAULTS['topology_policy']}",
     )
     p.add_argument(
         "--no-prefer-closest",
@@ -174,19 +182,21 @@ def run(args: argparse.Namespace) -> int:
     results = []
     if not args.json:
         con.print(
-            f"[bold]pymm {__version__}[/] on [bold]{machine.name}[/]: {machine.summary()}; "
+            f"[bold]pymm {__version__}[/] on [bold]{markup(machine.name)}[/]: "
+            f"{markup(machine.summary())}; "
             f"16 x 1Gi hugepages on nodes 0-1; 1Gi reserved per node; "
-            f"topology policy {args.topology_policy}"
+            f"topology policy {mm.config['topology_policy']}"
             + (", prefer-closest-numa-nodes" if args.prefer_closest else "")
         )
     for pod in demo_pods():
         a = mm.admit(pod)
-        results.append(admission_json(a))
+        held = held_by(mm, a) if a.admitted else None
+        results.append(admission_json(a, held))
         if not args.json:
-            print_admission(con, a, explain_rejection(mm, pod, a))
+            print_admission(con, a, explain_rejection(mm, pod, a), held, pod.compiled)
     if args.json:
         print(json.dumps({"admissions": results, "state": mm.state}, indent=1))
     else:
         con.print(usage_table(mm, "NUMA memory after admission"))
-        _compare(con, machine, args.topology_policy, options)
+        _compare(con, machine, mm.config["topology_policy"], options)
     return 0

@@ -11,11 +11,10 @@ import argparse
 import json
 from typing import Any
 
-from rich.markup import escape
 from rich.table import Table
 
 from pymm.commands._options import add_manager_options, build_manager, load_cli_pods
-from pymm.commands._output import console
+from pymm.commands._output import console, markup
 
 __all__ = ["format_hints", "register", "run"]
 
@@ -27,7 +26,7 @@ Hints = dict[str, list[dict[str, Any]] | None] | None
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("hints", help="print the memory manager's topology hints for pods")
-    p.add_argument("pod", metavar="POD.yaml")
+    p.add_argument("pod", metavar="POD.yaml", nargs="+", help="manifests ('-' for stdin)")
     add_manager_options(p)
     p.add_argument("--json", action="store_true", help="every hint, as JSON")
     p.set_defaults(func=run)
@@ -74,9 +73,9 @@ def _table(result: dict[str, dict[str, Hints]]) -> Table:
         for name, hints in containers.items():
             for resources, preferred, other in format_hints(hints):
                 table.add_row(
-                    escape(uid),
-                    escape(name or "(pod scope)"),
-                    escape(resources),
+                    markup(uid),
+                    markup(name or "(pod scope)"),
+                    markup(resources),
                     preferred,
                     other,
                 )

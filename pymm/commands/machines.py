@@ -7,7 +7,7 @@ import json
 
 from rich.table import Table
 
-from pymm.commands._output import console, fmt_bytes
+from pymm.commands._output import console, fmt_bytes, markup
 from pymm.machine import Machine
 
 __all__ = ["register", "run"]
@@ -36,6 +36,6 @@ def run(args: argparse.Namespace) -> int:
     for m in machines:
         total = sum(n.memory_bytes for n in m.nodes)
         kinds = "/".join(sorted({n.kind for n in m.nodes}))
-        t.add_row(m.name, str(len(m.nodes)), fmt_bytes(total), kinds, m.description)
+        t.add_row(markup(m.name), str(len(m.nodes)), fmt_bytes(total), kinds, markup(m.description))
     console().print(t)
     return 0

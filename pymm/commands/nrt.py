@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -28,6 +29,9 @@ from typing import Any
 import yaml
 
 from pymm import _engine
+from pymm._text import printable
+from pymm.commands._options import seconds
+from pymm.commands._recorded import CHOICES
 from pymm.errors import ConfigError, PymmError, StateFileError
 from pymm.machine import Machine
 from pymm.nrt import (
@@ -43,8 +47,6 @@ from pymm.nrt import (
 __all__ = ["register", "run"]
 
 log = logging.getLogger("pymm.nrt")
-
-_POLICIES = ["none", "best-effort", "restricted", "single-numa-node"]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -81,13 +83,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--node-name", help="the Node's name (default: $NODE_NAME, else the host name)")
     p.add_argument(
         "--topology-policy",
-        choices=_POLICIES,
+        choices=CHOICES["topology_policy"],
         help="the kubelet's --topology-manager-policy (default: the state directory's, or "
         "none, as the kubelet's)",
     )
     p.add_argument(
         "--scope",
-        choices=["container", "pod"],
+        choices=CHOICES["scope"],
         help="the kubelet's --topology-manager-scope (default: the state directory's, or "
         "container)",
     )
@@ -129,14 +131,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--debounce",
-        type=float,
+        type=seconds,
         default=0.2,
         metavar="SECONDS",
         help="with --watch: changes this close together count once (default 0.2)",
     )
     p.add_argument(
         "--resync",
-        type=float,
+        type=partial(seconds, positive=True),
         default=30.0,
         metavar="SECONDS",
         help="with --watch: also re-read the file this often, and retry a failed publish "
@@ -144,7 +146,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--poll",
-        type=float,
+        type=partial(seconds, positive=True),
         metavar="SECONDS",
         help="with --watch: poll the file at this interval instead of using inotify",
     )
@@ -159,10 +161,11 @@ def _state_path(args: argparse.Namespace) -> Path:
 
 def read_state(path: Path) -> tuple[str, dict[str, Any]]:
     """The policy name and checkpoint data of a state file (checksum verified)."""
+    from pymm.commands.state import resolved
     from pymm.statefile import read_file
 
     # Following a symlink is harmless here: this command only reads.
-    data = read_file(path.resolve())
+    data = read_file(resolved(path))
     if data is None:
         raise StateFileError(f"cannot read state file {path}: No such file or directory")
     policy, _checksum, state = _engine.decode_checkpoint(data.decode("utf-8", errors="replace"))
@@ -342,7 +345,10 @@ def run(args: argparse.Namespace) -> int:
         stored = publisher.publish(obj)
         version = stored.get("metadata", {}).get("resourceVersion", "?")
         print(
-            f"published NodeResourceTopology {obj['metadata']['name']} (resourceVersion {version})",
+            printable(
+                f"published NodeResourceTopology {obj['metadata']['name']} "
+                f"(resourceVersion {version})"
+            ),
             file=sys.stderr,
             flush=True,
         )

@@ -9,7 +9,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rich.markup import escape
 from rich.table import Table
 
 from pymm import _engine
@@ -19,7 +18,7 @@ from pymm.commands._options import (
     load_cli_pods,
     parse_options,
 )
-from pymm.commands._output import console, fmt_bytes
+from pymm.commands._output import console, fmt_bytes, markup
 from pymm.errors import ConfigError, ScenarioError
 from pymm.machine import Machine
 from pymm.manager import MemoryManager
@@ -127,7 +126,7 @@ def _table(pods: Sequence[Any], kubelet: Sequence[Any], best: Plan) -> Table:
         ours: Mapping[str, Sequence[int]] | None = None
         if pod.uid not in best.rejected:
             ours = best.placements.get(pod.uid, {})
-        t.add_row(escape(pod.uid), escape(_nodes(theirs)), escape(_nodes(ours)))
+        t.add_row(markup(pod.uid), markup(_nodes(theirs)), markup(_nodes(ours)))
     return t
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pymm.commands._options import add_manager_options, build_manager
-from pymm.commands._output import console
+from pymm.commands._output import console, markup
 from pymm.errors import PymmError
 
 __all__ = ["register", "run"]
@@ -26,5 +26,6 @@ def run(args: argparse.Namespace) -> int:
         if args.pod_uid not in mm.state.get("entries", {}):
             raise PymmError(f"pod {args.pod_uid!r} has no memory assignment in {mm.state_path}")
         mm.remove(args.pod_uid, args.container)
-        console().print(f"released {args.pod_uid}{'/' + args.container if args.container else ''}")
+        released = f"{args.pod_uid}{'/' + args.container if args.container else ''}"
+        console().print(f"released {markup(released)}")
     return 0

@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pymm._plotting import pyplot
 from pymm.errors import ConfigError, PodError
 from pymm.pod import probe_pod
 from pymm.simulate import MIXES, Workload, generate, load_scenario, run
@@ -137,6 +138,9 @@ def run_command(args: argparse.Namespace) -> int:
     if args.list:
         _print_mixes(out)
         return 0
+    if args.plot:
+        # Fail before the simulation, not after it.
+        pyplot()
     workload = _workload(args)
     configs = parse_configs(args.config)
     try:

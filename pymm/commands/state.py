@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import stat
@@ -34,13 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from pymm import _engine
 from pymm.commands._options import KUBELET_VERSIONS, add_reserved_memory, parse_options, resolve
-from pymm.commands._output import stdout_console
-from pymm.commands._recorded import DEFAULTS, load_recorded
+from pymm.commands._output import markup, printable, stdout_console
+from pymm.commands._recorded import CHOICES, DEFAULTS, load_recorded
 from pymm.errors import (
     CheckpointCorruptedError,
     ConfigError,
@@ -137,10 +137,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--kubelet-version",
         choices=KUBELET_VERSIONS,
-        help="whose restore and startup validation to apply (default latest; 1.26 compares "
-        "free/reserved per node; 1.38 reads the V3 layout, else V2, else V1)",
+        help="whose restore and startup validation to apply (default "
+        f"{DEFAULTS['kubelet_version']}; 1.26 compares free/reserved per node; 1.38 reads the V3 "
+        "layout, else V2, else V1)",
     )
-    p.add_argument("--policy", choices=["Static", "None"], help="default Static")
+    p.add_argument(
+        "--policy",
+        choices=CHOICES["memory_policy"],
+        help=f"default {DEFAULTS['memory_policy']}",
+    )
     p.add_argument(
         "--tolerate-drift",
         metavar="QTY",
@@ -204,7 +209,7 @@ def _read_text(path: Path) -> str:
         path = path / STATE_FILE_NAME
     # Following a symlink is harmless for a read-only command; read_file refuses them because
     # the manager writes where it reads.
-    data = read_file(path.resolve())
+    data = read_file(resolved(path))
     if data is None:
         raise StateFileError(f"cannot read state file {path}: No such file or directory")
     # Invalid UTF-8 is a property of the file, not a failure to read it: let the JSON decoder
@@ -212,8 +217,22 @@ def _read_text(path: Path) -> str:
     return data.decode("utf-8", errors="replace")
 
 
+def resolved(path: Path) -> Path:
+    """``path`` with its symbolic links followed, for a command that only reads; a link that
+    leads back to itself is a :class:`StateFileError` naming it (pathlib raises
+    RuntimeError before Python 3.13, OSError since)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as exc:
+        err = StateFileError(
+            f"cannot read state file {path}: a symbolic link loop (the link leads back to itself)"
+        )
+        err.errno = errno.ELOOP
+        raise err from exc
+
+
 def _fail(path: Path, reason: str) -> int:
-    print(f"FAIL {path}: {reason}")
+    print(printable(f"FAIL {path}: {reason}"))
     return 1
 
 
@@ -297,7 +316,9 @@ def _verify(path: Path, kubelet_version: str | None) -> int:
     problems = _integrity_problems(found)
     if problems:
         return _fail(path, "; ".join(problems))
-    print(f"OK {path}: {_checksums(found)}, policy {found.policy_name}, {_counts(found)}")
+    print(
+        printable(f"OK {path}: {_checksums(found)}, policy {found.policy_name}, {_counts(found)}")
+    )
     return 0
 
 
@@ -395,11 +416,11 @@ def _print_fragmentation(con: Console, frag: Mapping[str, Any]) -> None:
         f", {k}={v}" for k, v in sorted(options.items())
     )
     heading = (
-        f"[bold]Fragmentation[/] for probe {escape(probe)} under {escape(under)} "
-        f"({escape(frag['configuration'])})"
+        f"[bold]Fragmentation[/] for probe {markup(probe)} under {markup(under)} "
+        f"({markup(frag['configuration'])})"
     )
     if "error" in frag:
-        con.print(f"{heading}: not computed, {escape(frag['error'])}", soft_wrap=True)
+        con.print(f"{heading}: not computed, {markup(frag['error'])}", soft_wrap=True)
         return
     con.print(f"{heading}:", soft_wrap=True)
     fits = f"at least {frag['fits']}" if frag["capped"] else str(frag["fits"])
@@ -455,8 +476,8 @@ def _inspect(path: Path, *, as_json: bool, probe: str) -> int:
     con = stdout_console(highlight=False, width=None if sys.stdout.isatty() else 120)
     entries = f", {found.pod_entry_count} pod entries" if found.pod_entry_count else ""
     con.print(
-        f"[bold]{escape(str(path))}[/]: {escape(_checksums(found))}, policy "
-        f"{escape(found.policy_name)}, {found.pod_count} pods, "
+        f"[bold]{markup(path)}[/]: {markup(_checksums(found))}, policy "
+        f"{markup(found.policy_name)}, {found.pod_count} pods, "
         f"{found.container_count} containers{entries}",
         soft_wrap=True,
     )
@@ -475,7 +496,7 @@ def _inspect(path: Path, *, as_json: bool, probe: str) -> int:
         cells = row["cells"]
         nodes.add_row(
             str(row["node"]),
-            row["resource"],
+            markup(row["resource"]),
             *(_size(row[k]) for k in _TABLE_FIELDS),
             str(row["numberOfAssignments"]),
             "-" if cells is None else ",".join(map(str, cells)),
@@ -494,7 +515,7 @@ def _inspect(path: Path, *, as_json: bool, probe: str) -> int:
             groups.add_row(
                 ",".join(map(str, g["nodes"])),
                 "yes" if g["used"] else "no",
-                resource,
+                markup(resource),
                 _size(sums["allocatable"]),
                 _size(sums["reserved"]),
                 _size(sums["free"]),
@@ -512,10 +533,10 @@ def _inspect(path: Path, *, as_json: bool, probe: str) -> int:
         for pod in pods:
             for c in pod["containers"]:
                 table.add_row(
-                    escape(pod["podUID"]),
-                    escape(c["name"]),
+                    markup(pod["podUID"]),
+                    markup(c["name"]),
                     ",".join(map(str, c["numaNodes"])) or "-",
-                    escape(_blocks_text(c["blocks"])),
+                    markup(_blocks_text(c["blocks"])),
                 )
         con.print(table)
     else:
@@ -531,9 +552,9 @@ def _inspect(path: Path, *, as_json: bool, probe: str) -> int:
             table.add_column(col)
         for row in pod_entries:
             table.add_row(
-                escape(row["podUID"]),
+                markup(row["podUID"]),
                 ",".join(map(str, row["numaNodes"])) or "-",
-                escape(_blocks_text(row["blocks"])),
+                markup(_blocks_text(row["blocks"])),
             )
         con.print(table)
 
@@ -541,7 +562,7 @@ def _inspect(path: Path, *, as_json: bool, probe: str) -> int:
     if findings:
         con.print(f"[red]{len(findings)} inconsistencies:[/]")
         for _kind, message in findings[:_PODS_SHOWN]:
-            con.print(f"  - {escape(message)}", soft_wrap=True)
+            con.print(f"  - {markup(message)}", soft_wrap=True)
         if len(findings) > _PODS_SHOWN:
             con.print(f"  ... and {len(findings) - _PODS_SHOWN} more (--json lists all)")
         return 1
@@ -558,6 +579,7 @@ def _manager_args(args: argparse.Namespace) -> argparse.Namespace:
     ns.reserved_memory = args.reserved_memory
     ns.memory_policy = args.policy
     ns.kubelet_version = args.kubelet_version
+    ns.tolerate_drift = args.tolerate_drift
     return ns
 
 
@@ -580,16 +602,16 @@ def _validate(args: argparse.Namespace) -> int:
         notes = _restore(ns, machine, path, text, directory, args.tolerate_drift)
     except (StateError, ReservedMemoryError) as e:
         message = " ".join(str(e).split())
-        print(f"would not start: {message}")
+        print(f"would not start: {printable(message)}")
         details = getattr(e, "details", [])
         if details:
             print("differences (file vs. expected: this machine and reservation with the file's")
             print("assignments placed):")
         for line in details:
-            print(f"  - {line}")
-        print(f"advice: {advice_for(e)}")
+            print(f"  - {printable(line)}")
+        print(f"advice: {printable(advice_for(e))}")
         if layout:
-            print(layout)
+            print(printable(layout))
         return 1
     if args.sysfs:
         where = f"this machine (sysfs under {args.sysfs})"
@@ -599,13 +621,15 @@ def _validate(args: argparse.Namespace) -> int:
         where = f"machine {machine.name or args.machine}"
     read_as = f", read as {found.accepted_as(ns.kubelet_version)}" if found is not None else ""
     print(
-        f"would start: {path} restores on {where} with policy {ns.memory_policy} "
-        f"(kubelet {ns.kubelet_version}{read_as})"
+        printable(
+            f"would start: {path} restores on {where} with policy {ns.memory_policy} "
+            f"(kubelet {ns.kubelet_version}{read_as})"
+        )
     )
     for note in notes:
-        print(f"  beyond the kubelet, which would not start: {note}")
+        print(f"  beyond the kubelet, which would not start: {printable(note)}")
     if layout:
-        print(layout)
+        print(printable(layout))
     return 0
 
 
@@ -638,7 +662,7 @@ def _restore(
         "topology_policy": "none",
         "kubelet_version": ns.kubelet_version,
         "reserved_memory": ns.reserved_memory,
-        "drift_tolerance": tolerate_drift,
+        "tolerate_drift": tolerate_drift,
     }
     config = {k: v for k, v in given.items() if v is not None}
     return list(_engine.Engine(machine.to_dict(), config, text, str(path)).notes)

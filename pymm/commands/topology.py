@@ -9,7 +9,8 @@ from typing import Any
 
 from rich.table import Table
 
-from pymm.commands._output import stdout_console
+from pymm._text import printable
+from pymm.commands._output import markup, stdout_console
 from pymm.errors import PymmError
 from pymm.sysfs import MEMORY_KIND_RULE, discover
 
@@ -47,7 +48,7 @@ def _hugepages_cell(pools: list[dict[str, int]]) -> str:
 
 
 def _table(machine: dict[str, Any]) -> Table:
-    table = Table(title=f"{machine['name']}: {machine['description']}")
+    table = Table(title=markup(f"{machine['name']}: {machine['description']}"))
     for column in ("node", "kind", "cpus", "memory GiB", "hugepages", "tier", "distances"):
         # Fold rather than truncate: a cut-off cpulist or distance row would be misleading.
         table.add_column(
@@ -60,8 +61,8 @@ def _table(machine: dict[str, Any]) -> Table:
         cpus = f"{node['cpus']} ({node['cpulist']})" if node["cpus"] else "0"
         table.add_row(
             str(node["id"]),
-            f"{node['kind']}: {node['kind_reason']}",
-            cpus,
+            markup(f"{node['kind']}: {node['kind_reason']}"),
+            markup(cpus),
             f"{node['memory_bytes'] / _GIB:.1f}",
             _hugepages_cell(node["hugepages"]),
             "-" if node["tier"] is None else str(node["tier"]),
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         machine = discover(args.sysfs)
     except (PymmError, OSError) as exc:
         message = " ".join(str(exc).split())
-        print(f"pymm: error: {message}", file=sys.stderr)
+        print(f"pymm: error: {printable(message)}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(machine, indent=2))

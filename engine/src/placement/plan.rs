@@ -518,7 +518,7 @@ impl Manager {
             namespace: String::new(),
             containers,
             init_containers: vec![],
-            pod_level_resources: false,
+            resources: Default::default(),
             annotations: BTreeMap::new(),
             tier: None,
             qos: OnceLock::new(),

@@ -94,7 +94,7 @@ impl StaticPolicy {
 
     fn skips(&self, pod: &Pod) -> bool {
         pod.qos_class() != QosClass::Guaranteed
-            || (self.version.skips_pod_level_resources() && pod.pod_level_resources)
+            || (self.version.skips_pod_level_resources() && pod.has_pod_level_resources())
     }
 
     fn is_regular_init(&self, pod: &Pod, container: &str) -> bool {

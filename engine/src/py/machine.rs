@@ -3,7 +3,7 @@
 use super::convert::{to_py, to_value};
 use super::errors::IntoPy;
 use crate::decode::Subject;
-use crate::machine::Machine;
+use crate::machine::{hugepage_size_kib as size_kib, Machine};
 use pyo3::prelude::*;
 use serde_json::{json, Value};
 
@@ -35,4 +35,10 @@ pub fn decode_machine<'py>(
     data: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
     to_py(py, &machine_value(&machine_from(data)?))
+}
+
+/// A hugepage size (`2Mi`, `hugepages-1Gi`) as KiB: positive, whole KiB, a power of two.
+#[pyfunction]
+pub fn hugepage_size_kib(text: &str) -> PyResult<u64> {
+    size_kib(text).py()
 }

@@ -3,6 +3,7 @@
 //! ([`errors`]), Python objects become plain data once ([`convert`]).
 
 pub(crate) mod checkpoint;
+mod config;
 mod convert;
 mod errors;
 mod lifecycle;
@@ -15,6 +16,7 @@ mod pod;
 mod quantity;
 mod scenario;
 mod simulate;
+mod text;
 
 use pyo3::prelude::*;
 
@@ -37,7 +39,9 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<pod::PyPod>()?;
     m.add_class::<checkpoint::PyInspection>()?;
     m.add_function(wrap_pyfunction!(pod::pods_from_manifest, m)?)?;
+    m.add_function(wrap_pyfunction!(pod::check_unique_uids_of, m)?)?;
     m.add_function(wrap_pyfunction!(machine::decode_machine, m)?)?;
+    m.add_function(wrap_pyfunction!(machine::hugepage_size_kib, m)?)?;
     m.add_function(wrap_pyfunction!(quantity::parse_quantity, m)?)?;
     m.add_function(wrap_pyfunction!(quantity::canonical_quantity, m)?)?;
     m.add_function(wrap_pyfunction!(quantity::parse_reserved_memory, m)?)?;
@@ -53,6 +57,10 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(memkind::classify_memory, m)?)?;
     m.add_function(wrap_pyfunction!(memkind::memory_kind_rule, m)?)?;
     m.add_function(wrap_pyfunction!(simulate::simulate, m)?)?;
+    m.add_function(wrap_pyfunction!(text::json_duplicate_key, m)?)?;
+    m.add_function(wrap_pyfunction!(config::config_schema, m)?)?;
+    m.add_function(wrap_pyfunction!(config::decode_config, m)?)?;
+    m.add_function(wrap_pyfunction!(config::parse_size, m)?)?;
     m.add_function(wrap_pyfunction!(scenario::compare_results, m)?)?;
     m.add_function(wrap_pyfunction!(plan::plan_input, m)?)?;
     m.add_function(wrap_pyfunction!(plan::defrag_input, m)?)?;

@@ -5,7 +5,9 @@ use super::convert::{to_py, to_value};
 use super::errors::IntoPy;
 use crate::decode::Subject;
 use crate::error::EngineError;
-use crate::request::{container_requested, pod_requested, Container, Pod};
+use crate::request::{
+    check_unique_uids, container_requested, pod_requested, Container, Pod, PodResources, Rules,
+};
 use pyo3::prelude::*;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -16,12 +18,17 @@ pub struct PyPod {
     pub inner: Arc<Pod>,
 }
 
+fn list(m: &BTreeMap<String, crate::quantity::Quantity>) -> Map<String, Value> {
+    m.iter()
+        .map(|(k, q)| (k.clone(), json!(q.to_string())))
+        .collect()
+}
+
+fn resources_value(r: &PodResources) -> Value {
+    json!({"requests": list(&r.requests), "limits": list(&r.limits)})
+}
+
 fn container_value(c: &Container) -> Value {
-    let list = |m: &BTreeMap<String, crate::quantity::Quantity>| -> Map<String, Value> {
-        m.iter()
-            .map(|(k, q)| (k.clone(), json!(q.to_string())))
-            .collect()
-    };
     json!({
         "name": c.name,
         "requests": list(&c.requests),
@@ -32,12 +39,19 @@ fn container_value(c: &Container) -> Value {
 
 #[pymethods]
 impl PyPod {
-    /// A pod from plain data (`{uid, containers: [...], init_containers: [...], ...}`).
+    /// A pod from plain data (`{uid, containers: [...], init_containers: [...], ...}`),
+    /// checked by the API server's rules, or with `kubelet` as the kubelet is handed it.
     #[new]
-    fn new(spec: &Bound<'_, PyAny>) -> PyResult<Self> {
+    #[pyo3(signature = (spec, kubelet=false))]
+    fn new(spec: &Bound<'_, PyAny>, kubelet: bool) -> PyResult<Self> {
         let v = to_value(spec, Subject::Pod)?;
+        let rules = if kubelet {
+            Rules::Kubelet
+        } else {
+            Rules::ApiServer
+        };
         Ok(PyPod {
-            inner: Arc::new(Pod::from_value(&v).py()?),
+            inner: Arc::new(Pod::from_value_by(&v, rules).py()?),
         })
     }
 
@@ -86,6 +100,18 @@ impl PyPod {
     fn annotations(&self) -> BTreeMap<String, String> {
         self.inner.annotations.clone()
     }
+    /// Whether the pod sets pod-level resources (`spec.resources`).
+    #[getter]
+    fn has_pod_level_resources(&self) -> bool {
+        self.inner.has_pod_level_resources()
+    }
+
+    /// The pod as the API server stores it after its defaulting.
+    fn with_defaults(&self) -> PyResult<PyPod> {
+        Ok(PyPod {
+            inner: Arc::new(self.inner.with_defaults().py()?),
+        })
+    }
 
     /// Requested bytes per memory resource: per container, or for the pod (`None`).
     #[pyo3(signature = (container=None, sidecars=true))]
@@ -95,16 +121,7 @@ impl PyPod {
         sidecars: bool,
     ) -> PyResult<BTreeMap<String, u64>> {
         match container {
-            Some(c) => {
-                let c = self.inner.container(c).ok_or_else(|| {
-                    super::errors::to_py_err(EngineError::NotFound {
-                        message: format!("pod {:?} has no container {c:?}", self.inner.uid),
-                        pod: self.inner.uid.clone(),
-                        container: Some(c.to_string()),
-                    })
-                })?;
-                container_requested(c).py()
-            }
+            Some(c) => container_requested(self.inner.require_container(c).py()?).py(),
             None => pod_requested(&self.inner, sidecars).py(),
         }
     }
@@ -118,7 +135,7 @@ impl PyPod {
             "namespace": p.namespace,
             "containers": p.containers.iter().map(container_value).collect::<Vec<_>>(),
             "init_containers": p.init_containers.iter().map(container_value).collect::<Vec<_>>(),
-            "has_pod_level_resources": p.pod_level_resources,
+            "resources": resources_value(&p.resources),
             "annotations": p.annotations,
         });
         to_py(py, &v)
@@ -135,4 +152,31 @@ pub fn pods_from_manifest(manifest: &Bound<'_, PyAny>, defaults: bool) -> PyResu
         .into_iter()
         .map(|p| PyPod { inner: Arc::new(p) })
         .collect())
+}
+
+/// Refuses a pod uid given twice among `pods`; `labels` say where each pod was read
+/// (default: its position).
+#[pyfunction]
+#[pyo3(name = "check_unique_uids", signature = (pods, labels=None))]
+pub fn check_unique_uids_of(
+    pods: Vec<PyRef<'_, PyPod>>,
+    labels: Option<Vec<String>>,
+) -> PyResult<()> {
+    let labels = labels.unwrap_or_else(|| (0..pods.len()).map(|i| format!("pods[{i}]")).collect());
+    if labels.len() != pods.len() {
+        return Err(super::errors::to_py_err(EngineError::pod(
+            Some("labels"),
+            format!(
+                "expected one label per pod ({}), got {}",
+                pods.len(),
+                labels.len()
+            ),
+        )));
+    }
+    check_unique_uids(
+        pods.iter()
+            .map(|p| p.inner.as_ref())
+            .zip(labels.iter().map(String::as_str)),
+    )
+    .py()
 }
