@@ -822,7 +822,7 @@ pub fn restore_error(inner: EngineError, path: &str) -> EngineError {
 /// `NewCheckpointState` of a kubelet up to 1.35, minus the file I/O: decode, verify,
 /// compare the policy name.
 pub fn restore(text: &str, configured_policy: &str, path: &str) -> Result<State> {
-    restore_as(text, configured_policy, path, KubeletVersion::Latest)
+    restore_as(text, configured_policy, path, KubeletVersion::V1_32)
 }
 
 /// `NewCheckpointState` of the kubelet of `version`, minus the file I/O. A 1.37+ kubelet
@@ -1207,7 +1207,7 @@ mod tests {
         );
         // A cut-off file is the syntax error in every version.
         let cut = &good[..good.len() - 10];
-        for v in [KubeletVersion::Latest, KubeletVersion::V1_38] {
+        for v in [KubeletVersion::V1_32, KubeletVersion::V1_38] {
             assert_eq!(
                 decode_as(cut, v).unwrap_err().message(),
                 "unexpected end of JSON input"

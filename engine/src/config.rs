@@ -12,8 +12,11 @@ use crate::quantity::{bytes_text, Quantity};
 use crate::reserved::{
     parse_reserved_memory_flag, validate_reserved_memory_config, MemoryReservation,
 };
+use crate::topology::parse_go_bool;
 use crate::topology::{Policy, PolicyOptions};
-use crate::version::KubeletVersion;
+use crate::version::{
+    FeatureGates, KubeletVersion, Maturity, TOPOLOGY_ALPHA_OPTIONS, TOPOLOGY_BETA_OPTIONS,
+};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -113,6 +116,10 @@ pub struct Config {
     pub memory_policy_options: BTreeMap<String, String>,
     pub memory_options: MemoryOptions,
     pub version: KubeletVersion,
+    /// The feature gates as given (the kubelet's `--feature-gates`), and every gate of
+    /// `version` with those applied.
+    pub feature_gates: BTreeMap<String, bool>,
+    pub gates: FeatureGates,
     /// `None`: not configured, so 1Gi of memory on every node (see
     /// [`crate::manager::DEFAULT_RESERVED_PER_NODE`]); `Some(empty)` is what the kubelet refuses.
     pub reserved: Option<Vec<MemoryReservation>>,
@@ -136,7 +143,9 @@ impl Default for Config {
             topology_options: PolicyOptions::default(),
             memory_policy_options: BTreeMap::new(),
             memory_options: MemoryOptions::default(),
-            version: KubeletVersion::Latest,
+            version: KubeletVersion::default(),
+            feature_gates: BTreeMap::new(),
+            gates: FeatureGates::default(),
             reserved: None,
             node_allocatable: None,
             search: Search::Auto,
@@ -146,13 +155,14 @@ impl Default for Config {
 }
 
 /// The configuration keys, as Python's keyword arguments name them.
-pub const KEYS: [&str; 10] = [
+pub const KEYS: [&str; 11] = [
     "memory_policy",
     "topology_policy",
     "scope",
     "policy_options",
     "memory_policy_options",
     "kubelet_version",
+    "feature_gates",
     "reserved_memory",
     "node_allocatable",
     "search",
@@ -244,6 +254,65 @@ pub fn option_map(v: &Value, at: &str) -> Result<BTreeMap<String, String>> {
             Ok((k.clone(), s))
         })
         .collect()
+}
+
+/// `feature_gates`: a map of gate name to on/off (a bool, or a text Go's `strconv.ParseBool`
+/// reads), or the kubelet's `--feature-gates` text (`A=true,B=false`, one string or a list).
+pub fn feature_gates_from(v: &Value) -> Result<BTreeMap<String, bool>> {
+    match v {
+        Value::String(s) => crate::version::parse_feature_gates_flag(&[s.clone()]),
+        Value::Array(a) if a.iter().all(Value::is_string) => {
+            crate::version::parse_feature_gates_flag(
+                &a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect::<Vec<_>>(),
+            )
+        }
+        _ => {
+            let m = Obj::new(v, "feature_gates", C)?;
+            m.map
+                .iter()
+                .map(|(k, x)| {
+                    let on = match x {
+                        Value::Bool(b) => Some(*b),
+                        Value::String(t) => parse_go_bool(t),
+                        _ => None,
+                    };
+                    match on {
+                        Some(b) => Ok((k.clone(), b)),
+                        None => Err(m.err(k, format!("expected true or false, got {}", kind(x)))),
+                    }
+                })
+                .collect()
+        }
+    }
+}
+
+/// `CheckPolicyOptionAvailable`: an alpha or beta option of the selected kubelet needs its
+/// feature gate (options only pymm has need none).
+fn check_option_gates(
+    options: &BTreeMap<String, String>,
+    version: KubeletVersion,
+    gates: &FeatureGates,
+) -> Result<()> {
+    for name in options.keys() {
+        let gate = match version.option_maturity(name) {
+            Some(Maturity::Alpha) => TOPOLOGY_ALPHA_OPTIONS,
+            Some(Maturity::Beta) => TOPOLOGY_BETA_OPTIONS,
+            _ => continue,
+        };
+        if !gates.enabled(gate) {
+            let maturity = version.option_maturity(name).unwrap_or(Maturity::Stable);
+            if let Some(text) = version.option_gate_error(maturity, name) {
+                return Err(EngineError::Config {
+                    message: text,
+                    key: Some(name.clone()),
+                    suggestion: None,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `reserved_memory`: `--reserved-memory` text (one string, or one per flag occurrence),
@@ -382,9 +451,14 @@ impl Config {
         if let Some(x) = s("search")? {
             c.search = Search::parse(x)?;
         }
+        if let Some(x) = m.get("feature_gates") {
+            c.feature_gates = feature_gates_from(x)?;
+        }
+        c.gates = FeatureGates::parse(&c.feature_gates, c.version)?;
         if let Some(x) = m.get("policy_options") {
             c.policy_options = option_map(x, "policy_options")?;
         }
+        check_option_gates(&c.policy_options, c.version, &c.gates)?;
         c.topology_options =
             PolicyOptions::parse(&c.policy_options, c.version.has_max_allowable_option())?;
         if let Some(x) = m.get("memory_policy_options") {
@@ -424,6 +498,13 @@ impl Config {
         Ok(c)
     }
 
+    /// `PodLevelResourceManagers` (kubelet 1.38): pod entries are restored and written, and
+    /// in pod scope (a topology policy other than `none`) a pod with pod-level resources is
+    /// admitted as a whole and allocated once.
+    pub fn pod_level_resource_managers(&self) -> bool {
+        self.version.is_1_38() && self.gates.pod_level_resource_managers()
+    }
+
     /// The effective configuration, every default filled in, in the shape `from_value` reads.
     pub fn to_value(&self) -> Value {
         let reserved = self.reserved.as_ref().map(|r| {
@@ -445,6 +526,7 @@ impl Config {
             "policy_options": self.policy_options,
             "memory_policy_options": self.memory_policy_options,
             "kubelet_version": self.version.as_str(),
+            "feature_gates": self.feature_gates,
             "reserved_memory": reserved,
             "node_allocatable": self.node_allocatable.as_ref().map(|m| {
                 m.iter().map(|(k, q)| (k.clone(), json!(q.to_string()))).collect::<Map<_, _>>()

@@ -72,6 +72,10 @@ pub enum EngineError {
     /// A memory-manager Allocate failure (kubelet `[memorymanager] ...` texts).
     #[error("{0}")]
     Allocation(String),
+    /// A pod whose pod-level budget leaves no shared pool for the containers that need one
+    /// (the kubelet's `EmptyPodSharedPoolError`, an admission reason of its own).
+    #[error("{0}")]
+    EmptyPodSharedPool(String),
     /// A placement given to the engine (a plan's, a defragmentation move's) that its rules
     /// refuse: which pod, which container (none for a pod-scope placement), which nodes.
     #[error("{message}")]
@@ -119,7 +123,9 @@ pub enum EngineError {
 impl EngineError {
     pub fn message(&self) -> &str {
         match self {
-            EngineError::Quantity(m) | EngineError::Allocation(m) => m,
+            EngineError::Quantity(m)
+            | EngineError::Allocation(m)
+            | EngineError::EmptyPodSharedPool(m) => m,
             EngineError::ReservedMemory { message, .. }
             | EngineError::Config { message, .. }
             | EngineError::Machine { message, .. }
@@ -136,7 +142,9 @@ impl EngineError {
     /// The same error with another message (the kubelet wraps restore errors in a sentence).
     pub fn with_message(mut self, text: String) -> EngineError {
         match &mut self {
-            EngineError::Quantity(m) | EngineError::Allocation(m) => *m = text,
+            EngineError::Quantity(m)
+            | EngineError::Allocation(m)
+            | EngineError::EmptyPodSharedPool(m) => *m = text,
             EngineError::ReservedMemory { message, .. }
             | EngineError::Config { message, .. }
             | EngineError::Machine { message, .. }

@@ -397,7 +397,7 @@ impl Inspection {
         // The kubelet that writes this layout would not restore it: no state to ask about.
         let own = match self.format {
             CheckpointFormat::V2 | CheckpointFormat::V3 => KubeletVersion::V1_38,
-            CheckpointFormat::V1 => KubeletVersion::Latest,
+            CheckpointFormat::V1 => KubeletVersion::V1_32,
         };
         self.accepted_as(own)?;
         if self.policy_name != "Static" {
@@ -754,7 +754,7 @@ mod tests {
             Ok(CheckpointFormat::V3)
         );
         assert_eq!(
-            i.accepted_as(KubeletVersion::Latest),
+            i.accepted_as(KubeletVersion::V1_32),
             Ok(CheckpointFormat::V1)
         );
     }
@@ -765,7 +765,7 @@ mod tests {
         let i = inspect(&text.replace("2831186308", "5")).unwrap();
         assert_eq!(kinds(&i), vec!["data-checksum"]);
         assert!(i.checksum_valid() && i.data_checksum_valid() == Some(false) && !i.intact());
-        assert!(i.accepted_as(KubeletVersion::Latest).is_ok());
+        assert!(i.accepted_as(KubeletVersion::V1_32).is_ok());
         assert_eq!(
             i.accepted_as(KubeletVersion::V1_38).unwrap_err().message(),
             "could not load v3 checkpoint: checkpoint is corrupted"
@@ -847,7 +847,7 @@ mod tests {
             i.accepted_as(KubeletVersion::V1_38),
             Ok(CheckpointFormat::V2)
         );
-        assert!(i.accepted_as(KubeletVersion::Latest).is_err());
+        assert!(i.accepted_as(KubeletVersion::V1_32).is_err());
         // A V2 file without pod entries has V1's layout but not its checksum.
         let mut bare = st.clone();
         bare.pod_entries.clear();

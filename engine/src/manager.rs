@@ -9,7 +9,7 @@ use crate::hints::{Bounds, Extent, ProviderHints, TopologyHint};
 use crate::machine::Machine;
 use crate::nodemask::IdMap;
 use crate::placement::Placement;
-use crate::policy::{MemoryPolicy, NonePolicy, StaticPolicy};
+use crate::policy::{MemoryPolicy, NonePolicy, PodAllocation, StaticPolicy};
 pub use crate::provider::ExtraProvider;
 use crate::quantity::Format;
 use crate::quantity::{bytes_text, Quantity};
@@ -54,6 +54,9 @@ pub struct AdmitResult {
     /// Each container's blocks right after the admission, before starting the pod hands
     /// its init containers' memory back (filled by [`Manager::apply`]).
     pub placements: Vec<(String, Vec<Block>)>,
+    /// The pod-level allocation (`AllocatePod`, the pod-level resource managers in pod
+    /// scope): what it assigned, and whether it failed.
+    pub pod_level: Option<(PodAllocation, bool)>,
 }
 
 impl AdmitResult {
@@ -66,6 +69,15 @@ impl AdmitResult {
 
 pub const TOPOLOGY_AFFINITY_ERROR: &str = "TopologyAffinityError";
 pub const UNEXPECTED_ADMISSION_ERROR: &str = "UnexpectedAdmissionError";
+pub const EMPTY_POD_SHARED_POOL_ERROR: &str = "EmptyPodSharedPoolError";
+/// The Topology Manager's rejection in words.
+const TOPOLOGY_AFFINITY_MESSAGE: &str = "Resources cannot be allocated with Topology locality";
+/// Its rejection of a pod it admits as a whole (the pod-level resource managers, pod scope).
+/// The reference harness rebuilt this file of the Topology Manager from its signatures, so
+/// the text is less certain than the rest (SCENARIOS.md); it is the one the reference
+/// results carry.
+const POD_LEVEL_AFFINITY_MESSAGE: &str =
+    "Pod Scope pod with pod-level resources failed admission under pod-scope topology manager";
 
 /// A copy of a manager, to undo an operation whose durable write failed
 /// ([`Manager::snapshot`], [`Manager::rollback`]).
@@ -153,7 +165,8 @@ fn build_policy(
             });
             let p = StaticPolicy::new(machine.clone(), sr.clone(), config.version)?
                 .with_bounds(bounds)
-                .with_placement(placement);
+                .with_placement(placement)
+                .with_gates(config.gates.clone());
             Ok((Box::new(p), sr))
         }
     }
@@ -259,12 +272,15 @@ impl Manager {
             MemoryPolicyName::None => "None",
         };
         let state = match checkpoint_text {
-            Some(t) => Some(checkpoint::restore_as(
-                t,
-                policy_name,
-                state_path,
-                config.version,
-            )?),
+            Some(t) => {
+                let mut s = checkpoint::restore_as(t, policy_name, state_path, config.version)?;
+                if !config.pod_level_resource_managers() {
+                    // Restored only with PodLevelResourceManagers on (and so written back
+                    // only then), as the kubelet does.
+                    s.pod_entries.clear();
+                }
+                Some(s)
+            }
             None => None,
         };
         let mut m = Manager::with_state(machine, config, state.unwrap_or_default())?;
@@ -623,6 +639,49 @@ impl Manager {
         r
     }
 
+    /// `AllocatePod` with the hint stored for the pod's first container, recorded as an
+    /// allocation of container `""`.
+    fn record_pod_allocation(
+        &mut self,
+        pod: &Pod,
+        first: Option<&String>,
+        trace: bool,
+        out: &mut AdmitResult,
+    ) -> Result<()> {
+        let hint = first.map_or(
+            TopologyHint {
+                affinity: None,
+                preferred: false,
+            },
+            |c| self.stored_hint(&pod.uid, c),
+        );
+        let r = self.policy.allocate_pod(&mut self.state, pod, hint);
+        let counts = match &r {
+            Ok(c) => *c,
+            // Only AllocatePod's own pinning request was counted when it failed.
+            Err(_) => PodAllocation {
+                pinning_requests: 1,
+                ..PodAllocation::default()
+            },
+        };
+        out.allocate_calls += counts.pinning_requests;
+        out.allocate_errors += u32::from(r.is_err());
+        out.pod_level = Some((counts, r.is_err()));
+        if trace {
+            out.allocations.push(AllocationRecord {
+                container: String::new(),
+                affinity_from_store: hint,
+                error: r.as_ref().err().map(|e| e.message().to_string()),
+                blocks: self
+                    .state
+                    .pod_entries
+                    .get(&pod.uid)
+                    .and_then(|e| e.memory_blocks.clone()),
+            });
+        }
+        r.map(|_| ())
+    }
+
     /// The merge context for one pod under pymm's options, `None` when they change nothing:
     /// with utilisation scores when an allocation strategy needs them (the memory manager's
     /// over the resources the container or pod requests, averaged with the scores other
@@ -726,6 +785,7 @@ impl Manager {
         extra: &[ExtraProvider],
         trace: bool,
         out: &mut AdmitResult,
+        rejection: &str,
     ) -> Option<TopologyHint> {
         let call = match self.hint_call(pod, container, extra, trace) {
             Ok(call) => call,
@@ -737,10 +797,7 @@ impl Manager {
         let (merged, ok) = (call.merged, call.admit);
         out.hint_calls.push(call);
         if !ok {
-            out.reject(
-                TOPOLOGY_AFFINITY_ERROR,
-                "Resources cannot be allocated with Topology locality".into(),
-            );
+            out.reject(TOPOLOGY_AFFINITY_ERROR, rejection.to_string());
             return None;
         }
         Some(merged)
@@ -778,6 +835,7 @@ impl Manager {
             hint_calls: vec![],
             allocations: vec![],
             placements: vec![],
+            pod_level: None,
         };
         self.remove_stale_state(Some(pod));
         if self.admit_steps(pod, extra, trace, &mut out) {
@@ -823,7 +881,9 @@ impl Manager {
             }
         } else if self.config.scope == Scope::Container {
             for c in &names {
-                let Some(merged) = self.consult(pod, Some(c), extra, trace, out) else {
+                let Some(merged) =
+                    self.consult(pod, Some(c), extra, trace, out, TOPOLOGY_AFFINITY_MESSAGE)
+                else {
                     return false;
                 };
                 self.set_stored_hint(&pod.uid, c, merged);
@@ -832,8 +892,30 @@ impl Manager {
                     return false;
                 }
             }
+        } else if self.config.pod_level_resource_managers() && pod.has_pod_level_resources() {
+            // `admitUsingPodResources`: one merge, the hint stored for every container, then
+            // one AllocatePod on every provider.
+            let Some(merged) =
+                self.consult(pod, None, extra, trace, out, POD_LEVEL_AFFINITY_MESSAGE)
+            else {
+                return false;
+            };
+            for c in &names {
+                self.set_stored_hint(&pod.uid, c, merged);
+            }
+            if let Err(e) = self.record_pod_allocation(pod, names.first(), trace, out) {
+                match e {
+                    EngineError::EmptyPodSharedPool(m) => {
+                        out.reject(EMPTY_POD_SHARED_POOL_ERROR, m)
+                    }
+                    e => out.reject(UNEXPECTED_ADMISSION_ERROR, unexpected(&e)),
+                }
+                return false;
+            }
         } else {
-            let Some(merged) = self.consult(pod, None, extra, trace, out) else {
+            let Some(merged) =
+                self.consult(pod, None, extra, trace, out, TOPOLOGY_AFFINITY_MESSAGE)
+            else {
                 return false;
             };
             for c in &names {

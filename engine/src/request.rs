@@ -730,12 +730,25 @@ impl Pod {
         Pod::from_value_by(v, Rules::ApiServer)
     }
 
-    /// [`Pod::from_value`], with the API server's defaulting when `defaults` (a limit without
-    /// a request is also the request; pod-level requests filled as `defaults.go` fills them),
-    /// as a scenario's `applyDefaults` asks. The defaulted pod's requests and limits are
-    /// checked again; pod-level consistency is not (the kubelet was handed the pod).
+    /// [`Pod::from_value`], defaulted as a scenario's `applyDefaults` asks: each container's
+    /// limit without a request is also its request. The pod's own resources are left as
+    /// given, as the reference harness leaves them (it hands the kubelet pods whose budget
+    /// lacks the hugepages its containers limit, which the API server's
+    /// `defaultHugePagePodLimits` would have added). The defaulted pod's requests and limits
+    /// are checked again; pod-level consistency is not (the kubelet was handed the pod).
     pub fn from_spec(v: &Value, defaults: bool) -> Result<Pod> {
-        Pod::decode_value(v, Rules::ApiServer, defaults)
+        let mut pod = Pod::decode_value(v, Rules::ApiServer, false)?;
+        if defaults {
+            for c in pod
+                .init_containers
+                .iter_mut()
+                .chain(pod.containers.iter_mut())
+            {
+                default_container(c);
+            }
+            pod.check_requirements(&Paths::data("initContainers"), Rules::ApiServer)?;
+        }
+        Ok(pod)
     }
 
     /// [`Pod::from_value`] by the given rules ([`Rules::Kubelet`]: the kubelet's own data).
@@ -938,6 +951,18 @@ impl Pod {
         }
     }
 
+    /// `GetPodQOS` as a kubelet with the `PodLevelResources` gate (`pod_level`) computes it:
+    /// from the pod's own requests and limits when it sets any (`resourceQOS` of
+    /// `spec.resources`), else as [`Pod::qos_class`]. An empty `spec.resources` counts as not
+    /// given (the kubelet, handed a non-nil empty one, would call the pod BestEffort).
+    pub fn qos_class_for(&self, pod_level: bool) -> QosClass {
+        let r = &self.resources;
+        if pod_level && !(r.requests.is_empty() && r.limits.is_empty()) {
+            return resource_qos(&r.requests, &r.limits);
+        }
+        self.qos_class()
+    }
+
     /// `GetPodQOS`: only cpu and memory count, summed over all containers.
     pub fn qos_class(&self) -> QosClass {
         *self.qos.get_or_init(|| self.compute_qos())
@@ -1091,6 +1116,62 @@ pub fn check_unique_uids<'a>(pods: impl IntoIterator<Item = (&'a Pod, &'a str)>)
         }
     }
     Ok(())
+}
+
+/// `resourceQOS`: Guaranteed when cpu and memory are both requested and limited alike,
+/// BestEffort when neither is, Burstable otherwise.
+fn resource_qos(
+    requests: &BTreeMap<String, Quantity>,
+    limits: &BTreeMap<String, Quantity>,
+) -> QosClass {
+    if requests.is_empty() && limits.is_empty() {
+        return QosClass::BestEffort;
+    }
+    let mut qos = None;
+    for name in ["cpu", "memory"] {
+        let req = requests.get(name).copied().unwrap_or(Quantity::ZERO);
+        let lim = limits.get(name).copied().unwrap_or(Quantity::ZERO);
+        if req != lim {
+            return QosClass::Burstable;
+        }
+        let best_effort = !req.is_positive() && !lim.is_positive();
+        match qos {
+            None if best_effort => qos = Some(QosClass::BestEffort),
+            None => qos = Some(QosClass::Guaranteed),
+            Some(q) if best_effort != (q == QosClass::BestEffort) => return QosClass::Burstable,
+            Some(_) => {}
+        }
+    }
+    qos.unwrap_or(QosClass::BestEffort)
+}
+
+/// `IsContainerEquivalentQOSGuaranteed`: the container requests cpu and memory, each equal
+/// to its limit. Under the pod-level resource managers only such a container gets exclusive
+/// memory; the others share the pod's pool.
+pub fn is_equivalent_guaranteed(c: &Container) -> bool {
+    ["cpu", "memory"].iter().all(|name| {
+        let req = c.requests.get(*name).copied().unwrap_or(Quantity::ZERO);
+        let lim = c.limits.get(*name).copied().unwrap_or(Quantity::ZERO);
+        req.is_positive() && req == lim
+    })
+}
+
+/// `getPodRequestedResources` under the pod-level resource managers: the pod's own memory and
+/// hugepage requests above zero (its budget).
+pub fn pod_budget(pod: &Pod) -> Result<Requested> {
+    let mut out = Requested::new();
+    for (name, q) in &pod.resources.requests {
+        if !is_memory_resource(name) {
+            continue;
+        }
+        let v = q.as_i64().ok_or_else(|| {
+            EngineError::Allocation("[memorymanager] failed to represent quantity as int64".into())
+        })?;
+        if v > 0 {
+            out.insert(name.clone(), v as u64);
+        }
+    }
+    Ok(out)
 }
 
 /// [`container_requested`], cached on the container.

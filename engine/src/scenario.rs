@@ -18,6 +18,7 @@ use crate::nodemask::IdMap;
 use crate::provider::{answer_value, hint_value};
 use crate::quantity::Quantity;
 use crate::request::Pod;
+use crate::version::KubeletVersion;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -476,6 +477,11 @@ impl Scenario {
         if let Some(v) = options_value(o, "memoryManagerPolicyOptions")? {
             config.insert("memory_policy_options".into(), v);
         }
+        if let Some(v) = options_value(o, "featureGates")? {
+            // Gate names and values are the configuration's to check, against the kubelet
+            // version the scenario runs with.
+            config.insert("feature_gates".into(), v);
+        }
         let defaults = o.bool("applyDefaults")?.unwrap_or(true);
         let fake = o.bool("useFakeProvider")?.unwrap_or(false);
         let ops = o.list("ops")?.map(Vec::as_slice).unwrap_or_default();
@@ -788,10 +794,14 @@ fn restart_op(
     })))
 }
 
-/// The `meta` of a replay's results.
+/// The `meta` of a replay's results: the kubelet version scenarios without their own ran
+/// with, by its concrete name.
 pub fn results_meta(kubelet_version: Option<&str>) -> Value {
-    json!({"engine": format!("pymm {}", crate::VERSION),
-           "kubeletVersion": kubelet_version.unwrap_or("latest")})
+    let version = KubeletVersion::parse(kubelet_version.unwrap_or_default()).map_or_else(
+        |_| kubelet_version.unwrap_or_default().to_string(),
+        |v| v.as_str().to_string(),
+    );
+    json!({"engine": format!("pymm {}", crate::VERSION), "kubeletVersion": version})
 }
 
 /// Replays every scenario in order, handing each one's results to `each` as soon as it is

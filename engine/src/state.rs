@@ -364,18 +364,27 @@ pub fn expected_machine_state(
     machine: &Machine,
     reserved: &SystemReserved,
 ) -> Result<MachineState> {
-    place(entries, machine, reserved).map(|(ms, _)| ms)
+    place(entries, None, machine, reserved).map(|(ms, _)| ms)
 }
 
-/// [`expected_machine_state`], and a description of every block that did not fit.
+/// [`expected_machine_state`], and a description of every block that did not fit. With
+/// `pod_entries` (the pod-level resource managers on), a pod that has its own reservation
+/// counts once, by that reservation, and not by its containers' slices of it.
 fn place(
     entries: &Assignments,
+    pod_entries: Option<&PodAssignments>,
     machine: &Machine,
     reserved: &SystemReserved,
 ) -> Result<(MachineState, Vec<String>)> {
     let mut expected = default_machine_state(machine, reserved)?;
     let mut unplaced = Vec::new();
-    for (pod, containers) in entries {
+    for (pod, own_containers) in entries {
+        let pod_blocks = pod_entries
+            .and_then(|p| p.get(pod))
+            .and_then(|e| e.memory_blocks.as_ref())
+            .filter(|b| !b.is_empty())
+            .map(|b| BTreeMap::from([(String::new(), Some(b.clone()))]));
+        let containers = pod_blocks.as_ref().unwrap_or(own_containers);
         for (container, blocks) in containers {
             for b in blocks.iter().flatten() {
                 // The kubelet stops at the first node it cannot find, or that lacks the
@@ -419,7 +428,7 @@ pub fn rebuild_state(
     machine: &Machine,
     reserved: &SystemReserved,
 ) -> Result<State> {
-    let (ms, missing) = place(&entries, machine, reserved)?;
+    let (ms, missing) = place(&entries, None, machine, reserved)?;
     if let Some(first) = missing.first() {
         return Err(EngineError::mismatch(
             MismatchKind::Unfit,
@@ -442,8 +451,10 @@ pub fn rebase_for_drift(
     machine: &Machine,
     reserved: &SystemReserved,
     tolerance: u64,
+    pod_level: bool,
 ) -> Option<MachineState> {
-    let (expected, missing) = place(&state.entries, machine, reserved).ok()?;
+    let pods = pod_level.then_some(&state.pod_entries);
+    let (expected, missing) = place(&state.entries, pods, machine, reserved).ok()?;
     if expected.len() != state.machine_state.len() || !missing.is_empty() {
         return None;
     }
@@ -474,6 +485,7 @@ pub fn least_drift_tolerance(
     state: &State,
     machine: &Machine,
     reserved: &SystemReserved,
+    pod_level: bool,
 ) -> Option<u64> {
     let current = default_machine_state(machine, reserved).ok()?;
     let drift = state
@@ -486,17 +498,20 @@ pub fn least_drift_tolerance(
                 .filter_map(|(name, t)| Some(t.total.abs_diff(new.memory_map.get(name)?.total)))
         })
         .max()?;
-    (drift > 0 && rebase_for_drift(state, machine, reserved, drift).is_some()).then_some(drift)
+    (drift > 0 && rebase_for_drift(state, machine, reserved, drift, pod_level).is_some())
+        .then_some(drift)
 }
 
 /// The static policy's `validateState`: rebuild the expected machine state from the
 /// assignments and compare it with the restored one. An empty machine state without
-/// assignments is replaced by the default state.
+/// assignments is replaced by the default state. With `pod_level` (the pod-level resource
+/// managers), a pod with its own reservation counts once per pod.
 pub fn validate_state(
     state: &mut State,
     machine: &Machine,
     reserved: &SystemReserved,
     group_sums: bool,
+    pod_level: bool,
 ) -> Result<()> {
     if state.machine_state.is_empty() {
         if !state.entries.is_empty() {
@@ -508,7 +523,8 @@ pub fn validate_state(
         state.machine_state = default_machine_state(machine, reserved)?;
         return Ok(());
     }
-    let expected = expected_machine_state(&state.entries, machine, reserved)?;
+    let pods = pod_level.then_some(&state.pod_entries);
+    let (expected, _) = place(&state.entries, pods, machine, reserved)?;
     let differences = machine_state_differences(&state.machine_state, &expected, group_sums);
     if !differences.is_empty() {
         return Err(EngineError::StateMismatch {
@@ -650,18 +666,18 @@ mod tests {
         // Node 0 lost 48Mi and node 1 gained 16Mi: 48Mi keeps both.
         let drifted = machine(&[16 * GI - 48 * MI, 16 * GI + 16 * MI]);
         assert_eq!(
-            least_drift_tolerance(&s, &drifted, &reserved),
+            least_drift_tolerance(&s, &drifted, &reserved, false),
             Some(48 * MI)
         );
-        assert!(rebase_for_drift(&s, &drifted, &reserved, 47 * MI).is_none());
+        assert!(rebase_for_drift(&s, &drifted, &reserved, 47 * MI, false).is_none());
         // No drift, nothing to tolerate.
         assert_eq!(
-            least_drift_tolerance(&s, &machine(&[16 * GI, 16 * GI]), &reserved),
+            least_drift_tolerance(&s, &machine(&[16 * GI, 16 * GI]), &reserved, false),
             None
         );
         // 20Gi no longer fits in 2 x (10Gi - 1Gi): no tolerance keeps it.
         assert_eq!(
-            least_drift_tolerance(&s, &machine(&[10 * GI, 10 * GI]), &reserved),
+            least_drift_tolerance(&s, &machine(&[10 * GI, 10 * GI]), &reserved, false),
             None
         );
     }

@@ -545,7 +545,7 @@ impl PolicyOptions {
                 "max-allowable-numa-nodes" => {
                     // Only the kubelet version lacks it: no misspelling to suggest.
                     return Err(EngineError::Config {
-                        message: format!("unknown Topology Manager Policy option: {k:?} (kubelet 1.26 does not have it; kubelet_version \"latest\" does)"),
+                        message: format!("unknown Topology Manager Policy option: {k:?} (kubelet 1.26 does not have it; kubelet_version \"1.32\" and \"1.38\" do)"),
                         key: Some(k.clone()),
                         suggestion: None,
                     });

@@ -23,7 +23,7 @@ proptest! {
         pick in any::<u16>(),
     ) {
         let s = Spec {
-            version: KubeletVersion::Latest,
+            version: KubeletVersion::V1_32,
             policy: pymm_engine::topology::Policy::BestEffort,
             scope: pymm_engine::manager::Scope::Container,
             ..s

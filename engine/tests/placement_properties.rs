@@ -117,6 +117,7 @@ fn config(s: &Spec, o: &Options) -> Config {
             spread_hugepages: o.spread,
             memory_tiers: o.tiers,
             strict_numa_groups: false,
+            ..MemoryOptions::default()
         },
         ..Config::default()
     };
@@ -160,7 +161,7 @@ proptest! {
         o in options(),
         tiers in prop::collection::vec(prop_oneof![Just(None), Just(Some("dram")), Just(Some("hbm")), Just(Some("any"))], 25),
     ) {
-        let s = Spec { version: pymm_engine::version::KubeletVersion::Latest, ..s };
+        let s = Spec { version: pymm_engine::version::KubeletVersion::V1_32, ..s };
         let m = machine(&s);
         let c = config(&s, &o);
         let mut mgr = Manager::new(m.clone(), c.clone(), None, "state").unwrap();
@@ -222,7 +223,7 @@ proptest! {
 
     #[test]
     fn options_given_but_off_are_the_kubelet(s in spec_n(1..6)) {
-        let s = Spec { version: pymm_engine::version::KubeletVersion::Latest, ..s };
+        let s = Spec { version: pymm_engine::version::KubeletVersion::V1_32, ..s };
         let base = json!({"topology_policy": s.policy.as_str(), "scope": s.scope.as_str(),
                           "search": "exact"});
         let mut with_off = base.clone();
@@ -275,7 +276,7 @@ proptest! {
         cpu in prop::collection::vec(prop::collection::vec((1u8..32, any::<bool>()), 0..3), 25),
         awf in any::<bool>(),
     ) {
-        let s = Spec { version: pymm_engine::version::KubeletVersion::Latest, ..s };
+        let s = Spec { version: pymm_engine::version::KubeletVersion::V1_32, ..s };
         let m = machine(&s);
         let mut c = config(&s, &Options {
             admit_when_fits: awf, spread: false, tiers: false, restrict: false, closest: false,

@@ -22,7 +22,7 @@ proptest! {
     /// the default bounds every size level of these machines is walked completely.
     #[test]
     fn bounded_search_places_like_exhaustive(s in spec_n(6..13)) {
-        let s = Spec { version: KubeletVersion::Latest, ..s };
+        let s = Spec { version: KubeletVersion::V1_32, ..s };
         let mut exact = build_with(&s, Search::Exact);
         let mut bounded = build_with(&s, Search::Bounded);
         for (i, op) in s.ops.iter().enumerate() {
@@ -95,7 +95,7 @@ proptest! {
             // which has no group check at Allocate (SCENARIOS.md), and not in pod scope, where
             // the pod's one hint is applied to each container and a single-node mask is never
             // checked against groups at Allocate, exactly as in the kubelet.
-            let disjoint = s.version == KubeletVersion::Latest && s.scope == Scope::Container;
+            let disjoint = s.version == KubeletVersion::V1_32 && s.scope == Scope::Container;
             check_invariants(full.state(), disjoint)?;
         }
         let pods: Vec<String> = full.state().entries.keys().cloned().collect();
@@ -104,7 +104,7 @@ proptest! {
         }
         // With 1.26's overlapping groups a release can leave bytes on the wrong node of a
         // group, so only the newest behaviour promises a clean slate.
-        if s.version == KubeletVersion::Latest {
+        if s.version == KubeletVersion::V1_32 {
             prop_assert_eq!(full.checkpoint_json(), initial);
         }
     }

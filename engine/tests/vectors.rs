@@ -262,7 +262,7 @@ fn run_static(v: &Value) -> Outcome {
     let m = machine(&v["machine"]);
     let sr = system_reserved(&v["system_reserved"]);
     let mut st = state(&v["initial_state"]);
-    let policy = StaticPolicy::new(m, sr, KubeletVersion::Latest);
+    let policy = StaticPolicy::new(m, sr, KubeletVersion::V1_32);
     let mut policy = match policy {
         Ok(p) => p,
         Err(e) => {

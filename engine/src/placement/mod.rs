@@ -63,7 +63,7 @@ impl Placement {
             // Kubelet 1.26 compares reserved and free per node at restart, and an even spread
             // differs from its lowest-first replay on every node of the group.
             return Err(EngineError::Config {
-                message: "spread-hugepages needs kubelet_version \"latest\": kubelet 1.26 would refuse the state file at restart".into(),
+                message: "spread-hugepages needs kubelet_version \"1.32\" or \"1.38\": kubelet 1.26 would refuse the state file at restart".into(),
                 key: Some("spread-hugepages".into()),
                 suggestion: None,
             });

@@ -150,6 +150,7 @@ pub(crate) fn admit_on(
         hint_calls: vec![],
         allocations: vec![],
         placements: vec![],
+        pod_level: None,
     };
     for (c, ids, mask) in &sets {
         if scope == Scope::Container {

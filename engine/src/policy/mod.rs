@@ -5,7 +5,7 @@ mod none;
 mod static_policy;
 
 pub use none::NonePolicy;
-pub use static_policy::StaticPolicy;
+pub use static_policy::{PodAllocation, StaticPolicy};
 
 use crate::error::{EngineError, Result};
 use crate::hints::{Extent, ProviderHints, TopologyHint};
@@ -28,13 +28,17 @@ pub struct MemoryOptions {
     /// Never an overlapping group, never a multi-node container under `single-numa-node`
     /// (the kubelet's two group bugs, [`crate::placement`]).
     pub strict_numa_groups: bool,
+    /// An in-place resize grows or shrinks a container's reservation where the kubelet
+    /// re-pins nothing (KEP-5294's design; [`crate::resize`]).
+    pub resize_in_place: bool,
 }
 
-pub const MEMORY_OPTIONS: [&str; 4] = [
+pub const MEMORY_OPTIONS: [&str; 5] = [
     "admit-when-fits",
     "spread-hugepages",
     "memory-tiers",
     "strict-numa-groups",
+    "resize-in-place",
 ];
 
 impl MemoryOptions {
@@ -46,6 +50,7 @@ impl MemoryOptions {
                 "spread-hugepages" => o.spread_hugepages = bool_option(k, v)?,
                 "memory-tiers" => o.memory_tiers = bool_option(k, v)?,
                 "strict-numa-groups" => o.strict_numa_groups = bool_option(k, v)?,
+                "resize-in-place" => o.resize_in_place = bool_option(k, v)?,
                 _ => {
                     return Err(EngineError::unknown_key(
                         "memory manager policy option",
@@ -58,7 +63,8 @@ impl MemoryOptions {
         Ok(o)
     }
 
-    /// Whether any option is on (off, the Static policy is the kubelet's exactly).
+    /// Whether any placement option is on (off, the Static policy admits as the kubelet
+    /// does). `resize-in-place` is not one: it changes only what a resize does.
     pub fn any(&self) -> bool {
         self.admit_when_fits
             || self.spread_hugepages
@@ -96,6 +102,17 @@ pub trait MemoryPolicy: Send + Sync {
         container: &str,
         hint: TopologyHint,
     ) -> Result<()>;
+    /// `AllocatePod` (the pod-level resource managers, pod scope): one allocation for the
+    /// whole pod with the Topology Manager's hint; [`EngineError::EmptyPodSharedPool`] when
+    /// its budget leaves no shared pool. Idempotent: a pod that has its reservation keeps it.
+    fn allocate_pod(
+        &mut self,
+        _state: &mut State,
+        _pod: &Pod,
+        _hint: TopologyHint,
+    ) -> Result<PodAllocation> {
+        Ok(PodAllocation::default())
+    }
     /// Releases a container's memory.
     fn remove_container(&mut self, state: &mut State, pod_uid: &str, container: &str);
     /// Whether the policy pins this pod's memory (the Static policy: Guaranteed pods).

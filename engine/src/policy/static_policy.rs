@@ -11,14 +11,16 @@ use crate::nodemask::IdMap;
 use crate::nodemask::NodeMask;
 use crate::placement::Placement;
 use crate::quantity::Quantity;
-use crate::request::{pod_requested, requested_of, Pod, QosClass, Requested};
+use crate::request::{
+    is_equivalent_guaranteed, pod_budget, pod_requested, requested_of, Pod, QosClass, Requested,
+};
 use crate::reserved::SystemReserved;
 use crate::state::{
     least_drift_tolerance, rebase_for_drift, rebuild_state, release, reserve, validate_state,
-    Assignments, Block, Fill, MachineState, State,
+    Assignments, Block, Fill, MachineState, PodEntry, State,
 };
 use crate::topology::{Policy, Scores};
-use crate::version::KubeletVersion;
+use crate::version::{FeatureGates, KubeletVersion};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -36,6 +38,24 @@ pub struct StaticPolicy {
     reusable: BTreeMap<String, Reusable>,
     /// pymm's placement options; `None` when every one is off (the kubelet exactly).
     placement: Option<Arc<Placement>>,
+    /// The kubelet's feature gates (1.38: pod-level resources).
+    gates: FeatureGates,
+}
+
+/// What a container without eligible memory requests asks for.
+static NOTHING: Requested = Requested::new();
+
+/// What one pod-level allocation did, for the kubelet's resource-manager metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PodAllocation {
+    /// The memory manager's pinning requests (`AllocatePod` counts one, and one per init
+    /// container and per app container with exclusive memory).
+    pub pinning_requests: u32,
+    /// Containers given exclusive slices, and containers given the shared pool.
+    pub exclusive: u32,
+    pub shared: u32,
+    /// Containers assigned (one allocation each, `source="pod"`).
+    pub containers: u32,
 }
 
 fn alloc_err(msg: &str) -> EngineError {
@@ -72,7 +92,14 @@ impl StaticPolicy {
             bounds: None,
             reusable: BTreeMap::new(),
             placement: None,
+            gates: FeatureGates::defaults(version),
         })
+    }
+
+    /// Sets the kubelet's feature gates (the defaults of the version otherwise).
+    pub fn with_gates(mut self, gates: FeatureGates) -> Self {
+        self.gates = gates;
+        self
     }
 
     /// Turns on pymm's placement options.
@@ -92,15 +119,53 @@ impl StaticPolicy {
         self.reusable.insert(pod_uid.to_string(), reusable);
     }
 
+    /// `PodLevelResourceManagers` (a 1.38 gate): it decides how requests are read.
+    fn plrm(&self) -> bool {
+        self.version.is_1_38() && self.gates.pod_level_resource_managers()
+    }
+
+    /// `GetPodQOS` of the selected kubelet (1.38: from the pod's own resources when it sets
+    /// them, with `PodLevelResources`).
+    fn qos(&self, pod: &Pod) -> QosClass {
+        pod.qos_class_for(self.version.is_1_38() && self.gates.pod_level_resources())
+    }
+
     fn skips(&self, pod: &Pod) -> bool {
-        pod.qos_class() != QosClass::Guaranteed
-            || (self.version.skips_pod_level_resources() && pod.has_pod_level_resources())
+        if self.qos(pod) != QosClass::Guaranteed {
+            return true;
+        }
+        if !pod.has_pod_level_resources() {
+            return false;
+        }
+        if self.version.is_1_38() {
+            // "pod-level resources which are not supported by the static Memory manager
+            // policy", unless both gates say they are.
+            !self.gates.manages_pod_level()
+        } else {
+            self.version.skips_pod_level_resources()
+        }
+    }
+
+    /// Whether a container asks for nothing the policy manages: skipped by hints and
+    /// Allocate (1.37, PR #138770).
+    fn asks_nothing(&self, req: &Requested) -> bool {
+        self.version.skips_containers_without_memory() && req.is_empty()
+    }
+
+    /// `getPodRequestedResources`: the pod's own budget under the pod-level resource
+    /// managers, else what its containers ask for together.
+    fn pod_req(&self, pod: &Pod) -> Result<Requested> {
+        if self.plrm() && pod.has_pod_level_resources() {
+            pod_budget(pod)
+        } else {
+            pod_requested(pod, self.version.has_sidecars())
+        }
     }
 
     fn is_regular_init(&self, pod: &Pod, container: &str) -> bool {
         pod.init_containers
             .iter()
-            .any(|c| c.name == container && !(self.version.has_sidecars() && c.restartable))
+            .any(|c| c.name == container && !self.is_sidecar(c))
     }
 
     fn reusable_for(&self, pod: &Pod) -> Option<&Reusable> {
@@ -406,6 +471,9 @@ impl StaticPolicy {
         Ok(())
     }
 
+    /// `getContainerRequestedResources`: under the pod-level resource managers, a container
+    /// of a pod with pod-level resources asks for exclusive memory only when it is
+    /// Guaranteed on its own (cpu and memory requests equal to their limits).
     fn container_req<'p>(&self, pod: &'p Pod, container: &str) -> Result<&'p Requested> {
         let c = pod
             .container(container)
@@ -414,7 +482,119 @@ impl StaticPolicy {
                 pod: pod.uid.clone(),
                 container: Some(container.to_string()),
             })?;
+        if self.plrm() && pod.has_pod_level_resources() && !is_equivalent_guaranteed(c) {
+            return Ok(&NOTHING);
+        }
         requested_of(c)
+    }
+
+    fn is_sidecar(&self, c: &crate::request::Container) -> bool {
+        self.version.has_sidecars() && c.restartable
+    }
+
+    /// `validatePodScopeResources`: the pod's budget must leave a shared pool for the
+    /// containers that need one (app containers and sidecars without exclusive memory, and
+    /// regular init containers without, beside the sidecars started before them).
+    fn validate_pod_scope(&self, pod: &Pod, budget: &Requested) -> Result<()> {
+        let empty = |m: String| Err(EngineError::EmptyPodSharedPool(m));
+        let mut shared_long_running = false;
+        let mut long_running: Requested = Requested::new();
+        for c in &pod.init_containers {
+            let reqs = self.container_req(pod, &c.name)?;
+            if !self.is_sidecar(c) {
+                // A regular init container with exclusive memory has its own slice, even one
+                // beyond the budget (the 1.38 reference admits it); one without needs the
+                // pool that the sidecars before it leave.
+                if reqs.is_empty() {
+                    for (name, pool) in budget {
+                        if long_running.get(name).copied().unwrap_or(0) >= *pool {
+                            return empty(format!(
+                                "pod rejected, pod has shared init containers but no {name} available for them"
+                            ));
+                        }
+                    }
+                }
+                continue;
+            }
+            if reqs.is_empty() {
+                shared_long_running = true;
+                continue;
+            }
+            for (name, v) in reqs {
+                let e = long_running.entry(name.clone()).or_insert(0);
+                *e = e.wrapping_add(*v);
+            }
+        }
+        for c in &pod.containers {
+            let reqs = self.container_req(pod, &c.name)?;
+            if reqs.is_empty() {
+                shared_long_running = true;
+                continue;
+            }
+            for (name, v) in reqs {
+                let e = long_running.entry(name.clone()).or_insert(0);
+                *e = e.wrapping_add(*v);
+            }
+        }
+        if shared_long_running {
+            for (name, total) in budget {
+                if long_running.get(name).copied().unwrap_or(0) >= *total {
+                    return empty(format!(
+                        "pod rejected, sum of exclusive container {name} requests equals pod budget, leaving no memory for shared containers"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Pod-scope hints after a restart (1.38, PR #141070): from the pod's own reservation
+    /// when it has one, else each container's blocks against its own request, the stored
+    /// affinities offered again as preferred. `None` when nothing is stored yet.
+    fn regenerate_pod_hints(
+        &self,
+        state: &State,
+        pod: &Pod,
+        req: &Requested,
+    ) -> Option<ProviderHints> {
+        if self.plrm() && pod.has_pod_level_resources() {
+            if let Some(blocks) = state
+                .pod_entries
+                .get(&pod.uid)
+                .and_then(|e| e.memory_blocks.as_ref())
+            {
+                return Some(regenerate_hints(blocks, req, &self.map));
+            }
+        }
+        let mut found = false;
+        let mut out: BTreeMap<String, Vec<TopologyHint>> = BTreeMap::new();
+        for c in pod.all_containers() {
+            let Some(blocks) = state.blocks(&pod.uid, &c.name) else {
+                continue;
+            };
+            found = true;
+            let Ok(own) = self.container_req(pod, &c.name) else {
+                return Some(None);
+            };
+            let Some(hints) = regenerate_hints(blocks, own, &self.map) else {
+                return Some(None);
+            };
+            for (name, list) in hints {
+                let into = out.entry(name).or_default();
+                for h in list.iter().flat_map(|l| l.iter()) {
+                    if !into.contains(h) {
+                        into.push(*h);
+                    }
+                }
+            }
+        }
+        found.then(|| {
+            Some(
+                out.into_iter()
+                    .map(|(k, v)| (k, Some(Arc::new(v))))
+                    .collect(),
+            )
+        })
     }
 
     fn update_reusable(&mut self, pod: &Pod, container: &str, blocks: &[Block]) -> Result<()> {
@@ -604,6 +784,7 @@ impl MemoryPolicy for StaticPolicy {
             &self.machine,
             &self.system_reserved,
             self.version.group_sum_validation(),
+            self.plrm(),
         )
     }
 
@@ -620,6 +801,9 @@ impl MemoryPolicy for StaticPolicy {
         let Ok(req) = self.container_req(pod, container) else {
             return Ok(None);
         };
+        if self.asks_nothing(req) {
+            return Ok(None);
+        }
         self.answer(state, pod, req, state.blocks(&pod.uid, container), extent)
     }
 
@@ -627,10 +811,30 @@ impl MemoryPolicy for StaticPolicy {
         if self.skips(pod) {
             return Ok(None);
         }
-        let Ok(req) = pod_requested(pod, self.version.has_sidecars()) else {
+        let Ok(req) = self.pod_req(pod) else {
             return Ok(None);
         };
-        // The first container with an assignment decides, as in the kubelet.
+        if self.plrm()
+            && pod.has_pod_level_resources()
+            && self.validate_pod_scope(pod, &req).is_err()
+        {
+            // No node set for any resource: the Topology Manager rejects the pod.
+            return Ok(Some(
+                req.keys()
+                    .map(|r| (r.clone(), Some(Arc::new(Vec::new()))))
+                    .collect(),
+            ));
+        }
+        if self.asks_nothing(&req) {
+            return Ok(None);
+        }
+        if self.version.regenerates_pod_hints_per_container() {
+            if let Some(h) = self.regenerate_pod_hints(state, pod, &req) {
+                return Ok(h);
+            }
+            return self.answer(state, pod, &req, None, extent);
+        }
+        // The first container with an assignment decides, as in the kubelet up to 1.37.
         let blocks = pod
             .all_containers()
             .find_map(|c| state.blocks(&pod.uid, &c.name));
@@ -651,6 +855,9 @@ impl MemoryPolicy for StaticPolicy {
             return self.update_reusable(pod, container, &blocks);
         }
         let req = self.container_req(pod, container)?;
+        if self.asks_nothing(req) {
+            return Ok(());
+        }
         let mask = match self.choose(state, pod, req, hint) {
             Ok(m) => m,
             Err(e @ EngineError::Allocation(_)) => match self.fallback(state, pod, req, hint)? {
@@ -660,6 +867,142 @@ impl MemoryPolicy for StaticPolicy {
             Err(e) => return Err(e),
         };
         self.reserve_blocks(state, pod, container, req, mask)
+    }
+
+    /// `AllocatePod` (KEP-5526): one NUMA affinity for the pod's budget, found as Allocate
+    /// finds a container's; inside it, exclusive slices for the containers that ask (regular
+    /// init containers without a request get the whole pool less the sidecars before them),
+    /// the rest of the budget a pool the other containers share. The pod's reservation is
+    /// kept in the pod entries and taken from the machine once.
+    fn allocate_pod(
+        &mut self,
+        state: &mut State,
+        pod: &Pod,
+        hint: TopologyHint,
+    ) -> Result<PodAllocation> {
+        let mut out = PodAllocation::default();
+        if self.qos(pod) != QosClass::Guaranteed {
+            return Ok(out);
+        }
+        let Ok(budget) = pod_budget(pod) else {
+            return Ok(out);
+        };
+        out.pinning_requests = 1;
+        if state
+            .pod_entries
+            .get(&pod.uid)
+            .is_some_and(|e| e.memory_blocks.is_some())
+        {
+            // Restored from the state file (or admitted before): kept as it is (PR #141077).
+            return Ok(out);
+        }
+        self.validate_pod_scope(pod, &budget)?;
+        let mask = self.choose(state, pod, &budget, hint)?;
+        let bits = self.map.ids(mask);
+        let block = |name: &str, size: u64| Block {
+            numa_affinity: Some(bits.clone()),
+            resource: name.to_string(),
+            size,
+        };
+        let mut exclusive: BTreeMap<&str, Vec<Block>> = BTreeMap::new();
+        let mut sidecars = Requested::new();
+        for c in &pod.init_containers {
+            let reqs = self.container_req(pod, &c.name)?;
+            out.pinning_requests += 1;
+            if reqs.is_empty() {
+                if self.is_sidecar(c) {
+                    continue;
+                }
+                // A regular init container runs alone: the pool less the sidecars so far.
+                let blocks = budget
+                    .iter()
+                    .map(|(name, total)| {
+                        (
+                            name,
+                            total.wrapping_sub(sidecars.get(name).copied().unwrap_or(0)),
+                        )
+                    })
+                    .filter(|(_, size)| *size > 0)
+                    .map(|(name, size)| block(name, size))
+                    .collect();
+                exclusive.insert(&c.name, blocks);
+                out.shared += 1;
+                continue;
+            }
+            let blocks = reqs
+                .iter()
+                .filter(|(_, size)| **size > 0)
+                .map(|(name, size)| block(name, *size))
+                .collect();
+            exclusive.insert(&c.name, blocks);
+            out.exclusive += 1;
+            if self.is_sidecar(c) {
+                for (name, size) in reqs {
+                    let e = sidecars.entry(name.clone()).or_insert(0);
+                    *e = e.wrapping_add(*size);
+                }
+            }
+        }
+        let mut pool: Requested = budget
+            .iter()
+            .map(|(name, total)| {
+                (
+                    name.clone(),
+                    total.wrapping_sub(sidecars.get(name).copied().unwrap_or(0)),
+                )
+            })
+            .collect();
+        for c in &pod.containers {
+            let reqs = self.container_req(pod, &c.name)?;
+            if reqs.is_empty() {
+                continue;
+            }
+            out.pinning_requests += 1;
+            let mut blocks = Vec::new();
+            for (name, size) in reqs.iter().filter(|(_, size)| **size > 0) {
+                blocks.push(block(name, *size));
+                let e = pool.entry(name.clone()).or_insert(0);
+                *e = e.wrapping_sub(*size);
+            }
+            exclusive.insert(&c.name, blocks);
+            out.exclusive += 1;
+        }
+        let shared: Vec<Block> = pool
+            .iter()
+            .filter(|(_, size)| **size > 0)
+            .map(|(name, size)| block(name, *size))
+            .collect();
+        let reservation: Vec<Block> = budget.iter().map(|(n, s)| block(n, *s)).collect();
+        state.pod_entries.insert(
+            pod.uid.clone(),
+            PodEntry {
+                memory_blocks: Some(reservation),
+            },
+        );
+        let spread = self
+            .placement
+            .as_ref()
+            .is_some_and(|p| p.memory.spread_hugepages);
+        for (name, size) in &budget {
+            reserve(
+                &mut state.machine_state,
+                &bits,
+                name,
+                *size,
+                fill(spread, name, bits.len()),
+            );
+        }
+        for c in pod.all_containers() {
+            match exclusive.remove(c.name.as_str()) {
+                Some(blocks) => state.set_blocks(&pod.uid, &c.name, blocks),
+                None => {
+                    state.set_blocks(&pod.uid, &c.name, shared.clone());
+                    out.shared += 1;
+                }
+            }
+            out.containers += 1;
+        }
+        Ok(out)
     }
 
     fn pins(&self, pod: &Pod) -> bool {
@@ -688,6 +1031,11 @@ impl MemoryPolicy for StaticPolicy {
         if self.skips(pod) {
             return Err(refuse(
                 "the Static policy pins memory only for Guaranteed pods".into(),
+            ));
+        }
+        if pod.has_pod_level_resources() {
+            return Err(refuse(
+                "a pod with pod-level resources is allocated as a whole (AllocatePod), not on nodes chosen per container".into(),
             ));
         }
         let mask = self
@@ -743,10 +1091,33 @@ impl MemoryPolicy for StaticPolicy {
     }
 
     fn remove_container(&mut self, state: &mut State, pod_uid: &str, container: &str) {
-        let Some(blocks) = state.blocks(pod_uid, container).cloned() else {
-            return;
+        let pod_blocks = if self.plrm() {
+            state
+                .pod_entries
+                .get(pod_uid)
+                .and_then(|e| e.memory_blocks.clone())
+        } else {
+            None
         };
-        state.delete(pod_uid, container);
+        let blocks = match pod_blocks {
+            // A container of a pod with a pod-level reservation holds a slice of it: the
+            // reservation goes back only with the pod's last container.
+            Some(pod_blocks) => {
+                state.delete(pod_uid, container);
+                if state.entries.contains_key(pod_uid) {
+                    return;
+                }
+                state.pod_entries.remove(pod_uid);
+                pod_blocks
+            }
+            None => {
+                let Some(blocks) = state.blocks(pod_uid, container).cloned() else {
+                    return;
+                };
+                state.delete(pod_uid, container);
+                blocks
+            }
+        };
         let spread = self
             .placement
             .as_ref()
@@ -764,11 +1135,17 @@ impl MemoryPolicy for StaticPolicy {
     }
 
     fn tolerate_drift(&self, state: &State, tolerance: u64) -> Option<MachineState> {
-        rebase_for_drift(state, &self.machine, &self.system_reserved, tolerance)
+        rebase_for_drift(
+            state,
+            &self.machine,
+            &self.system_reserved,
+            tolerance,
+            self.plrm(),
+        )
     }
 
     fn least_drift_tolerance(&self, state: &State) -> Option<u64> {
-        least_drift_tolerance(state, &self.machine, &self.system_reserved)
+        least_drift_tolerance(state, &self.machine, &self.system_reserved, self.plrm())
     }
 
     fn rebuild(&self, entries: Assignments) -> Result<State> {

@@ -63,7 +63,9 @@ pub fn to_py_err(e: EngineError) -> PyErr {
             EngineError::Scenario { path, .. } => {
                 build::<ScenarioError>(py, m, &[("path", any(py, path.clone()))])
             }
-            EngineError::Allocation(_) => build::<AllocationError>(py, m, &[]),
+            EngineError::Allocation(_) | EngineError::EmptyPodSharedPool(_) => {
+                build::<AllocationError>(py, m, &[])
+            }
             EngineError::NotFound { pod, container, .. } => build::<NotFoundError>(
                 py,
                 m,

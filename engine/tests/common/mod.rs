@@ -108,7 +108,7 @@ pub fn spec_n(nodes: std::ops::Range<usize>) -> impl Strategy<Value = Spec> {
             Just(Policy::SingleNumaNode)
         ],
         prop_oneof![Just(Scope::Container), Just(Scope::Pod)],
-        prop_oneof![Just(KubeletVersion::Latest), Just(KubeletVersion::V1_26)],
+        prop_oneof![Just(KubeletVersion::V1_32), Just(KubeletVersion::V1_26)],
         prop::collection::vec(op, 1..25),
         prop_oneof![Just(1i64), Just(83i64)],
     )
