@@ -260,7 +260,7 @@ pub fn option_map(v: &Value, at: &str) -> Result<BTreeMap<String, String>> {
 /// reads), or the kubelet's `--feature-gates` text (`A=true,B=false`, one string or a list).
 pub fn feature_gates_from(v: &Value) -> Result<BTreeMap<String, bool>> {
     match v {
-        Value::String(s) => crate::version::parse_feature_gates_flag(&[s.clone()]),
+        Value::String(s) => crate::version::parse_feature_gates_flag(std::slice::from_ref(s)),
         Value::Array(a) if a.iter().all(Value::is_string) => {
             crate::version::parse_feature_gates_flag(
                 &a.iter()
@@ -465,6 +465,13 @@ impl Config {
             c.memory_policy_options = option_map(x, "memory_policy_options")?;
         }
         c.memory_options = MemoryOptions::parse(&c.memory_policy_options)?;
+        if c.memory_options.resize_in_place && !c.version.group_sum_validation() {
+            return Err(EngineError::Config {
+                message: "resize-in-place needs kubelet_version \"1.32\" or \"1.38\": kubelet 1.26 compares each node at restart, and a resized group's memory is not where its restart would place it".into(),
+                key: Some("resize-in-place".into()),
+                suggestion: None,
+            });
+        }
         if let Some(x) = m.get("reserved_memory") {
             c.reserved = Some(reservations_from(x)?);
         }

@@ -13,6 +13,7 @@
 //! | [`Op::StopPod`] | `RemoveContainer` for each container, pod no longer active | as `Stop` for each container | nothing, not an error; memory of containers that never started stays until the next admission removes it as stale |
 //! | [`Op::Release`] | (none: pymm's, for an operator) | gives the memory back now, started or not; without a container, the whole pod, which is no longer active | `NotFound` error, unless `missing_ok` |
 //! | [`Op::Restart`] | kubelet restart: `NewManager` + `Start` from the state file | a new manager restored from the state file (possibly with another machine or reservation), validated as the kubelet validates it; running containers stay known | - |
+//! | [`Op::Resize`] | the allocation manager's `canResizePod`, then the managers with the resize operation (1.38) | the pod as desired replaces the pod as allocated when the resize is admitted. The kubelet's answer: `Infeasible` ("Resize is infeasible for Guaranteed Pods alongside Memory Manager policy \"Static\"") for a memory resize of a Guaranteed pod unless `InPlacePodVerticalScalingExclusiveMemory`; otherwise admitted, and the Static policy re-pins and resizes nothing. With pymm's `resize-in-place`, each changed container's reservation grows or shrinks where it is, or its group extends to unused nodes, all or nothing, or `Deferred`/`Infeasible` with the reason. A change the API server refuses (not cpu or memory, another QoS class) is an error and changes nothing | `NotFound` error |
 //!
 //! The scenario format of the conformance sets maps onto these as the kubelet's harness does:
 //! `admit` is `Admit`, `remove` is `Stop`, `removePod` is `StopPod`, `restart` is `Restart`
@@ -21,7 +22,7 @@
 use crate::config::Config;
 use crate::error::Result;
 use crate::machine::Machine;
-use crate::manager::{AdmitResult, Manager};
+use crate::manager::{AdmitResult, Manager, ResizeResult};
 use crate::provider::providers_from;
 use crate::request::Pod;
 use serde_json::Value;
@@ -64,6 +65,10 @@ pub enum Op {
         missing_ok: bool,
     },
     Restart(Box<Restart>),
+    /// An in-place resize: `pod` is the pod as desired, the uid of an admitted pod.
+    Resize {
+        pod: Arc<Pod>,
+    },
 }
 
 /// A restart: the state file's text, and what changed since the last start.
@@ -90,6 +95,7 @@ pub enum Outcome {
         released: bool,
     },
     Restarted,
+    Resized(Box<ResizeResult>),
 }
 
 impl Op {
@@ -103,12 +109,13 @@ impl Op {
             Op::StopPod { .. } => "stop pod",
             Op::Release { .. } => "release",
             Op::Restart(_) => "restart",
+            Op::Resize { .. } => "resize",
         }
     }
 
     pub fn pod_uid(&self) -> Option<&str> {
         match self {
-            Op::Admit { pod, .. } | Op::AdmitOn { pod, .. } => Some(&pod.uid),
+            Op::Admit { pod, .. } | Op::AdmitOn { pod, .. } | Op::Resize { pod } => Some(&pod.uid),
             Op::Start { pod_uid }
             | Op::Stop { pod_uid, .. }
             | Op::StopPod { pod_uid }
@@ -123,6 +130,14 @@ impl Outcome {
     pub fn admission(&self) -> Option<&AdmitResult> {
         match self {
             Outcome::Admission(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The resize's verdict, for an [`Op::Resize`].
+    pub fn resize(&self) -> Option<&ResizeResult> {
+        match self {
+            Outcome::Resized(r) => Some(r),
             _ => None,
         }
     }
@@ -201,6 +216,7 @@ impl Manager {
                 )?;
                 Ok(Outcome::Restarted)
             }
+            Op::Resize { pod } => Ok(Outcome::Resized(Box::new(self.resize(pod)?))),
         }
     }
 

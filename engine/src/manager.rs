@@ -67,6 +67,24 @@ impl AdmitResult {
     }
 }
 
+/// What an in-place resize did ([`Op::Resize`](crate::lifecycle::Op::Resize)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResizeResult {
+    /// Whether the resize was admitted (the pod as desired is the pod as allocated now).
+    pub admit: bool,
+    /// `Infeasible` or `Deferred` when not admitted (the kubelet's resize reasons).
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    /// pymm's `resize-in-place`: each container whose blocks changed, with its blocks now
+    /// (`(pod uid, container, blocks)`; a group that grew moves its other containers too).
+    pub changed: Vec<(String, String, Vec<Block>)>,
+}
+
+/// The kubelet's refusal of a memory resize of a Guaranteed pod under the Static policy
+/// without `InPlacePodVerticalScalingExclusiveMemory` (`canResizePod`).
+pub const RESIZE_STATIC_MEMORY_INFEASIBLE: &str =
+    "Resize is infeasible for Guaranteed Pods alongside Memory Manager policy \"Static\"";
+
 pub const TOPOLOGY_AFFINITY_ERROR: &str = "TopologyAffinityError";
 pub const UNEXPECTED_ADMISSION_ERROR: &str = "UnexpectedAdmissionError";
 pub const EMPTY_POD_SHARED_POOL_ERROR: &str = "EmptyPodSharedPoolError";
@@ -460,6 +478,89 @@ impl Manager {
             }
         }
         Ok(true)
+    }
+
+    /// [`Op::Resize`](crate::lifecycle::Op::Resize): the kubelet's `canResizePod` for what the
+    /// memory manager decides, then, admitted, the pod as desired becomes the pod as
+    /// allocated (pymm's `resize-in-place` first grows or shrinks the reservations).
+    pub(crate) fn resize(&mut self, desired: &Arc<Pod>) -> Result<ResizeResult> {
+        let uid = &desired.uid;
+        let allocated = self
+            .active
+            .get(uid)
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound {
+                message: format!(
+                    "pod {uid:?} is not admitted: only an admitted pod can be resized"
+                ),
+                pod: uid.clone(),
+                container: None,
+            })?;
+        crate::request::check_resize(&allocated, desired)?;
+        let version = self.config.version;
+        let pod_level_qos = version.is_1_38() && self.config.gates.pod_level_resources();
+        let qos = desired.qos_class_for(pod_level_qos);
+        if allocated.qos_class_for(pod_level_qos) != qos {
+            return Err(EngineError::Pod {
+                message: "spec: Forbidden: Pod QOS Class may not change as a result of resizing"
+                    .into(),
+                field: Some("spec".into()),
+            });
+        }
+        let in_place = self.config.memory_options.resize_in_place;
+        if !version.is_1_38() && !in_place {
+            return Err(EngineError::config(format!(
+                "in-place resize is modelled on kubelet 1.38 (kubelet_version \"1.38\"); with kubelet {} pymm resizes only with its memory-manager option resize-in-place",
+                version.as_str()
+            )));
+        }
+        let static_policy = self.config.memory_policy == MemoryPolicyName::Static;
+        let memory_changed = desired
+            .init_containers
+            .iter()
+            .filter(|c| c.restartable)
+            .chain(desired.containers.iter())
+            .any(|c| {
+                let before = allocated
+                    .container(&c.name)
+                    .and_then(|a| a.requests.get("memory"));
+                before.copied().unwrap_or(Quantity::ZERO)
+                    != c.requests.get("memory").copied().unwrap_or(Quantity::ZERO)
+            });
+        let mut out = ResizeResult {
+            admit: true,
+            reason: None,
+            message: None,
+            changed: Vec::new(),
+        };
+        if static_policy
+            && qos == crate::request::QosClass::Guaranteed
+            && memory_changed
+            && !self.config.gates.in_place_exclusive_memory()
+            && !in_place
+        {
+            out.admit = false;
+            out.reason = Some(crate::policy::RESIZE_INFEASIBLE.into());
+            out.message = Some(RESIZE_STATIC_MEMORY_INFEASIBLE.into());
+            return Ok(out);
+        }
+        if in_place {
+            let single = self.config.topology_policy == Policy::SingleNumaNode;
+            match self
+                .policy
+                .resize(&mut self.state, &allocated, desired, single)?
+            {
+                crate::policy::ResizeVerdict::Done(changed) => out.changed = changed,
+                crate::policy::ResizeVerdict::Refused { reason, message } => {
+                    out.admit = false;
+                    out.reason = Some(reason.to_string());
+                    out.message = Some(message);
+                    return Ok(out);
+                }
+            }
+        }
+        self.active.insert(uid.clone(), Arc::clone(desired));
+        Ok(out)
     }
 
     /// [`Op::Restart`](crate::lifecycle::Op::Restart): a new manager from the state file,

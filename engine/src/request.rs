@@ -1174,6 +1174,59 @@ pub fn pod_budget(pod: &Pod) -> Result<Requested> {
     Ok(out)
 }
 
+/// What the API server lets a resize (the pod's `resize` subresource) change: the cpu and
+/// memory requests and limits of app containers and sidecars, and of the pod itself; the
+/// containers stay the same ones. `old` is the pod as allocated, `new` as desired.
+pub fn check_resize(old: &Pod, new: &Pod) -> Result<()> {
+    let forbid = |at: &str, why: &str| P.error(at, format!("Forbidden: {why}"));
+    let names = |cs: &[Container]| -> Vec<(String, bool)> {
+        cs.iter().map(|c| (c.name.clone(), c.restartable)).collect()
+    };
+    if names(&old.init_containers) != names(&new.init_containers)
+        || names(&old.containers) != names(&new.containers)
+    {
+        return Err(forbid(
+            "spec",
+            "a resize may not add, remove, rename or reorder containers",
+        ));
+    }
+    let mutable = |name: &str| name == "cpu" || name == "memory";
+    let others = |m: &BTreeMap<String, Quantity>| -> Vec<(String, Quantity)> {
+        m.iter()
+            .filter(|(n, _)| !mutable(n))
+            .map(|(n, q)| (n.clone(), *q))
+            .collect()
+    };
+    let lists = [
+        ("initContainers", &old.init_containers, &new.init_containers),
+        ("containers", &old.containers, &new.containers),
+    ];
+    for (list, before, after) in lists {
+        for (i, (a, b)) in before.iter().zip(after.iter()).enumerate() {
+            let at = format!("spec.{list}[{i}].resources");
+            let resizable = list == "containers" || a.restartable;
+            if !resizable && (a.requests != b.requests || a.limits != b.limits) {
+                return Err(forbid(
+                    &at,
+                    "the resources of an init container that is not a sidecar are immutable",
+                ));
+            }
+            if others(&a.requests) != others(&b.requests) || others(&a.limits) != others(&b.limits)
+            {
+                return Err(forbid(&at, "only cpu and memory resources are mutable"));
+            }
+        }
+    }
+    let (a, b) = (&old.resources, &new.resources);
+    if others(&a.requests) != others(&b.requests) || others(&a.limits) != others(&b.limits) {
+        return Err(forbid(
+            "spec.resources",
+            "only cpu and memory resources are mutable",
+        ));
+    }
+    Ok(())
+}
+
 /// [`container_requested`], cached on the container.
 pub fn requested_of(c: &Container) -> Result<&Requested> {
     if let Some(r) = c.requested.get() {

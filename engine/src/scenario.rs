@@ -87,6 +87,11 @@ pub enum Step {
         reserved_memory: Option<Value>,
         node_allocatable: Option<Value>,
     },
+    /// An in-place resize to the pod given (pymm's scenario operation: no kubelet reference
+    /// set has one yet).
+    Resize {
+        pod: Arc<Pod>,
+    },
 }
 
 impl Step {
@@ -126,6 +131,9 @@ impl Step {
                 reserved_memory,
                 node_allocatable,
             )?,
+            Step::Resize { pod } => Op::Resize {
+                pod: Arc::clone(pod),
+            },
         })
     }
 
@@ -140,6 +148,7 @@ impl Step {
             Step::Remove { .. } => "remove",
             Step::RemovePod { .. } => "removePod",
             Step::Restart { .. } => "restart",
+            Step::Resize { .. } => "resize",
         }
     }
 }
@@ -537,11 +546,17 @@ impl Scenario {
                             .map(|n| Value::Object(n.map.clone())),
                     }
                 }
+                Some(Value::String(s)) if s == "resize" => {
+                    x.deny_unknown("resize key", &["op", "pod"])?;
+                    let raw = x.get("pod").ok_or_else(|| x.err("pod", "required"))?;
+                    let (pod, _) = admit_pod(raw, &x.at("pod"), defaults, false)?;
+                    Step::Resize { pod }
+                }
                 Some(Value::String(s)) => {
                     return Err(EngineError::unknown_key(
                         "op",
                         s,
-                        &["admit", "remove", "removePod", "restart"],
+                        &["admit", "remove", "removePod", "restart", "resize"],
                     )
                     .with_path(&x.at("op")))
                 }
@@ -669,6 +684,24 @@ fn admission_value(r: &mut Map<String, Value>, a: &AdmitResult, m: &Manager) {
     }
 }
 
+/// A resize in the results format: `admit`, and `reason`/`message` when refused; the
+/// containers whose blocks changed (pymm's `resize-in-place`) in `resized`.
+fn resize_value(r: &mut Map<String, Value>, z: &crate::manager::ResizeResult) {
+    r.insert("admit".into(), json!(z.admit));
+    if !z.admit {
+        r.insert("reason".into(), json!(z.reason));
+        r.insert("message".into(), json!(z.message));
+    }
+    if !z.changed.is_empty() {
+        let changed: Vec<Value> = z
+            .changed
+            .iter()
+            .map(|(p, c, b)| json!({"podUID": p, "container": c, "blocks": blocks_value(b)}))
+            .collect();
+        r.insert("resized".into(), Value::Array(changed));
+    }
+}
+
 pub fn blocks_value(b: &[crate::state::Block]) -> Value {
     Value::Array(
         b.iter()
@@ -724,6 +757,9 @@ pub fn replay(sc: &Scenario, kubelet_version: Option<&str>, host: &mut dyn Host)
             Step::RemovePod { pod_uid } => {
                 r.insert("podUID".into(), json!(pod_uid));
             }
+            Step::Resize { pod } => {
+                r.insert("podUID".into(), json!(pod.uid));
+            }
             Step::Restart { .. } => {}
         }
         let (text, path) = if step.reads_state() {
@@ -733,6 +769,7 @@ pub fn replay(sc: &Scenario, kubelet_version: Option<&str>, host: &mut dyn Host)
         };
         match step.op(&m, true, text, path).and_then(|op| m.apply(&op)) {
             Ok(Outcome::Admission(a)) => admission_value(&mut r, &a, &m),
+            Ok(Outcome::Resized(z)) => resize_value(&mut r, &z),
             Ok(_) => {}
             Err(e) if step.reads_state() => {
                 r.insert(

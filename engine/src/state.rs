@@ -286,6 +286,18 @@ pub fn reserve(
     bytes: u64,
     fill: Fill,
 ) -> u64 {
+    for id in nodes {
+        if let Some(ns) = ms.get_mut(id) {
+            ns.number_of_assignments += 1;
+            ns.cells = Some(nodes.to_vec());
+        }
+    }
+    take(ms, nodes, resource, bytes, fill)
+}
+
+/// `bytes` of `resource` off the free memory of `nodes` (as `fill` says), without a new
+/// assignment: a block that grows. Returns what no node could hold.
+pub fn take(ms: &mut MachineState, nodes: &[i64], resource: &str, bytes: u64, fill: Fill) -> u64 {
     let amounts = match fill {
         Fill::Greedy => None,
         Fill::Even { page } => {
@@ -298,21 +310,19 @@ pub fn reserve(
     };
     let mut left = bytes;
     for (i, id) in nodes.iter().enumerate() {
-        let Some(ns) = ms.get_mut(id) else {
+        let Some(t) = ms
+            .get_mut(id)
+            .and_then(|ns| ns.memory_map.get_mut(resource))
+        else {
             continue;
         };
-        ns.number_of_assignments += 1;
-        ns.cells = Some(nodes.to_vec());
-        let Some(t) = ns.memory_map.get_mut(resource) else {
-            continue;
-        };
-        let take = match &amounts {
+        let amount = match &amounts {
             None => t.free.min(left),
             Some(a) => a[i].min(t.free).min(left),
         };
-        t.reserved += take;
-        t.free -= take;
-        left -= take;
+        t.reserved += amount;
+        t.free -= amount;
+        left -= amount;
     }
     left
 }
@@ -320,6 +330,20 @@ pub fn reserve(
 /// Releases one block, the inverse of [`reserve`]: a node whose last assignment goes returns
 /// to serving single-node allocations, and `bytes` go back to the nodes' free memory.
 pub fn release(ms: &mut MachineState, nodes: &[i64], resource: &str, bytes: u64, fill: Fill) {
+    for id in nodes {
+        if let Some(ns) = ms.get_mut(id) {
+            ns.number_of_assignments -= 1;
+            if ns.number_of_assignments == 0 {
+                ns.cells = Some(vec![*id]);
+            }
+        }
+    }
+    give(ms, nodes, resource, bytes, fill);
+}
+
+/// `bytes` of `resource` back to the free memory of `nodes`, the assignments kept: a block
+/// that shrinks. The inverse of [`take`].
+pub fn give(ms: &mut MachineState, nodes: &[i64], resource: &str, bytes: u64, fill: Fill) {
     let amounts = match fill {
         Fill::Greedy => None,
         Fill::Even { page } => {
@@ -332,23 +356,19 @@ pub fn release(ms: &mut MachineState, nodes: &[i64], resource: &str, bytes: u64,
     };
     let mut left = bytes;
     for (i, id) in nodes.iter().enumerate() {
-        let Some(ns) = ms.get_mut(id) else {
+        let Some(t) = ms
+            .get_mut(id)
+            .and_then(|ns| ns.memory_map.get_mut(resource))
+        else {
             continue;
         };
-        ns.number_of_assignments -= 1;
-        if ns.number_of_assignments == 0 {
-            ns.cells = Some(vec![*id]);
-        }
-        let Some(t) = ns.memory_map.get_mut(resource) else {
-            continue;
-        };
-        let give = match &amounts {
+        let amount = match &amounts {
             None => t.reserved.min(left),
             Some(a) => a[i].min(t.reserved).min(left),
         };
-        t.reserved -= give;
-        t.free += give;
-        left -= give;
+        t.reserved -= amount;
+        t.free += amount;
+        left -= amount;
     }
 }
 

@@ -7,6 +7,11 @@ mod static_policy;
 pub use none::NonePolicy;
 pub use static_policy::{PodAllocation, StaticPolicy};
 
+/// A resize that can never be done as asked (the kubelet's `PodReasonInfeasible`).
+pub const RESIZE_INFEASIBLE: &str = "Infeasible";
+/// A resize that cannot be done now (the kubelet's `PodReasonDeferred`).
+pub const RESIZE_DEFERRED: &str = "Deferred";
+
 use crate::error::{EngineError, Result};
 use crate::hints::{Extent, ProviderHints, TopologyHint};
 use crate::request::Pod;
@@ -73,6 +78,20 @@ impl MemoryOptions {
     }
 }
 
+/// What an in-place resize did to the reservations (pymm's `resize-in-place`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResizeVerdict {
+    /// Done: each container whose blocks changed, with its blocks now (`(pod uid, container,
+    /// blocks)`): the resized ones, and those whose group grew with them.
+    Done(Vec<(String, String, Vec<Block>)>),
+    /// Not done, and nothing changed: the kubelet's reason words (`Infeasible`: it never
+    /// will be; `Deferred`: not now) and why.
+    Refused {
+        reason: &'static str,
+        message: String,
+    },
+}
+
 /// A memory-manager policy. Contract, as in the kubelet's `policy.go`: `allocate` is
 /// idempotent (a container that already has blocks keeps them and nothing changes), and so
 /// is `remove_container` (removing an unknown container does nothing).
@@ -112,6 +131,19 @@ pub trait MemoryPolicy: Send + Sync {
         _hint: TopologyHint,
     ) -> Result<PodAllocation> {
         Ok(PodAllocation::default())
+    }
+    /// pymm's in-place resize of `old` (the pod as allocated) to `new` (as desired): each
+    /// container's reservation grows or shrinks where it is, or its group extends to nodes
+    /// nobody uses; all of it, or nothing. `single_numa_node`: a container may not span
+    /// nodes. The kubelet's own policies resize nothing.
+    fn resize(
+        &mut self,
+        _state: &mut State,
+        _old: &Pod,
+        _new: &Pod,
+        _single_numa_node: bool,
+    ) -> Result<ResizeVerdict> {
+        Ok(ResizeVerdict::Done(Vec::new()))
     }
     /// Releases a container's memory.
     fn remove_container(&mut self, state: &mut State, pod_uid: &str, container: &str);

@@ -1,6 +1,6 @@
 //! The `Static` policy (kubelet `policy_static.go`, reference §4).
 
-use super::MemoryPolicy;
+use super::{MemoryPolicy, ResizeVerdict, RESIZE_DEFERRED, RESIZE_INFEASIBLE};
 use crate::error::{EngineError, Result};
 use crate::hints::{
     calculate_hints_bounded, calculate_hints_to, find_best_hint_by, provider_answer, set_violation,
@@ -16,8 +16,8 @@ use crate::request::{
 };
 use crate::reserved::SystemReserved;
 use crate::state::{
-    least_drift_tolerance, rebase_for_drift, rebuild_state, release, reserve, validate_state,
-    Assignments, Block, Fill, MachineState, PodEntry, State,
+    give, least_drift_tolerance, rebase_for_drift, rebuild_state, release, reserve, take,
+    validate_state, Assignments, Block, Fill, MachineState, PodEntry, State,
 };
 use crate::topology::{Policy, Scores};
 use crate::version::{FeatureGates, KubeletVersion};
@@ -769,6 +769,267 @@ fn shares_a_group(ms: &MachineState, bits: &[i64]) -> bool {
     })
 }
 
+/// Every block (container entries and pod entries alike) whose NUMA affinity is the set
+/// `group`, moved to `wider`: the group grows for everything in it, and each added node
+/// counts the moved blocks as its assignments.
+fn extend_group(state: &mut State, group: &[i64], wider: &[i64]) {
+    let mut moved = 0i64;
+    let mut widen = |b: &mut Block| {
+        if same_set(b.affinity(), group) {
+            b.numa_affinity = Some(wider.to_vec());
+            moved += 1;
+        }
+    };
+    for containers in state.entries.values_mut() {
+        for blocks in containers.values_mut().flatten() {
+            blocks.iter_mut().for_each(&mut widen);
+        }
+    }
+    for entry in state.pod_entries.values_mut() {
+        if let Some(blocks) = entry.memory_blocks.as_mut() {
+            blocks.iter_mut().for_each(&mut widen);
+        }
+    }
+    for id in wider {
+        if let Some(n) = state.machine_state.get_mut(id) {
+            if !group.contains(id) {
+                n.number_of_assignments += moved;
+            }
+            n.cells = Some(wider.to_vec());
+        }
+    }
+}
+
+/// Free bytes of `resource` over `nodes`.
+fn free_over(ms: &MachineState, nodes: &[i64], resource: &str) -> u64 {
+    nodes
+        .iter()
+        .filter_map(|id| ms.get(id)?.memory_map.get(resource))
+        .fold(0u64, |a, t| a.saturating_add(t.free))
+}
+
+impl StaticPolicy {
+    /// The narrowest set of unused nodes whose free memory, with the group's, holds `more`
+    /// (resource -> bytes still missing); among sets of one size, the closest to the group
+    /// (by distance, when the machine has them), then the lowest ids. Up to 16 unused nodes
+    /// every set is tried; beyond, nodes are added most-free first.
+    fn extension(&self, ms: &MachineState, group: &[i64], more: &Requested) -> Option<Vec<i64>> {
+        let unused: Vec<i64> = ms
+            .iter()
+            .filter(|(id, n)| n.number_of_assignments == 0 && !group.contains(id))
+            .map(|(id, _)| *id)
+            .collect();
+        let fits = |extra: &[i64]| {
+            more.iter().all(|(r, need)| {
+                let have: u64 = extra
+                    .iter()
+                    .filter_map(|id| ms.get(id)?.memory_map.get(r))
+                    .fold(0u64, |a, t| a.saturating_add(t.free));
+                have >= *need
+            })
+        };
+        let distance = |extra: &[i64]| -> u64 {
+            let Some(d) = self.machine.distances.as_ref() else {
+                return 0;
+            };
+            let pos = |id: &i64| self.map.position(*id);
+            extra
+                .iter()
+                .flat_map(|e| group.iter().map(move |g| (e, g)))
+                .filter_map(|(e, g)| d.get(pos(g)?)?.get(pos(e)?).copied())
+                .sum()
+        };
+        if unused.len() > 16 {
+            let mut by_free = unused.clone();
+            let free_of = |id: &i64| {
+                more.keys()
+                    .filter_map(|r| ms.get(id)?.memory_map.get(r))
+                    .map(|t| t.free)
+                    .sum::<u64>()
+            };
+            by_free.sort_by_key(|id| (std::cmp::Reverse(free_of(id)), *id));
+            let mut chosen = Vec::new();
+            for id in by_free {
+                chosen.push(id);
+                if fits(&chosen) {
+                    chosen.sort_unstable();
+                    return Some(chosen);
+                }
+            }
+            return None;
+        }
+        for size in 1..=unused.len() {
+            let mut best: Option<(u64, Vec<i64>)> = None;
+            for combo in combinations(&unused, size) {
+                if fits(&combo) {
+                    let key = distance(&combo);
+                    if best.as_ref().is_none_or(|(k, c)| (key, &combo) < (*k, c)) {
+                        best = Some((key, combo));
+                    }
+                }
+            }
+            if let Some((_, c)) = best {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// One container's reservation to `want` (resource -> bytes), on `state`.
+    fn resize_container(
+        &self,
+        state: &mut State,
+        pod_uid: &str,
+        container: &str,
+        want: &Requested,
+        single_numa_node: bool,
+        changed: &mut Vec<(String, String)>,
+    ) -> std::result::Result<(), (&'static str, String)> {
+        let Some(blocks) = state.blocks(pod_uid, container).cloned() else {
+            // Nothing pinned for it (not Guaranteed, or asking for nothing): nothing to move.
+            return Ok(());
+        };
+        let who = format!("[pymm] resize of pod {pod_uid:?} container {container:?}");
+        let group = blocks
+            .first()
+            .map(|b| b.affinity().to_vec())
+            .unwrap_or_default();
+        if group.is_empty() || blocks.iter().any(|b| !same_set(b.affinity(), &group)) {
+            return Err((
+                RESIZE_INFEASIBLE,
+                format!("{who}: its blocks do not share one set of NUMA nodes"),
+            ));
+        }
+        let mut sorted_group = group.clone();
+        sorted_group.sort_unstable();
+        let broken = sorted_group.iter().any(|id| {
+            state.machine_state.get(id).is_none_or(|n| {
+                let mut cells = n.cells().to_vec();
+                cells.sort_unstable();
+                cells != sorted_group
+            })
+        });
+        if broken {
+            return Err((
+                RESIZE_INFEASIBLE,
+                format!(
+                    "{who}: the nodes {sorted_group:?} do not form one group (another allocation overlaps it)"
+                ),
+            ));
+        }
+        for r in want.keys() {
+            if !blocks.iter().any(|b| &b.resource == r) {
+                return Err((
+                    RESIZE_INFEASIBLE,
+                    format!("{who}: it holds no {r}, and a resize does not add a resource"),
+                ));
+            }
+        }
+        let spread = self
+            .placement
+            .as_ref()
+            .is_some_and(|p| p.memory.spread_hugepages);
+        let mut more = Requested::new();
+        let mut resized = blocks.clone();
+        for b in resized.iter_mut() {
+            let to = want.get(&b.resource).copied().unwrap_or(0);
+            if to < b.size {
+                give(
+                    &mut state.machine_state,
+                    &group,
+                    &b.resource,
+                    b.size - to,
+                    fill(spread, &b.resource, group.len()),
+                );
+            } else if to > b.size {
+                more.insert(b.resource.clone(), to - b.size);
+            }
+            b.size = to;
+        }
+        let ms = &state.machine_state;
+        let short: Requested = more
+            .iter()
+            .filter_map(|(r, need)| {
+                let free = free_over(ms, &group, r);
+                (free < *need).then(|| (r.clone(), need - free))
+            })
+            .collect();
+        let mut nodes = group.clone();
+        if !short.is_empty() {
+            let lacking = short
+                .iter()
+                .map(|(r, b)| format!("{} of {r}", crate::quantity::bytes_text(*b)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if single_numa_node {
+                return Err((
+                    RESIZE_DEFERRED,
+                    format!(
+                        "{who}: NUMA nodes {sorted_group:?} lack {lacking}, and under the single-numa-node policy a container may not span more nodes"
+                    ),
+                ));
+            }
+            let Some(extra) = self.extension(ms, &group, &short) else {
+                return Err((
+                    RESIZE_DEFERRED,
+                    format!(
+                        "{who}: NUMA nodes {sorted_group:?} lack {lacking}, and no set of unused NUMA nodes can make it up"
+                    ),
+                ));
+            };
+            nodes.extend(extra);
+            nodes.sort_unstable();
+            for (uid, containers) in &state.entries {
+                for (name, bl) in containers {
+                    let moved = bl.iter().flatten().any(|b| same_set(b.affinity(), &group));
+                    if moved && !(uid == pod_uid && name == container) {
+                        changed.push((uid.clone(), name.clone()));
+                    }
+                }
+            }
+            extend_group(state, &group, &nodes);
+            for b in resized.iter_mut() {
+                b.numa_affinity = Some(nodes.clone());
+            }
+        }
+        for (r, need) in &more {
+            take(
+                &mut state.machine_state,
+                &nodes,
+                r,
+                *need,
+                fill(spread, r, nodes.len()),
+            );
+        }
+        state.set_blocks(pod_uid, container, resized);
+        changed.push((pod_uid.to_string(), container.to_string()));
+        Ok(())
+    }
+}
+
+/// The `k`-element subsets of `items`, in lexicographic order.
+fn combinations(items: &[i64], k: usize) -> Vec<Vec<i64>> {
+    let mut out = Vec::new();
+    let mut idx: Vec<usize> = (0..k).collect();
+    if k == 0 || k > items.len() {
+        return out;
+    }
+    loop {
+        out.push(idx.iter().map(|&i| items[i]).collect());
+        let mut i = k;
+        while i > 0 && idx[i - 1] == items.len() - k + i - 1 {
+            i -= 1;
+        }
+        if i == 0 {
+            return out;
+        }
+        idx[i - 1] += 1;
+        for j in i..k {
+            idx[j] = idx[j - 1] + 1;
+        }
+    }
+}
+
 impl MemoryPolicy for StaticPolicy {
     fn name(&self) -> &'static str {
         "Static"
@@ -1007,6 +1268,62 @@ impl MemoryPolicy for StaticPolicy {
 
     fn pins(&self, pod: &Pod) -> bool {
         !self.skips(pod)
+    }
+
+    fn resize(
+        &mut self,
+        state: &mut State,
+        old: &Pod,
+        new: &Pod,
+        single_numa_node: bool,
+    ) -> Result<ResizeVerdict> {
+        if self.skips(new) {
+            return Ok(ResizeVerdict::Done(Vec::new()));
+        }
+        if state.pod_entries.contains_key(&new.uid) {
+            return Ok(ResizeVerdict::Refused {
+                reason: RESIZE_INFEASIBLE,
+                message: format!(
+                    "[pymm] resize of pod {:?}: its pod-level reservation is not resized in place",
+                    new.uid
+                ),
+            });
+        }
+        let mut next = state.clone();
+        let mut changed = Vec::new();
+        for c in new.all_containers() {
+            let (Ok(before), Ok(after)) = (
+                self.container_req(old, &c.name),
+                self.container_req(new, &c.name),
+            ) else {
+                continue;
+            };
+            if before == after {
+                continue;
+            }
+            let after = after.clone();
+            if let Err((reason, message)) = self.resize_container(
+                &mut next,
+                &new.uid,
+                &c.name,
+                &after,
+                single_numa_node,
+                &mut changed,
+            ) {
+                return Ok(ResizeVerdict::Refused { reason, message });
+            }
+        }
+        *state = next;
+        let mut seen = std::collections::BTreeSet::new();
+        let out = changed
+            .into_iter()
+            .filter(|k| seen.insert(k.clone()))
+            .filter_map(|(p, c)| {
+                let b = state.blocks(&p, &c)?.clone();
+                Some((p, c, b))
+            })
+            .collect();
+        Ok(ResizeVerdict::Done(out))
     }
 
     fn allocate_on(

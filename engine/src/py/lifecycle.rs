@@ -102,6 +102,16 @@ impl PyOp {
         }
     }
 
+    /// An in-place resize to `pod` (the pod as desired; the uid of an admitted pod).
+    #[staticmethod]
+    fn resize(pod: &PyPod) -> Self {
+        PyOp {
+            inner: Op::Resize {
+                pod: Arc::clone(&pod.inner),
+            },
+        }
+    }
+
     /// A restart from the state file's text, possibly on another machine or configuration.
     #[staticmethod]
     #[pyo3(signature = (checkpoint, state_path, machine=None, config=None))]

@@ -51,6 +51,20 @@ impl PyAdmitResult {
     fn allocate_counts(&self) -> (u32, u32) {
         (self.inner.allocate_calls, self.inner.allocate_errors)
     }
+    /// The pod-level allocation (`AllocatePod`): `(pinning_requests, exclusive, shared,
+    /// containers, failed)`, or None when the pod was not allocated as a whole.
+    #[getter]
+    fn pod_level(&self) -> Option<(u32, u32, u32, u32, bool)> {
+        self.inner.pod_level.map(|(c, failed)| {
+            (
+                c.pinning_requests,
+                c.exclusive,
+                c.shared,
+                c.containers,
+                failed,
+            )
+        })
+    }
     /// `(container, numa_nodes or None, [(numa_nodes, resource, size), ...])` per container.
     #[getter]
     fn placements(&self) -> Vec<Placement> {
@@ -133,6 +147,19 @@ impl PyEngine {
             }
             (_, Outcome::Stopped { released } | Outcome::Released { released }) => {
                 Ok(released.into_py_any(py)?)
+            }
+            (_, Outcome::Resized(r)) => {
+                let changed: Vec<Value> = r
+                    .changed
+                    .iter()
+                    .map(|(p, c, b)| {
+                        serde_json::json!({"podUID": p, "container": c,
+                                           "blocks": crate::scenario::blocks_value(b)})
+                    })
+                    .collect();
+                let v = serde_json::json!({"admit": r.admit, "reason": r.reason,
+                                           "message": r.message, "changed": changed});
+                Ok(to_py(py, &v)?.unbind())
             }
             _ => Ok(py.None()),
         }
