@@ -48,6 +48,7 @@ __all__ = [
     "NodeUsage",
     "Placement",
     "ReservedMemory",
+    "Resize",
     "compile_pod",
     "reserved_memory_config",
 ]
@@ -215,6 +216,46 @@ class Admission:
 
 
 @dataclass(frozen=True, slots=True)
+class Resize:
+    """The verdict of one in-place resize (:meth:`MemoryManager.resize`). Truthy when the
+    resize was admitted: the pod as desired is the pod as allocated now.
+
+    ``reason`` is the kubelet's when it is not: ``Infeasible`` (never as asked; the kubelet's
+    own refusal of a Guaranteed pod's memory resize under the Static policy, or pymm's
+    ``resize-in-place`` where the group cannot be grown) or ``Deferred`` (not now: the nodes
+    lack the memory). ``changed`` holds, with ``resize-in-place``, every container whose
+    reservation changed: the resized ones, and those whose group grew with them."""
+
+    pod_uid: str
+    admitted: bool
+    reason: str | None
+    message: str | None
+    changed: dict[tuple[str, str], Placement]
+    #: The cgroup writes that re-pinned changed containers (with an :class:`Enforcement`).
+    cgroup_writes: list[Any] = field(default_factory=list)
+
+    @classmethod
+    def _from_engine(cls, pod_uid: str, raw: Mapping[str, Any]) -> Resize:
+        changed = {}
+        for c in raw["changed"]:
+            blocks = tuple(Block(tuple(b["numaAffinity"]), b["type"], b["size"]) for b in c["blocks"])
+            nodes = tuple(sorted({n for b in blocks for n in b.numa_nodes}))
+            changed[(c["podUID"], c["container"])] = Placement(
+                c["container"], nodes or None, blocks
+            )
+        return cls(pod_uid, raw["admit"], raw["reason"], raw["message"], changed)
+
+    def __bool__(self) -> bool:
+        return self.admitted
+
+    def __repr__(self) -> str:
+        if not self.admitted:
+            return f"<Resize {self.pod_uid!r} {self.reason}: {self.message}>"
+        where = {f"{p}/{c}": pl.numa_nodes for (p, c), pl in self.changed.items()}
+        return f"<Resize {self.pod_uid!r} admitted {where}>"
+
+
+@dataclass(frozen=True, slots=True)
 class Fragmentation:
     """How fragmented the free memory is for one pod shape (the probe).
 
@@ -319,8 +360,14 @@ class MemoryManager:
             (``numa-allocation-strategy``, ``restrict-to-cpu-numa-nodes``).
         memory_policy_options: pymm's memory-manager options (``admit-when-fits``,
             ``spread-hugepages``); see the README's "Placement beyond the kubelet".
-        kubelet_version: ``"latest"`` (1.32+, default; also ``"1.32"``), ``"1.38"`` (1.37+:
-            writes and reads the V3 state file, otherwise as ``"latest"``) or ``"1.26"``.
+        kubelet_version: ``"1.38"`` (1.37 and later, the default; ``"latest"`` names the
+            newest), ``"1.32"`` (1.32 to 1.36) or ``"1.26"``; the README's "Kubelet versions"
+            says what sets them apart.
+        feature_gates: the 1.38 kubelet's gates, as its ``--feature-gates`` sets them
+            (``{"PodLevelResourceManagers": True}``, or the flag's ``"Name=true,..."`` text):
+            ``PodLevelResources`` (on), ``PodLevelResourceManagers`` and
+            ``InPlacePodVerticalScalingExclusiveMemory`` (off), and the Topology Manager's
+            option gates. A gate the selected kubelet lacks is refused.
         search: ``"exact"`` (the kubelet's enumeration; machines above
             ``max-allowable-numa-nodes`` are refused as the kubelet refuses them),
             ``"bounded"`` (bounded-time search for large machines), or ``"auto"`` (default:
@@ -363,6 +410,7 @@ class MemoryManager:
         policy_options: Mapping[str, str | bool | int] | None = None,
         memory_policy_options: Mapping[str, str | bool] | None = None,
         kubelet_version: str | None = None,
+        feature_gates: Mapping[str, bool | str] | str | Sequence[str] | None = None,
         search: str | None = None,
         state_dir: str | Path | None = None,
         lock_wait: bool | float = False,
@@ -383,6 +431,7 @@ class MemoryManager:
             "policy_options": _plain(policy_options),
             "memory_policy_options": _plain(memory_policy_options),
             "kubelet_version": kubelet_version,
+            "feature_gates": _plain(feature_gates),
             "reserved_memory": reserved_memory,
             "node_allocatable": _plain(node_allocatable),
             "search": search,
@@ -688,6 +737,28 @@ class MemoryManager:
         from pymm.defrag import apply_steps
 
         apply_steps(self._engine, plan, durably=lambda steps: self._durably("defrag", steps))
+
+    @_finishes_then_reports_doubt
+    def resize(self, pod: PodLike) -> Resize:
+        """An in-place resize: ``pod`` is the pod as desired (same uid and containers, new cpu
+        or memory requests and limits). Without pymm's ``resize-in-place`` option the answer
+        is the 1.38 kubelet's: a memory resize of a Guaranteed pod under the Static policy is
+        ``Infeasible`` unless the ``InPlacePodVerticalScalingExclusiveMemory`` gate is on, and
+        then the memory stays where and as big as it was. With ``resize-in-place`` each
+        changed container's reservation grows or shrinks on its nodes, or its group extends
+        to unused nodes, durably and all or nothing (with an :class:`Enforcement`, changed
+        containers are re-pinned). A pod that is not admitted raises
+        :class:`~pymm.errors.NotFoundError`; a change the API server refuses raises
+        :class:`~pymm.errors.PodError`. See the README's table of operations."""
+        compiled = pod.compiled if type(pod) is Pod else compile_pod(pod)
+        op = _engine.Op.resize(compiled)
+        raw = self._durably("resize", lambda: self._engine.apply(op))
+        assert isinstance(raw, dict)
+        result = Resize._from_engine(compiled.uid, raw)
+        if self.enforcement is not None:
+            for (uid, name), placement in result.changed.items():
+                result.cgroup_writes.extend(self._pin(uid, name, placement.cpuset_mems))
+        return result
 
     def _pin_admission(self, admission: Admission) -> None:
         # The reservation is durable first: a failed pin raises CgroupError with the

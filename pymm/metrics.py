@@ -39,9 +39,12 @@ The newer kubelets (1.36-1.37) add, beside those:
   allocation per resource it reserves (memory, each hugepage size) and one ``node_exclusive``
   assignment, and one error per failed ``Allocate``; ``resource_name`` is the manager's,
   ``memory``. pymm knows container-level exclusive assignments from the node's pool only:
-  the pod-level series (``source="pod"``, ``pod_exclusive``, ``pod_shared``) are declared
-  but not fed until pod-level resources reach the engine (:meth:`Metrics.record_pod_level` is
-  where they will be counted).
+  the pod-level series (``source="pod"``, ``pod_exclusive``, ``pod_shared``) count a pod the
+  pod-level resource managers allocate as a whole (``AllocatePod``, kubelet 1.38 with
+  ``PodLevelResourceManagers`` in pod scope): one allocation per container assigned, one error
+  per failed ``AllocatePod``, one ``pod_exclusive`` assignment per container given its own
+  slice and one ``pod_shared`` per container sharing the pool (a regular init container
+  without a request counts as ``pod_shared``), fed through :meth:`Metrics.record_pod_level`.
 
 Counters whose kubelet names lack ``_total`` are exposed under exactly those names by
 :func:`exposition` (the Python client would append ``_total`` to a counter's name).
@@ -332,6 +335,20 @@ class Metrics:
             self.admission_errors.inc()
             self.admissions.labels(raw.reason or "rejected").inc()
         self._record_alignment(raw)
+        pod_level = raw.pod_level
+        if pod_level is not None:
+            # AllocatePod (the pod-level resource managers): its own pinning requests, and the
+            # pod's allocations and assignments under source="pod".
+            requests, exclusive, shared, containers, failed = pod_level
+            self.pinning_requests.inc(requests)
+            if failed:
+                self.pinning_errors.inc()
+            self.record_pod_level(
+                allocations=0 if failed else containers,
+                errors=int(failed),
+                assignments={"pod_exclusive": exclusive, "pod_shared": shared},
+            )
+            return
         if pinning and qos_class == "Guaranteed":
             calls, failed = raw.allocate_counts
             self.pinning_requests.inc(calls)
@@ -373,8 +390,8 @@ class Metrics:
     ) -> None:
         """The pod-level resource managers' counts (KEP-5526): allocations and errors from a
         pod's budget (``source="pod"``) and container assignments by type (``pod_exclusive``,
-        ``pod_shared``). Nothing calls this yet: it is the one place those series are to be
-        fed from once the engine admits pods with pod-level resources."""
+        ``pod_shared``). :meth:`record_admission` feeds it from each pod the engine allocates
+        as a whole; it is the one place those series are counted."""
         if allocations:
             self.rm_allocations.labels(RESOURCE_MANAGER_MEMORY, "pod").inc(allocations)
         if errors:

@@ -118,6 +118,9 @@ pub struct Manager {
     /// container id -> (pod uid, container name)
     container_map: BTreeMap<String, (String, String)>,
     active: BTreeMap<String, Arc<Pod>>,
+    /// Active pods known only from the state file (adopted at start-up): their specs were
+    /// never given, so what is allocated to them is what their blocks hold.
+    spec_unknown: std::collections::BTreeSet<String>,
     /// What start-up accepted beyond the kubelet's rules (drift rebased, state rebuilt).
     notes: Vec<String>,
     /// Whether any state may be stale (a pod with assignments that is not active). The
@@ -269,6 +272,7 @@ impl Clone for Manager {
             store: self.store.clone(),
             container_map: self.container_map.clone(),
             active: self.active.clone(),
+            spec_unknown: self.spec_unknown.clone(),
             notes: self.notes.clone(),
             stale_possible: self.stale_possible,
         }
@@ -347,6 +351,7 @@ impl Manager {
             store: HashMap::new(),
             container_map: BTreeMap::new(),
             active: BTreeMap::new(),
+            spec_unknown: Default::default(),
             notes,
             stale_possible: true,
         };
@@ -380,6 +385,7 @@ impl Manager {
         self.adopt_restored_pods();
         for uid in known {
             if let Some(p) = before.get(&uid) {
+                self.spec_unknown.remove(&uid);
                 self.active.insert(uid, Arc::clone(p));
             }
         }
@@ -417,6 +423,7 @@ impl Manager {
                 index: std::sync::OnceLock::new(),
             };
             self.active.insert(uid.clone(), Arc::new(pod));
+            self.spec_unknown.insert(uid.clone());
         }
     }
 
@@ -496,16 +503,20 @@ impl Manager {
                 pod: uid.clone(),
                 container: None,
             })?;
-        crate::request::check_resize(&allocated, desired)?;
+        let known = !self.spec_unknown.contains(uid);
         let version = self.config.version;
         let pod_level_qos = version.is_1_38() && self.config.gates.pod_level_resources();
         let qos = desired.qos_class_for(pod_level_qos);
-        if allocated.qos_class_for(pod_level_qos) != qos {
-            return Err(EngineError::Pod {
-                message: "spec: Forbidden: Pod QOS Class may not change as a result of resizing"
-                    .into(),
-                field: Some("spec".into()),
-            });
+        if known {
+            crate::request::check_resize(&allocated, desired)?;
+            if allocated.qos_class_for(pod_level_qos) != qos {
+                return Err(EngineError::Pod {
+                    message:
+                        "spec: Forbidden: Pod QOS Class may not change as a result of resizing"
+                            .into(),
+                    field: Some("spec".into()),
+                });
+            }
         }
         let in_place = self.config.memory_options.resize_in_place;
         if !version.is_1_38() && !in_place {
@@ -515,17 +526,36 @@ impl Manager {
             )));
         }
         let static_policy = self.config.memory_policy == MemoryPolicyName::Static;
+        // What is allocated: the spec last admitted, or, for a pod known only from the state
+        // file, what its blocks hold.
+        let allocated_memory = |name: &str| -> Option<u64> {
+            if known {
+                let q = allocated.container(name)?.requests.get("memory").copied();
+                return q.unwrap_or(Quantity::ZERO).bytes().ok();
+            }
+            let blocks = self.state.blocks(uid, name)?;
+            blocks
+                .iter()
+                .find(|b| b.resource == "memory")
+                .map(|b| b.size)
+        };
         let memory_changed = desired
             .init_containers
             .iter()
             .filter(|c| c.restartable)
             .chain(desired.containers.iter())
             .any(|c| {
-                let before = allocated
-                    .container(&c.name)
-                    .and_then(|a| a.requests.get("memory"));
-                before.copied().unwrap_or(Quantity::ZERO)
-                    != c.requests.get("memory").copied().unwrap_or(Quantity::ZERO)
+                let want = c
+                    .requests
+                    .get("memory")
+                    .copied()
+                    .unwrap_or(Quantity::ZERO)
+                    .bytes()
+                    .ok();
+                match allocated_memory(&c.name) {
+                    Some(have) => want != Some(have),
+                    None => known,
+                }
             });
         let mut out = ResizeResult {
             admit: true,
@@ -560,6 +590,7 @@ impl Manager {
             }
         }
         self.active.insert(uid.clone(), Arc::clone(desired));
+        self.spec_unknown.remove(uid);
         Ok(out)
     }
 
@@ -577,6 +608,7 @@ impl Manager {
         let mut fresh = Manager::new(machine, config, Some(checkpoint_text), state_path)?;
         fresh.container_map = std::mem::take(&mut self.container_map);
         fresh.active = std::mem::take(&mut self.active);
+        fresh.spec_unknown = std::mem::take(&mut self.spec_unknown);
         *self = fresh;
         Ok(())
     }
@@ -940,6 +972,7 @@ impl Manager {
         };
         self.remove_stale_state(Some(pod));
         if self.admit_steps(pod, extra, trace, &mut out) {
+            self.spec_unknown.remove(&pod.uid);
             if self
                 .active
                 .insert(pod.uid.clone(), Arc::clone(shared))
@@ -1064,6 +1097,7 @@ impl Manager {
     /// Marks a pod admitted (running) after its containers were allocated.
     pub(crate) fn mark_admitted(&mut self, shared: &Arc<Pod>) {
         self.active.insert(shared.uid.clone(), Arc::clone(shared));
+        self.spec_unknown.remove(&shared.uid);
         self.stale_possible = false;
     }
 
@@ -1150,6 +1184,7 @@ impl Manager {
                 .unwrap_or_default(),
         };
         let mut known = self.active.remove(pod_uid).is_some();
+        self.spec_unknown.remove(pod_uid);
         for c in names {
             known |= self.stop(pod_uid, &c);
         }
@@ -1173,6 +1208,7 @@ impl Manager {
         }
         self.container_map.retain(|_, (p, _)| p != pod_uid);
         self.active.remove(pod_uid);
+        self.spec_unknown.remove(pod_uid);
     }
 
     /// Each container's blocks as the state holds them now (containers without any left out).
@@ -1224,6 +1260,7 @@ impl Manager {
     }
     pub fn set_active(&mut self, pods: Vec<Pod>) {
         self.stale_possible = true;
+        self.spec_unknown.clear();
         self.active = pods
             .into_iter()
             .map(|p| (p.uid.clone(), Arc::new(p)))

@@ -1231,6 +1231,24 @@ impl Reference {
         self.results.len()
     }
 
+    /// The kubelet whose results these are, by pymm's name for its behaviour: from
+    /// `meta.kubernetes` (the reference harness names the release it ran) or
+    /// `meta.kubeletVersion` (a pymm replay's). `None` when the meta names neither.
+    pub fn kubelet_version(&self) -> Option<&'static str> {
+        if let Some(k) = self.meta.get("kubernetes").and_then(Value::as_str) {
+            let release = k
+                .split_whitespace()
+                .find(|w| w.starts_with("v1.") || w.starts_with("~v1."))?;
+            let release = release.trim_start_matches('~').trim_start_matches('v');
+            let minor: String = release.split('.').take(2).collect::<Vec<_>>().join(".");
+            return KubeletVersion::parse(&minor)
+                .ok()
+                .map(KubeletVersion::as_str);
+        }
+        let v = self.meta.get("kubeletVersion").and_then(Value::as_str)?;
+        KubeletVersion::parse(v).ok().map(KubeletVersion::as_str)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.results.is_empty()
     }

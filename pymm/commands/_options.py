@@ -35,8 +35,8 @@ from pymm.statefile import CONFIG_FILE_NAME
 if TYPE_CHECKING:
     from pymm.metrics import Metrics
 
-#: The kubelet behaviours pymm reproduces (``MemoryManager(kubelet_version=...)``): ``latest``
-#: is 1.32 (to 1.36), ``1.38`` (1.37+) differs from it only in its state file (checkpoint V3).
+#: The kubelet behaviours pymm reproduces (``MemoryManager(kubelet_version=...)``): ``1.38``
+#: (1.37+, the default), ``1.32`` (1.32 to 1.36), ``1.26``, and ``latest`` naming the newest.
 KUBELET_VERSIONS = tuple(CHOICES["kubelet_version"])
 
 __all__ = [
@@ -111,15 +111,23 @@ def add_manager_options(p: argparse.ArgumentParser, *, writes: bool = False) -> 
         action="append",
         metavar="KEY=VALUE",
         help="pymm's memory-manager policy option (beyond the kubelet, off by default): "
-        "admit-when-fits, spread-hugepages, memory-tiers or strict-numa-groups =true "
-        "(repeatable)",
+        "admit-when-fits, spread-hugepages, memory-tiers, strict-numa-groups or "
+        "resize-in-place =true (repeatable)",
     )
     p.add_argument(
         "--kubelet-version",
         choices=KUBELET_VERSIONS,
-        help=f"whose behaviour to follow: 'latest' (= '1.32', default "
-        f"{DEFAULTS['kubelet_version']}), '1.38' (1.37+: writes and reads the V3 state file) or "
-        "'1.26'",
+        help=f"whose behaviour to follow: '1.38' (1.37 and later: the V3 state file, pod-level "
+        f"resources, in-place resize; default {DEFAULTS['kubelet_version']}), '1.32' (1.32 to "
+        "1.36), '1.26', or 'latest' (the newest pymm knows)",
+    )
+    p.add_argument(
+        "--feature-gates",
+        action="append",
+        metavar="NAME=BOOL[,...]",
+        help="the kubelet's feature gates, as its flag takes them (repeatable), e.g. "
+        "PodLevelResourceManagers=true or InPlacePodVerticalScalingExclusiveMemory=true "
+        "(kubelet 1.38; off by default)",
     )
     p.add_argument(
         "--search",
@@ -287,6 +295,7 @@ def _open_manager(
         policy_options=parse_options(args.policy_option),
         memory_policy_options=parse_options(args.memory_policy_option, "--memory-policy-option"),
         kubelet_version=args.kubelet_version,
+        feature_gates=args.feature_gates or None,
         search=args.search,
         state_dir=args.state_dir,
         lock_wait=getattr(args, "lock_wait", None) or False,

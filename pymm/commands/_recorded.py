@@ -10,7 +10,8 @@ start-up validation (with its detailed differences) and, when that passes, recor
 of the old one (a reboot's drift accepted with ``--tolerate-drift`` is the usual reason).
 
 A directory without the file (an older pymm's, or one made by the Python API) works with flags
-exactly as before.
+exactly as before. The kubelet version is recorded by its concrete name; a file written before
+1.38 became the newest says ``latest`` for what was then the newest, 1.32, and is read so.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ DEFAULTS: dict[str, Any] = {
     "policy_option": _as_flag_list(SCHEMA["policy_options"]["default"]),
     "memory_policy_option": _as_flag_list(SCHEMA["memory_policy_options"]["default"]),
     "kubelet_version": SCHEMA["kubelet_version"]["default"],
+    "feature_gates": _as_flag_list(SCHEMA["feature_gates"]["default"]),
     "search": SCHEMA["search"]["default"],
 }
 
@@ -150,11 +152,22 @@ def _canonical_quantity(value: Any) -> Any:
     return None if value is None else parse_quantity(str(value))
 
 
+def _canonical_version(value: Any) -> Any:
+    # "latest" names the newest kubelet: the same as naming it.
+    return _engine.decode_config({"kubelet_version": value})["kubelet_version"]
+
+
+def _canonical_gates(value: Any) -> Any:
+    return sorted(_engine.decode_config({"feature_gates": list(value or ())})["feature_gates"].items())
+
+
 def _same(value: Any) -> Any:
     return value
 
 
 _CANONICAL: dict[str, Callable[[Any], Any]] = {
+    "kubelet_version": _canonical_version,
+    "feature_gates": _canonical_gates,
     "hugepages": _canonical_hugepages,
     "node_allocatable": _canonical_quantity,
     "policy_option": _canonical_options,
@@ -185,6 +198,14 @@ def load_recorded(state_dir: str | Path) -> Recorded | None:
         if not isinstance(flags, dict):
             raise ValueError("flags: expected an object")
         recorded = {k: _recorded_flag(k, flags.get(k)) for k in DEFAULTS}
+        if recorded["kubelet_version"] is not None:
+            # Recorded before 1.38 became the newest, "latest" meant 1.32: read as it meant.
+            try:
+                recorded["kubelet_version"] = _engine.recorded_kubelet_version(
+                    recorded["kubelet_version"]
+                )
+            except PymmError as e:
+                raise ValueError(f"flags.kubelet_version: {e}") from e
         version = recorded["kubelet_version"]
         for dest, value in recorded.items():
             if value is not None:
@@ -207,7 +228,9 @@ def load_recorded(state_dir: str | Path) -> Recorded | None:
 
 
 #: The flags given as a list (argparse's ``append``); the others are one string.
-_LIST_FLAGS = frozenset({"hugepages", "policy_option", "memory_policy_option", "reserved_memory"})
+_LIST_FLAGS = frozenset(
+    {"hugepages", "policy_option", "memory_policy_option", "reserved_memory", "feature_gates"}
+)
 
 
 def _recorded_flag(dest: str, value: Any) -> Any:
@@ -241,8 +264,12 @@ def check_flag(dest: str, value: Any, label: str, kubelet_version: str | None = 
             _engine.parse_size(value)
         elif dest == "hugepages":
             parse_hugepages(value)
-        elif dest in ("policy_option", "memory_policy_option"):
-            config: dict[str, Any] = {f"{dest}s": parse_options(value, _flag(dest))}
+        elif dest in ("policy_option", "memory_policy_option", "feature_gates"):
+            config: dict[str, Any] = (
+                {"feature_gates": list(value)}
+                if dest == "feature_gates"
+                else {f"{dest}s": parse_options(value, _flag(dest))}
+            )
             if kubelet_version is not None:
                 config["kubelet_version"] = kubelet_version
             _engine.decode_config(config)
@@ -311,10 +338,18 @@ def write_recorded(
         "createdBy": f"pymm {__version__}",
         "machineSource": source if source is not None else _machine_source(args),
         "machine": machine.to_dict(),
-        "flags": {dest: getattr(args, dest) for dest in DEFAULTS},
+        "flags": {dest: _recordable(dest, getattr(args, dest)) for dest in DEFAULTS},
     }
     atomic_write(state_dir / CONFIG_FILE_NAME, (json.dumps(doc, indent=1) + "\n").encode())
 
 
+def _recordable(dest: str, value: Any) -> Any:
+    """A flag as the directory records it: the kubelet version by its concrete name, never
+    ``latest`` (whose meaning moves as pymm learns newer kubelets)."""
+    if dest == "kubelet_version" and value is not None:
+        return _canonical_version(value)
+    return value
+
+
 def flags_of(args: argparse.Namespace) -> Mapping[str, Any]:
-    return {dest: getattr(args, dest) for dest in DEFAULTS}
+    return {dest: _recordable(dest, getattr(args, dest)) for dest in DEFAULTS}

@@ -31,8 +31,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--kubelet-version",
         default=None,
         choices=KUBELET_VERSIONS,
-        help="behaviour for scenarios that name none: 'latest' (= '1.32', default), '1.38' or "
-        "'1.26'",
+        help="behaviour for scenarios that name none: '1.38' (the default), '1.32', '1.26' or "
+        "'latest' (the newest); with --compare, the kubelet the reference's meta names",
     )
     p.add_argument(
         "--compare",
@@ -52,6 +52,9 @@ def summary(counts: Sequence[int]) -> str:
 def run(args: argparse.Namespace) -> int:
     scenarios = load_scenarios(args.scenarios)
     reference = load_reference(args.compare) if args.compare else None
+    if args.kubelet_version is None and reference is not None:
+        # Compared with a kubelet's results, the replay is that kubelet's.
+        args.kubelet_version = reference.kubelet_version
     # A bar only where someone watches: with -o on a terminal (it would litter a log).
     show = args.output is not None and sys.stderr.isatty()
     counts = [0, 0, 0, 0, 0]

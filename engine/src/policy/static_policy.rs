@@ -889,6 +889,13 @@ impl StaticPolicy {
             // Nothing pinned for it (not Guaranteed, or asking for nothing): nothing to move.
             return Ok(());
         };
+        let same = blocks
+            .iter()
+            .all(|b| want.get(&b.resource).copied().unwrap_or(0) == b.size)
+            && want.keys().all(|r| blocks.iter().any(|b| &b.resource == r));
+        if same {
+            return Ok(());
+        }
         let who = format!("[pymm] resize of pod {pod_uid:?} container {container:?}");
         let group = blocks
             .first()

@@ -24,6 +24,15 @@ pub fn decode_config<'py>(
     to_py(py, &c.to_value())
 }
 
+/// The concrete kubelet version a configuration recorded by an earlier pymm names: there,
+/// `latest` meant 1.32 (the newest behaviour of its day).
+#[pyfunction]
+pub fn recorded_kubelet_version(text: &str) -> PyResult<&'static str> {
+    crate::version::KubeletVersion::parse_recorded(text)
+        .map(crate::version::KubeletVersion::as_str)
+        .py()
+}
+
 /// Bytes of a size (a drift tolerance): a quantity, zero or more, within 64 bits.
 #[pyfunction]
 pub fn parse_size(text: &str) -> PyResult<u64> {

@@ -61,6 +61,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(config::config_schema, m)?)?;
     m.add_function(wrap_pyfunction!(config::decode_config, m)?)?;
     m.add_function(wrap_pyfunction!(config::parse_size, m)?)?;
+    m.add_function(wrap_pyfunction!(config::recorded_kubelet_version, m)?)?;
     m.add_function(wrap_pyfunction!(scenario::compare_results, m)?)?;
     m.add_function(wrap_pyfunction!(plan::plan_input, m)?)?;
     m.add_function(wrap_pyfunction!(plan::defrag_input, m)?)?;

@@ -287,6 +287,12 @@ impl PyReference {
         to_py(py, &self.inner.to_value())
     }
 
+    /// The kubelet whose results these are (`"1.38"`, `"1.32"`, `"1.26"`), from the meta.
+    #[getter]
+    fn kubelet_version(&self) -> Option<&'static str> {
+        self.inner.kubelet_version()
+    }
+
     /// The reference's scenarios that are not among `names`, as differences.
     fn missing(&self, names: Vec<String>) -> Vec<String> {
         self.inner.missing(names.iter().map(String::as_str))
