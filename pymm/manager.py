@@ -238,7 +238,9 @@ class Resize:
     def _from_engine(cls, pod_uid: str, raw: Mapping[str, Any]) -> Resize:
         changed = {}
         for c in raw["changed"]:
-            blocks = tuple(Block(tuple(b["numaAffinity"]), b["type"], b["size"]) for b in c["blocks"])
+            blocks = tuple(
+                Block(tuple(b["numaAffinity"]), b["type"], b["size"]) for b in c["blocks"]
+            )
             nodes = tuple(sorted({n for b in blocks for n in b.numa_nodes}))
             changed[(c["podUID"], c["container"])] = Placement(
                 c["container"], nodes or None, blocks

@@ -604,7 +604,8 @@ def test_a_forged_uid_cannot_print_a_line(
 ) -> None:
     """The engine refuses such uids from users; a state file written elsewhere may still hold
     one, and state inspect must print it escaped."""
-    mm = MemoryManager(Machine.synthetic(2, memory="8Gi"))
+    # A V1 file (the 1.32 kubelet's): the forged uid is in the fields it is read from.
+    mm = MemoryManager(Machine.synthetic(2, memory="8Gi"), kubelet_version="1.32")
     mm.admit(Pod.of("forged", Container.of("c", cpu=1, memory="1Gi")))
     text = mm.checkpoint()
     forged = text.replace('"forged"', json.dumps("p\nadmitted root: 999 GiB\u202e"))

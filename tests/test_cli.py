@@ -353,6 +353,7 @@ def test_every_command_is_registered() -> None:
         "plan",
         "defrag",
         "hints",
+        "resize",
         "remove",
         "machines",
         "replay",

@@ -203,7 +203,12 @@ def written(tmp_path: Path) -> tuple[Path, bytes]:
 
 
 def _flip_digit(data: bytes) -> bytes:
-    at = data.index(b'"free":', data.index(b'"memory":')) + len(b'"free":') + 1
+    # In the part the kubelet reads: a V3 file's data (1.37+ ignore its V1 fields).
+    quote, start = (b'"', 0)
+    if b'"data":' in data:
+        quote, start = (b'\\"', data.index(b'"data":'))
+    key = quote + b"free" + quote + b":"
+    at = data.index(key, data.index(quote + b"memory" + quote + b":", start)) + len(key) + 1
     assert data[at - 1 : at + 1].isdigit()
     return data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :]
 

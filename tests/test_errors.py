@@ -75,7 +75,8 @@ def test_corrupted_checkpoint_carries_both_checksums(tmp_path: Path) -> None:
     doc = json.loads(path.read_text())
     stored = doc["checksum"]
     doc["checksum"] = stored + 1
-    e = raised(lambda: _engine.decode_checkpoint(json.dumps(doc, separators=(",", ":"))))
+    # The V1 checksum, as a kubelet up to 1.36 checks it (1.37+ check dataChecksum instead).
+    e = raised(lambda: _engine.decode_checkpoint(json.dumps(doc, separators=(",", ":")), "1.32"))
     assert isinstance(e, errors.CheckpointCorruptedError)
     assert (e.stored_checksum, e.computed_checksum) == (stored + 1, stored)
     bad_json = raised(lambda: _engine.decode_checkpoint("{"))

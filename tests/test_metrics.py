@@ -113,7 +113,7 @@ def test_gauges_follow_the_state_at_scrape_time() -> None:
         memory_policy="Static",
         topology_policy="single-numa-node",
         scope="container",
-        kubelet_version="latest",
+        kubelet_version="1.38",
         search="auto",
     )
     assert value(r, "pymm_manager_info", **info) == 1

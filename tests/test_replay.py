@@ -31,6 +31,8 @@ LATEST_SCENARIOS: list[dict[str, Any]] = json.loads(
 )["scenarios"]
 LATEST = json.loads((CONF / "kubelet-oracle-latest-small.json").read_text())
 LATEST_BY_NAME = {r["name"]: r for r in LATEST["results"]}
+NEWEST = json.loads((CONF / "kubelet-oracle-138-small.json").read_text())
+NEWEST_BY_NAME = {r["name"]: r for r in NEWEST["results"]}
 
 
 def _reference_sets() -> list[tuple[str, Path, Path]]:
@@ -70,6 +72,9 @@ def test_the_shared_reference_sets_are_all_here() -> None:
         "kubelet-oracle-latest-small",
         "kubelet-oracle-latest-lifecycle",
         "kubelet-bugs",
+        "kubelet-oracle-138-small",
+        "kubelet-oracle-138-pod-level",
+        "kubelet-oracle-138-pod-scope-restart",
     } <= names
 
 
@@ -111,11 +116,50 @@ def test_scenario_matches_the_kubelet(scenario: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("scenario", LATEST_SCENARIOS, ids=lambda s: s["name"])
 def test_scenario_matches_kubelet_1_32(scenario: dict[str, Any]) -> None:
-    # No kubeletVersion in these scenarios: the default ("latest") must be the 1.32 kubelet.
     assert "kubeletVersion" not in scenario
-    got = {"results": [replay_scenario(scenario)]}
+    got = {"results": [replay_scenario(scenario, "1.32")]}
     ref = {"results": [LATEST_BY_NAME[scenario["name"]]]}
     assert compare_results(got, ref) == []
+
+
+@pytest.mark.parametrize("scenario", LATEST_SCENARIOS[::6], ids=lambda s: s["name"])
+def test_the_default_and_latest_are_the_1_38_kubelet(scenario: dict[str, Any]) -> None:
+    # No kubeletVersion in these scenarios: the default, and "latest", are the newest kubelet.
+    ref = {"results": [NEWEST_BY_NAME[scenario["name"]]]}
+    for version in (None, "latest"):
+        got = {"results": [replay_scenario(scenario, version)]}
+        assert compare_results(got, ref) == [], version
+    # The 1.32 kubelet's results differ from it in the state file's layout.
+    if "setupError" not in ref["results"][0]:
+        old = {"results": [replay_scenario(scenario, "1.32")]}
+        assert any("format: V1 != V3" in d for d in compare_results(old, ref))
+
+
+@pytest.mark.parametrize(
+    ("stem", "version"),
+    [
+        ("kubelet-oracle-small", "1.26"),
+        ("kubelet-oracle-latest-small", "1.32"),
+        ("kubelet-oracle-138-pod-scope-restart", "1.38"),
+    ],
+)
+def test_compare_replays_as_the_references_kubelet(
+    stem: str, version: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref = CONF / f"{stem}.json"
+    scenarios = CONF / f"{stem}.scenarios.json"
+    scenarios = scenarios if scenarios.exists() else ref
+    assert load_reference(ref).kubelet_version == version
+    out = tmp_path / "results.json"
+    assert main(["replay", str(scenarios), "-o", str(out), "--compare", str(ref)]) == 0
+    assert " 0 differences" in capsys.readouterr().err
+    assert json.loads(out.read_text())["meta"]["kubeletVersion"] == version
+    if version == "1.26":
+        return  # these scenarios name their kubelet themselves
+    # A version named on the command line wins over the reference's.
+    other = "1.32" if version != "1.32" else "1.38"
+    args = ["replay", str(scenarios), "-o", str(out), "--compare", str(ref)]
+    assert main([*args, "--kubelet-version", other]) == 1
 
 
 def test_panic_scenario_gives_a_clear_error() -> None:
@@ -153,11 +197,11 @@ def test_cli_replay_writes_results_and_compares(tmp_path: Path) -> None:
     assert len(data["results"]) == 54
 
 
-def test_latest_differs_from_126_where_documented() -> None:
+def test_1_32_differs_from_126_where_documented() -> None:
     # 1.26 compares free/reserved per node at restart; group sums (1.32+) are more lenient,
-    # so at least the scenarios still pass under latest where the state stays valid.
+    # so at least the scenarios still pass under 1.32 where the state stays valid.
     sc = next(s for s in SCENARIOS if s["name"] == "restart-restore")
-    latest = replay_scenario({**sc, "kubeletVersion": None}, "latest")
+    latest = replay_scenario({**sc, "kubeletVersion": None}, "1.32")
     assert all("error" not in r for r in latest["results"])
 
 

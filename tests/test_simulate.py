@@ -459,7 +459,8 @@ def test_a_corrupted_final_state_is_reported_invalid() -> None:
     mm.admit(_pod("x", 3))
     good = mm.checkpoint()
     assert _final_state_valid(mm, config, w) == (True, None)
-    mm.checkpoint = lambda: good.replace('"checksum":', '"checksum":1')  # type: ignore[method-assign]
+    # The checksum the configured kubelet (1.38) checks: the V3 file's dataChecksum.
+    mm.checkpoint = lambda: good.replace('"dataChecksum":', '"dataChecksum":1')  # type: ignore[method-assign]
     valid, error = _final_state_valid(mm, config, w)
     assert not valid and error is not None and "checkpoint is corrupted" in error
     assert issubclass(CheckpointCorruptedError, ValueError)

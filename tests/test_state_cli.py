@@ -56,8 +56,12 @@ def write_machine(tmp_path: Path, scenario: dict[str, Any], *, grow_node0: int =
 def manager_checkpoint() -> dict[str, Any]:
     """A consistent checkpoint with a two-node group (0,1), a pod on node 2, node 3 unused."""
     machine = Machine.synthetic(4, memory="16Gi")
+    # A V1 file (the 1.32 kubelet's): what the tests below plant is in its V1 fields.
     mm = MemoryManager(
-        machine, reserved_memory=machine.reserve_per_node("1Gi"), topology_policy="best-effort"
+        machine,
+        reserved_memory=machine.reserve_per_node("1Gi"),
+        topology_policy="best-effort",
+        kubelet_version="1.32",
     )
     assert mm.admit(Pod.of("wide", Container.of("c", cpu="1", memory="20Gi")))["c"].numa_nodes == (
         0,
@@ -135,15 +139,17 @@ def test_verify_rejects_damaged_files(
 def test_every_accepted_single_bit_flip_decodes_to_the_same_state(tmp_path: Path) -> None:
     # Go's decoder matches field names case-insensitively and ignores unknown ones, so some
     # flips inside key names are harmless; none may change what the file says unnoticed.
+    # As the 1.32 kubelet reads it: from 1.36 on, a checksum of 0 (a flipped key name leaves
+    # none) passes, as the kubelet's checkpoint manager lets it.
     raw = (STATE_FILES / "remove-readmit-op02.state.json").read_bytes()
-    reference = _engine.decode_checkpoint(raw.decode())
+    reference = _engine.decode_checkpoint(raw.decode(), "1.32")
     accepted = rejected = 0
     for i in range(len(raw)):
         for bit in range(8):
             damaged = bytearray(raw)
             damaged[i] ^= 1 << bit
             try:
-                decoded = _engine.decode_checkpoint(damaged.decode())
+                decoded = _engine.decode_checkpoint(damaged.decode(), "1.32")
             except UnicodeDecodeError:
                 rejected += 1
                 continue
@@ -597,10 +603,11 @@ def test_validate_against_the_machine_in_sysfs(
     path = tmp_path / "memory_manager_state"
     code, out, _ = cli(capsys, "validate", str(path), "--sysfs", str(root))
     assert code == 0, out
-    checksum = json.loads(path.read_text())["checksum"]
+    doc = json.loads(path.read_text())
     assert out == (
         f"would start: {path} restores on this machine (sysfs under {root}) with policy Static "
-        f"(kubelet latest, read as v1)\nstate file: v1, checksum {checksum} (valid)\n"
+        f"(kubelet 1.38, read as v3)\nstate file: v3, checksum {doc['checksum']} (valid), "
+        f"dataChecksum {doc['dataChecksum']} (valid)\n"
     )
     # A different machine is not this one.
     code, out, _ = cli(capsys, "validate", str(path), "--sysfs", str(root.parent / "vm-1node"))

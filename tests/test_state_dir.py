@@ -332,7 +332,8 @@ def test_the_machine_is_embedded_not_looked_up(
         ("--topology-policy", "single-numa-node", "best-effort"),
         ("--scope", "pod", "container"),
         ("--hugepages", "2Mi=512", "2Mi=1024"),
-        ("--kubelet-version", "1.26", "latest"),
+        ("--kubelet-version", "1.26", "1.38"),
+        ("--feature-gates", "PodLevelResourceManagers=true", "none"),
         ("--search", "bounded", "auto"),
         ("--reserved-memory", "0:memory=2Gi;1:memory=1Gi", "default (1Gi of memory on every node)"),
         ("--policy-option", "prefer-closest-numa-nodes=true", "none"),
@@ -354,6 +355,51 @@ def test_a_conflicting_flag_says_what_differs(
         f"(recorded in {state / CONFIG_FILE_NAME})\n"
     )
     assert (state / STATE_FILE_NAME).read_bytes() == before
+
+
+def test_a_directory_recorded_as_latest_before_1_38_keeps_1_32(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before 1.38 became the newest, a directory created with the default recorded
+    ``latest`` for the 1.32 kubelet (and its V1 state file): it keeps that meaning."""
+    state = tmp_path / "state"
+    flags = ["--machine", MACHINE, "--hugepages", "2Mi=1024", "--state-dir", str(state), "--quiet"]
+    assert cli(capsys, "admit", manifest(tmp_path), *flags, "--kubelet-version", "1.32")[0] == 0
+    config = state / CONFIG_FILE_NAME
+    doc = json.loads(config.read_text())
+    assert doc["flags"]["kubelet_version"] == "1.32"
+    doc["flags"]["kubelet_version"] = "latest"  # as a pymm before this change wrote it
+    config.write_text(json.dumps(doc))
+    second = manifest(tmp_path, uid="db-2")
+    code, _, err = cli(capsys, "admit", second, "--state-dir", str(state), "--quiet")
+    assert code == 0, err
+    # Still the 1.32 kubelet: the state file stays V1, and naming 1.32 agrees with it.
+    assert "data" not in json.loads((state / STATE_FILE_NAME).read_text())
+    assert set(entries(state)) == {"db-1", "db-2"}
+    by_name = ["--state-dir", str(state), "--kubelet-version", "1.32"]
+    assert cli(capsys, "remove", "db-2", *by_name)[0] == 0
+    # "latest" now names 1.38: another kubelet than the one the directory records.
+    latest = ["--state-dir", str(state), "--kubelet-version", "latest"]
+    code, _, err = cli(capsys, "remove", "db-1", *latest)
+    assert code == 2
+    assert err.startswith(
+        "pymm: error: --kubelet-version latest conflicts with the state directory's 1.32 "
+    )
+
+
+def test_a_new_directory_records_the_concrete_kubelet_version(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    flags = ["--machine", MACHINE, "--hugepages", "2Mi=1024", "--state-dir", str(state), "--quiet"]
+    assert cli(capsys, "admit", manifest(tmp_path), *flags, "--kubelet-version", "latest")[0] == 0
+    assert json.loads((state / CONFIG_FILE_NAME).read_text())["flags"]["kubelet_version"] == "1.38"
+    assert "data" in json.loads((state / STATE_FILE_NAME).read_text())
+    # Naming it "1.38", or "latest" again, agrees with it.
+    second = manifest(tmp_path, uid="db-2")
+    for name, argv in (("1.38", ["admit", second, "--quiet"]), ("latest", ["remove", "db-2"])):
+        code, _, err = cli(capsys, *argv, "--state-dir", str(state), "--kubelet-version", name)
+        assert code == 0, err
 
 
 def test_flags_equal_to_the_recorded_ones_are_fine(

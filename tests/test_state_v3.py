@@ -133,7 +133,7 @@ def test_decode_checkpoint_follows_the_kubelet_version() -> None:
     assert (policy, checksum) == ("Static", doc["checksum"])
     assert state["podEntries"] == json.loads(doc["data"])["podEntries"]
     # A 1.32 kubelet reads the V1 fields: no pod entries there.
-    _, _, old = _engine.decode_checkpoint(text)
+    _, _, old = _engine.decode_checkpoint(text, "1.32")
     assert "podEntries" not in old and old["entries"] == doc["entries"]
 
 
@@ -201,7 +201,9 @@ def test_a_wrong_data_checksum_is_refused_by_1_38_and_ignored_by_1_32(
         "before restarting Kubelet"
     )
     # A 1.32 kubelet neither reads nor checks data: the V1 fields restore.
-    with MemoryManager(machine, reserved_memory=reserved, state_dir=tmp_path) as mm:
+    with MemoryManager(
+        machine, reserved_memory=reserved, kubelet_version="1.32", state_dir=tmp_path
+    ) as mm:
         assert mm.restored and mm.numa_nodes("p2", "c1") == (1, 2)
 
 
@@ -233,7 +235,7 @@ def test_data_that_does_not_decode_is_a_hard_error_for_1_38(
         found.accepted_as("1.38")
     assert str(info.value) == f"could not load v3 checkpoint: {error}"
     assert info.value.checksum_field is None
-    assert found.accepted_as("latest") == "v1"  # the V1 fields are intact
+    assert found.accepted_as("1.32") == "v1"  # the V1 fields are intact
     code, out, _ = cli(capsys, "verify", str(path))
     assert code == 1 and f"could not load v3 checkpoint: {error}" in out
     report = json.loads(cli(capsys, "inspect", "--json", str(path))[1])
@@ -255,7 +257,7 @@ def test_v1_fields_that_differ_from_data_fail_verify_but_not_1_38(
     assert cli(capsys, "verify", str(path), "--kubelet-version", "1.38")[0] == 0
     # Each kubelet restores its own half.
     _, _, new = _engine.decode_checkpoint(path.read_text(), "1.38")
-    _, _, old = _engine.decode_checkpoint(path.read_text(), "latest")
+    _, _, old = _engine.decode_checkpoint(path.read_text(), "1.32")
     assert sorted(new["entries"]) == ["p1", "p2", "p3"] and sorted(old["entries"]) == ["p1"]
 
 
@@ -274,19 +276,23 @@ def _machine() -> Machine:
     return Machine.synthetic(2, memory="16Gi")
 
 
-def _open(tmp_path: Path, version: str) -> MemoryManager:
+def _open(tmp_path: Path, version: str, gates: dict[str, bool] | None = None) -> MemoryManager:
     machine = _machine()
     return MemoryManager(
         machine,
         reserved_memory=machine.reserve_per_node("1Gi"),
         kubelet_version=version,
+        feature_gates=gates,
         state_dir=tmp_path,
     )
 
 
-def test_1_38_writes_v3_whose_v1_part_is_what_latest_writes(tmp_path: Path) -> None:
+PLRM = {"PodLevelResourceManagers": True}
+
+
+def test_1_38_writes_v3_whose_v1_part_is_what_1_32_writes(tmp_path: Path) -> None:
     pod = Pod.of("db", Container.of("c", cpu="1", memory="4Gi"))
-    with _open(tmp_path / "new", "1.38") as new, _open(tmp_path / "old", "latest") as old:
+    with _open(tmp_path / "new", "1.38") as new, _open(tmp_path / "old", "1.32") as old:
         assert new.admit(pod).admitted and old.admit(pod).admitted
         v3 = json.loads((tmp_path / "new" / STATE_FILE_NAME).read_text())
         v1 = json.loads((tmp_path / "old" / STATE_FILE_NAME).read_text())
@@ -297,7 +303,7 @@ def test_1_38_writes_v3_whose_v1_part_is_what_latest_writes(tmp_path: Path) -> N
 
 
 def test_a_v1_file_migrates_to_v3_on_the_next_write(tmp_path: Path) -> None:
-    with _open(tmp_path, "latest") as mm:
+    with _open(tmp_path, "1.32") as mm:
         assert mm.admit(Pod.of("db", Container.of("c", cpu="1", memory="4Gi"))).admitted
     v1_text = (tmp_path / STATE_FILE_NAME).read_text()
     with _open(tmp_path, "1.38") as mm:
@@ -309,16 +315,16 @@ def test_a_v1_file_migrates_to_v3_on_the_next_write(tmp_path: Path) -> None:
     assert _engine.Inspection(json.dumps(doc)).format == "v3"
     assert sorted(json.loads(doc["data"])["entries"]) == ["db", "web"]
     # And back: a 1.32 kubelet reads the V3 file's V1 fields and writes V1 again.
-    with _open(tmp_path, "latest") as mm:
+    with _open(tmp_path, "1.32") as mm:
         assert mm.numa_nodes("web", "c") is not None
         mm.remove("web")
     assert "data" not in json.loads((tmp_path / STATE_FILE_NAME).read_text())
 
 
 def _v3_with_pod_entries(tmp_path: Path) -> str:
-    """A V3 file written by pymm 1.38 plus a pod-level reservation that the machine state does
-    not count (pymm does not allocate pod-level resources yet, so the restart validation
-    must not see it), with valid checksums."""
+    """A V3 file written by pymm 1.38 plus pod entries of pods without containers, which the
+    restart validation does not count (it counts the pods of the container entries), with
+    valid checksums."""
     with _open(tmp_path, "1.38") as mm:
         assert mm.admit(Pod.of("db", Container.of("c", cpu="1", memory="4Gi"))).admitted
     doc = json.loads((tmp_path / STATE_FILE_NAME).read_text())
@@ -335,7 +341,7 @@ def _v3_with_pod_entries(tmp_path: Path) -> str:
 def test_pod_entries_survive_restore_and_every_write(tmp_path: Path) -> None:
     text = _v3_with_pod_entries(tmp_path)
     entries = json.loads(json.loads(text)["data"])["podEntries"]
-    with _open(tmp_path, "1.38") as mm:
+    with _open(tmp_path, "1.38", PLRM) as mm:
         assert mm.admit(Pod.of("web", Container.of("c", cpu="1", memory="2Gi"))).admitted
         mm.remove("db")
         written = mm.checkpoint()
@@ -344,6 +350,18 @@ def test_pod_entries_survive_restore_and_every_write(tmp_path: Path) -> None:
     assert json.loads(doc["data"])["podEntries"] == entries
     assert doc["dataChecksum"] == data_checksum(doc["data"])
     assert _engine.decode_checkpoint(written, "1.38")[2]["podEntries"] == entries
+
+
+def test_pod_entries_are_restored_and_written_only_with_the_gate(tmp_path: Path) -> None:
+    # The 1.38 kubelet restores podEntries only with PodLevelResourceManagers, and writes
+    # them only then (state_checkpoint.go): without the gate the next write drops them.
+    _v3_with_pod_entries(tmp_path)
+    with _open(tmp_path, "1.38") as mm:
+        assert mm.restored
+        assert "podEntries" not in json.loads(mm.checkpoint()).get("data", "{}")
+        assert mm.admit(Pod.of("web", Container.of("c", cpu="1", memory="2Gi"))).admitted
+    doc = json.loads((tmp_path / STATE_FILE_NAME).read_text())
+    assert "podEntries" not in json.loads(doc["data"])
 
 
 # -- convert ------------------------------------------------------------------------------------
@@ -431,7 +449,7 @@ def test_convert_refuses_a_damaged_file_unless_told(
 def test_convert_waits_for_no_running_pymm(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with _open(tmp_path, "latest"):
+    with _open(tmp_path, "1.32"):
         code, _, err = cli(capsys, "convert", str(tmp_path), "--to", "v3")
     assert code == 2 and err.startswith("pymm: error: state directory ") and "locked" in err
     assert "data" not in json.loads((tmp_path / STATE_FILE_NAME).read_text())
@@ -467,7 +485,7 @@ def test_the_v3_comparison_sees_data_and_its_checksum() -> None:
     got = replay([sc], "1.38")
     assert compare_results(got, ref) == []
     # latest writes V1: a format difference.
-    assert "format: V1 != V3" in compare_results(replay([sc], "latest"), ref)[0]
+    assert "format: V1 != V3" in compare_results(replay([sc], "1.32"), ref)[0]
     cp = got["results"][0]["results"][0]["checkpoint"]
     data = json.loads(cp["data"])
     # A pod entry only in pymm's data, with a valid dataChecksum: a difference in podEntries.
@@ -557,7 +575,7 @@ def test_v3_round_trips_any_state(state: dict[str, Any]) -> None:
     _, _, new = _engine.decode_checkpoint(v3, "1.38")
     assert new.get("podEntries", {}) == state["podEntries"]
     assert new["entries"] == state["entries"]
-    _, _, old = _engine.decode_checkpoint(v3)
+    _, _, old = _engine.decode_checkpoint(v3, "1.32")
     assert "podEntries" not in old and old["entries"] == state["entries"]
     # A fixed point: V3 -> V2 -> V3 gives the same bytes, and V3 -> V3 too.
     v2_again = _engine.Inspection(v3).convert("v2")[0].decode()

@@ -158,7 +158,9 @@ def _canonical_version(value: Any) -> Any:
 
 
 def _canonical_gates(value: Any) -> Any:
-    return sorted(_engine.decode_config({"feature_gates": list(value or ())})["feature_gates"].items())
+    return sorted(
+        _engine.decode_config({"feature_gates": list(value or ())})["feature_gates"].items()
+    )
 
 
 def _same(value: Any) -> Any:
