@@ -37,8 +37,8 @@ __all__ = [
     "parse_size",
     "placements",
     "plan_input",
-    "recorded_kubelet_version",
     "pods_from_manifest",
+    "recorded_kubelet_version",
     "simulate",
 ]
 

@@ -339,13 +339,13 @@ class Metrics:
         if pod_level is not None:
             # AllocatePod (the pod-level resource managers): its own pinning requests, and the
             # pod's allocations and assignments under source="pod".
-            requests, exclusive, shared, containers, failed = pod_level
+            requests, exclusive, shared, containers, pod_failed = pod_level
             self.pinning_requests.inc(requests)
-            if failed:
+            if pod_failed:
                 self.pinning_errors.inc()
             self.record_pod_level(
-                allocations=0 if failed else containers,
-                errors=int(failed),
+                allocations=0 if pod_failed else containers,
+                errors=int(pod_failed),
                 assignments={"pod_exclusive": exclusive, "pod_shared": shared},
             )
             return
