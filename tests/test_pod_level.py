@@ -118,8 +118,7 @@ def test_an_empty_shared_pool_is_refused_with_the_kubelets_text() -> None:
     strict = _manager(feature_gates=PLRM).admit(full)
     assert (strict.reason, strict.message) == (
         "TopologyAffinityError",
-        "Pod Scope pod with pod-level resources failed admission under pod-scope topology "
-        "manager",
+        "Pod Scope pod with pod-level resources failed admission under pod-scope topology manager",
     )
 
 
@@ -134,9 +133,7 @@ def test_metrics_count_the_pod_level_allocation() -> None:
     rm = {"resource_name": "memory"}
     assert value("resource_manager_allocations_total", **rm, source="pod") == 2
     assert value("resource_manager_container_assignments", **rm, assignment_type="pod_exclusive")
-    assert (
-        value("resource_manager_container_assignments", **rm, assignment_type="pod_shared") == 1
-    )
+    assert value("resource_manager_container_assignments", **rm, assignment_type="pod_shared") == 1
     # AllocatePod's pinning request, and one for the exclusive app container.
     assert value("kubelet_memory_manager_pinning_requests_total") == 2
     assert value("resource_manager_allocations_total", **rm, source="node") in (None, 0)
@@ -145,11 +142,13 @@ def test_metrics_count_the_pod_level_allocation() -> None:
 def test_gates_are_checked_against_the_kubelet_version() -> None:
     with pytest.raises(ConfigError, match="unrecognized feature gate: PodLevelResourceManagers"):
         _manager(kubelet_version="1.32", feature_gates=PLRM)
-    with pytest.raises(ConfigError, match="did you mean|PodLevelResourceManagers"):
+    with pytest.raises(ConfigError) as info:
         _manager(feature_gates={"PodLevelResourceManager": True})
+    assert info.value.suggestion == "PodLevelResourceManagers"
     # The kubelet's flag syntax is taken too.
     mm = _manager(feature_gates="PodLevelResourceManagers=true,PodLevelResources=true")
-    assert mm.config["feature_gates"] == {"PodLevelResourceManagers": True, "PodLevelResources": True}
+    both = {"PodLevelResourceManagers": True, "PodLevelResources": True}
+    assert mm.config["feature_gates"] == both
 
 
 def test_max_allowable_numa_nodes_needs_the_beta_gate_only_before_1_38() -> None:
