@@ -16,6 +16,7 @@ from pymm.manager import (
     MemoryManager,
     NodeUsage,
     Placement,
+    Resize,
     compile_pod,
     reserved_memory_config,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "NumaNode",
     "Placement",
     "Pod",
+    "Resize",
     "Resources",
     "__version__",
     "canonical_quantity",

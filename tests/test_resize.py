@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from test_cgroups import FakeKernel, kernel, make_v1  # noqa: F401  (kernel is a fixture)
 
-from pymm import Container, Enforcement, Machine, MemoryManager, Pod
+from pymm import Container, Enforcement, Machine, MemoryManager, Pod, Resize
 from pymm.cgroups import CpusetEnforcer
 from pymm.cli import main
 from pymm.errors import NotFoundError, PodError
@@ -41,6 +41,7 @@ def test_by_default_the_answer_is_the_kubelets(tmp_path: Path) -> None:
         assert mm.admit(_db("4Gi")).admitted
         before = mm.checkpoint()
         r = mm.resize(_db("8Gi"))
+        assert isinstance(r, Resize)
         assert not r and (r.reason, r.message, r.changed) == ("Infeasible", INFEASIBLE, {})
         assert mm.checkpoint() == before
         assert repr(r) == f"<Resize 'db' Infeasible: {INFEASIBLE}>"
