@@ -16,8 +16,8 @@
 //! | [`Op::Resize`] | the allocation manager's `canResizePod`, then the managers with the resize operation (1.38) | the pod as desired replaces the pod as allocated when the resize is admitted. The kubelet's answer: `Infeasible` ("Resize is infeasible for Guaranteed Pods alongside Memory Manager policy \"Static\"") for a memory resize of a Guaranteed pod unless `InPlacePodVerticalScalingExclusiveMemory`; otherwise admitted, and the Static policy re-pins and resizes nothing. With pymm's `resize-in-place`, each changed container's reservation grows or shrinks where it is, or its group extends to unused nodes, all or nothing, or `Deferred`/`Infeasible` with the reason. A change the API server refuses (not cpu or memory, another QoS class) is an error and changes nothing | `NotFound` error |
 //!
 //! The scenario format of the conformance sets maps onto these as the kubelet's harness does:
-//! `admit` is `Admit`, `remove` is `Stop`, `removePod` is `StopPod`, `restart` is `Restart`
-//! ([`crate::scenario`]).
+//! `admit` is `Admit`, `remove` is `Stop`, `removePod` is `StopPod`, `restart` is `Restart`,
+//! and pymm's own `resize` is `Resize` ([`crate::scenario`]).
 
 use crate::config::Config;
 use crate::error::Result;

@@ -6,7 +6,8 @@
 //! A scenario's operations map onto the engine's lifecycle ([`crate::lifecycle`]) as the
 //! kubelet's harness drives the kubelet: `admit` is [`Op::Admit`] (then, with `start`, every
 //! container starts), `remove` is [`Op::Stop`] (the kubelet's `RemoveContainer`), `removePod`
-//! is [`Op::StopPod`], `restart` is [`Op::Restart`] from the state file as written.
+//! is [`Op::StopPod`], `restart` is [`Op::Restart`] from the state file as written, and
+//! pymm's `resize` is [`Op::Resize`].
 
 use crate::config::Config;
 use crate::decode::{index, kind, Obj, Subject};

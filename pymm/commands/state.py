@@ -87,9 +87,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--kubelet-version",
         choices=KUBELET_VERSIONS,
-        help="judge as that kubelet restores the file instead: latest/1.32/1.26 read the V1 "
-        "fields of any layout and check their checksum; 1.38 reads V3 (data, dataChecksum), "
-        "else V2, else V1",
+        help="judge as that kubelet restores the file instead: 1.32/1.26 read the V1 "
+        "fields of any layout and check their checksum; 1.38 (and latest) reads V3 (data, "
+        "dataChecksum), else V2, else V1",
     )
     p.set_defaults(func=run, state_action="verify")
 

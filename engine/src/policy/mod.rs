@@ -34,7 +34,7 @@ pub struct MemoryOptions {
     /// (the kubelet's two group bugs, [`crate::placement`]).
     pub strict_numa_groups: bool,
     /// An in-place resize grows or shrinks a container's reservation where the kubelet
-    /// re-pins nothing (KEP-5294's design; [`crate::resize`]).
+    /// re-pins nothing (KEP-5294's design; [`crate::lifecycle::Op::Resize`]).
     pub resize_in_place: bool,
 }
 

@@ -202,7 +202,8 @@ impl PyEngine {
     }
 
     /// Applies one lifecycle operation: an admission returns its `AdmitResult`, a stop or
-    /// release whether anything was released, a start or restart None.
+    /// release whether anything was released, a resize `{"admit", "reason", "message",
+    /// "changed"}`, a start or restart None.
     fn apply(&mut self, py: Python<'_>, op: &PyOp) -> PyResult<Py<PyAny>> {
         let outcome = self.inner.apply(&op.inner).py()?;
         self.outcome(py, &op.inner, outcome)
