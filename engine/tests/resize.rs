@@ -291,6 +291,31 @@ fn in_place_refuses_without_changing_anything() {
     assert_eq!(m.checkpoint_json(), before);
 }
 
+#[test]
+fn a_pod_level_reservation_is_not_resized_in_place() {
+    let mut m = manager(
+        &[16, 16],
+        json!({"topology_policy": "single-numa-node", "scope": "pod",
+               "feature_gates": {"PodLevelResourceManagers": true},
+               "memory_policy_options": {"resize-in-place": true}}),
+    );
+    let with = |cpu: &str, mem: &str| {
+        let own = json!({"cpu": "1", "memory": "2Gi"});
+        pod_json(json!({"uid": "p",
+            "resources": {"requests": {"cpu": cpu, "memory": mem}, "limits": {"cpu": cpu, "memory": mem}},
+            "containers": [{"name": "own", "requests": own, "limits": own}, {"name": "shared"}]}))
+    };
+    admit(&mut m, &with("2", "6Gi"));
+    let before = m.checkpoint_json();
+    let r = resize(&mut m, &with("2", "8Gi")).unwrap();
+    assert_eq!(r.reason.as_deref(), Some("Infeasible"));
+    assert!(r.message.unwrap().contains("pod-level reservation"));
+    assert_eq!(m.checkpoint_json(), before);
+    // A resize that leaves every reservation as it is goes through.
+    assert!(resize(&mut m, &with("3", "6Gi")).unwrap().admit);
+    assert_eq!(m.checkpoint_json(), before);
+}
+
 // -- properties ----------------------------------------------------------------------------
 
 #[derive(Debug, Clone)]

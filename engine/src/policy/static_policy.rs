@@ -1288,6 +1288,13 @@ impl MemoryPolicy for StaticPolicy {
             return Ok(ResizeVerdict::Done(Vec::new()));
         }
         if state.pod_entries.contains_key(&new.uid) {
+            let asks_otherwise = pod_budget(old).ok() != pod_budget(new).ok()
+                || new.all_containers().any(|c| {
+                    self.container_req(old, &c.name).ok() != self.container_req(new, &c.name).ok()
+                });
+            if !asks_otherwise {
+                return Ok(ResizeVerdict::Done(Vec::new()));
+            }
             return Ok(ResizeVerdict::Refused {
                 reason: RESIZE_INFEASIBLE,
                 message: format!(
