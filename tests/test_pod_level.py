@@ -197,3 +197,21 @@ def test_the_cli_takes_and_records_feature_gates(
     err = capsys.readouterr().err
     assert err.startswith("pymm: error: --feature-gates 'Nope=true': unrecognized feature gate")
     assert err.count("\n") == 1
+
+
+def test_a_scenarios_feature_gates_are_the_configurations() -> None:
+    from pymm.replay import replay_scenario
+
+    scenario = {
+        "name": "gates",
+        "machine": {"numaNodes": [{"id": 0, "memory": "16Gi"}]},
+        "reservedMemory": [{"numaNode": 0, "limits": {"memory": "1Gi"}}],
+        "featureGates": {"PodLevelResourceManagers": True},
+        "ops": [],
+    }
+    assert "setupError" not in replay_scenario(scenario)
+    # A gate the scenario's kubelet does not have keeps it from starting, as a bad flag would.
+    old = replay_scenario({**scenario, "kubeletVersion": "1.32"})
+    assert old["setupError"].startswith("unrecognized feature gate: PodLevelResourceManagers")
+    bogus = replay_scenario({**scenario, "featureGates": {"Nope": True}})
+    assert bogus["setupError"].startswith("unrecognized feature gate: Nope")
