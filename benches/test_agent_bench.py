@@ -116,6 +116,7 @@ SIXTEEN_CLIENT_PAIRS = 50
 THROUGHPUT_ROUNDS = 7
 
 
+@pytest.mark.slow
 def test_throughput_16_clients_vs_1(
     benchmark: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

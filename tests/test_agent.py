@@ -314,6 +314,7 @@ def check_against_state(result: LoadResult, state_text: str) -> None:
     assert unsure <= 16  # at most one request in flight per client
 
 
+@pytest.mark.slow
 def test_load_16_clients(agent: AgentProcess) -> None:
     result = asyncio.run(run_load(agent.socket, clients=16, total=LOAD_REQUESTS))
     assert result.admits + result.removes == LOAD_REQUESTS
@@ -340,6 +341,7 @@ def test_load_16_clients(agent: AgentProcess) -> None:
     )
 
 
+@pytest.mark.slow
 def test_kill_9_under_load_then_restart(tmp_path: Path) -> None:
     args = ("--machine", str(machine_file(tmp_path)), *POLICY)
     first = AgentProcess(tmp_path, args).start()

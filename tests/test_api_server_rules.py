@@ -38,6 +38,8 @@ from pymm.errors import (
     WrongTypeError,
 )
 
+pytestmark = pytest.mark.fuzz
+
 # -- the reference: Kubernetes' rules, restated ----------------------------------------------
 
 LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")

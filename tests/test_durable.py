@@ -106,6 +106,7 @@ def _expected_entries(before: set[str], events: list[tuple[str, str]]) -> list[s
     return options
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_never_tears_or_loses_state(tmp_path: Path) -> None:
     kills = int(os.environ.get("PYMM_CRASH_KILLS", "300"))
     seed = int(os.environ.get("PYMM_CRASH_SEED", str(random.randrange(2**32))))

@@ -38,6 +38,8 @@ from pymm.errors import ConfigError, PymmError
 from pymm.replay import load_scenarios, replay
 from pymm.statefile import CONFIG_FILE_NAME, STATE_FILE_NAME
 
+pytestmark = pytest.mark.fuzz
+
 CONFORMANCE = Path(__file__).parent / "conformance"
 
 # -- seeds: one valid document of each kind ---------------------------------------------------
@@ -666,6 +668,7 @@ sysfs_contents = st.one_of(
 )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     changes=st.lists(
@@ -759,6 +762,7 @@ def _write(directory: Path, name: str, text: str) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     command=st.sampled_from(["admit", "hints"]),
@@ -790,6 +794,7 @@ def test_cli_admit_and_hints(
         run_cli(argv)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     text=st.one_of(*(texts(json.loads(t)) for t in STATE_FILES)),
@@ -805,6 +810,7 @@ def test_cli_state_commands(text: str, command: str) -> None:
         run_cli(argv)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     text=texts({"scenarios": SCENARIOS[:2]}),
@@ -849,6 +855,7 @@ PROBES = st.one_of(
 )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     configs=st.lists(st.sampled_from(SIMULATE_CONFIGS).flatmap(_text_edit), max_size=2),
@@ -891,6 +898,7 @@ def _recorded_config() -> dict[str, Any]:
 RECORDED = _recorded_config()
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     config=texts(RECORDED),

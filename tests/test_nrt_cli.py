@@ -241,6 +241,7 @@ def test_the_fingerprint_covers_the_pods_the_state_holds(
     assert "nodeTopologyPodsFingerprint" not in attrs(obj)
 
 
+@pytest.mark.slow
 def test_watch_waits_for_the_state_file(tmp_path: Path) -> None:
     root, machine = kubelet_node(tmp_path)
     (root / "memory_manager_state").unlink()

@@ -158,6 +158,7 @@ def wait_for(predicate: Any, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [[], ["--poll", "0.1"]], ids=["inotify", "poll"])
 def test_watch_republishes_on_change_and_stops_on_sigterm(
     state_dir: Path, api: FakeApiServer, tmp_path: Path, mode: list[str]

@@ -484,6 +484,7 @@ def test_a_tolerated_drift_is_remembered(
 # -- waiting for the lock ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_parallel_admits_with_lock_wait_all_succeed(tmp_path: Path) -> None:
     state = tmp_path / "state"
     env = dict(os.environ)
