@@ -79,12 +79,10 @@ impl Events<'_> {
         match self {
             Events::Generated(w) => {
                 let shape = &w.shapes[w.shape[i] as usize];
-                let uid = format!("{}-{}", shape.uid, w.pod[i]);
+                let uid = instance_uid(&shape.uid, w.pod[i]);
                 Ok(if w.op[i] == ADMIT {
-                    let mut p = (**shape).clone();
-                    p.uid = uid;
                     Op::Admit {
-                        pod: Arc::new(p),
+                        pod: Arc::new(shape.instance(uid)),
                         hints: None,
                         start: true,
                         trace: false,
@@ -98,6 +96,31 @@ impl Events<'_> {
             }
         }
     }
+}
+
+/// `"{shape}-{k}"`, written without the formatting machinery (once per event).
+fn instance_uid(shape: &str, k: i64) -> String {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut v = k.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let mut uid = String::with_capacity(shape.len() + 2 + digits.len() - at);
+    uid.push_str(shape);
+    uid.push('-');
+    if k < 0 {
+        uid.push('-');
+    }
+    for d in &digits[at..] {
+        uid.push(char::from(*d));
+    }
+    uid
 }
 
 #[derive(Debug, Clone, Default)]
@@ -172,6 +195,12 @@ pub fn run(
     tick: &mut dyn FnMut(usize),
 ) -> Result<Outcome> {
     w.check()?;
+    if let Events::Generated(g) = w {
+        // Computed once on the shapes, so that every instance shares the answer.
+        for s in g.shapes {
+            s.qos_class();
+        }
+    }
     let mut m = Manager::new(machine.clone(), config.clone(), None, "simulate")?;
     let ids: Vec<i64> = m.state().machine_state.keys().copied().collect();
     let pos: BTreeMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
@@ -262,8 +291,12 @@ pub fn run(
         let fraction = reserved.iter().sum::<u64>() as f64 / total_alloc;
         out.fraction_sum += fraction;
         out.peak_fraction = out.peak_fraction.max(fraction);
-        for (t, r) in tier_of.iter().zip(&reserved) {
-            tier_sums[*t] += *r as f64;
+        if let [only] = &mut tier_sums[..] {
+            *only += reserved.iter().sum::<u64>() as f64;
+        } else {
+            for (t, r) in tier_of.iter().zip(&reserved) {
+                tier_sums[*t] += *r as f64;
+            }
         }
         if sample_at.get(next_sample) == Some(&i) {
             let f = m.fragmentation(probe, cap)?;
@@ -304,4 +337,16 @@ pub fn run(
     .err()
     .map(|e| e.message().to_string());
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::instance_uid;
+
+    #[test]
+    fn instance_uids_are_the_shape_and_the_number() {
+        for k in [0i64, 7, 10, 99, 12_345, i64::MAX, -1, i64::MIN] {
+            assert_eq!(instance_uid("db-16Gi", k), format!("db-16Gi-{k}"));
+        }
+    }
 }

@@ -145,7 +145,7 @@ impl Placement {
                 continue;
             };
             for r in requested.keys() {
-                if let Some(t) = node.memory_map.get(r) {
+                if let Some(t) = crate::hints::table(&node.memory_map, r) {
                     s.reserved[p] = s.reserved[p].saturating_add(t.reserved);
                     s.allocatable[p] = s.allocatable[p].saturating_add(t.allocatable);
                 }
