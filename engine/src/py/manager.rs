@@ -85,6 +85,10 @@ impl PyEngine {
         &self.inner
     }
 
+    pub(super) fn of(inner: Manager) -> PyEngine {
+        PyEngine { inner }
+    }
+
     /// Other hint providers, decoded against this machine.
     pub(super) fn providers(
         &self,
