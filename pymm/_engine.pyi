@@ -14,6 +14,7 @@ __all__ = [
     "Reference",
     "ReplayResults",
     "Scenarios",
+    "Simulation",
     "Snapshot",
     "__version__",
     "canonical_quantity",
@@ -337,6 +338,35 @@ def defrag_input(
     extra: Sequence[Mapping[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], list[Pod]]: ...
 def placements(engine: Engine) -> dict[str, dict[str, list[int]]]: ...
+
+@final
+class Simulation:
+    def __new__(
+        cls,
+        machine: Mapping[str, Any],
+        config: EngineConfig | Mapping[str, Any],
+        shapes: Sequence[Pod],
+        op: bytes,
+        pod: bytes,
+        shape: bytes,
+        probe: Pod,
+        sample_at: Sequence[int],
+        cap: int = 100_000,
+        scenario: tuple[Scenarios, int] | None = None,
+        admits_only: bool = False,
+    ) -> Simulation: ...
+    def run(
+        self, pause_on_reject: bool = False, progress: Callable[[int], object] | None = None
+    ) -> int | None: ...
+    def pending(self) -> tuple[Pod, Any] | None: ...
+    def engine(self) -> Engine: ...
+    def settle(
+        self,
+        steps: Sequence[Op] | None = None,
+        progress: Callable[[int], object] | None = None,
+    ) -> bool: ...
+    def finish(self) -> dict[str, Any]: ...
+
 def simulate(
     machine: Mapping[str, Any],
     config: EngineConfig | Mapping[str, Any],

@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pymm import _engine
-from pymm.errors import NotFoundError, PlacementError, SolverError
+from pymm.errors import NotFoundError, PlacementError, SolverError, SolverTimeLimitError
 from pymm.plan import DEFAULT_TIME_LIMIT, Hints, build_model
 from pymm.views import NodeUsage, compile_pod, usage_of
 
 if TYPE_CHECKING:
     from pymm.views import PodLike
 
-__all__ = ["DefragPlan", "Move", "apply_steps", "defrag_plan"]
+__all__ = ["DefragPlan", "Move", "apply_steps", "defrag_plan", "operations"]
 
 #: Tries at ordering the moves of a solution before another solution is asked for.
 _RETRIES = 8
@@ -82,6 +82,13 @@ class DefragPlan:
     def to_json(self) -> dict[str, Any]:
         """The ``pymm defrag --json`` document."""
         return {"fits": self.fits, "moves": [m.to_json() for m in self.moves]}
+
+
+def operations(plan: DefragPlan) -> list[_engine.Op]:
+    """The plan's steps as lifecycle operations, in order (what :func:`apply_steps` applies):
+    each moved or evicted pod released, moved pods admitted again on their nodes, then the
+    pending pod."""
+    return _ops(plan)
 
 
 def _ops(plan: DefragPlan) -> list[_engine.Op]:
@@ -156,15 +163,22 @@ def defrag_plan(
     hints: Hints = None,
     free_node: int | None = None,
     time_limit: float = DEFAULT_TIME_LIMIT,
+    max_moves: int | None = None,
+    evict: bool = True,
 ) -> DefragPlan:
     """The fewest moves after which ``pod`` fits (or ``free_node`` holds nothing) on what
     ``engine`` runs (a machine of ``node_ids``); see the module docstring. ``engine`` is left
     untouched: :func:`apply_steps` applies a plan (``mm.defrag_plan`` and
-    ``mm.apply_defrag`` are these on the manager's engine)."""
+    ``mm.apply_defrag`` are these on the manager's engine).
+
+    ``max_moves`` limits the pods a plan may move or evict (a simulation's policy: a plan
+    that needs more does not fit), and without ``evict`` no running pod may be evicted."""
     if (pod is None) == (free_node is None):
         raise SolverError("defrag_plan: give a pending pod or free_node=, one of them")
     if not (isinstance(time_limit, int | float) and math.isfinite(time_limit) and time_limit > 0):
         raise SolverError(f"time_limit: expected a number of seconds > 0, got {time_limit!r}")
+    if max_moves is not None and not (isinstance(max_moves, int) and max_moves >= 0):
+        raise SolverError(f"max_moves: expected a whole number >= 0, got {max_moves!r}")
     if free_node is not None and free_node not in node_ids:
         raise NotFoundError(
             f"free_node: this machine has no NUMA node {free_node} (it has "
@@ -202,12 +216,19 @@ def defrag_plan(
     for pi in running:
         z = model.z[pi]
         prog.cost[z] = weight  # each pod kept outweighs every move
+        if not evict:
+            prog.lb[z] = 1.0
         moved = prog.var(cost=-1.0)
         model.moved[pi] = moved
         for ui, unit in enumerate(data["pods"][pi]["units"]):
             keep = prog.var()
             prog.row([(z, 1.0), (keep, -1.0), (moved, -1.0)], -math.inf, 0.0)
             _stays(model, pi, ui, keep, [pos[i] for i in unit["current"]])
+    if max_moves is not None and running:
+        # Moves plus evictions (pods not kept) at most max_moves.
+        terms = [(model.moved[pi], 1.0) for pi in running]
+        terms += [(model.z[pi], -1.0) for pi in running]
+        prog.row(terms, -math.inf, float(max_moves - len(running)))
     if pending is not None:
         pi = len(data["pods"]) - 1
         if pi in model.z:
@@ -226,7 +247,7 @@ def defrag_plan(
             break  # no other plan as good can be done one pod at a time
         if sol.infeasible or (prog.cost and not sol.values):
             if not sol.infeasible:
-                raise SolverError(
+                raise SolverTimeLimitError(
                     f"the solver found no plan within {time_limit:g} s ({sol.status}); "
                     "give it more time (time_limit=, --time-limit)"
                 )

@@ -32,6 +32,7 @@ __all__ = [
     "ReservedMemoryError",
     "ScenarioError",
     "SolverError",
+    "SolverTimeLimitError",
     "StateError",
     "StateFileError",
     "StateLockedError",
@@ -173,6 +174,10 @@ class PlacementError(AllocationError):
 
 class SolverError(PymmError, RuntimeError):
     """The MILP solver behind ``plan`` and ``defrag`` is missing or failed."""
+
+
+class SolverTimeLimitError(SolverError):
+    """The solver's time limit passed before it found any plan (more time may find one)."""
 
 
 class AdmissionError(AllocationError):

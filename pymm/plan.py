@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pymm import _engine
-from pymm.errors import PlacementError, SolverError
+from pymm.errors import PlacementError, SolverError, SolverTimeLimitError
 from pymm.views import admit_result, compile_pod
 
 if TYPE_CHECKING:
@@ -552,7 +552,7 @@ def plan(
     data = _engine.plan_input(engine, compiled, [None if e is None else list(e) for e in extras])
     model, sol = solve_plan(data, time_limit)
     if model.program.cost and not sol.values:
-        raise SolverError(
+        raise SolverTimeLimitError(
             f"the solver found no plan within {time_limit:g} s ({sol.status}); "
             "give it more time (time_limit=, --time-limit)"
         )

@@ -114,12 +114,14 @@ def replay_scenario_ops(
     mm: MemoryManager,
     scenario: Mapping[str, Any],
     on_event: Callable[[int, Admission | None], None],
+    batch: bool = False,
 ) -> str | None:
-    """Replays a scenario's own operations on ``mm``; returns why a restart failed, if one did
-    (the run ends there)."""
+    """Replays a scenario's own operations on ``mm`` (with ``batch``, its admissions alone);
+    returns why a restart failed, if one did (the run ends there)."""
     defaults = scenario.get("applyDefaults", True)
     fake = scenario.get("useFakeProvider", False)
-    for i, op in enumerate(scenario["ops"]):
+    ops = [op for op in scenario["ops"] if not batch or op["op"] == "admit"]
+    for i, op in enumerate(ops):
         kind = op["op"]
         a: Admission | None = None
         if kind == "admit":
@@ -205,6 +207,8 @@ class _Observer:
         self.node_fraction = np.zeros((k, n))
         self.node_stranded = np.zeros((k, n), dtype=np.int64)
         self.fits = np.zeros(k, dtype=np.int64)
+        self.admitted_at = np.zeros(k, dtype=np.int64)
+        self.rejected_at = np.zeros(k, dtype=np.int64)
         self.next_sample = 0
         self.events = 0
 
@@ -254,6 +258,8 @@ class _Observer:
             self.node_fraction[j] = np.where(self.allocatable > 0, reserved / self.allocatable, 0.0)
         s = stranded(self.mm, self.probe)
         self.fits[j] = s.fits
+        self.admitted_at[j] = self.admitted
+        self.rejected_at[j] = sum(self.reasons.values())
         for node, free in s.by_node.items():
             self.node_stranded[j, self.index[node]] = free
         self.next_sample += 1
@@ -288,6 +294,9 @@ class _Observer:
                 probe_fits=self.fits[:k],
                 node_reserved_fraction=self.node_fraction[:k],
                 node_stranded_bytes=self.node_stranded[:k],
+                admitted=self.admitted_at[:k],
+                rejected=self.rejected_at[:k],
+                moves=np.zeros(k, dtype=np.int64),
             ),
             events_applied=self.events,
         )
@@ -332,7 +341,7 @@ def run_config_reference(
         replay_events(mm, workload, observer)
         failed = None
     else:
-        failed = replay_scenario_ops(mm, scenario, observer)
+        failed = replay_scenario_ops(mm, scenario, observer, workload.batch)
     result = observer.result(config, _final_state_valid(mm, config, workload))
     result.restart_error = failed
     return result

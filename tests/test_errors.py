@@ -133,6 +133,7 @@ def test_quantity_and_allocation_errors() -> None:
         errors.NotFoundError("m", pod_uid="p", container="c"),
         errors.PlacementError("m", pod_uid="p", container="c", nodes=[0, 1]),
         errors.SolverError("m"),
+        errors.SolverTimeLimitError("m"),
         errors.CheckpointCorruptedError("m", stored_checksum=1, computed_checksum=2),
         errors.PolicyMismatchError("m", configured_policy="None", stored_policy="Static"),
         errors.StateMismatchError("m", ["a"], kind="unfit", least_drift_tolerance=5),

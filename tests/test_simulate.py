@@ -311,6 +311,7 @@ def test_config_parsing() -> None:
         "kubelet",
         "least-allocated",
         "most-allocated",
+        "least-stranded",
         "admit-when-fits",
         "best",
     ]
@@ -345,7 +346,7 @@ def test_config_keys_become_manager_arguments() -> None:
         ("a:scope", "'scope' is not KEY=VALUE"),
         (":scope=pod", "the label is empty"),
         ("a:scope=pod,scope=container", "'scope' given twice"),
-        ("nonesuch", "not a configuration of the default set"),
+        ("nonesuch", "not a named configuration"),
     ],
 )
 def test_config_errors(text: str, needle: str) -> None:

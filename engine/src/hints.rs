@@ -9,6 +9,7 @@ use crate::error::{EngineError, Result};
 use crate::nodemask::{binomial, for_each_combination_of_size, IdMap, NodeMask};
 use crate::request::Requested;
 use crate::state::MachineState;
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -35,6 +36,7 @@ pub type ProviderHints = Option<Vec<(String, Option<Arc<Vec<TopologyHint>>>)>>;
 /// Reusable init-container memory of the pod being admitted: mask -> resource -> bytes.
 pub type Reusable = BTreeMap<NodeMask, BTreeMap<String, u64>>;
 
+#[derive(Default)]
 struct Flat {
     ids: Vec<i64>,
     /// state position -> machine position (identity when `dense`)
@@ -49,6 +51,60 @@ struct Flat {
     used_multi: Vec<(usize, Option<u128>)>,
     /// positions whose group has more than one node (rule B)
     grouped: u128,
+    /// the request per resource, in the order of `free` and `alloc`
+    wants: Vec<u64>,
+}
+
+/// The walk's work arrays (see [`calculate_hints_to`]).
+#[derive(Default)]
+struct Work {
+    idx: Vec<usize>,
+    pmask: Vec<u128>,
+    palloc: Vec<u64>,
+    pfree: Vec<u64>,
+    sum_a: Vec<u64>,
+    sum_f: Vec<u64>,
+    sorted: Vec<u64>,
+}
+
+fn zeroed<T: Copy + Default>(v: &mut Vec<T>, len: usize) {
+    v.clear();
+    v.resize(len, T::default());
+}
+
+#[derive(Default)]
+struct Scratch {
+    flat: Flat,
+    work: Work,
+}
+
+thread_local! {
+    /// The arrays of the last hint computation on this thread, kept for the next: an admission
+    /// computes hints once or twice, and allocating a dozen small arrays each time cost as
+    /// much as the walk itself on small machines.
+    static SPARE: Cell<Option<Box<Scratch>>> = const { Cell::new(None) };
+}
+
+/// A [`Scratch`] taken from this thread's spare (or new), given back when dropped.
+struct Pooled(Option<Box<Scratch>>);
+
+impl Pooled {
+    fn take() -> Pooled {
+        Pooled(Some(SPARE.with(Cell::take).unwrap_or_default()))
+    }
+
+    fn parts(&mut self) -> (&mut Flat, &mut Work) {
+        let s = self.0.get_or_insert_with(Box::default);
+        (&mut s.flat, &mut s.work)
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            SPARE.with(|c| c.set(Some(s)));
+        }
+    }
 }
 
 impl Flat {
@@ -66,8 +122,8 @@ impl Flat {
 
 /// The smallest size of a node set whose allocatable memory could hold `wants` (test (A)),
 /// found with an early exit; `None` when not even every node together can.
-fn min_capacity_size(f: &Flat, wants: &[u64]) -> Option<usize> {
-    let lower = capacity_lower_bound(f, wants)?;
+fn min_capacity_size(f: &Flat, wants: &[u64], sorted: &mut Vec<u64>) -> Option<usize> {
+    let lower = capacity_lower_bound(f, wants, sorted)?;
     if wants.len() <= 1 {
         return Some(lower);
     }
@@ -84,13 +140,14 @@ fn min_capacity_size(f: &Flat, wants: &[u64]) -> Option<usize> {
 /// No set smaller than this can pass the capacity test for every resource: each resource
 /// needs at least as many nodes as its largest allocatable values take to reach the request.
 /// `None` when not even every node together can hold it.
-fn capacity_lower_bound(f: &Flat, wants: &[u64]) -> Option<usize> {
+fn capacity_lower_bound(f: &Flat, wants: &[u64], sorted: &mut Vec<u64>) -> Option<usize> {
     let mut lower = 1;
     for (r, want) in wants.iter().enumerate() {
-        let mut a = f.alloc[r].clone();
-        a.sort_unstable_by(|x, y| y.cmp(x));
+        sorted.clear();
+        sorted.extend_from_slice(&f.alloc[r]);
+        sorted.sort_unstable_by(|x, y| y.cmp(x));
         let mut sum = 0u64;
-        match a.iter().position(|v| {
+        match sorted.iter().position(|v| {
             sum = sum.saturating_add(*v);
             sum >= *want
         }) {
@@ -102,41 +159,59 @@ fn capacity_lower_bound(f: &Flat, wants: &[u64]) -> Option<usize> {
     Some(lower)
 }
 
-fn flatten(ms: &MachineState, resources: &[&str], map: &IdMap) -> Result<Flat> {
-    let ids: Vec<i64> = ms.keys().copied().collect();
-    if ids.len() > crate::nodemask::MAX_NODES {
+#[cfg(test)]
+fn flatten(ms: &MachineState, req: &Requested, map: &IdMap) -> Result<Flat> {
+    let mut f = Flat::default();
+    flatten_into(&mut f, ms, req, map)?;
+    Ok(f)
+}
+
+/// The state as arrays by position, for the resources of `req`, into `f` (its arrays reused).
+fn flatten_into(f: &mut Flat, ms: &MachineState, req: &Requested, map: &IdMap) -> Result<()> {
+    if ms.len() > crate::nodemask::MAX_NODES {
         return Err(EngineError::machine(
             None,
             format!(
                 "{} NUMA nodes is more than the {} pymm supports",
-                ids.len(),
+                ms.len(),
                 crate::nodemask::MAX_NODES
             ),
         ));
     }
-    let remap: Vec<usize> = ids
-        .iter()
-        .map(|id| {
-            map.position(*id).ok_or_else(|| {
-                EngineError::mismatch(
-                    crate::error::MismatchKind::UnknownNode,
-                    format!("[pymm] the state has NUMA node {id}, which the machine does not have"),
-                )
-            })
-        })
-        .collect::<Result<_>>()?;
-    let dense = remap.iter().enumerate().all(|(p, q)| p == *q);
+    f.ids.clear();
+    f.remap.clear();
+    let mut dense = true;
+    for id in ms.keys() {
+        let q = map.position(*id).ok_or_else(|| {
+            EngineError::mismatch(
+                crate::error::MismatchKind::UnknownNode,
+                format!("[pymm] the state has NUMA node {id}, which the machine does not have"),
+            )
+        })?;
+        dense &= q == f.ids.len();
+        f.ids.push(*id);
+        f.remap.push(q);
+    }
+    let ids = &f.ids;
     let pos_of = |id: i64| ids.iter().position(|&x| x == id);
     let n = ids.len();
-    let mut free = vec![vec![0u64; n]; resources.len()];
-    let mut alloc = vec![vec![0u64; n]; resources.len()];
+    let r_count = req.len();
+    f.free.resize_with(r_count, Vec::new);
+    f.alloc.resize_with(r_count, Vec::new);
+    for v in f.free.iter_mut().chain(f.alloc.iter_mut()) {
+        zeroed(v, n);
+    }
+    f.wants.clear();
+    f.wants.extend(req.values().copied());
+    let (free, alloc) = (&mut f.free, &mut f.alloc);
     let mut used_single = 0u128;
-    let mut used_multi = Vec::new();
+    let used_multi = &mut f.used_multi;
+    used_multi.clear();
     let mut grouped = 0u128;
     for (p, node) in ms.values().enumerate() {
-        for (r, name) in resources.iter().enumerate() {
+        for (r, name) in req.keys().enumerate() {
             // The kubelet dereferences a nil table here and crashes; say what is wrong instead.
-            let t = node.memory_map.get(*name).ok_or_else(|| {
+            let t = table(&node.memory_map, name).ok_or_else(|| {
                 EngineError::Allocation(format!(
                     "[memorymanager] NUMA node {} has no {name:?} memory: the machine does not report this resource, so no node can hold the request",
                     ids[p]
@@ -164,16 +239,19 @@ fn flatten(ms: &MachineState, resources: &[&str], map: &IdMap) -> Result<Flat> {
             }
         }
     }
-    Ok(Flat {
-        ids,
-        remap,
-        dense,
-        free,
-        alloc,
-        used_single,
-        used_multi,
-        grouped,
-    })
+    f.dense = dense;
+    f.used_single = used_single;
+    f.grouped = grouped;
+    Ok(())
+}
+
+/// `map[name]`. A node has a few resources: a scan that compares lengths first calls `memcmp`
+/// once, where the tree's ordered search calls it for every key it passes.
+pub(crate) fn table<'a, T>(map: &'a BTreeMap<String, T>, name: &str) -> Option<&'a T> {
+    if map.len() > 8 {
+        return map.get(name);
+    }
+    map.iter().find(|(k, _)| k.as_str() == name).map(|(_, t)| t)
 }
 
 fn sum_bits(values: &[u64], mut m: u128) -> u64 {
@@ -218,17 +296,19 @@ pub fn calculate_hints_to(
     extent: Extent,
     map: &IdMap,
 ) -> Result<Vec<TopologyHint>> {
-    let resources: Vec<&str> = req.keys().map(String::as_str).collect();
-    let f = flatten(ms, &resources, map)?;
+    let mut pooled = Pooled::take();
+    let (f, work) = pooled.parts();
+    flatten_into(f, ms, req, map)?;
+    let f: &Flat = f;
     let n = f.ids.len();
     if n == 0 {
         return Ok(vec![]);
     }
-    let c = Checker::new(&f, req, &resources, reusable);
+    let c = Checker::new(f, req, reusable);
     let r_count = c.wants.len();
     // The kubelet takes the preferred size from the capacity test alone, before the group
     // rules; computing it apart lets the walk below skip what the group rules reject.
-    let Some(min_size) = min_capacity_size(&f, &c.wants) else {
+    let Some(min_size) = min_capacity_size(f, c.wants, &mut work.sorted) else {
         return Ok(vec![]);
     };
     let top = if extent == Extent::Preferred {
@@ -247,13 +327,28 @@ pub fn calculate_hints_to(
     // single-node allocations, or part of a group together with anything else.
     // Sized by the machine, not by the 128-node maximum: zeroing the larger arrays cost more
     // than the whole walk on small machines.
-    let mut idx = vec![0usize; n];
-    let mut pmask = vec![0u128; n + 1];
-    let mut palloc = vec![0u64; (n + 1) * r_count];
-    let mut pfree = vec![0u64; (n + 1) * r_count];
-    let mut sum_a = vec![0u64; r_count];
-    let mut sum_f = vec![0u64; r_count];
-    'sizes: for k in min_size..=top {
+    let Work {
+        idx,
+        pmask,
+        palloc,
+        pfree,
+        sum_a,
+        sum_f,
+        ..
+    } = work;
+    zeroed(idx, n);
+    zeroed(pmask, n + 1);
+    zeroed(palloc, (n + 1) * r_count);
+    zeroed(pfree, (n + 1) * r_count);
+    zeroed(sum_a, r_count);
+    zeroed(sum_f, r_count);
+    'sizes: for k in min_size..=n {
+        if k == top + 1 && extent == Extent::Preferred && !hints.is_empty() {
+            // The preferred hints were asked for and found: the rest of the list is not needed.
+            // When the preferred size yields none, the walk goes on to the full list (an
+            // empty list would mean "no preference" to the topology manager).
+            break;
+        }
         // The first k-1 positions form a prefix walked like the kubelet's combinations; the
         // last position runs over the remaining nodes in a tight loop.
         let head = k - 1;
@@ -309,31 +404,23 @@ pub fn calculate_hints_to(
             from = i;
         }
     }
-    if extent == Extent::Preferred && hints.is_empty() {
-        return calculate_hints_to(ms, req, reusable, Extent::Full, map);
-    }
     Ok(hints)
 }
 
 /// The per-set tests of `calculateHints`, over positions in the flattened machine.
 struct Checker<'a> {
     f: &'a Flat,
-    wants: Vec<u64>,
-    resources: &'a [&'a str],
+    wants: &'a [u64],
+    req: &'a Requested,
     reusable: Option<&'a Reusable>,
 }
 
 impl<'a> Checker<'a> {
-    fn new(
-        f: &'a Flat,
-        req: &Requested,
-        resources: &'a [&'a str],
-        reusable: Option<&'a Reusable>,
-    ) -> Self {
+    fn new(f: &'a Flat, req: &'a Requested, reusable: Option<&'a Reusable>) -> Self {
         Checker {
             f,
-            wants: req.values().copied().collect(),
-            resources,
+            wants: &f.wants,
+            req,
             reusable,
         }
     }
@@ -366,7 +453,7 @@ impl<'a> Checker<'a> {
         for (a, v) in alloc.iter_mut().zip(&self.f.alloc) {
             *a = sum_bits(v, m);
         }
-        if alloc[..r].iter().zip(&self.wants).any(|(a, w)| a < w) {
+        if alloc[..r].iter().zip(self.wants).any(|(a, w)| a < w) {
             return (false, None);
         }
         for (x, v) in free.iter_mut().zip(&self.f.free) {
@@ -390,7 +477,7 @@ impl<'a> Checker<'a> {
             found = f
                 .alloc
                 .iter()
-                .zip(&self.wants)
+                .zip(self.wants)
                 .all(|(v, w)| sum_bits(v, m) >= *w);
             !found
         });
@@ -402,7 +489,7 @@ impl<'a> Checker<'a> {
     fn check_sums(&self, m: u128, alloc: &[u64], free: &[u64]) -> (bool, Option<NodeMask>) {
         let f = self.f;
         // (A) capacity: could the set hold the request if it were empty?
-        if alloc.iter().zip(&self.wants).any(|(a, w)| a < w) {
+        if alloc.iter().zip(self.wants).any(|(a, w)| a < w) {
             return (false, None);
         }
         if m.count_ones() == 1 {
@@ -422,15 +509,20 @@ impl<'a> Checker<'a> {
             }
         }
         let ids = self.to_mask(m);
-        let reuse = self.reusable.and_then(|r| r.get(&ids));
         // (E) free memory, counting init-container memory the pod may reuse.
-        for (r, want) in self.wants.iter().enumerate() {
-            let extra = reuse
-                .and_then(|x| x.get(self.resources[r]))
-                .copied()
-                .unwrap_or(0);
-            if free[r].saturating_add(extra) < *want {
-                return (true, None);
+        match self.reusable.and_then(|r| r.get(&ids)) {
+            None => {
+                if free.iter().zip(self.wants).any(|(f, w)| f < w) {
+                    return (true, None);
+                }
+            }
+            Some(reuse) => {
+                for (r, (name, want)) in self.req.iter().enumerate() {
+                    let extra = reuse.get(name.as_str()).copied().unwrap_or(0);
+                    if free[r].saturating_add(extra) < *want {
+                        return (true, None);
+                    }
+                }
             }
         }
         (true, Some(ids))
@@ -448,7 +540,8 @@ pub fn set_violation(
     map: &IdMap,
 ) -> Result<Option<String>> {
     let resources: Vec<&str> = req.keys().map(String::as_str).collect();
-    let f = flatten(ms, &resources, map)?;
+    let mut f = Flat::default();
+    flatten_into(&mut f, ms, req, map)?;
     let ids = map.ids(set);
     let mut m = 0u128;
     for id in &ids {
@@ -457,7 +550,7 @@ pub fn set_violation(
             None => return Ok(Some(format!("NUMA node {id} is not in the state"))),
         }
     }
-    let c = Checker::new(&f, req, &resources, reusable);
+    let c = Checker::new(&f, req, reusable);
     if let (_, Some(_)) = c.check(m) {
         return Ok(None);
     }
@@ -547,20 +640,22 @@ pub fn calculate_hints_bounded(
     bounds: &Bounds,
     map: &IdMap,
 ) -> Result<Vec<TopologyHint>> {
-    let resources: Vec<&str> = req.keys().map(String::as_str).collect();
-    let f = flatten(ms, &resources, map)?;
+    let mut pooled = Pooled::take();
+    let (f, work) = pooled.parts();
+    flatten_into(f, ms, req, map)?;
+    let f: &Flat = f;
     let n = f.ids.len();
     if n == 0 {
         return Ok(vec![]);
     }
-    let c = Checker::new(&f, req, &resources, reusable);
-    let Some(lower) = capacity_lower_bound(&f, &c.wants) else {
+    let c = Checker::new(f, req, reusable);
+    let Some(lower) = capacity_lower_bound(f, c.wants, &mut work.sorted) else {
         return Ok(vec![]);
     };
     let mut grown: Option<Vec<Vec<u128>>> = None;
     let mut min_size: Option<u32> = None;
     let mut masks: Vec<NodeMask> = Vec::new();
-    let rules = GroupRules::of(&f);
+    let rules = GroupRules::of(f);
     for k in lower..=n {
         if (extent == Extent::Preferred && min_size.is_some()) || masks.len() >= bounds.max_hints {
             break;
@@ -582,7 +677,7 @@ pub fn calculate_hints_bounded(
             }
             continue;
         }
-        let levels = grown.get_or_insert_with(|| grown_candidates(&f, bounds));
+        let levels = grown.get_or_insert_with(|| grown_candidates(f, bounds));
         for m in levels.get(k).map(Vec::as_slice).unwrap_or(&[]) {
             let (capacity, accepted) = c.check(*m);
             if capacity && min_size.is_none() {
@@ -597,6 +692,7 @@ pub fn calculate_hints_bounded(
         }
     }
     if extent == Extent::Preferred && masks.is_empty() {
+        drop(pooled);
         return calculate_hints_bounded(ms, req, reusable, Extent::Full, bounds, map);
     }
     let min_size = min_size.unwrap_or(n as u32);
@@ -701,14 +797,17 @@ fn grown_candidates(f: &Flat, bounds: &Bounds) -> Vec<Vec<u128>> {
 }
 
 /// Wraps the shared list into a provider answer for `resources`.
-pub fn provider_answer(resources: &[String], hints: Vec<TopologyHint>) -> ProviderHints {
+pub fn provider_answer<'a>(
+    resources: impl IntoIterator<Item = &'a String>,
+    hints: Vec<TopologyHint>,
+) -> ProviderHints {
     if hints.is_empty() {
         return Some(vec![]);
     }
     let shared = Arc::new(hints);
     Some(
         resources
-            .iter()
+            .into_iter()
             .map(|r| (r.clone(), Some(Arc::clone(&shared))))
             .collect(),
     )
@@ -774,14 +873,13 @@ mod tests {
         bounds: &Bounds,
         map: &IdMap,
     ) -> Result<Vec<TopologyHint>> {
-        let resources: Vec<&str> = req.keys().map(String::as_str).collect();
-        let f = flatten(ms, &resources, map)?;
+        let f = flatten(ms, req, map)?;
         let n = f.ids.len();
         if n == 0 {
             return Ok(vec![]);
         }
-        let c = Checker::new(&f, req, &resources, reusable);
-        let Some(lower) = capacity_lower_bound(&f, &c.wants) else {
+        let c = Checker::new(&f, req, reusable);
+        let Some(lower) = capacity_lower_bound(&f, c.wants, &mut Vec::new()) else {
             return Ok(vec![]);
         };
         let mut grown: Option<Vec<Vec<u128>>> = None;

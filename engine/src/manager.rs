@@ -13,7 +13,7 @@ use crate::policy::{MemoryPolicy, NonePolicy, PodAllocation, StaticPolicy};
 pub use crate::provider::ExtraProvider;
 use crate::quantity::Format;
 use crate::quantity::{bytes_text, Quantity};
-use crate::request::{container_requested, pod_requested, Container, Pod};
+use crate::request::{pod_requested, requested_of, Container, Pod, Requested};
 use crate::reserved::{
     get_system_reserved, sum_of_reservations, MemoryReservation, SystemReserved,
 };
@@ -116,7 +116,7 @@ pub struct Manager {
     /// container -> hint (looked up by `&str`, without allocating).
     store: HashMap<String, HashMap<String, TopologyHint>>,
     /// container id -> (pod uid, container name)
-    container_map: BTreeMap<String, (String, String)>,
+    container_map: HashMap<String, (String, String)>,
     active: BTreeMap<String, Arc<Pod>>,
     /// Active pods known only from the state file (adopted at start-up): their specs were
     /// never given, so what is allocated to them is what their blocks hold.
@@ -349,7 +349,7 @@ impl Manager {
             state,
             system_reserved,
             store: HashMap::new(),
-            container_map: BTreeMap::new(),
+            container_map: HashMap::new(),
             active: BTreeMap::new(),
             spec_unknown: Default::default(),
             notes,
@@ -415,7 +415,7 @@ impl Manager {
                 name: String::new(),
                 namespace: String::new(),
                 containers,
-                init_containers: vec![],
+                init_containers: Default::default(),
                 resources: Default::default(),
                 annotations: BTreeMap::new(),
                 tier: None,
@@ -749,14 +749,16 @@ impl Manager {
         }
     }
 
+    /// Allocate with `hint`, what the topology-manager store holds for the container (the
+    /// admission passes what it just stored, rather than looking it up again).
     fn record_allocation(
         &mut self,
         pod: &Pod,
         container: &str,
+        hint: TopologyHint,
         trace: bool,
         out: &mut AdmitResult,
     ) -> Result<()> {
-        let hint = self.stored_hint(&pod.uid, container);
         let r = self.policy.allocate(&mut self.state, pod, container, hint);
         out.allocate_calls += 1;
         out.allocate_errors += u32::from(r.is_err());
@@ -772,22 +774,15 @@ impl Manager {
         r
     }
 
-    /// `AllocatePod` with the hint stored for the pod's first container, recorded as an
-    /// allocation of container `""`.
+    /// `AllocatePod` with `hint` (the one stored for the pod's first container), recorded as
+    /// an allocation of container `""`.
     fn record_pod_allocation(
         &mut self,
         pod: &Pod,
-        first: Option<&String>,
+        hint: TopologyHint,
         trace: bool,
         out: &mut AdmitResult,
     ) -> Result<()> {
-        let hint = first.map_or(
-            TopologyHint {
-                affinity: None,
-                preferred: false,
-            },
-            |c| self.stored_hint(&pod.uid, c),
-        );
         let r = self.policy.allocate_pod(&mut self.state, pod, hint);
         let counts = match &r {
             Ok(c) => *c,
@@ -836,12 +831,16 @@ impl Manager {
             ctx.default = nodes;
         }
         if p.uses_scores() {
+            // A container's requests are computed once and kept on it.
+            let pod_total;
             let requested = match container {
-                Some(c) => pod.container(c).map(container_requested),
-                None => Some(pod_requested(pod, self.config.version.has_sidecars())),
+                Some(c) => pod.container(c).and_then(|c| requested_of(c).ok()),
+                None => {
+                    pod_total = pod_requested(pod, self.config.version.has_sidecars()).ok();
+                    pod_total.as_ref()
+                }
             };
-            let requested = requested.and_then(Result::ok).unwrap_or_default();
-            let mut scores = p.scores(&self.state, &requested);
+            let mut scores = p.scores(&self.state, requested.unwrap_or(&Requested::new()));
             for e in extra {
                 let given = match container {
                     Some(c) => e.container_scores.get(c),
@@ -885,7 +884,8 @@ impl Manager {
         };
         let mut mm = self.memory_hints_to(pod, container, first)?;
         let (mut merged, mut admit) = merge_with(&mm);
-        if !trace && !merged.preferred {
+        // A preferred-only answer without any preferred hint is already the full list.
+        if !trace && !merged.preferred && has_preferred(&mm) {
             mm = self.memory_hints_to(pod, container, Extent::Full)?;
             (merged, admit) = merge_with(&mm);
         }
@@ -946,9 +946,12 @@ impl Manager {
         trace: bool,
     ) -> AdmitResult {
         let out = self.admit_inner(shared, extra, trace);
-        // The stored hints only carry the merge to this pod's Allocate calls; kept, they
-        // would grow with every pod ever admitted.
-        self.store.remove(&shared.uid);
+        // Each Allocate is handed the merged hint the kubelet would store for it; what a
+        // caller stored for this pod only carries to its Allocate calls (policy `none`), and
+        // kept, it would grow with every pod ever admitted.
+        if !self.store.is_empty() {
+            self.store.remove(&shared.uid);
+        }
         out
     }
 
@@ -1005,39 +1008,44 @@ impl Manager {
                 e.message()
             )
         };
-        let names: Vec<String> = pod.all_containers().map(|c| c.name.clone()).collect();
+        let names = || pod.all_containers().map(|c| c.name.as_str());
         if self.config.topology_policy == Policy::None {
-            for c in &names {
-                if let Err(e) = self.record_allocation(pod, c, trace, out) {
+            for c in names() {
+                let hint = self.stored_hint(&pod.uid, c);
+                if let Err(e) = self.record_allocation(pod, c, hint, trace, out) {
                     out.reject(UNEXPECTED_ADMISSION_ERROR, unexpected(&e));
                     return false;
                 }
             }
         } else if self.config.scope == Scope::Container {
-            for c in &names {
+            for c in names() {
                 let Some(merged) =
                     self.consult(pod, Some(c), extra, trace, out, TOPOLOGY_AFFINITY_MESSAGE)
                 else {
                     return false;
                 };
-                self.set_stored_hint(&pod.uid, c, merged);
-                if let Err(e) = self.record_allocation(pod, c, trace, out) {
+                if let Err(e) = self.record_allocation(pod, c, merged, trace, out) {
                     out.reject(UNEXPECTED_ADMISSION_ERROR, unexpected(&e));
                     return false;
                 }
             }
         } else if self.config.pod_level_resource_managers() && pod.has_pod_level_resources() {
             // `admitUsingPodResources`: one merge, the hint stored for every container, then
-            // one AllocatePod on every provider.
+            // one AllocatePod on every provider with the first container's stored hint.
             let Some(merged) =
                 self.consult(pod, None, extra, trace, out, POD_LEVEL_AFFINITY_MESSAGE)
             else {
                 return false;
             };
-            for c in &names {
-                self.set_stored_hint(&pod.uid, c, merged);
-            }
-            if let Err(e) = self.record_pod_allocation(pod, names.first(), trace, out) {
+            let hint = if names().next().is_some() {
+                merged
+            } else {
+                TopologyHint {
+                    affinity: None,
+                    preferred: false,
+                }
+            };
+            if let Err(e) = self.record_pod_allocation(pod, hint, trace, out) {
                 match e {
                     EngineError::EmptyPodSharedPool(m) => {
                         out.reject(EMPTY_POD_SHARED_POOL_ERROR, m)
@@ -1052,11 +1060,8 @@ impl Manager {
             else {
                 return false;
             };
-            for c in &names {
-                self.set_stored_hint(&pod.uid, c, merged);
-            }
-            for c in &names {
-                if let Err(e) = self.record_allocation(pod, c, trace, out) {
+            for c in names() {
+                if let Err(e) = self.record_allocation(pod, c, merged, trace, out) {
                     out.reject(UNEXPECTED_ADMISSION_ERROR, unexpected(&e));
                     return false;
                 }
@@ -1115,10 +1120,12 @@ impl Manager {
     /// so their memory goes back. (The kubelet's manager functions are public one by one for
     /// the vectors transcribed from its tests; drivers use [`Manager::apply`].)
     pub fn add_container(&mut self, pod: &Pod, container: &str, container_id: &str) {
-        self.container_map.insert(
-            container_id.to_string(),
-            (pod.uid.clone(), container.to_string()),
-        );
+        self.add_container_as(pod, container, container_id.to_string());
+    }
+
+    fn add_container_as(&mut self, pod: &Pod, container: &str, container_id: String) {
+        self.container_map
+            .insert(container_id, (pod.uid.clone(), container.to_string()));
         for ic in &pod.init_containers {
             if ic.name == container {
                 break;
@@ -1146,8 +1153,7 @@ impl Manager {
                 container: None,
             })?;
         for c in pod.all_containers() {
-            let id = container_id(pod_uid, &c.name);
-            self.add_container(&pod, &c.name, &id);
+            self.add_container_as(&pod, &c.name, container_id(pod_uid, &c.name));
         }
         Ok(())
     }
@@ -1164,9 +1170,13 @@ impl Manager {
     /// not in the container map: nothing happens. Returns whether it was known.
     pub(crate) fn stop(&mut self, pod_uid: &str, container: &str) -> bool {
         let id = container_id(pod_uid, container);
-        let known = self.container_map.contains_key(&id);
-        self.remove_container_by_id(&id);
-        known
+        match self.container_map.remove(&id) {
+            Some((pod, c)) => {
+                self.policy.remove_container(&mut self.state, &pod, &c);
+                true
+            }
+            None => false,
+        }
     }
 
     /// [`Op::StopPod`](crate::lifecycle::Op::StopPod): every container stops as in
@@ -1174,19 +1184,26 @@ impl Manager {
     /// their memory until the next admission removes it as stale. Returns whether the pod was
     /// known.
     pub(crate) fn stop_pod(&mut self, pod_uid: &str) -> bool {
-        let names: Vec<String> = match self.active.get(pod_uid) {
-            Some(p) => p.all_containers().map(|c| c.name.clone()).collect(),
-            None => self
-                .state
-                .entries
-                .get(pod_uid)
-                .map(|m| m.keys().cloned().collect())
-                .unwrap_or_default(),
-        };
-        let mut known = self.active.remove(pod_uid).is_some();
+        let active = self.active.remove(pod_uid);
         self.spec_unknown.remove(pod_uid);
-        for c in names {
-            known |= self.stop(pod_uid, &c);
+        let mut known = active.is_some();
+        match active {
+            Some(p) => {
+                for c in p.all_containers() {
+                    known |= self.stop(pod_uid, &c.name);
+                }
+            }
+            None => {
+                let names: Vec<String> = self
+                    .state
+                    .entries
+                    .get(pod_uid)
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default();
+                for c in names {
+                    known |= self.stop(pod_uid, &c);
+                }
+            }
         }
         // Containers that never started keep their memory until the next admission.
         if self.state.entries.contains_key(pod_uid) {
@@ -1213,14 +1230,13 @@ impl Manager {
 
     /// Each container's blocks as the state holds them now (containers without any left out).
     pub fn placements_of(&self, pod: &Pod) -> Vec<(String, Vec<Block>)> {
-        if !self.state.entries.contains_key(&pod.uid) {
+        let Some(entries) = self.state.entries.get(&pod.uid) else {
             return Vec::new();
-        }
+        };
         pod.all_containers()
             .filter_map(|c| {
-                self.state
-                    .blocks(&pod.uid, &c.name)
-                    .map(|b| (c.name.clone(), b.clone()))
+                let blocks = entries.get(&c.name)?.as_ref()?;
+                Some((c.name.clone(), blocks.clone()))
             })
             .collect()
     }
@@ -1268,7 +1284,21 @@ impl Manager {
     }
 }
 
+fn has_preferred(answer: &ProviderHints) -> bool {
+    answer.iter().flatten().any(|(_, hints)| {
+        hints
+            .as_deref()
+            .is_some_and(|h| h.iter().any(|h| h.preferred))
+    })
+}
+
 /// The synthetic container id pymm uses for a started container.
 pub fn container_id(pod_uid: &str, container: &str) -> String {
-    format!("{pod_uid}/{container}")
+    // Built by hand: it is made at every start and stop, and `format!` costs more than the
+    // rest of a stop.
+    let mut id = String::with_capacity(pod_uid.len() + 1 + container.len());
+    id.push_str(pod_uid);
+    id.push('/');
+    id.push_str(container);
+    id
 }

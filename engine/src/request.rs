@@ -26,7 +26,7 @@ use crate::machine::{Tier, TIER_ANNOTATION};
 use crate::quantity::Quantity;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Container {
@@ -37,6 +37,51 @@ pub struct Container {
     pub restartable: bool,
     /// [`container_requested`], computed once (every hint and Allocate call asks for it).
     pub requested: OnceLock<Requested>,
+}
+
+/// A pod's containers: shared, and changed only while the pod is built, so that instances of
+/// one pod shape (a simulation's million admissions) share them and their computed requests
+/// instead of copying them.
+#[derive(Clone, PartialEq, Default)]
+pub struct Containers(Arc<Vec<Container>>);
+
+impl Containers {
+    fn make_mut(&mut self) -> &mut Vec<Container> {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl std::fmt::Debug for Containers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::ops::Deref for Containers {
+    type Target = [Container];
+    fn deref(&self) -> &[Container] {
+        &self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a Containers {
+    type Item = &'a Container;
+    type IntoIter = std::slice::Iter<'a, Container>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl FromIterator<Container> for Containers {
+    fn from_iter<I: IntoIterator<Item = Container>>(iter: I) -> Self {
+        Containers(Arc::new(iter.into_iter().collect()))
+    }
+}
+
+impl From<Vec<Container>> for Containers {
+    fn from(v: Vec<Container>) -> Self {
+        Containers(Arc::new(v))
+    }
 }
 
 /// A pod's own requests and limits (`spec.resources`, pod-level resources): cpu, memory and
@@ -62,8 +107,8 @@ pub struct Pod {
     pub uid: String,
     pub name: String,
     pub namespace: String,
-    pub containers: Vec<Container>,
-    pub init_containers: Vec<Container>,
+    pub containers: Containers,
+    pub init_containers: Containers,
     /// `spec.resources`; the static policy leaves pods that set it alone (kubelet >= 1.32).
     pub resources: PodResources,
     pub annotations: BTreeMap<String, String>,
@@ -400,6 +445,8 @@ fn default_container(c: &mut Container) {
     for (name, limit) in &c.limits {
         c.requests.entry(name.clone()).or_insert(*limit);
     }
+    // What was computed from the requests before is no longer theirs.
+    c.requested = OnceLock::new();
 }
 
 /// `aggregateContainerResourcesByFn`: app containers and sidecars add up; each regular init
@@ -741,11 +788,13 @@ impl Pod {
         if defaults {
             for c in pod
                 .init_containers
+                .make_mut()
                 .iter_mut()
-                .chain(pod.containers.iter_mut())
+                .chain(pod.containers.make_mut().iter_mut())
             {
                 default_container(c);
             }
+            pod.qos = OnceLock::new();
             pod.check_requirements(&Paths::data("initContainers"), Rules::ApiServer)?;
         }
         Ok(pod)
@@ -813,8 +862,8 @@ impl Pod {
             uid,
             name,
             namespace,
-            containers,
-            init_containers,
+            containers: containers.into(),
+            init_containers: init_containers.into(),
             resources,
             tier: tier_of(&annotations, "annotations")?,
             annotations,
@@ -852,6 +901,23 @@ impl Pod {
         }
     }
 
+    /// The same pod under another uid: containers and what was computed from them are shared,
+    /// not copied (a simulation admits many instances of a few pod shapes).
+    pub fn instance(&self, uid: String) -> Pod {
+        Pod {
+            uid,
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+            containers: self.containers.clone(),
+            init_containers: self.init_containers.clone(),
+            resources: self.resources.clone(),
+            annotations: self.annotations.clone(),
+            tier: self.tier,
+            qos: self.qos.clone(),
+            index: self.index.clone(),
+        }
+    }
+
     /// `IsPodLevelResourcesSet`: the static policy leaves such pods alone (kubelet >= 1.32).
     pub fn has_pod_level_resources(&self) -> bool {
         self.resources.is_set()
@@ -881,8 +947,9 @@ impl Pod {
     fn apply_defaults(&mut self) {
         for c in self
             .init_containers
+            .make_mut()
             .iter_mut()
-            .chain(self.containers.iter_mut())
+            .chain(self.containers.make_mut().iter_mut())
         {
             default_container(c);
         }
@@ -1081,8 +1148,8 @@ fn pod_from_manifest(v: &Value, path: &str, in_list: bool, defaults: bool) -> Re
         uid,
         name,
         namespace,
-        containers,
-        init_containers,
+        containers: containers.into(),
+        init_containers: init_containers.into(),
         resources,
         tier: tier_of(&annotations, &meta.at("annotations"))?,
         annotations,

@@ -81,10 +81,31 @@ impl State {
     }
 
     pub fn set_blocks(&mut self, pod: &str, container: &str, blocks: Vec<Block>) {
-        self.entries
-            .entry(pod.to_string())
-            .or_default()
-            .insert(container.to_string(), Some(blocks));
+        // Looked up before the keys are copied: most calls find the pod and container.
+        let ctrs = match self.entries.get_mut(pod) {
+            Some(m) => m,
+            None => self.entries.entry(pod.to_string()).or_default(),
+        };
+        match ctrs.get_mut(container) {
+            Some(b) => *b = Some(blocks),
+            None => {
+                ctrs.insert(container.to_string(), Some(blocks));
+            }
+        }
+    }
+
+    /// Deletes one container's blocks, as [`State::delete`] does, when it has some (a nil
+    /// list is left as it is), and returns them.
+    pub fn take_blocks(&mut self, pod: &str, container: &str) -> Option<Vec<Block>> {
+        let m = self.entries.get_mut(pod)?;
+        if !matches!(m.get(container), Some(Some(_))) {
+            return None;
+        }
+        let blocks = m.remove(container).flatten();
+        if m.is_empty() {
+            self.entries.remove(pod);
+        }
+        blocks
     }
 
     /// Deletes one container's blocks, and the pod key when it becomes empty.
@@ -289,7 +310,9 @@ pub fn reserve(
     for id in nodes {
         if let Some(ns) = ms.get_mut(id) {
             ns.number_of_assignments += 1;
-            ns.cells = Some(nodes.to_vec());
+            if ns.cells.as_deref() != Some(nodes) {
+                ns.cells = Some(nodes.to_vec());
+            }
         }
     }
     take(ms, nodes, resource, bytes, fill)
@@ -333,7 +356,7 @@ pub fn release(ms: &mut MachineState, nodes: &[i64], resource: &str, bytes: u64,
     for id in nodes {
         if let Some(ns) = ms.get_mut(id) {
             ns.number_of_assignments -= 1;
-            if ns.number_of_assignments == 0 {
+            if ns.number_of_assignments == 0 && ns.cells.as_deref() != Some(&[*id]) {
                 ns.cells = Some(vec![*id]);
             }
         }

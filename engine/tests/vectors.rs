@@ -232,7 +232,7 @@ fn active_pods(v: &Value) -> Vec<Pod> {
                     requested: std::sync::OnceLock::new(),
                 })
                 .collect(),
-            init_containers: vec![],
+            init_containers: Default::default(),
             resources: Default::default(),
             annotations: BTreeMap::new(),
             tier: None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,14 +16,16 @@ from pymm._plotting import pyplot
 from pymm.errors import ConfigError, PodError
 from pymm.pod import probe_pod
 from pymm.simulate import MIXES, Workload, generate, load_scenario, run
-from pymm.simulate.configs import KEYS, parse_configs
+from pymm.simulate.configs import DEFAULT_CONFIGS, KEYS, PRESETS, parse_configs
 from pymm.simulate.report import fmt_bytes, plot, rejections_table, table, tiers_table
-from pymm.simulate.workloads import machine_by_name, offered_load
+from pymm.simulate.workloads import BATCH_OVERLOAD, machine_by_name, offered_load
 
 __all__ = ["register", "run_command"]
 
 DEFAULT_WORKLOAD = "db-batch"
 DEFAULT_EVENTS = 5000
+#: Seconds the solver may take for one configuration's optimum (as ``pymm plan``'s default).
+DEFAULT_TIME_LIMIT = 10.0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,8 +35,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="replay a workload under several configurations and compare placement",
         description="Replay one workload (a named mix or a replay scenario) on one machine "
         "under several configurations side by side, in memory, and report admissions, "
-        "rejections, reserved and stranded memory, cross-NUMA placements and whether the "
-        "final state file restores. Exit 1 if a final state does not restore.",
+        "rejections, defragmentation moves, reserved and stranded memory, cross-NUMA "
+        "placements and whether the final state file restores; with --batch, a static batch "
+        "and the best placement of it beside each configuration. Exit 1 if a final state "
+        "does not restore.",
     )
     src = p.add_argument_group("workload")
     src.add_argument(
@@ -50,13 +55,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="M",
         help="catalog name, machine JSON file or gb200-like (default: the mix's machine)",
     )
+    src.add_argument(
+        "--batch",
+        action="store_true",
+        help="a static batch: the mix's arrivals without departures (--events of them, or as "
+        f"many as ask for {BATCH_OVERLOAD:g}x the machine's memory), or the scenario's "
+        "admissions; reports the optimum (pymm plan) beside each configuration",
+    )
+    src.add_argument(
+        "--time-limit",
+        metavar="S",
+        help="with --batch: seconds the solver may take per configuration (10)",
+    )
     src.add_argument("--list", action="store_true", help="describe the named mixes and exit")
     p.add_argument(
         "--config",
         action="append",
         metavar="LABEL:KEY=VALUE,...",
-        help=f"a configuration to compare (repeatable); keys: {', '.join(KEYS)}. "
-        "Default: kubelet, least-allocated, most-allocated, admit-when-fits, best",
+        help=f"a configuration to compare (repeatable); keys: {', '.join(KEYS)}; or a bare "
+        f"name: {', '.join(PRESETS)}. Default: {', '.join(c.label for c in DEFAULT_CONFIGS)}",
     )
     p.add_argument(
         "--probe",
@@ -82,20 +99,40 @@ def _count(value: str | None, flag: str, default: int, minimum: int) -> int:
 
 
 def _workload(args: argparse.Namespace) -> Workload:
+    if args.time_limit is not None and not args.batch:
+        raise ConfigError("--time-limit needs --batch (it limits the solver's optimum)")
     if args.scenario is None:
         if args.scenario_name is not None:
             raise ConfigError("--scenario-name needs --scenario FILE")
+        events = (
+            (None if args.events is None else _count(args.events, "--events", 0, 1))
+            if args.batch
+            else _count(args.events, "--events", DEFAULT_EVENTS, 1)
+        )
         return generate(
             args.workload or DEFAULT_WORKLOAD,
-            _count(args.events, "--events", DEFAULT_EVENTS, 1),
+            events,
             _count(args.seed, "--seed", 0, 0),
             args.machine,
+            batch=args.batch,
         )
     given = [f for f in ("workload", "events", "seed", "machine") if getattr(args, f) is not None]
     if given:
         flag = "--" + given[0]
         raise ConfigError(f"{flag} does not apply to --scenario (the scenario holds its own)")
-    return load_scenario(args.scenario, args.scenario_name)
+    return load_scenario(args.scenario, args.scenario_name, batch=args.batch)
+
+
+def _seconds(value: str | None, flag: str, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        x = float(value)
+    except ValueError:
+        raise ConfigError(f"{flag} {value!r}: expected a number of seconds") from None
+    if not (math.isfinite(x) and x > 0):
+        raise ConfigError(f"{flag} must be more than 0 seconds, got {value}")
+    return x
 
 
 def _print_mixes(out: Console) -> None:
@@ -133,8 +170,10 @@ def _progress(total: int, show: bool) -> Iterator[Callable[[int], None]]:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    # The main table needs about 120 columns; a pipe or a file gets them too.
-    out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    # The main table needs about 120 columns, and 10 more for each column that a batch or a
+    # defragmentation policy adds; a pipe or a file gets them too.
+    extra = 2 * args.batch + 3 * any("defrag" in (c or "") for c in args.config or ())
+    out = Console(highlight=False, width=None if sys.stdout.isatty() else 120 + 10 * extra)
     if args.list:
         _print_mixes(out)
         return 0
@@ -148,10 +187,18 @@ def run_command(args: argparse.Namespace) -> int:
     except PodError as e:
         raise ConfigError(f"--{e}") from e
     samples = _count(args.samples, "--samples", 200, 1)
+    time_limit = _seconds(args.time_limit, "--time-limit", DEFAULT_TIME_LIMIT)
     to_stdout = args.json == "-"
     show = sys.stderr.isatty() and not to_stdout
     with _progress(len(workload) * len(configs), show) as progress:
-        result = run(workload, configs, probe=probe, samples=samples, progress=progress)
+        result = run(
+            workload,
+            configs,
+            probe=probe,
+            samples=samples,
+            progress=progress,
+            time_limit=time_limit,
+        )
     if to_stdout:
         print(result.to_json())
     else:

@@ -3,6 +3,9 @@
 A configuration is a label and a few keys, each mapped to one :class:`~pymm.MemoryManager`
 argument: Topology Manager settings and options, memory-manager policy options, and the
 reserved memory. Values are passed on as given; the engine checks them, with its own errors.
+Two keys belong to the simulation itself, not to the manager: ``defrag=K`` (on a rejected
+admission, apply a defragmentation plan that moves at most K running pods; see
+:class:`Defrag`) and ``defrag-evict`` (whether such a plan may also evict pods).
 """
 
 from __future__ import annotations
@@ -18,9 +21,12 @@ from pymm.manager import MemoryManager, reserved_memory_config
 
 __all__ = [
     "DEFAULT_CONFIGS",
+    "DEFRAG_TIME_LIMIT",
     "KEYS",
     "MEMORY_POLICY_OPTIONS",
+    "PRESETS",
     "TOPOLOGY_OPTIONS",
+    "Defrag",
     "SimConfig",
     "default_configs",
     "open_manager",
@@ -37,9 +43,20 @@ TOPOLOGY_OPTIONS = (
     "restrict-to-cpu-numa-nodes",
 )
 #: Memory-manager policy options (``memory_policy_options=``).
-MEMORY_POLICY_OPTIONS = ("admit-when-fits", "spread-hugepages", "memory-tiers")
+MEMORY_POLICY_OPTIONS = (
+    "admit-when-fits",
+    "spread-hugepages",
+    "memory-tiers",
+    "strict-numa-groups",
+)
 RESERVED = "reserved-memory"
-KEYS = (*_SETTINGS, *TOPOLOGY_OPTIONS, *MEMORY_POLICY_OPTIONS, RESERVED)
+#: The simulation's own keys (what happens on a rejection), not the manager's.
+DEFRAG = "defrag"
+DEFRAG_EVICT = "defrag-evict"
+KEYS = (*_SETTINGS, *TOPOLOGY_OPTIONS, *MEMORY_POLICY_OPTIONS, RESERVED, DEFRAG, DEFRAG_EVICT)
+#: Seconds the solver may take for one defragmentation plan in a simulation; past it, the best
+#: plan found (if any) is used, else the rejection stands.
+DEFRAG_TIME_LIMIT = 2.0
 
 
 @dataclass(frozen=True)
@@ -52,20 +69,74 @@ class SimConfig:
     def __str__(self) -> str:
         return f"{self.label}:" + ",".join(f"{k}={v}" for k, v in self.options.items())
 
+    @property
+    def defrag(self) -> Defrag | None:
+        """The defragmentation policy, if the configuration has one."""
+        return defrag_of(self)
+
+
+@dataclass(frozen=True)
+class Defrag:
+    """On a rejected admission of a pod the memory manager pins, plan the fewest running pods
+    to move (:func:`pymm.defrag.defrag_plan`, at most ``max_moves``, evictions only with
+    ``evict`` and counted among them) and, when such a plan makes the pod fit, apply it."""
+
+    max_moves: int
+    evict: bool = False
+    time_limit: float = DEFRAG_TIME_LIMIT
+
+
+def defrag_of(config: SimConfig) -> Defrag | None:
+    text = config.options.get(DEFRAG)
+    evict_text = config.options.get(DEFRAG_EVICT)
+    if text is None:
+        if evict_text is not None:
+            raise ConfigError(f"--config {config.label}: {DEFRAG_EVICT} needs {DEFRAG}=K")
+        return None
+    try:
+        k = int(text)
+    except ValueError:
+        k = 0
+    if k < 1 or str(k) != text.strip():
+        raise ConfigError(
+            f"--config {config.label}: {DEFRAG}={text!r}: expected the most pods a plan may "
+            "move, a whole number of at least 1"
+        )
+    if evict_text not in (None, "true", "false"):
+        raise ConfigError(
+            f"--config {config.label}: {DEFRAG_EVICT}={evict_text!r}: expected true or false"
+        )
+    return Defrag(k, evict_text == "true")
+
 
 _LEAST = {"numa-allocation-strategy": "least-allocated"}
-#: The default comparison: the kubelet against each of pymm's placement strategies.
+#: The default comparison: the kubelet against each of pymm's placement strategies, the
+#: fragmentation-aware one (``least-stranded``) included.
 DEFAULT_CONFIGS: tuple[SimConfig, ...] = (
     SimConfig("kubelet", {}),
     SimConfig("least-allocated", _LEAST),
     SimConfig("most-allocated", {"numa-allocation-strategy": "most-allocated"}),
+    SimConfig("least-stranded", {"numa-allocation-strategy": "least-stranded"}),
     SimConfig("admit-when-fits", {"admit-when-fits": "true", **_LEAST}),
     SimConfig(
         "best",
         {"admit-when-fits": "true", **_LEAST, "prefer-closest-numa-nodes": "true"},
     ),
 )
-_PRESETS = {c.label: c for c in DEFAULT_CONFIGS}
+#: Configurations named by a bare ``--config LABEL``: the default set and one per option.
+PRESETS: dict[str, SimConfig] = {
+    c.label: c
+    for c in (
+        *DEFAULT_CONFIGS,
+        SimConfig("closest", {"prefer-closest-numa-nodes": "true"}),
+        SimConfig("strict", {"strict-numa-groups": "true"}),
+        SimConfig("spread", {"spread-hugepages": "true"}),
+        SimConfig("restrict", {"restrict-to-cpu-numa-nodes": "true"}),
+        SimConfig("tiers", {"memory-tiers": "true"}),
+        SimConfig("single-numa-node", {"topology-policy": "single-numa-node"}),
+        SimConfig("defrag", {DEFRAG: "2"}),
+    )
+}
 
 
 def default_configs() -> list[SimConfig]:
@@ -85,11 +156,11 @@ def parse_config(text: str) -> SimConfig:
     if not label:
         raise ConfigError(f"--config {text!r}: expected LABEL:KEY=VALUE,... (the label is empty)")
     if not sep:
-        if label in _PRESETS:
-            return _PRESETS[label]
+        if label in PRESETS:
+            return PRESETS[label]
         raise ConfigError(
-            f"--config {text!r}: not a configuration of the default set "
-            f"({', '.join(_PRESETS)}); write LABEL:KEY=VALUE,..."
+            f"--config {text!r}: not a named configuration "
+            f"({', '.join(PRESETS)}); write LABEL:KEY=VALUE,..."
         )
     options: dict[str, str] = {}
     for item in _items(rest):
@@ -105,7 +176,9 @@ def parse_config(text: str) -> SimConfig:
         if key in options:
             raise ConfigError(f"--config {label}: {key!r} given twice")
         options[key] = value
-    return SimConfig(label, options)
+    config = SimConfig(label, options)
+    defrag_of(config)
+    return config
 
 
 def _items(rest: str) -> Iterable[str]:

@@ -37,20 +37,49 @@ def _top_reason(c: ConfigResult) -> str:
     return reason.removesuffix("Error")
 
 
+def _optimum(c: ConfigResult) -> str:
+    o = c.optimum
+    if o is None:
+        return "-"
+    if o.optimal:
+        return f"{o.bound:,}"
+    return f"{o.admitted:,}-{o.bound:,}"
+
+
 def table(result: SimulationResult) -> Table:
     """One row per configuration, in the order they were given."""
     samples = len(result.configs[0].series.event) if result.configs else 0
     probe = ", ".join(f"{k}={v}" for k, v in result.probe.items())
+    defrag = any(c.options.get("defrag") is not None for c in result.configs)
+    batch = any(c.optimum is not None for c in result.configs)
+    notes = []
+    if defrag:
+        notes.append(
+            "defrag: rejections a defragmentation plan admitted (in admitted), moving "
+            "(moved) and evicting (evicted) running pods"
+        )
+    if batch:
+        notes.append(
+            "optimum: the most pods a placement of the whole batch admits under the same "
+            "rules (pymm plan; a range when the solver stopped before proving it); of optimum: "
+            "admitted / its upper end"
+        )
     t = Table(
         title=f"{result.workload} on {result.machine}: {result.events:,} events",
         caption="top reason: the most frequent rejection reason (…Error); reserved: share of "
         f"allocatable memory + hugepages over all events; stranded: "
         f"free memory no further {probe} probe can use ({samples} samples); "
-        "valid: the final state file restores",
+        "valid: the final state file restores" + "".join(f"; {n}" for n in notes),
     )
     t.add_column("config", no_wrap=True)
     for name in ("admitted", "rejected"):
         t.add_column(name, justify="right")
+    if batch:
+        t.add_column("optimum", justify="right")
+        t.add_column("of\noptimum", justify="right")
+    if defrag:
+        for name in ("defrag", "moved", "evicted"):
+            t.add_column(name, justify="right")
     t.add_column("top reason", no_wrap=True)
     headers = ("cross-\nNUMA", "mean\ndistance", "reserved\nmean", "reserved\npeak")
     for name in (*headers, "stranded\nmean"):
@@ -58,10 +87,18 @@ def table(result: SimulationResult) -> Table:
     t.add_column("valid")
     for c in result.configs:
         distance = f"{c.mean_numa_distance:.1f}" if c.mean_numa_distance is not None else "-"
+        extra = []
+        if batch:
+            bound = c.optimum.bound if c.optimum is not None else 0
+            share = f"{100 * c.admitted / bound:.0f}%" if bound else "-"
+            extra += [_optimum(c), share]
+        if defrag:
+            extra += [f"{c.defragmented:,}", f"{c.moves:,}", f"{c.evictions:,}"]
         t.add_row(
             c.label,
             f"{c.admitted:,}",
             f"{c.rejected:,}",
+            *extra,
             _top_reason(c),
             f"{c.cross_numa:,}",
             distance,
@@ -111,18 +148,25 @@ def plot(result: SimulationResult, path: str | Path) -> None:
     them a heat map per configuration of each node's reserved share over time."""
     plt = pyplot()
     k = len(result.configs)
-    fig = plt.figure(figsize=(12, 4 + 1.8 * k), dpi=100, layout="constrained")
-    grid = fig.add_gridspec(1 + k, 2, height_ratios=[2.2] + [1] * k)
+    fig = plt.figure(figsize=(15, 4 + 1.8 * k), dpi=100, layout="constrained")
+    grid = fig.add_gridspec(1 + k, 3, height_ratios=[2.2] + [1] * k)
     used, strand = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
+    pods = fig.add_subplot(grid[0, 2])
     for c in result.configs:
         hours = c.series.time / HOUR
         used.plot(hours, 100 * c.series.reserved_fraction, label=c.label)
         strand.plot(hours, c.series.stranded_bytes / _GIB, label=c.label)
+        (line,) = pods.plot(hours, c.series.admitted, label=f"{c.label} admitted")
+        if c.moves:
+            pods.plot(
+                hours, c.series.moves, linestyle="--", color=line.get_color(), label="  moved"
+            )
     used.set(title="reserved memory", xlabel="hours", ylabel="% of allocatable", ylim=(0, 100))
     probe = ", ".join(f"{r}={q}" for r, q in result.probe.items())
     strand.set(title=f"stranded for a {probe} probe", xlabel="hours", ylabel="GiB")
-    used.legend(fontsize=8)
-    strand.legend(fontsize=8)
+    pods.set(title="pods admitted (and moved) so far", xlabel="hours", ylabel="pods")
+    for ax in (used, strand, pods):
+        ax.legend(fontsize=8)
     image: Any = None
     for i, c in enumerate(result.configs):
         ax = fig.add_subplot(grid[1 + i, :])
@@ -144,7 +188,7 @@ def plot(result: SimulationResult, path: str | Path) -> None:
         if i == k - 1:
             ax.set_xlabel("hours")
     if image is not None:
-        fig.colorbar(image, ax=fig.axes[2:], label="reserved share", shrink=0.9)
+        fig.colorbar(image, ax=fig.axes[3:], label="reserved share", shrink=0.9)
     fig.suptitle(f"{result.workload} on {result.machine}, {result.events:,} events")
     fig.savefig(path)
     plt.close(fig)

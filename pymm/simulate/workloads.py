@@ -10,6 +10,11 @@ Python objects.
 Workloads come from a named mix (:func:`generate`, the mixes in :data:`MIXES`) or from a replay
 scenario (:func:`from_scenario`): then the events are the scenario's own operations, decoded by
 the engine and applied as replay applies them (its pods, uids and provider hints as written).
+
+A *static batch* (``batch=True``) has no departures: a mix's arrivals all admitted one after
+another (by default until they ask for :data:`BATCH_OVERLOAD` times the machine's memory), or
+a scenario's admissions alone. The simulation then reports beside each configuration the best
+placement of the same batch (:func:`pymm.plan.plan`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pymm.pod import Container, Pod
 
 __all__ = [
     "ADMIT",
+    "BATCH_OVERLOAD",
     "MIXES",
     "STOP_POD",
     "Arrivals",
@@ -61,7 +67,8 @@ class Workload:
     ``reserved_memory`` is the reservation the workload comes with (a scenario's
     ``reservedMemory``); None means the simulator's default of 1Gi of memory per node.
     ``scenario`` is ``(scenarios, index)`` for a scenario's own operations: ``shapes`` and
-    ``op``/``pod``/``shape`` are then empty and ``time`` counts the operations.
+    ``op``/``pod``/``shape`` are then empty and ``time`` counts the operations. ``batch``: a
+    static batch (admissions only; of a scenario, only its admissions are replayed).
     """
 
     name: str
@@ -74,6 +81,7 @@ class Workload:
     description: str = ""
     reserved_memory: Sequence[Mapping[str, Any]] | None = None
     scenario: tuple[_engine.Scenarios, int] | None = None
+    batch: bool = False
 
     def __post_init__(self) -> None:
         arrays = {
@@ -110,6 +118,8 @@ class Workload:
             raise ScenarioError("workload times must be finite and nondecreasing")
         if np.any(self.op > STOP_POD):
             raise ScenarioError("workload op must be 0 (admit) or 1 (stop pod)")
+        if self.batch and np.any(self.op != ADMIT):
+            raise ScenarioError("a static batch only admits pods")
         if np.any((self.shape < 0) | (self.shape >= len(self.shapes))):
             raise ScenarioError(f"workload shape indices must be in 0..{len(self.shapes) - 1}")
         _check_removes(self.op, self.pod, self.shape)
@@ -375,16 +385,31 @@ def draw_arrivals(mix: Mix, n: int, rng: np.random.Generator) -> Arrivals:
 #: The most events a generated workload may have: about 2 GB of arrays while drawing them, and
 #: minutes per configuration to simulate.
 MAX_EVENTS = 10_000_000
+#: A static batch of a mix, unless its size is given, draws arrivals until they ask for this
+#: many times the machine's memory (so that not every pod can fit and placement matters).
+BATCH_OVERLOAD = 1.3
 
 
 def generate(
-    name: str, events: int, seed: int = 0, machine: Machine | str | None = None
+    name: str,
+    events: int | None,
+    seed: int = 0,
+    machine: Machine | str | None = None,
+    *,
+    batch: bool = False,
 ) -> Workload:
     """``events`` events of the named mix: arrivals and departures merged in time order, cut
-    after the ``events``-th (pods still running then are never removed)."""
+    after the ``events``-th (pods still running then are never removed). With ``batch``, a
+    static batch: the first ``events`` arrivals and no departures (``events`` None: as many
+    as ask for :data:`BATCH_OVERLOAD` times the machine's memory)."""
     mix = MIXES.get(name)
     if mix is None:
         raise ConfigError(f"unknown workload {name!r}{_did_you_mean(name, MIXES)}")
+    base = machine if isinstance(machine, Machine) else machine_by_name(machine or mix.machine)
+    if batch:
+        return _batch(mix, events, seed, mix.prepare(base))
+    if events is None:
+        raise ConfigError("--events: how many events to generate")
     if events < 1:
         raise ConfigError(f"--events must be at least 1, got {events}")
     if events > MAX_EVENTS:
@@ -392,7 +417,6 @@ def generate(
         raise ConfigError(f"--events must be at most {MAX_EVENTS:,}, got {events}")
     if seed < 0:
         raise ConfigError(f"--seed must be at least 0, got {seed}")
-    base = machine if isinstance(machine, Machine) else machine_by_name(machine or mix.machine)
     # n arrivals always cover the first n events: an event of arrival j comes after the
     # admits of arrivals 0..j, so no later arrival can be among them.
     a = draw_arrivals(mix, events, np.random.default_rng(seed))
@@ -414,6 +438,50 @@ def generate(
     )
 
 
+def _batch(mix: Mix, events: int | None, seed: int, machine: Machine) -> Workload:
+    if events is not None and not 1 <= events <= MAX_EVENTS:
+        raise ConfigError(f"--events must be between 1 and {MAX_EVENTS:,}, got {events}")
+    if seed < 0:
+        raise ConfigError(f"--seed must be at least 0, got {seed}")
+    shapes, _ = mix.shapes()
+    if events is None:
+        sizes = np.array([_pod_bytes(s) for s in shapes], dtype=np.float64)
+        want = BATCH_OVERLOAD * sum(n.memory_bytes for n in machine.nodes)
+        n = 64
+        while True:
+            a = draw_arrivals(mix, n, np.random.default_rng(seed))
+            total = np.cumsum(sizes[a.shape])
+            if total[-1] >= want or n >= MAX_EVENTS:
+                count = min(n, int(np.searchsorted(total, want)) + 1)
+                break
+            n *= 2
+    else:
+        a = draw_arrivals(mix, events, np.random.default_rng(seed))
+        count = events
+    return Workload(
+        name=mix.name,
+        machine=machine,
+        shapes=shapes,
+        time=a.time[:count],
+        op=np.full(count, ADMIT, dtype=np.uint8),
+        pod=np.arange(count, dtype=np.int64),
+        shape=a.shape[:count].astype(np.int32),
+        description=f"a static batch of {mix.description}",
+        batch=True,
+    )
+
+
+def _pod_bytes(pod: Pod) -> int:
+    from pymm import parse_quantity
+
+    return sum(
+        int(parse_quantity(q))
+        for c in pod.containers
+        for r, q in c.requests.items()
+        if r == "memory" or r.startswith("hugepages-")
+    )
+
+
 def _did_you_mean(name: str, known: Mapping[str, object] | Sequence[str]) -> str:
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.0)
     return f"; did you mean {close[0]!r}? (known: {', '.join(known)})" if close else ""
@@ -422,8 +490,9 @@ def _did_you_mean(name: str, known: Mapping[str, object] | Sequence[str]) -> str
 # -- scenarios ------------------------------------------------------------------------------
 
 
-def load_scenario(path: str | Path, name: str | None = None) -> Workload:
-    """The scenario called ``name`` in a replay scenario file (the only one if unnamed)."""
+def load_scenario(path: str | Path, name: str | None = None, *, batch: bool = False) -> Workload:
+    """The scenario called ``name`` in a replay scenario file (the only one if unnamed); with
+    ``batch``, its admissions alone, as a static batch."""
     from pymm.replay import load_scenarios
 
     scenarios = load_scenarios(path)
@@ -436,13 +505,15 @@ def load_scenario(path: str | Path, name: str | None = None) -> Workload:
                 if len(scenarios)
                 else f"{path} holds no scenario"
             )
-        return from_scenario(scenarios)
+        return from_scenario(scenarios, batch=batch)
     if name not in names:
         raise ScenarioError(f"{path}: no scenario {name!r}{_did_you_mean(name, names)}")
-    return from_scenario(scenarios.select([names.index(name)]))
+    return from_scenario(scenarios.select([names.index(name)]), batch=batch)
 
 
-def from_scenario(scenario: Mapping[str, Any] | _engine.Scenarios) -> Workload:
+def from_scenario(
+    scenario: Mapping[str, Any] | _engine.Scenarios, *, batch: bool = False
+) -> Workload:
     """A replay scenario (one mapping, or a decoded :class:`pymm._engine.Scenarios` of one)
     as a workload: its machine, reservation and operations, each applied as replay applies
     it (``admit``, ``remove`` = stop the container, ``removePod`` = stop the pod,
@@ -462,6 +533,8 @@ def from_scenario(scenario: Mapping[str, Any] | _engine.Scenarios) -> Workload:
     steps = decoded.steps(0)
     if not any(kind == "admit" for kind in steps):
         raise ScenarioError(f"scenario {label!r} admits no pod: nothing to simulate")
+    if batch:
+        steps = [kind for kind in steps if kind == "admit"]
     return Workload(
         name=label,
         machine=machine,
@@ -473,4 +546,5 @@ def from_scenario(scenario: Mapping[str, Any] | _engine.Scenarios) -> Workload:
         description=decoded.descriptions[0],
         reserved_memory=config.get("reserved_memory") or [],
         scenario=(decoded, 0),
+        batch=batch,
     )

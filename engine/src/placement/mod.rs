@@ -32,7 +32,7 @@ pub mod stranded;
 use crate::config::Config;
 use crate::error::{EngineError, Result};
 use crate::hints::TopologyHint;
-use crate::machine::{Machine, MemoryKind};
+use crate::machine::{Machine, MemoryKind, TIER_ANNOTATION};
 use crate::nodemask::{IdMap, NodeMask};
 use crate::policy::MemoryOptions;
 use crate::request::{Pod, Requested};
@@ -74,6 +74,7 @@ impl Placement {
                 cpu_nodes = cpu_nodes.or(NodeMask::from_raw(1 << p));
             }
         }
+        Self::check_applies(machine, config, cpu_nodes)?;
         Ok(Placement {
             memory: config.memory_options,
             strategy: config.topology_options.numa_allocation_strategy,
@@ -84,6 +85,41 @@ impl Placement {
             kinds: machine.nodes.iter().map(|n| n.kind).collect(),
             distances: machine.distances.clone(),
         })
+    }
+
+    /// An option that cannot apply to the machine is an error, not a silent change: without
+    /// any node's memory kind, `memory-tiers` would reject every pod with a tier annotation;
+    /// without any node's CPU count, `restrict-to-cpu-numa-nodes` could not tell CPU nodes
+    /// from CPU-less ones.
+    fn check_applies(machine: &Machine, config: &Config, cpu_nodes: NodeMask) -> Result<()> {
+        let refuse = |key: &str, message: String| EngineError::Config {
+            message,
+            key: Some(key.into()),
+            suggestion: None,
+        };
+        let kinds = machine.nodes.iter().any(|n| n.kind != MemoryKind::Unknown);
+        if config.memory_options.memory_tiers && !machine.nodes.is_empty() && !kinds {
+            return Err(refuse(
+                "memory-tiers",
+                format!(
+                    "memory-tiers cannot apply to machine {:?}: none of its NUMA nodes has a memory kind (DRAM, HBM, CXL), so every pod with a {TIER_ANNOTATION} annotation would be rejected; give each node its kind",
+                    machine.name
+                ),
+            ));
+        }
+        if config.topology_options.restrict_to_cpu_numa_nodes
+            && !machine.nodes.is_empty()
+            && cpu_nodes.is_empty()
+        {
+            return Err(refuse(
+                "restrict-to-cpu-numa-nodes",
+                format!(
+                    "restrict-to-cpu-numa-nodes cannot apply to machine {:?}: none of its NUMA nodes reports CPUs, so CPU nodes cannot be told from CPU-less ones; give each node its cpus",
+                    machine.name
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn tiers_active(&self) -> bool {
@@ -145,7 +181,7 @@ impl Placement {
                 continue;
             };
             for r in requested.keys() {
-                if let Some(t) = node.memory_map.get(r) {
+                if let Some(t) = crate::hints::table(&node.memory_map, r) {
                     s.reserved[p] = s.reserved[p].saturating_add(t.reserved);
                     s.allocatable[p] = s.allocatable[p].saturating_add(t.allocatable);
                 }

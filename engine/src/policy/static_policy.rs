@@ -238,7 +238,12 @@ impl StaticPolicy {
         {
             return Ok(Some(h));
         }
-        let all = self.hints(ms, pod, req, Extent::Full)?;
+        // Without any preferred hint, the preferred-only list is already the full one.
+        let all = if preferred.iter().any(|h| h.preferred) {
+            self.hints(ms, pod, req, Extent::Full)?
+        } else {
+            preferred
+        };
         Ok(find_best_hint_by(all.iter().filter(|h| keep(h)), &tie))
     }
 
@@ -290,19 +295,17 @@ impl StaticPolicy {
             return Ok(regenerate_hints(blocks, req, &self.map));
         }
         let hints = self.hints(&state.machine_state, pod, req, extent)?;
-        let resources = req.keys().cloned().collect::<Vec<_>>();
         if hints.is_empty() && self.strict() {
             // The kubelet answers "no node set can hold this" with an empty map, which the
             // Topology Manager reads as "no preference": a pod that fits nowhere is admitted
             // and spread (its second group bug). An empty list per resource says what it means.
             return Ok(Some(
-                resources
-                    .into_iter()
-                    .map(|r| (r, Some(Arc::new(Vec::new()))))
+                req.keys()
+                    .map(|r| (r.clone(), Some(Arc::new(Vec::new()))))
                     .collect(),
             ));
         }
-        Ok(provider_answer(&resources, hints))
+        Ok(provider_answer(req.keys(), hints))
     }
 
     fn strict(&self) -> bool {
@@ -466,8 +469,9 @@ impl StaticPolicy {
             );
         }
         self.update_reusable(pod, container, &blocks)?;
-        state.set_blocks(&pod.uid, container, blocks.clone());
+        // Only earlier init containers' blocks change there, not this container's.
         self.update_init_blocks(state, pod, container, &blocks);
+        state.set_blocks(&pod.uid, container, blocks);
         Ok(())
     }
 
@@ -600,6 +604,13 @@ impl StaticPolicy {
     fn update_reusable(&mut self, pod: &Pod, container: &str, blocks: &[Block]) -> Result<()> {
         self.reusable.retain(|uid, _| *uid == pod.uid);
         let regular_init = self.is_regular_init(pod, container);
+        if !regular_init && !self.reusable.contains_key(&pod.uid) {
+            // Nothing to reuse, nothing to record: an empty entry reads as no entry.
+            for b in blocks {
+                self.map.mask(b.affinity())?;
+            }
+            return Ok(());
+        }
         let entry = self.reusable.entry(pod.uid.clone()).or_default();
         for b in blocks {
             let m = self.map.mask(b.affinity())?;
@@ -1442,10 +1453,9 @@ impl MemoryPolicy for StaticPolicy {
                 pod_blocks
             }
             None => {
-                let Some(blocks) = state.blocks(pod_uid, container).cloned() else {
+                let Some(blocks) = state.take_blocks(pod_uid, container) else {
                     return;
                 };
-                state.delete(pod_uid, container);
                 blocks
             }
         };

@@ -99,6 +99,10 @@ impl PyEngine {
         &self.inner
     }
 
+    pub(super) fn of(inner: Manager) -> PyEngine {
+        PyEngine { inner }
+    }
+
     /// Other hint providers, decoded against this machine.
     pub(super) fn providers(
         &self,

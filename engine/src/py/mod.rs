@@ -37,6 +37,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<scenario::PyReplayResults>()?;
     m.add_class::<scenario::PyReference>()?;
     m.add_class::<pod::PyPod>()?;
+    m.add_class::<simulate::PySimulation>()?;
     m.add_class::<checkpoint::PyInspection>()?;
     m.add_function(wrap_pyfunction!(pod::pods_from_manifest, m)?)?;
     m.add_function(wrap_pyfunction!(pod::check_unique_uids_of, m)?)?;
