@@ -21,6 +21,11 @@ Guarantees, and how they are kept:
 * **Bounded connections.** A request body must be ``application/json`` (415 otherwise); a
   connection idle or stuck in its headers for :data:`IDLE_SECONDS`, or in its body for
   :data:`BODY_SECONDS`, is closed. A client that goes away is a warning in the log.
+* **The pods' names survive a restart.** The state file holds pod uids only; the namespace and
+  name that the NRT's pod set fingerprint needs are kept beside it in
+  :data:`IDENTITIES_FILE`, rewritten (renamed into place, not fsynced) after each group that
+  changes them. Losing it is safe: a uid ↦ name pair never changes, and the fingerprint is set
+  only when every pod the state holds has a known name.
 
 The endpoints are described in ``deploy/agent-api.md``.
 """
@@ -83,6 +88,8 @@ GATHER_MAX_SECONDS = 0.010
 #: The most changes one durable write carries (a bound on a group's latency, not a limit on
 #: clients: the rest form the next group).
 MAX_GROUP = 1024
+#: Namespace and name of the pods the agent admitted, by uid, in the state directory.
+IDENTITIES_FILE = "pod_identities.json"
 
 
 class _BadRequest(Exception):
@@ -126,7 +133,8 @@ class Agent:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pymm-manager")
         self._admitted: set[str] = set(manager.state.get("entries", {})) | set(manager.active_pods)
         # Namespace and name of the pods admitted here (the manifests say; the state does not).
-        self._identities: dict[str, PodRef] = {}
+        self._identities_path = Path(manager.state_path).parent / IDENTITIES_FILE
+        self._identities = _load_identities(self._identities_path, self._admitted)
         self._runners: list[web.AppRunner] = []
         self._socket: Path | None = None
         self._ready: Path | None = None
@@ -234,7 +242,21 @@ class Agent:
         self._last_write = time.perf_counter() - began
         ms = round(self._last_write * 1e3, 3)
         _log_group(results, ms)
+        if self._identities != identities:
+            self._save_identities()
         return results
+
+    def _save_identities(self) -> None:
+        # Not fsynced: what a crash loses is only a fingerprint left unset until those pods go.
+        body = {
+            uid: {"namespace": p.namespace, "name": p.name} for uid, p in self._identities.items()
+        }
+        tmp = self._identities_path.with_name(IDENTITIES_FILE + ".tmp")
+        try:
+            tmp.write_text(json.dumps(body, sort_keys=True))
+            os.replace(tmp, self._identities_path)
+        except OSError as e:
+            log.warning("pod names not kept for the fingerprint", extra={"error": str(e)})
 
     def _admit(self, pod: _engine.Pod) -> dict[str, Any]:
         compiled = compile_pod(pod)
@@ -301,8 +323,8 @@ class Agent:
             node_name=node_name or default_node_name(),
             topology_policy=config["topology_policy"],
             scope=config["scope"],
-            # The pods whose manifests this agent admitted: the fingerprint is set when they
-            # are every pod the state holds (not after a restart, until those pods are gone).
+            # The pods whose manifests this agent (or an earlier one on this directory)
+            # admitted: the fingerprint is set when they are every pod the state holds.
             pods=list(self._identities.values()),
         )
 
@@ -564,6 +586,25 @@ class Agent:
             await stop.wait()
         finally:
             await self.stop()
+
+
+def _load_identities(path: Path, admitted: set[str]) -> dict[str, PodRef]:
+    """The names :data:`IDENTITIES_FILE` keeps for pods the state still holds; none when it
+    is missing or unreadable (the fingerprint then waits for those pods to go)."""
+    try:
+        kept = json.loads(path.read_text())
+        return {
+            uid: PodRef(str(p["namespace"]), str(p["name"]), uid)
+            for uid, p in kept.items()
+            if uid in admitted
+        }
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+        log.warning(
+            "pod names for the fingerprint not read", extra={"path": str(path), "error": str(e)}
+        )
+        return {}
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

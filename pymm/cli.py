@@ -7,10 +7,11 @@ Each command lives in its own module under :mod:`pymm.commands` with ``register(
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
 from pymm import __version__
@@ -100,10 +101,20 @@ class _EscapedLines(logging.Handler):
             self.handleError(record)
 
 
-def _log_to_stderr() -> None:
+@contextlib.contextmanager
+def _log_to_stderr() -> Iterator[None]:
+    # For the command's run only: main() called in-process (tests, an embedding program) must
+    # leave the program's logging as it found it.
     logger = logging.getLogger("pymm")
-    if not logger.handlers:
-        logger.addHandler(_EscapedLines(logging.WARNING))
+    if logger.handlers:
+        yield
+        return
+    handler = _EscapedLines(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def _quiet_broken_pipe() -> int:
@@ -122,9 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:
         # --help, --version and usage errors: a status to return, as from any command.
         return e.code if isinstance(e.code, int) else 2
-    _log_to_stderr()
     try:
-        status = int(args.func(args))
+        with _log_to_stderr():
+            status = int(args.func(args))
         # Surface a closed pipe here, not in the interpreter's final flush.
         sys.stdout.flush()
         return status

@@ -20,7 +20,16 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from helpers_agent import ROOT, AgentProcess, LoadResult, call, machine_file, pod_manifest, run_load
+from helpers_agent import (
+    ROOT,
+    AgentProcess,
+    LoadResult,
+    UnixHTTPConnection,
+    call,
+    machine_file,
+    pod_manifest,
+    run_load,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from pymm import Machine, MemoryManager, _engine
@@ -210,6 +219,47 @@ def test_hints_and_nrt(agent: AgentProcess) -> None:
     assert nrt == expected
     crd = yaml.safe_load((ROOT / "deploy" / "crd.yaml").read_text())
     jsonschema.validate(nrt, crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+
+
+def _fingerprint_of(conn: UnixHTTPConnection) -> str | None:
+    status, nrt = call(conn, "GET", "/v1/nrt?nodeName=worker-3")
+    assert status == 200
+    attrs = {a["name"]: a["value"] for a in nrt["attributes"]}
+    return attrs.get("nodeTopologyPodsFingerprint")
+
+
+def test_the_fingerprint_survives_a_restart(agent: AgentProcess) -> None:
+    conn = agent.connection()
+    for uid in ("a", "b", "c"):
+        assert call(conn, "POST", "/v1/admit", pod_manifest(uid, "2Gi"))[1]["admit"]
+    assert call(conn, "POST", "/v1/remove", {"podUID": "b"})[1]["removed"]
+    before = _fingerprint_of(conn)
+    assert before == pod_fingerprint([("load", "a"), ("load", "c")])
+    conn.close()
+    assert agent.terminate() == 0
+    agent.start()
+    conn = agent.connection()
+    assert _fingerprint_of(conn) == before
+    # Pods admitted after the restart join those named before it.
+    assert call(conn, "POST", "/v1/admit", pod_manifest("d", "2Gi"))[1]["admit"]
+    assert _fingerprint_of(conn) == pod_fingerprint([("load", "a"), ("load", "c"), ("load", "d")])
+
+
+def test_unreadable_pod_names_leave_the_fingerprint_unset(agent: AgentProcess) -> None:
+    conn = agent.connection()
+    assert call(conn, "POST", "/v1/admit", pod_manifest("a", "2Gi"))[1]["admit"]
+    conn.close()
+    agent.kill()  # as after a crash that tore the (unsynced) names file
+    (agent.state_dir / "pod_identities.json").write_text('{"a": {"namesp')
+    agent.start()
+    conn = agent.connection()
+    # A pod the state holds but nothing names: no fingerprint rather than a wrong one.
+    assert _fingerprint_of(conn) is None
+    assert "pod names for the fingerprint not read" in agent.log_text()
+    # Once that pod is gone, the agent's own pods are fingerprinted again.
+    assert call(conn, "POST", "/v1/remove", {"podUID": "a"})[1]["removed"]
+    assert call(conn, "POST", "/v1/admit", pod_manifest("b", "2Gi"))[1]["admit"]
+    assert _fingerprint_of(conn) == pod_fingerprint([("load", "b")])
 
 
 @pytest.mark.parametrize(
