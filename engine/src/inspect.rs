@@ -256,10 +256,7 @@ impl Inspection {
             .take(limit)
             .map(|(uid, e)| {
                 let blocks = e.memory_blocks.as_deref().unwrap_or_default();
-                let nodes: BTreeSet<i64> = blocks
-                    .iter()
-                    .flat_map(|b| b.affinity().iter().copied())
-                    .collect();
+                let nodes = crate::state::block_nodes(blocks);
                 json!({"podUID": uid, "numaNodes": nodes, "blocks": blocks_value(blocks)})
             })
             .collect()
@@ -427,10 +424,7 @@ fn pod_row(uid: &str, ctrs: &BTreeMap<String, Option<Vec<crate::state::Block>>>)
         .iter()
         .map(|(name, blocks)| {
             let blocks = blocks.as_deref().unwrap_or_default();
-            let nodes: BTreeSet<i64> = blocks
-                .iter()
-                .flat_map(|b| b.affinity().iter().copied())
-                .collect();
+            let nodes = crate::state::block_nodes(blocks);
             json!({"name": name, "numaNodes": nodes, "blocks": blocks_value(blocks)})
         })
         .collect();

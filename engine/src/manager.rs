@@ -1194,13 +1194,7 @@ impl Manager {
                 }
             }
             None => {
-                let names: Vec<String> = self
-                    .state
-                    .entries
-                    .get(pod_uid)
-                    .map(|m| m.keys().cloned().collect())
-                    .unwrap_or_default();
-                for c in names {
+                for c in self.state_containers(pod_uid) {
                     known |= self.stop(pod_uid, &c);
                 }
             }
@@ -1212,15 +1206,18 @@ impl Manager {
         known
     }
 
-    /// Forgets a pod's state, whether its containers started or not.
-    fn release_pod(&mut self, pod_uid: &str) {
-        let names: Vec<String> = self
-            .state
+    /// The containers the state holds blocks (or an empty entry) for, in the pod `pod_uid`.
+    fn state_containers(&self, pod_uid: &str) -> Vec<String> {
+        self.state
             .entries
             .get(pod_uid)
             .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
-        for c in names {
+            .unwrap_or_default()
+    }
+
+    /// Forgets a pod's state, whether its containers started or not.
+    fn release_pod(&mut self, pod_uid: &str) {
+        for c in self.state_containers(pod_uid) {
             self.policy.remove_container(&mut self.state, pod_uid, &c);
         }
         self.container_map.retain(|_, (p, _)| p != pod_uid);
@@ -1243,13 +1240,7 @@ impl Manager {
 
     /// `GetMemoryNUMANodes`: the union of the container's block affinities.
     pub fn container_nodes(&self, pod_uid: &str, container: &str) -> Option<Vec<i64>> {
-        let blocks = self.state.blocks(pod_uid, container)?;
-        let mut ids: Vec<i64> = blocks
-            .iter()
-            .flat_map(|b| b.affinity().iter().copied())
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
+        let ids = crate::state::block_nodes(self.state.blocks(pod_uid, container)?);
         if ids.is_empty() {
             None
         } else {

@@ -426,12 +426,7 @@ impl Simulation {
         // Placements as the admission made them, before starting the pod handed its init
         // containers' memory back.
         for (_, blocks) in &a.placements {
-            let mut nodes: Vec<i64> = blocks
-                .iter()
-                .flat_map(|b| b.affinity().iter().copied())
-                .collect();
-            nodes.sort_unstable();
-            nodes.dedup();
+            let nodes = crate::state::block_nodes(blocks);
             if nodes.len() < 2 {
                 continue;
             }

@@ -48,6 +48,18 @@ impl Block {
     }
 }
 
+/// The NUMA nodes a container's blocks use (`GetMemoryNUMANodes`: the union of their
+/// affinities), ascending.
+pub fn block_nodes(blocks: &[Block]) -> Vec<i64> {
+    let mut ids: Vec<i64> = blocks
+        .iter()
+        .flat_map(|b| b.affinity().iter().copied())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// A container's blocks. `None` is a nil slice, as a restored file can hold: the kubelet treats
 /// it as "no assignment" but hashes and writes it differently from an empty list.
 pub type Blocks = Option<Vec<Block>>;

@@ -129,12 +129,7 @@ impl PyEngine {
                             .find(|(n, _)| n == &c.name)
                             .map(|(_, b)| b.as_slice())
                             .unwrap_or_default();
-                        let mut nodes: Vec<i64> = blocks
-                            .iter()
-                            .flat_map(|b| b.affinity().iter().copied())
-                            .collect();
-                        nodes.sort_unstable();
-                        nodes.dedup();
+                        let nodes = crate::state::block_nodes(blocks);
                         let rows = blocks
                             .iter()
                             .map(|b| (b.affinity().to_vec(), b.resource.clone(), b.size))
