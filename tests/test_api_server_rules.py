@@ -721,10 +721,12 @@ def test_logs_are_escaped(capsys: pytest.CaptureFixture[str]) -> None:
         assert json.loads(line)["message"] == "pod a\nb\u202ec"
         logger.handlers[:] = []
         logger.propagate = False
-        _log_to_stderr()
-        logging.getLogger("pymm.test").warning("pod %s", "a\nadmitted root\u202e")
+        with _log_to_stderr():
+            logging.getLogger("pymm.test").warning("pod %s", "a\nadmitted root\u202e")
         err = capsys.readouterr().err
         assert err == "pymm: warning: pod a\\nadmitted root\\u202e\n"
+        # Only while the command runs: afterwards the program's logging is as it was.
+        assert logger.handlers == []
     finally:
         logger.handlers[:], logger.propagate = saved[0], saved[1]
         logger.setLevel(saved[2])
