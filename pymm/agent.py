@@ -23,9 +23,9 @@ Guarantees, and how they are kept:
   :data:`BODY_SECONDS`, is closed. A client that goes away is a warning in the log.
 * **The pods' names survive a restart.** The state file holds pod uids only; the namespace and
   name that the NRT's pod set fingerprint needs are kept beside it in
-  :data:`IDENTITIES_FILE`, rewritten (renamed into place, not fsynced) after each group that
-  changes them. Losing it is safe: a uid ↦ name pair never changes, and the fingerprint is set
-  only when every pod the state holds has a known name.
+  :data:`IDENTITIES_FILE`, a journal appended to (not fsynced) after each group that changes
+  them and compacted at start-up. Losing its tail is safe: a uid ↦ name pair never changes, and
+  the fingerprint is set only when every pod the state holds has a known name.
 
 The endpoints are described in ``deploy/agent-api.md``.
 """
@@ -42,10 +42,10 @@ import signal
 import socket
 import stat
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -89,7 +89,7 @@ GATHER_MAX_SECONDS = 0.010
 #: clients: the rest form the next group).
 MAX_GROUP = 1024
 #: Namespace and name of the pods the agent admitted, by uid, in the state directory.
-IDENTITIES_FILE = "pod_identities.json"
+IDENTITIES_FILE = "pod_identities.jsonl"
 
 
 class _BadRequest(Exception):
@@ -133,8 +133,10 @@ class Agent:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pymm-manager")
         self._admitted: set[str] = set(manager.state.get("entries", {})) | set(manager.active_pods)
         # Namespace and name of the pods admitted here (the manifests say; the state does not).
-        self._identities_path = Path(manager.state_path).parent / IDENTITIES_FILE
-        self._identities = _load_identities(self._identities_path, self._admitted)
+        self._names = _NameJournal(Path(manager.state_path).parent / IDENTITIES_FILE)
+        self._identities = self._names.open(self._admitted)
+        # What this group changed in `_identities`, for the journal once the group is durable.
+        self._renamed: list[tuple[str, PodRef | None]] = []
         self._runners: list[web.AppRunner] = []
         self._socket: Path | None = None
         self._ready: Path | None = None
@@ -238,25 +240,15 @@ class Agent:
         except BaseException:
             # The manager rolled back; so do our indexes.
             self._admitted, self._identities = admitted, identities
+            self._renamed.clear()
             raise
         self._last_write = time.perf_counter() - began
         ms = round(self._last_write * 1e3, 3)
         _log_group(results, ms)
-        if self._identities != identities:
-            self._save_identities()
+        if self._renamed:
+            self._names.append(self._renamed, self._identities)
+            self._renamed.clear()
         return results
-
-    def _save_identities(self) -> None:
-        # Not fsynced: what a crash loses is only a fingerprint left unset until those pods go.
-        body = {
-            uid: {"namespace": p.namespace, "name": p.name} for uid, p in self._identities.items()
-        }
-        tmp = self._identities_path.with_name(IDENTITIES_FILE + ".tmp")
-        try:
-            tmp.write_text(json.dumps(body, sort_keys=True))
-            os.replace(tmp, self._identities_path)
-        except OSError as e:
-            log.warning("pod names not kept for the fingerprint", extra={"error": str(e)})
 
     def _admit(self, pod: _engine.Pod) -> dict[str, Any]:
         compiled = compile_pod(pod)
@@ -265,7 +257,9 @@ class Agent:
         a = self.manager.admit(compiled)
         if a.admitted:
             self._admitted.add(a.pod_uid)
-            self._identities[a.pod_uid] = PodRef(compiled.namespace, compiled.name, a.pod_uid)
+            ref = PodRef(compiled.namespace, compiled.name, a.pod_uid)
+            self._identities[a.pod_uid] = ref
+            self._renamed.append((a.pod_uid, ref))
         # The JSON of `pymm admit --json`, plus whether this answer repeats an earlier one.
         return {**_admission_json(a), "alreadyAdmitted": False}
 
@@ -308,7 +302,8 @@ class Agent:
 
     def _forget(self, uid: str) -> None:
         self._admitted.discard(uid)
-        self._identities.pop(uid, None)
+        if self._identities.pop(uid, None) is not None:
+            self._renamed.append((uid, None))
 
     def _hints(self, pod: _engine.Pod) -> dict[str, Any]:
         if self.manager.config["scope"] == "pod":
@@ -565,6 +560,7 @@ class Agent:
                 await self._committer
             self._committer = None
         await asyncio.get_running_loop().run_in_executor(None, self._worker.shutdown, True)
+        self._names.close()
         self.manager.close()
         for path in (self._socket, self._ready):
             if path is not None:
@@ -588,23 +584,87 @@ class Agent:
             await self.stop()
 
 
-def _load_identities(path: Path, admitted: set[str]) -> dict[str, PodRef]:
-    """The names :data:`IDENTITIES_FILE` keeps for pods the state still holds; none when it
-    is missing or unreadable (the fingerprint then waits for those pods to go)."""
-    try:
-        kept = json.loads(path.read_text())
-        return {
-            uid: PodRef(str(p["namespace"]), str(p["name"]), uid)
-            for uid, p in kept.items()
-            if uid in admitted
-        }
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
-        log.warning(
-            "pod names for the fingerprint not read", extra={"path": str(path), "error": str(e)}
-        )
-        return {}
+class _NameJournal:
+    """:data:`IDENTITIES_FILE`: one JSON object a line, ``{"uid", "namespace", "name"}`` when a
+    pod is admitted and ``{"uid"}`` when it goes. Appended to without fsync (a crash loses at
+    most a tail, and a torn last line ends the read); rewritten whole at start-up and when the
+    lines of departed pods outnumber the live ones."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: TextIO | None = None
+        self._lines = 0
+
+    def open(self, admitted: set[str]) -> dict[str, PodRef]:
+        """The names kept for pods the state still holds (none if the journal is missing or
+        unreadable: the fingerprint then waits for those pods to go), the journal compacted."""
+        names: dict[str, PodRef] = {}
+        try:
+            with self.path.open(encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        entry = json.loads(line)
+                        uid = entry["uid"]
+                        if "name" in entry:
+                            names[uid] = PodRef(str(entry["namespace"]), str(entry["name"]), uid)
+                        else:
+                            names.pop(uid, None)
+                    except (ValueError, TypeError, KeyError):
+                        log.warning(
+                            "pod names for the fingerprint read up to a damaged line",
+                            extra={"path": str(self.path)},
+                        )
+                        break
+        except FileNotFoundError:
+            pass
+        except (OSError, UnicodeDecodeError) as e:
+            log.warning(
+                "pod names for the fingerprint not read",
+                extra={"path": str(self.path), "error": str(e)},
+            )
+        names = {uid: ref for uid, ref in names.items() if uid in admitted}
+        self._rewrite(names.values())
+        return names
+
+    def append(self, changes: list[tuple[str, PodRef | None]], live: dict[str, PodRef]) -> None:
+        """Journals ``changes``; ``live`` is every name kept now, for a compaction."""
+        lines = "".join(_name_line(uid, ref) for uid, ref in changes)
+        try:
+            if self._file is None:
+                raise OSError(f"{self.path} is not open")
+            self._file.write(lines)
+            self._file.flush()
+        except (OSError, ValueError) as e:
+            log.warning("pod names not kept for the fingerprint", extra={"error": str(e)})
+            return
+        self._lines += len(changes)
+        if self._lines > 2 * len(live) + 1024:
+            self._rewrite(live.values())
+
+    def _rewrite(self, refs: Iterable[PodRef]) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            if self._file is not None:
+                self._file.close()
+            body = "".join(_name_line(r.uid, r) for r in refs)
+            tmp.write_text(body, encoding="utf-8")
+            os.replace(tmp, self.path)
+            self._lines = body.count("\n")
+            self._file = self.path.open("a", encoding="utf-8")
+        except OSError as e:
+            self._file = None
+            log.warning("pod names not kept for the fingerprint", extra={"error": str(e)})
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _name_line(uid: str, ref: PodRef | None) -> str:
+    if ref is None:
+        return json.dumps({"uid": uid}) + "\n"
+    return json.dumps({"uid": uid, "namespace": ref.namespace, "name": ref.name}) + "\n"
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

@@ -245,17 +245,33 @@ def test_the_fingerprint_survives_a_restart(agent: AgentProcess) -> None:
     assert _fingerprint_of(conn) == pod_fingerprint([("load", "a"), ("load", "c"), ("load", "d")])
 
 
+def test_the_journal_of_names_is_compacted_at_start_up(agent: AgentProcess) -> None:
+    conn = agent.connection()
+    for i in range(5):
+        assert call(conn, "POST", "/v1/admit", pod_manifest(f"p{i}", "1Gi"))[1]["admit"]
+    for i in range(4):
+        assert call(conn, "POST", "/v1/remove", {"podUID": f"p{i}"})[1]["removed"]
+    journal = agent.state_dir / "pod_identities.jsonl"
+    assert len(journal.read_text().splitlines()) == 9  # five admitted, four gone
+    conn.close()
+    assert agent.terminate() == 0
+    agent.start()
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert lines == [{"uid": "p4", "namespace": "load", "name": "p4"}]
+    assert _fingerprint_of(agent.connection()) == pod_fingerprint([("load", "p4")])
+
+
 def test_unreadable_pod_names_leave_the_fingerprint_unset(agent: AgentProcess) -> None:
     conn = agent.connection()
     assert call(conn, "POST", "/v1/admit", pod_manifest("a", "2Gi"))[1]["admit"]
     conn.close()
-    agent.kill()  # as after a crash that tore the (unsynced) names file
-    (agent.state_dir / "pod_identities.json").write_text('{"a": {"namesp')
+    agent.kill()  # as after a crash that tore the (unsynced) journal of names
+    (agent.state_dir / "pod_identities.jsonl").write_text('{"uid": "a", "namesp')
     agent.start()
     conn = agent.connection()
     # A pod the state holds but nothing names: no fingerprint rather than a wrong one.
     assert _fingerprint_of(conn) is None
-    assert "pod names for the fingerprint not read" in agent.log_text()
+    assert "pod names for the fingerprint read up to a damaged line" in agent.log_text()
     # Once that pod is gone, the agent's own pods are fingerprinted again.
     assert call(conn, "POST", "/v1/remove", {"podUID": "a"})[1]["removed"]
     assert call(conn, "POST", "/v1/admit", pod_manifest("b", "2Gi"))[1]["admit"]
