@@ -99,7 +99,7 @@ def test_engine_loop_against_the_python_api(benchmark: Any) -> None:
     # The same events give the same state, through either.
     assert core.admitted == admitted > 0
     assert _engine.Inspection(final).pod_count == len(json.loads(final)["entries"])
-    raw = _engine.simulate(
+    sim = _engine.Simulation(
         w.machine.to_dict(),
         open_manager(config, w.machine, w.reserved_memory).config,
         [s.compiled for s in w.shapes],
@@ -109,6 +109,8 @@ def test_engine_loop_against_the_python_api(benchmark: Any) -> None:
         probe.compiled,
         [],
     )
+    assert sim.run() is None
+    raw = sim.finish()
     assert raw["finalCheckpoint"] == final
     if benchmark.disabled:
         benchmark(lambda: None)  # a smoke test: what was asserted above is the point

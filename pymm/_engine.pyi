@@ -40,7 +40,6 @@ __all__ = [
     "plan_input",
     "pods_from_manifest",
     "recorded_kubelet_version",
-    "simulate",
 ]
 
 __version__: str
@@ -367,19 +366,6 @@ class Simulation:
     ) -> bool: ...
     def finish(self) -> dict[str, Any]: ...
 
-def simulate(
-    machine: Mapping[str, Any],
-    config: EngineConfig | Mapping[str, Any],
-    shapes: Sequence[Pod],
-    op: bytes,
-    pod: bytes,
-    shape: bytes,
-    probe: Pod,
-    sample_at: Sequence[int],
-    cap: int = 100_000,
-    progress: Callable[[int], object] | None = None,
-    scenario: tuple[Scenarios, int] | None = None,
-) -> dict[str, Any]: ...
 def classify_memory(
     nodes: Sequence[Mapping[str, Any]], distances: Sequence[Sequence[int]] | None = None
 ) -> list[tuple[str, str]]: ...

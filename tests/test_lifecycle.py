@@ -65,7 +65,7 @@ def test_replay_the_api_and_simulate_leave_the_same_state_on_the_lifecycle_set()
         final = ops[-1]["checkpoint"] if ops else rep["initialCheckpoint"]
         assert json.loads(mm.checkpoint()) == final, sc["name"]
         # Through the simulator's core, the scenario's own operations.
-        raw_sim = _engine.simulate(
+        sim = _engine.Simulation(
             machine,
             config,
             [],
@@ -76,6 +76,8 @@ def test_replay_the_api_and_simulate_leave_the_same_state_on_the_lifecycle_set()
             [],
             scenario=(decoded, i),
         )
+        assert sim.run() is None
+        raw_sim = sim.finish()
         assert raw_sim["admitted"] == sum(verdicts), sc["name"]
         assert (raw_sim["restartError"] is not None) == (failed is not None), sc["name"]
         assert json.loads(raw_sim["finalCheckpoint"]) == final, sc["name"]

@@ -555,22 +555,6 @@ fn moves_of(ops: &[Op]) -> (u64, u64) {
     (moves, released.len() as u64 - moves)
 }
 
-/// Replays `events` on a new manager for `machine` and `config` to the end (see
-/// [`Simulation`]).
-pub fn run(
-    machine: &Machine,
-    config: &Config,
-    events: Events,
-    probe: Pod,
-    sample_at: Vec<usize>,
-    cap: usize,
-    tick: &mut dyn FnMut(usize),
-) -> Result<Outcome> {
-    let mut s = Simulation::new(machine, config, events, probe, sample_at, cap)?;
-    s.run(false, tick)?;
-    Ok(s.finish())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,7 +57,6 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(merge::merge_hints, m)?)?;
     m.add_function(wrap_pyfunction!(memkind::classify_memory, m)?)?;
     m.add_function(wrap_pyfunction!(memkind::memory_kind_rule, m)?)?;
-    m.add_function(wrap_pyfunction!(simulate::simulate, m)?)?;
     m.add_function(wrap_pyfunction!(text::json_duplicate_key, m)?)?;
     m.add_function(wrap_pyfunction!(config::config_schema, m)?)?;
     m.add_function(wrap_pyfunction!(config::decode_config, m)?)?;

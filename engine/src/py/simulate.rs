@@ -256,36 +256,3 @@ impl PySimulation {
         outcome_value(py, &out)
     }
 }
-
-/// A whole simulation in one call (`Simulation(...)`, `run()`, `finish()`).
-#[pyfunction]
-#[pyo3(signature = (machine, config, shapes, op, pod, shape, probe, sample_at, cap=100_000, progress=None, scenario=None))]
-#[allow(clippy::too_many_arguments)]
-pub fn simulate<'py>(
-    py: Python<'py>,
-    machine: &Bound<'py, PyAny>,
-    config: &Bound<'py, PyAny>,
-    shapes: Vec<PyRef<'py, PyPod>>,
-    op: &[u8],
-    pod: &[u8],
-    shape: &[u8],
-    probe: &PyPod,
-    sample_at: Vec<usize>,
-    cap: usize,
-    progress: Option<Py<PyAny>>,
-    scenario: Option<(PyRef<'py, PyScenarios>, usize)>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let mut s = new_simulation(
-        machine, config, shapes, op, pod, shape, probe, sample_at, cap, scenario, false,
-    )?;
-    let mut p = Progress {
-        callback: progress,
-        failed: None,
-    };
-    let r = py.detach(|| {
-        s.run(false, &mut |n| p.tick(n))?;
-        Ok::<_, EngineError>(s.finish())
-    });
-    p.done()?;
-    outcome_value(py, &r.py()?)
-}
