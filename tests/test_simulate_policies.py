@@ -366,3 +366,27 @@ def test_configurations_on_threads_give_the_sequential_results() -> None:
     seen: list[int] = []
     run(w, configs, samples=5, threads=4, progress=seen.append)
     assert seen == sorted(seen) and seen[-1] == 4 * len(w)
+
+
+def test_a_scenarios_resize_follows_each_configuration() -> None:
+    """The kubelet (1.38, default gates) answers a memory resize of a Guaranteed pod
+    Infeasible and keeps the reservation; with resize-in-place it grows where it is."""
+
+    def pod(gi: int) -> dict[str, Any]:
+        return {
+            "uid": "a",
+            "containers": [{"name": "c", "limits": {"cpu": "1", "memory": f"{gi}Gi"}}],
+        }
+
+    sc = {
+        **_scenario_ops(),
+        "ops": [{"op": "admit", "pod": pod(4)}, {"op": "resize", "pod": pod(8)}],
+    }
+    kubelet, grown = run(
+        from_scenario(sc), ["kubelet:", "grow:resize-in-place=true"], samples=1
+    ).configs
+    # Reserved after each of the two events, over 2 x (16Gi - 1Gi reserved) allocatable.
+    assert kubelet.admitted == grown.admitted == 1
+    assert kubelet.mean_reserved_fraction == pytest.approx((4 + 4) / 2 / 30)
+    assert grown.mean_reserved_fraction == pytest.approx((4 + 8) / 2 / 30)
+    assert kubelet.final_state_valid and grown.final_state_valid

@@ -48,6 +48,7 @@ MEMORY_POLICY_OPTIONS = (
     "spread-hugepages",
     "memory-tiers",
     "strict-numa-groups",
+    "resize-in-place",
 )
 RESERVED = "reserved-memory"
 #: The simulation's own keys (what happens on a rejection), not the manager's.
