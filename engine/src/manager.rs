@@ -60,6 +60,21 @@ pub struct AdmitResult {
 }
 
 impl AdmitResult {
+    /// An admission not (yet) refused, with nothing recorded.
+    pub(crate) fn admitted() -> AdmitResult {
+        AdmitResult {
+            admit: true,
+            allocate_calls: 0,
+            allocate_errors: 0,
+            reason: None,
+            message: None,
+            hint_calls: vec![],
+            allocations: vec![],
+            placements: vec![],
+            pod_level: None,
+        }
+    }
+
     fn reject(&mut self, reason: &str, message: String) {
         self.admit = false;
         self.reason = Some(reason.to_string());
@@ -962,17 +977,7 @@ impl Manager {
         trace: bool,
     ) -> AdmitResult {
         let pod: &Pod = shared;
-        let mut out = AdmitResult {
-            admit: true,
-            allocate_calls: 0,
-            allocate_errors: 0,
-            reason: None,
-            message: None,
-            hint_calls: vec![],
-            allocations: vec![],
-            placements: vec![],
-            pod_level: None,
-        };
+        let mut out = AdmitResult::admitted();
         self.remove_stale_state(Some(pod));
         if self.admit_steps(pod, extra, trace, &mut out) {
             self.spec_unknown.remove(&pod.uid);

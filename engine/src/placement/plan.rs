@@ -141,17 +141,7 @@ pub(crate) fn admit_on(
             return Err(refused(pod, None, first, why));
         }
     }
-    let mut out = AdmitResult {
-        admit: true,
-        allocate_calls: 0,
-        allocate_errors: 0,
-        reason: None,
-        message: None,
-        hint_calls: vec![],
-        allocations: vec![],
-        placements: vec![],
-        pod_level: None,
-    };
+    let mut out = AdmitResult::admitted();
     for (c, ids, mask) in &sets {
         if scope == Scope::Container {
             if let Err(why) = merge_prefers(m, pod, Some(c), *mask, extra)? {

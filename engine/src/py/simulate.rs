@@ -71,54 +71,6 @@ pub struct PySimulation {
     inner: Option<Simulation>,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn new_simulation(
-    machine: &Bound<'_, PyAny>,
-    config: &Bound<'_, PyAny>,
-    shapes: Vec<PyRef<'_, PyPod>>,
-    op: &[u8],
-    pod: &[u8],
-    shape: &[u8],
-    probe: &PyPod,
-    sample_at: Vec<usize>,
-    cap: usize,
-    scenario: Option<(PyRef<'_, PyScenarios>, usize)>,
-    admits_only: bool,
-) -> PyResult<Simulation> {
-    let m = machine_from(machine)?;
-    let c = Config::from_value(&to_value(config, Subject::Config)?).py()?;
-    let events = match &scenario {
-        Some((s, i)) => Events::Scenario(
-            s.inner
-                .get(*i)
-                .ok_or_else(|| {
-                    super::errors::to_py_err(EngineError::scenario(
-                        None,
-                        format!("no scenario at {i}"),
-                    ))
-                })?
-                .steps
-                .iter()
-                .filter(|s| !admits_only || matches!(s, Step::Admit { .. }))
-                .cloned()
-                .collect(),
-        ),
-        None => Events::Generated(Workload {
-            shapes: shapes.iter().map(|p| Arc::clone(&p.inner)).collect(),
-            op: op.to_vec(),
-            pod: column::<8>(pod, "pod")?
-                .into_iter()
-                .map(i64::from_le_bytes)
-                .collect(),
-            shape: column::<4>(shape, "shape")?
-                .into_iter()
-                .map(i32::from_le_bytes)
-                .collect(),
-        }),
-    };
-    Simulation::new(&m, &c, events, (*probe.inner).clone(), sample_at, cap).py()
-}
-
 fn outcome_value<'py>(py: Python<'py>, out: &Outcome) -> PyResult<Bound<'py, PyAny>> {
     let samples: Vec<_> = out
         .samples
@@ -169,19 +121,38 @@ impl PySimulation {
         scenario: Option<(PyRef<'_, PyScenarios>, usize)>,
         admits_only: bool,
     ) -> PyResult<Self> {
-        let s = new_simulation(
-            machine,
-            config,
-            shapes,
-            op,
-            pod,
-            shape,
-            probe,
-            sample_at,
-            cap,
-            scenario,
-            admits_only,
-        )?;
+        let m = machine_from(machine)?;
+        let c = Config::from_value(&to_value(config, Subject::Config)?).py()?;
+        let events = match &scenario {
+            Some((s, i)) => Events::Scenario(
+                s.inner
+                    .get(*i)
+                    .ok_or_else(|| {
+                        super::errors::to_py_err(EngineError::scenario(
+                            None,
+                            format!("no scenario at {i}"),
+                        ))
+                    })?
+                    .steps
+                    .iter()
+                    .filter(|s| !admits_only || matches!(s, Step::Admit { .. }))
+                    .cloned()
+                    .collect(),
+            ),
+            None => Events::Generated(Workload {
+                shapes: shapes.iter().map(|p| Arc::clone(&p.inner)).collect(),
+                op: op.to_vec(),
+                pod: column::<8>(pod, "pod")?
+                    .into_iter()
+                    .map(i64::from_le_bytes)
+                    .collect(),
+                shape: column::<4>(shape, "shape")?
+                    .into_iter()
+                    .map(i32::from_le_bytes)
+                    .collect(),
+            }),
+        };
+        let s = Simulation::new(&m, &c, events, (*probe.inner).clone(), sample_at, cap).py()?;
         Ok(PySimulation { inner: Some(s) })
     }
 
