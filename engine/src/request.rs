@@ -786,15 +786,7 @@ impl Pod {
     pub fn from_spec(v: &Value, defaults: bool) -> Result<Pod> {
         let mut pod = Pod::decode_value(v, Rules::ApiServer, false)?;
         if defaults {
-            for c in pod
-                .init_containers
-                .make_mut()
-                .iter_mut()
-                .chain(pod.containers.make_mut().iter_mut())
-            {
-                default_container(c);
-            }
-            pod.qos = OnceLock::new();
+            pod.default_containers();
             pod.check_requirements(&Paths::data("initContainers"), Rules::ApiServer)?;
         }
         Ok(pod)
@@ -945,6 +937,12 @@ impl Pod {
     }
 
     fn apply_defaults(&mut self) {
+        self.default_containers();
+        default_pod_resources(self);
+    }
+
+    /// `SetDefaults_Pod` for every container (init containers first).
+    fn default_containers(&mut self) {
         for c in self
             .init_containers
             .make_mut()
@@ -953,7 +951,8 @@ impl Pod {
         {
             default_container(c);
         }
-        default_pod_resources(self);
+        // The QoS class follows the requests just defaulted.
+        self.qos = OnceLock::new();
     }
 
     /// The rules between a container's (and the pod's) requests and limits.
