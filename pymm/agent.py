@@ -11,8 +11,8 @@ Guarantees, and how they are kept:
   or nothing, and makes the whole group durable with one write (fsync, rename, fsync of the
   directory) (:meth:`~pymm.manager.MemoryManager.durably_together`). Each is answered only
   after that write; if it fails, none of the group happened and each is answered 503.
-* **A disconnect loses nothing.** The manager call is shielded from the request's
-  cancellation: once queued it completes. A client that retries an admission with the same pod
+* **A disconnect loses nothing.** A request handed to the manager completes whether or not
+  its client is still there. A client that retries an admission with the same pod
   uid gets ``alreadyAdmitted: true`` and the placement it was given; a rejected admission
   reserved nothing, so its retry is simply a new attempt.
 * **Graceful stop.** On SIGTERM or SIGINT the listeners close, in-flight requests finish (within
@@ -47,9 +47,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-import aiohttp
-from aiohttp import web
-
 from pymm import _engine
 from pymm._text import json_loads
 from pymm.errors import (
@@ -58,7 +55,8 @@ from pymm.errors import (
     StateFileError,
     StateNotDurableError,
 )
-from pymm.manager import MemoryManager, compile_pod
+from pymm.httpd import HTTPServer, Request, Response, Route
+from pymm.manager import Admission, MemoryManager, compile_pod
 from pymm.metrics import exposition
 from pymm.nrt import PodRef, check_node_name, default_node_name, node_resource_topology
 
@@ -78,11 +76,9 @@ MAX_BODY_BYTES = 4 << 20
 IDLE_SECONDS = 10.0
 #: A request whose body has not fully arrived after this long is answered 408 and closed.
 BODY_SECONDS = 10.0
-#: On SIGTERM, requests still running after this long are cancelled (their manager call, once
-#: queued, still completes; it is the answer that is lost).
+#: On SIGTERM, connections whose requests are still unanswered after this long are closed
+#: (their manager call, once queued, still completes; it is the answer that is lost).
 SHUTDOWN_SECONDS = 1.5
-#: How long an answer given before the whole body arrived waits for the rest of it.
-LINGER_SECONDS = 0.5
 #: The longest a group waits for the clients still to come back (see Agent._gather).
 GATHER_MAX_SECONDS = 0.010
 #: The most changes one durable write carries (a bound on a group's latency, not a limit on
@@ -101,13 +97,34 @@ class _Unsupported(Exception):
 
 
 class _Mutation:
-    """One queued change: the call to make and the future its request awaits."""
+    """One queued change: the call to make (on the worker), how its result is answered (on
+    the event loop, once the group is durable), and the future of that answer."""
 
-    __slots__ = ("call", "future")
+    __slots__ = ("call", "future", "render")
 
-    def __init__(self, call: Callable[[], Any], future: asyncio.Future[Any]) -> None:
+    def __init__(
+        self,
+        call: Callable[[], Any],
+        render: Callable[[Any], dict[str, Any]],
+        future: asyncio.Future[Response],
+    ) -> None:
         self.call = call
+        self.render = render
         self.future = future
+
+
+class _Written:
+    """What the worker hands back for a durable group: each call's result, and what is done
+    for the group after its answers are sent (metrics, the log line, the journal of names)."""
+
+    __slots__ = ("metrics", "ms", "renamed", "results", "rewrite")
+
+    def __init__(self, results: list[Any], ms: float) -> None:
+        self.results = results
+        self.ms = ms
+        self.metrics: Callable[[], None] | None = None
+        self.renamed: list[tuple[str, PodRef | None]] = []
+        self.rewrite: list[PodRef] | None = None
 
 
 class Agent:
@@ -137,7 +154,7 @@ class Agent:
         self._identities = self._names.open(self._admitted)
         # What this group changed in `_identities`, for the journal once the group is durable.
         self._renamed: list[tuple[str, PodRef | None]] = []
-        self._runners: list[web.AppRunner] = []
+        self._servers: list[HTTPServer] = []
         self._socket: Path | None = None
         self._ready: Path | None = None
         self._serving = False
@@ -150,22 +167,27 @@ class Agent:
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         """A read of the manager, on its worker thread (after any group being applied)."""
-        future = asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
-        # A client that goes away cancels its handler, never the manager call already queued.
-        return await asyncio.shield(future)
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
 
-    async def _mutate(self, fn: Callable[..., T], *args: Any) -> T:
-        """A change of the manager: queued for the next group, answered after its write."""
+    async def _read(self, fn: Callable[..., Any], *args: Any) -> Response:
+        return Response.json(await self._call(fn, *args))
+
+    def _mutate(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        render: Callable[[Any], dict[str, Any]] = lambda r: r,
+    ) -> asyncio.Future[Response]:
+        """A change of the manager: queued for the next group; its future is the answer,
+        set after the group's write."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        # A client that went away never reads its outcome: say so, not "never retrieved".
-        future.add_done_callback(_consume)
-        self._pending.append(_Mutation(lambda: fn(*args), future))
+        future: asyncio.Future[Response] = loop.create_future()
+        self._pending.append(_Mutation(lambda: fn(*args), render, future))
         if self._committer is None:
-            # Without start() (an aiohttp test server): the first change starts the loop.
+            # Without start() (a test driving the handlers): the first change starts the loop.
             self._committer = loop.create_task(self._commit_loop())
         self._wakeup()
-        return await asyncio.shield(future)
+        return future
 
     def _wakeup(self) -> None:
         if self._wake is None:
@@ -187,7 +209,7 @@ class Agent:
                 await self._gather(expected)
                 group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
                 try:
-                    results = await loop.run_in_executor(self._worker, self._apply, group)
+                    written = await loop.run_in_executor(self._worker, self._apply, group)
                     expected = min(len(group) + len(self._pending), MAX_GROUP)
                 except BaseException as e:  # the write failed: none of the group happened
                     for m in group:
@@ -196,13 +218,33 @@ class Agent:
                     if not isinstance(e, Exception):
                         raise
                     continue
-                for m, result in zip(group, results, strict=True):
-                    if m.future.done():
-                        continue
-                    if isinstance(result, Exception):
-                        m.future.set_exception(result)
-                    else:
-                        m.future.set_result(result)
+                answers = self._answer(group, written.results)
+                # After the answers' callbacks: the worker waits for the next group, and
+                # what is left to do for this one is not in any client's way.
+                loop.call_soon(self._after, written, answers)
+
+    @staticmethod
+    def _answer(group: list[_Mutation], results: list[Any]) -> list[Any]:
+        """Sets each request's answer from its call's result; returns the answers."""
+        answers: list[Any] = []
+        for m, result in zip(group, results, strict=True):
+            if isinstance(result, Exception):
+                answers.append(result)
+                m.future.set_exception(result)
+            else:
+                answer = m.render(result)
+                answers.append(answer)
+                m.future.set_result(Response.json(answer))
+        return answers
+
+    def _after(self, written: _Written, answers: list[Any]) -> None:
+        """On the event loop, once a group is durable and answered: its metrics counted, its
+        log line, the journal of names (in group order: the loop runs these in turn)."""
+        if written.metrics is not None:
+            written.metrics()
+        _log_group(answers, written.ms)
+        if written.renamed or written.rewrite is not None:
+            self._names.append(written.renamed, written.rewrite)
 
     async def _gather(self, expected: int) -> None:
         """Lets the group grow to ``expected`` requests: the last group and what queued while
@@ -227,12 +269,15 @@ class Agent:
                 async with asyncio.timeout(remaining):
                     await wake.wait()
 
-    def _apply(self, group: list[_Mutation]) -> list[Any]:
-        """On the worker: the group's calls, then one durable write."""
+    def _apply(self, group: list[_Mutation]) -> _Written:
+        """On the worker: the group's calls, then one durable write. The rest (answers,
+        metrics, log, journal) is the event loop's, after the write: the worker's time is the
+        one thing every request of the next group waits for."""
         admitted, identities = set(self._admitted), dict(self._identities)
+        counted: list[Callable[[], None]] = []
         began = time.perf_counter()
         try:
-            results = self.manager.durably_together([m.call for m in group])
+            results = self.manager.durably_together([m.call for m in group], count=counted.append)
         except StateNotDurableError:
             # In memory and in the file, only the directory fsync failed: the group happened,
             # and the retries will find it so.
@@ -243,14 +288,16 @@ class Agent:
             self._renamed.clear()
             raise
         self._last_write = time.perf_counter() - began
-        ms = round(self._last_write * 1e3, 3)
-        _log_group(results, ms)
-        if self._renamed:
-            self._names.append(self._renamed, self._identities)
-            self._renamed.clear()
-        return results
+        written = _Written(results, round(self._last_write * 1e3, 3))
+        written.metrics = counted[0] if counted else None
+        written.renamed, self._renamed = self._renamed, []
+        if self._names.due(len(written.renamed), len(self._identities)):
+            written.rewrite = list(self._identities.values())
+        return written
 
-    def _admit(self, pod: _engine.Pod) -> dict[str, Any]:
+    def _admit(self, pod: _engine.Pod) -> Admission | dict[str, Any]:
+        """An admission (rendered by :func:`_render_admission` on the event loop), or the
+        answer already given to an earlier one of the same pod."""
         compiled = compile_pod(pod)
         if compiled.uid in self._admitted:
             return self._existing(compiled.uid, compiled.container_names)
@@ -260,8 +307,7 @@ class Agent:
             ref = PodRef(compiled.namespace, compiled.name, a.pod_uid)
             self._identities[a.pod_uid] = ref
             self._renamed.append((a.pod_uid, ref))
-        # The JSON of `pymm admit --json`, plus whether this answer repeats an earlier one.
-        return {**_admission_json(a), "alreadyAdmitted": False}
+        return a
 
     def _existing(self, uid: str, containers: list[str]) -> dict[str, Any]:
         entries = self.manager.state.get("entries", {}).get(uid, {})
@@ -328,93 +374,64 @@ class Agent:
 
     # -- HTTP -----------------------------------------------------------------------------
 
-    def application(self) -> web.Application:
-        app = web.Application(
-            client_max_size=MAX_BODY_BYTES, middlewares=[self._error_middleware()]
-        )
-        app.add_routes(
-            [
-                web.post("/v1/admit", self._h_admit),
-                web.post("/v1/remove", self._h_remove),
-                web.post("/v1/stop", self._h_stop),
-                web.get("/v1/state", self._h_state),
-                web.post("/v1/hints", self._h_hints),
-                web.get("/v1/nrt", self._h_nrt),
-                web.get("/metrics", self._h_metrics),
-                web.get("/healthz", self._h_healthz),
-            ]
-        )
-        return app
+    def routes(self) -> dict[str, dict[str, Route]]:
+        """The unix socket's API: path ↦ method ↦ route."""
+        return {
+            "/v1/admit": {"POST": Route(self._h_admit, json_body=True)},
+            "/v1/remove": {"POST": Route(self._h_remove, json_body=True)},
+            "/v1/stop": {"POST": Route(self._h_stop, json_body=True)},
+            "/v1/state": {"GET": Route(self._h_state)},
+            "/v1/hints": {"POST": Route(self._h_hints, json_body=True)},
+            "/v1/nrt": {"GET": Route(self._h_nrt)},
+            **self.metrics_routes(),
+        }
 
-    def metrics_application(self) -> web.Application:
-        """The TCP listener's app: metrics and health only, never the manager's mutations."""
-        app = web.Application()
-        app.add_routes([web.get("/metrics", self._h_metrics), web.get("/healthz", self._h_healthz)])
-        return app
+    def metrics_routes(self) -> dict[str, dict[str, Route]]:
+        """The TCP listener's: metrics and health only, never the manager's mutations."""
+        return {
+            "/metrics": {"GET": Route(self._h_metrics)},
+            "/healthz": {"GET": Route(self._h_healthz)},
+        }
+
+    def _server(self, routes: dict[str, dict[str, Route]]) -> HTTPServer:
+        return HTTPServer(
+            routes,
+            on_error=self._on_error,
+            max_body=MAX_BODY_BYTES,
+            idle_timeout=self.idle_timeout,
+            body_timeout=self.body_timeout,
+        )
 
     @staticmethod
-    def _json(body: Any, status: int = 200) -> web.Response:
-        return web.json_response(body, status=status, dumps=json.dumps)
+    def _on_error(e: BaseException, request: Request) -> Response:
+        if isinstance(e, StateFileError):
+            # The node's disk, not the request: the state write failed (and was undone in
+            # memory, or, for StateNotDurableError, is in the file but not yet fsynced).
+            # The same request can succeed once the disk recovers, so 503 and retry.
+            log.error("state write failed", extra={"error": str(e), "path": request.path})
+            answer = {"error": str(e).splitlines()[0], "retryable": True, "kind": type(e).__name__}
+            return Response.json(answer, 503, {"Retry-After": "1"})
+        if isinstance(e, (_BadRequest, PymmError, ValueError)):
+            # Bad input (a malformed manifest, quantity or body): the client's to fix.
+            message = str(e).splitlines()[0] if str(e) else "bad request"
+            return Response.json({"error": message}, 400)
+        log.error(
+            "request failed",
+            extra={"path": request.path, "error": f"{type(e).__name__}: {e}"},
+        )
+        return Response.json({"error": f"internal error: {type(e).__name__}"}, 500)
 
-    def _error_middleware(self) -> Any:
-        @web.middleware
-        async def errors(
-            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-        ) -> web.StreamResponse:
-            try:
-                return await handler(request)
-            except StateFileError as e:
-                # The node's disk, not the request: the state write failed (and was undone in
-                # memory, or, for StateNotDurableError, is in the file but not yet fsynced).
-                # The same request can succeed once the disk recovers, so 503 and retry.
-                log.error("state write failed", extra={"error": str(e), "path": request.path})
-                response = self._json(
-                    {"error": str(e).splitlines()[0], "retryable": True, "kind": type(e).__name__},
-                    503,
-                )
-                response.headers["Retry-After"] = "1"
-                return response
-            except _Unsupported as e:
-                return self._json({"error": str(e)}, 415)
-            except (_BadRequest, PymmError, ValueError) as e:
-                # Bad input (a malformed manifest, quantity or body): the client's to fix.
-                message = str(e).splitlines()[0] if str(e) else "bad request"
-                return self._json({"error": message}, 400)
-
-        return errors
-
-    async def _body(self, request: web.Request) -> str:
-        """The request's JSON body, read within :data:`BODY_SECONDS`."""
-        if request.content_type != "application/json":
-            raise _Unsupported(
-                f"the body must be application/json, not {request.content_type or 'missing'}"
-            )
+    @staticmethod
+    def _text(request: Request) -> str:
         try:
-            if request.content.is_eof():
-                data = await request.read()  # all of it arrived with the headers: no wait
-            else:
-                async with asyncio.timeout(self.body_timeout):
-                    data = await request.read()
-        except TimeoutError:
-            log.warning("body timeout", extra={"path": request.path})
-            raise web.HTTPRequestTimeout(
-                text=json.dumps({"error": f"the body did not arrive within {self.body_timeout} s"}),
-                content_type="application/json",
-                headers={"Connection": "close"},
-            ) from None
-        except (ConnectionError, aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError):
-            # The client went away mid-body: nothing was read, nothing is done.
-            log.warning("client went away", extra={"path": request.path})
-            raise web.HTTPBadRequest(text='{"error": "incomplete body"}') from None
-        try:
-            return data.decode()
+            return request.body.decode()
         except UnicodeDecodeError:
             raise _BadRequest("body is not UTF-8 text") from None
 
-    async def _pod(self, request: web.Request) -> _engine.Pod:
+    def _pod(self, request: Request) -> _engine.Pod:
         """The one Pod manifest of the body, decoded by the engine with the API server's
         defaulting (requests default to limits), as ``pymm admit`` reads a manifest."""
-        text = await self._body(request)
+        text = self._text(request)
         if not text.strip():
             raise _BadRequest("expected one Pod manifest, got 0")
         try:
@@ -432,13 +449,12 @@ class Agent:
             raise _BadRequest(f"expected one Pod manifest, got {len(pods)}")
         return pods[0]
 
-    async def _h_admit(self, request: web.Request) -> web.Response:
-        pod = await self._pod(request)
-        return self._json(await self._mutate(self._admit, pod))
+    def _h_admit(self, request: Request) -> asyncio.Future[Response]:
+        return self._mutate(self._admit, self._pod(request), render=_render_admission)
 
-    async def _pod_and_container(self, request: web.Request) -> tuple[str, str | None]:
+    def _pod_and_container(self, request: Request) -> tuple[str, str | None]:
         try:
-            body = json_loads(await self._body(request))
+            body = json_loads(self._text(request))
         except json.JSONDecodeError as e:
             raise _BadRequest(f"body is not JSON: {e}") from None
         if not isinstance(body, dict) or not isinstance(body.get("podUID"), str):
@@ -448,39 +464,37 @@ class Agent:
             raise _BadRequest("container must be a string")
         return body["podUID"], container
 
-    async def _h_remove(self, request: web.Request) -> web.Response:
-        uid, container = await self._pod_and_container(request)
-        return self._json(await self._mutate(self._remove, uid, container))
+    def _h_remove(self, request: Request) -> asyncio.Future[Response]:
+        return self._mutate(self._remove, *self._pod_and_container(request))
 
-    async def _h_stop(self, request: web.Request) -> web.Response:
-        uid, container = await self._pod_and_container(request)
-        return self._json(await self._mutate(self._stop, uid, container))
+    def _h_stop(self, request: Request) -> asyncio.Future[Response]:
+        return self._mutate(self._stop, *self._pod_and_container(request))
 
-    async def _h_state(self, _request: web.Request) -> web.Response:
-        return self._json(await self._call(lambda: self.manager.state))
+    def _h_state(self, _request: Request) -> Awaitable[Response]:
+        return self._read(lambda: self.manager.state)
 
-    async def _h_hints(self, request: web.Request) -> web.Response:
-        pod = await self._pod(request)
-        return self._json({pod.uid: await self._call(self._hints, pod)})
+    def _h_hints(self, request: Request) -> Awaitable[Response]:
+        pod = self._pod(request)
+        return self._read(lambda: {pod.uid: self._hints(pod)})
 
-    async def _h_nrt(self, request: web.Request) -> web.Response:
+    def _h_nrt(self, request: Request) -> Awaitable[Response]:
         name = request.query.get("nodeName", self.node_name)
         if name is not None:
             check_node_name(name)
-        return self._json(await self._call(self._nrt, name))
+        return self._read(self._nrt, name)
 
-    async def _h_metrics(self, _request: web.Request) -> web.Response:
+    def _h_metrics(self, _request: Request) -> Response | Awaitable[Response]:
         if self.registry is None:
-            return self._json({"error": "metrics are off"}, 404)
+            return Response.json({"error": "metrics are off"}, 404)
+        return self._metrics()
+
+    async def _metrics(self) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST
 
-        body = await self._call(self._metrics_text)
-        response = web.Response(body=body)
-        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-        return response
+        return Response(await self._call(self._metrics_text), content_type=CONTENT_TYPE_LATEST)
 
-    async def _h_healthz(self, _request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
+    def _h_healthz(self, _request: Request) -> Response:
+        return Response.text("ok\n")
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -501,40 +515,22 @@ class Agent:
         claim_socket(socket_path)
         self._wake = asyncio.Event()
         self._committer = asyncio.get_running_loop().create_task(self._commit_loop())
-        runner = web.AppRunner(
-            self.application(),
-            access_log=None,
-            shutdown_timeout=SHUTDOWN_SECONDS,
-            keepalive_timeout=self.idle_timeout,
-            # After an early answer (415, 408) aiohttp reads what the client still sends, to
-            # let it see the answer; a stalled client must not hold the connection for long.
-            lingering_time=LINGER_SECONDS,
-        )
-        await runner.setup()
-        self._runners.append(runner)
+        api = self._server(self.routes())
+        self._servers.append(api)
         # The socket is created 0600 (no window where others could connect), then checked.
         old = os.umask(0o177)
         try:
-            await web.UnixSite(runner, str(socket_path)).start()
+            await api.serve_unix(str(socket_path))
         finally:
             os.umask(old)
         os.chmod(socket_path, 0o600)
         self._socket = socket_path
         info: dict[str, Any] = {"pid": os.getpid(), "socket": str(socket_path)}
         if metrics_port is not None:
-            metrics_runner = web.AppRunner(
-                self.metrics_application(),
-                access_log=None,
-                shutdown_timeout=SHUTDOWN_SECONDS,
-                keepalive_timeout=self.idle_timeout,
-            )
-            await metrics_runner.setup()
-            self._runners.append(metrics_runner)
-            site = web.TCPSite(metrics_runner, metrics_address, metrics_port)
-            await site.start()
-            server = getattr(site, "_server", None)
-            sockets = getattr(server, "sockets", None) or []
-            info["metricsPort"] = sockets[0].getsockname()[1] if sockets else metrics_port
+            scrape = self._server(self.metrics_routes())
+            self._servers.append(scrape)
+            server = await scrape.serve_tcp(metrics_address, metrics_port)
+            info["metricsPort"] = server.sockets[0].getsockname()[1]
         if ready_file is not None:
             tmp = ready_file.with_name(ready_file.name + ".tmp")
             tmp.write_text(json.dumps(info) + "\n")
@@ -547,9 +543,9 @@ class Agent:
     async def stop(self) -> None:
         """Stops listening, lets in-flight requests finish, drains the worker, releases the
         state-directory lock and removes the socket and ready file."""
-        for runner in self._runners:
-            await runner.cleanup()
-        self._runners.clear()
+        for server in self._servers:
+            await server.shutdown(SHUTDOWN_SECONDS)
+        self._servers.clear()
         if self._committer is not None:
             # Whatever is still queued was received: apply it before stopping.
             while self._pending:
@@ -624,10 +620,26 @@ class _NameJournal:
             )
         names = {uid: ref for uid, ref in names.items() if uid in admitted}
         self._rewrite(names.values())
+        self._lines = len(names)
         return names
 
-    def append(self, changes: list[tuple[str, PodRef | None]], live: dict[str, PodRef]) -> None:
-        """Journals ``changes``; ``live`` is every name kept now, for a compaction."""
+    def due(self, changes: int, live: int) -> bool:
+        """Counts ``changes`` more lines; whether the journal is then due to be rewritten
+        from the ``live`` names (the caller passes them to :meth:`append`)."""
+        self._lines += changes
+        if self._lines > 2 * live + 1024:
+            self._lines = live
+            return True
+        return False
+
+    def append(
+        self, changes: list[tuple[str, PodRef | None]], rewrite: list[PodRef] | None
+    ) -> None:
+        """Journals ``changes``, or, with ``rewrite`` (every name kept now), rewrites the
+        journal with those instead."""
+        if rewrite is not None:
+            self._rewrite(rewrite)
+            return
         lines = "".join(_name_line(uid, ref) for uid, ref in changes)
         try:
             if self._file is None:
@@ -636,10 +648,6 @@ class _NameJournal:
             self._file.flush()
         except (OSError, ValueError) as e:
             log.warning("pod names not kept for the fingerprint", extra={"error": str(e)})
-            return
-        self._lines += len(changes)
-        if self._lines > 2 * len(live) + 1024:
-            self._rewrite(live.values())
 
     def _rewrite(self, refs: Iterable[PodRef]) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
@@ -649,7 +657,6 @@ class _NameJournal:
             body = "".join(_name_line(r.uid, r) for r in refs)
             tmp.write_text(body, encoding="utf-8")
             os.replace(tmp, self.path)
-            self._lines = body.count("\n")
             self._file = self.path.open("a", encoding="utf-8")
         except OSError as e:
             self._file = None
@@ -667,9 +674,11 @@ def _name_line(uid: str, ref: PodRef | None) -> str:
     return json.dumps({"uid": uid, "namespace": ref.namespace, "name": ref.name}) + "\n"
 
 
-def _consume(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
+def _render_admission(result: Admission | dict[str, Any]) -> dict[str, Any]:
+    """The JSON of ``pymm admit --json``, plus whether this answer repeats an earlier one."""
+    if isinstance(result, dict):
+        return result  # already admitted: the worker read the earlier placement
+    return {**_admission_json(result), "alreadyAdmitted": False}
 
 
 def _log_group(results: list[Any], group_ms: float) -> None:

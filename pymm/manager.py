@@ -540,7 +540,12 @@ class MemoryManager:
             raise
         return result
 
-    def durably_together(self, calls: Sequence[Callable[[], _T]]) -> list[_T | Exception]:
+    def durably_together(
+        self,
+        calls: Sequence[Callable[[], _T]],
+        *,
+        count: Callable[[Callable[[], None]], None] | None = None,
+    ) -> list[_T | Exception]:
         """Group commit: runs ``calls`` (each ONE mutating operation of this manager, such as
         ``lambda: mm.admit(pod)``) in order, then makes all their changes durable with one
         state-file write. A server with many concurrent clients (``pymm agent``) applies what
@@ -551,8 +556,10 @@ class MemoryManager:
         write fails, every call is undone and the write's error raised (nothing changed). If
         only the directory fsync after the rename failed, the changes stay (the file holds them)
         and :class:`StateNotDurableError` is raised with ``result`` set to the list. Metrics
-        count the calls only once the write succeeded. Not for a manager with enforcement (a
-        pin must follow its own durable write).
+        count the calls only once the write succeeded; with ``count``, a successful write hands
+        it the call that counts them instead of making it (a server counts them after its
+        answers, off their way). Not for a manager with enforcement (a pin must follow its own
+        durable write).
         """
         if self.enforcement is not None:
             raise ConfigError("durably_together: not available with enforcement")
@@ -586,7 +593,10 @@ class MemoryManager:
                 recorder.discard()
             raise
         if recorder is not None:
-            recorder.commit()
+            if count is None:
+                recorder.commit()
+            else:
+                count(recorder.commit)
         return results
 
     def admit(

@@ -29,6 +29,7 @@ from helpers_agent import (
     machine_file,
     pod_manifest,
     run_load,
+    serving,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -453,8 +454,6 @@ def test_a_failed_state_write_is_503_and_the_retry_succeeds(
     and file alike, so the retry finds it there."""
     import errno
 
-    from aiohttp.test_utils import TestClient, TestServer
-
     from pymm.agent import Agent
 
     manager = MemoryManager(
@@ -475,7 +474,7 @@ def test_a_failed_state_write_is_503_and_the_retry_succeeds(
         real_fsync(fd)
 
     async def scenario() -> tuple[int, dict[str, Any], str | None, int, dict[str, Any]]:
-        async with TestClient(TestServer(agent.application())) as client:
+        async with serving(agent, tmp_path / "agent.sock") as client:
             with monkeypatch.context() as m:
                 if failing == "rename":
                     m.setattr(os, "rename", rename)
@@ -493,10 +492,7 @@ def test_a_failed_state_write_is_503_and_the_retry_succeeds(
                 await retry.json(),
             )
 
-    try:
-        status, answer, retry_after, retry_status, retried = asyncio.run(scenario())
-    finally:
-        agent._worker.shutdown()
+    status, answer, retry_after, retry_status, retried = asyncio.run(scenario())
     assert status == 503 and retry_after == "1"
     assert answer["retryable"] is True
     assert answer["kind"] == ("StateFileError" if failing == "rename" else "StateNotDurableError")

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from helpers_agent import AgentProcess, call, machine_file, pod_manifest, run_load
+from helpers_agent import AgentProcess, call, machine_file, pod_manifest, run_load, serving
 from test_agent import check_against_state
 
 GI = 2**30
@@ -208,8 +208,6 @@ def test_a_failed_group_write_answers_every_request_503_and_changes_nothing(
     import errno
     import os
 
-    from aiohttp.test_utils import TestClient, TestServer
-
     from pymm import Machine, MemoryManager
     from pymm.agent import Agent
 
@@ -225,7 +223,7 @@ def test_a_failed_group_write_answers_every_request_503_and_changes_nothing(
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     async def scenario() -> tuple[list[int], list[int]]:
-        async with TestClient(TestServer(agent.application())) as client:
+        async with serving(agent, tmp_path / "agent.sock") as client:
 
             async def admit(i: int) -> int:
                 body = json.dumps(pod_manifest(f"g{i}", "1Gi"))
@@ -240,11 +238,7 @@ def test_a_failed_group_write_answers_every_request_503_and_changes_nothing(
             retried = await asyncio.gather(*(admit(i) for i in range(8)))
             return list(failed), list(retried)
 
-    try:
-        failed, retried = asyncio.run(scenario())
-    finally:
-        agent._worker.shutdown()
-        manager.close()
+    failed, retried = asyncio.run(scenario())
     # Every request of the failed write was told 503, and none of them happened: the retries
     # are new admissions, not "alreadyAdmitted".
     assert failed == [503] * 8

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parent.parent
-EXTRA = ("kubernetes", "prometheus_client", "aiohttp", "watchfiles", "pythonjsonlogger")
+EXTRA = ("kubernetes", "prometheus_client", "httptools", "watchfiles", "pythonjsonlogger")
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
@@ -47,7 +47,7 @@ def blocked(module: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("module", "argv", "needs"),
     [
-        ("aiohttp", ["agent", "--state-dir", "{tmp}/s", "--socket", "{tmp}/a.sock"], "aiohttp"),
+        ("httptools", ["agent", "--state-dir", "{tmp}/s", "--socket", "{tmp}/a.sock"], "httptools"),
         (
             "prometheus_client",
             ["agent", "--state-dir", "{tmp}/s", "--socket", "{tmp}/a.sock"],
