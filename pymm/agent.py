@@ -160,6 +160,9 @@ class Agent:
         self._serving = False
         self._pending: list[_Mutation] = []
         self._wake: asyncio.Event | None = None
+        # How many pending changes wake the committer: 1 when it is idle, the size of the
+        # group it gathers otherwise (woken once for the group, not once per request).
+        self._wake_at = 1
         self._committer: asyncio.Task[None] | None = None
         self._last_write = 0.0
 
@@ -183,6 +186,8 @@ class Agent:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Response] = loop.create_future()
         self._pending.append(_Mutation(lambda: fn(*args), render, future))
+        if len(self._pending) < self._wake_at:
+            return future
         if self._committer is None:
             # Without start() (a test driving the handlers): the first change starts the loop.
             self._committer = loop.create_task(self._commit_loop())
@@ -256,18 +261,18 @@ class Agent:
         waits for them, at most as long as the last write took (and never more than
         :data:`GATHER_MAX_SECONDS`): waiting costs at most one write, splitting costs one.
         A lone client (a group of one) never waits."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + min(GATHER_MAX_SECONDS, self._last_write)
         wake = self._wake
         assert wake is not None
-        while len(self._pending) < expected:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            wake.clear()
+        if len(self._pending) >= expected:
+            return
+        wake.clear()
+        self._wake_at = expected
+        try:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
+                async with asyncio.timeout(min(GATHER_MAX_SECONDS, self._last_write)):
                     await wake.wait()
+        finally:
+            self._wake_at = 1
 
     def _apply(self, group: list[_Mutation]) -> _Written:
         """On the worker: the group's calls, then one durable write. The rest (answers,
