@@ -253,7 +253,12 @@ def test_the_journal_of_names_is_compacted_at_start_up(agent: AgentProcess) -> N
     for i in range(4):
         assert call(conn, "POST", "/v1/remove", {"podUID": f"p{i}"})[1]["removed"]
     journal = agent.state_dir / "pod_identities.jsonl"
-    assert len(journal.read_text().splitlines()) == 9  # five admitted, four gone
+    # Journalled just after each group's answers (off their way): wait for the last line.
+    deadline = time.monotonic() + 10
+    while len(journal.read_text().splitlines()) < 9:  # five admitted, four gone
+        assert time.monotonic() < deadline, journal.read_text()
+        time.sleep(0.01)
+    assert len(journal.read_text().splitlines()) == 9
     conn.close()
     assert agent.terminate() == 0
     agent.start()
