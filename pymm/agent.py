@@ -81,6 +81,9 @@ BODY_SECONDS = 10.0
 SHUTDOWN_SECONDS = 1.5
 #: The longest a group waits for the clients still to come back (see Agent._gather).
 GATHER_MAX_SECONDS = 0.010
+#: The longest a durable group's metrics, log line and journal wait for the next write to
+#: run beside (see Agent._after_all).
+AFTER_SECONDS = 0.002
 #: The most changes one durable write carries (a bound on a group's latency, not a limit on
 #: clients: the rest form the next group).
 MAX_GROUP = 1024
@@ -165,6 +168,9 @@ class Agent:
         self._wake_at = 1
         self._committer: asyncio.Task[None] | None = None
         self._last_write = 0.0
+        # Durable, answered groups whose metrics, log line and journal are still to do.
+        self._afters: list[tuple[_Written, list[Any]]] = []
+        self._after_timer: asyncio.TimerHandle | None = None
 
     # -- the manager, on its worker thread ------------------------------------------------
 
@@ -173,6 +179,7 @@ class Agent:
         return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
 
     async def _read(self, fn: Callable[..., Any], *args: Any) -> Response:
+        self._after_all()  # a read (of /metrics) sees every answered change counted
         return Response.json(await self._call(fn, *args))
 
     def _mutate(
@@ -214,7 +221,7 @@ class Agent:
                 await self._gather(expected)
                 group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
                 try:
-                    written = await loop.run_in_executor(self._worker, self._apply, group)
+                    written = await loop.run_in_executor(self._worker, self._apply, group, loop)
                     expected = min(len(group) + len(self._pending), MAX_GROUP)
                 except BaseException as e:  # the write failed: none of the group happened
                     for m in group:
@@ -223,10 +230,9 @@ class Agent:
                     if not isinstance(e, Exception):
                         raise
                     continue
-                answers = self._answer(group, written.results)
-                # After the answers' callbacks: the worker waits for the next group, and
-                # what is left to do for this one is not in any client's way.
-                loop.call_soon(self._after, written, answers)
+                self._afters.append((written, self._answer(group, written.results)))
+                if self._after_timer is None:
+                    self._after_timer = loop.call_later(AFTER_SECONDS, self._after_all)
 
     @staticmethod
     def _answer(group: list[_Mutation], results: list[Any]) -> list[Any]:
@@ -242,14 +248,25 @@ class Agent:
                 m.future.set_result(Response.json(answer))
         return answers
 
-    def _after(self, written: _Written, answers: list[Any]) -> None:
-        """On the event loop, once a group is durable and answered: its metrics counted, its
-        log line, the journal of names (in group order: the loop runs these in turn)."""
-        if written.metrics is not None:
-            written.metrics()
-        _log_group(answers, written.ms)
-        if written.renamed or written.rewrite is not None:
-            self._names.append(written.renamed, written.rewrite)
+    def _after_all(self) -> None:
+        """On the event loop, for each group durable and answered, in order: its metrics
+        counted, its log line, the journal of names.
+
+        Not as soon as the answers are sent: then the event loop is reading the next group's
+        requests, and every request of that group would wait for this. The next group's
+        write signals the loop as it starts its fsync (the worker then holds no GIL and the
+        loop has nothing else to do); an agent with no next group does it after
+        :data:`AFTER_SECONDS`; a read does it first."""
+        if self._after_timer is not None:
+            self._after_timer.cancel()
+            self._after_timer = None
+        afters, self._afters = self._afters, []
+        for written, answers in afters:
+            if written.metrics is not None:
+                written.metrics()
+            _log_group(answers, written.ms)
+            if written.renamed or written.rewrite is not None:
+                self._names.append(written.renamed, written.rewrite)
 
     async def _gather(self, expected: int) -> None:
         """Lets the group grow to ``expected`` requests: the last group and what queued while
@@ -274,15 +291,21 @@ class Agent:
         finally:
             self._wake_at = 1
 
-    def _apply(self, group: list[_Mutation]) -> _Written:
+    def _apply(self, group: list[_Mutation], loop: asyncio.AbstractEventLoop) -> _Written:
         """On the worker: the group's calls, then one durable write. The rest (answers,
         metrics, log, journal) is the event loop's, after the write: the worker's time is the
         one thing every request of the next group waits for."""
         admitted, identities = set(self._admitted), dict(self._identities)
         counted: list[Callable[[], None]] = []
+
+        def syncing() -> None:
+            loop.call_soon_threadsafe(self._after_all)
+
         began = time.perf_counter()
         try:
-            results = self.manager.durably_together([m.call for m in group], count=counted.append)
+            results = self.manager.durably_together(
+                [m.call for m in group], count=counted.append, syncing=syncing
+            )
         except StateNotDurableError:
             # In memory and in the file, only the directory fsync failed: the group happened,
             # and the retries will find it so.
@@ -560,6 +583,7 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._committer
             self._committer = None
+        self._after_all()
         await asyncio.get_running_loop().run_in_executor(None, self._worker.shutdown, True)
         self._names.close()
         self.manager.close()
@@ -572,12 +596,17 @@ class Agent:
             log.info("stopped")
             self._serving = False
 
+    def _on_signal(self, stop: asyncio.Event, sig: signal.Signals) -> None:
+        self._after_all()  # what was answered before the signal is logged before it
+        log.info("stopping", extra={"signal": sig.name})
+        stop.set()
+
     async def serve(self, socket_path: Path, **options: Any) -> None:
         """Runs until SIGTERM or SIGINT."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, _on_signal, stop, sig)
+            loop.add_signal_handler(sig, self._on_signal, stop, sig)
         try:
             await self.start(socket_path, **options)
             await stop.wait()
@@ -726,11 +755,6 @@ def _log_group(results: list[Any], group_ms: float) -> None:
     if failed:
         record["failed"] = failed
     log.info("committed", extra=record)
-
-
-def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
-    log.info("stopping", extra={"signal": sig.name})
-    stop.set()
 
 
 def claim_socket(path: Path) -> None:

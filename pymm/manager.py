@@ -545,6 +545,7 @@ class MemoryManager:
         calls: Sequence[Callable[[], _T]],
         *,
         count: Callable[[Callable[[], None]], None] | None = None,
+        syncing: Callable[[], None] | None = None,
     ) -> list[_T | Exception]:
         """Group commit: runs ``calls`` (each ONE mutating operation of this manager, such as
         ``lambda: mm.admit(pod)``) in order, then makes all their changes durable with one
@@ -558,8 +559,9 @@ class MemoryManager:
         and :class:`StateNotDurableError` is raised with ``result`` set to the list. Metrics
         count the calls only once the write succeeded; with ``count``, a successful write hands
         it the call that counts them instead of making it (a server counts them after its
-        answers, off their way). Not for a manager with enforcement (a pin must follow its own
-        durable write).
+        answers, off their way); ``syncing`` is called as the write starts its fsync (see
+        :func:`~pymm.statefile.atomic_write`). Not for a manager with enforcement (a pin must
+        follow its own durable write).
         """
         if self.enforcement is not None:
             raise ConfigError("durably_together: not available with enforcement")
@@ -580,7 +582,7 @@ class MemoryManager:
         finally:
             self._store, self.metrics = store, metrics
         try:
-            self._persist()
+            self._persist(syncing=syncing)
         except StateNotDurableError as e:
             if recorder is not None:
                 recorder.commit()
@@ -1018,9 +1020,9 @@ class MemoryManager:
             err.errno = errno.EROFS
             raise err
 
-    def _persist(self, force: bool = False) -> None:
+    def _persist(self, force: bool = False, syncing: Callable[[], None] | None = None) -> None:
         if self._store:
-            self._store.write(self._engine.checkpoint(), force=force)
+            self._store.write(self._engine.checkpoint(), force=force, syncing=syncing)
 
     def __iter__(self) -> Iterator[NodeUsage]:
         return iter(self.usage())
@@ -1084,13 +1086,15 @@ class _DurableStore:
         self._last = text
         return text
 
-    def write(self, text: str, force: bool = False) -> None:
+    def write(
+        self, text: str, force: bool = False, syncing: Callable[[], None] | None = None
+    ) -> None:
         from pymm.statefile import atomic_write
 
         if text == self._last and self._durable and not force:
             return
         try:
-            atomic_write(self.path, text.encode())
+            atomic_write(self.path, text.encode(), syncing=syncing)
         except StateNotDurableError:
             self._last, self._durable = text, False  # the file holds it, durable or not
             raise

@@ -28,6 +28,7 @@ import re
 import secrets
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -109,7 +110,9 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+def atomic_write(
+    path: Path, data: bytes, *, mode: int = 0o600, syncing: Callable[[], None] | None = None
+) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves the old or the new file, never a mix.
 
     The file gets exactly ``mode`` (the umask is not applied). Raises :class:`StateFileError`
@@ -117,6 +120,9 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     If only the final directory fsync fails, the new content is already in place but may not
     survive a power loss: that raises :class:`StateNotDurableError`, so a caller can tell a
     write that did not happen from one that did.
+
+    ``syncing`` is called just before the file's fsync, the write's long wait, during which
+    this thread holds no GIL: a server can run its other Python work then.
     """
     path = Path(path)
     directory = path.parent
@@ -136,6 +142,8 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
         try:
             os.fchmod(fd, mode)
             _write_all(fd, data)
+            if syncing is not None:
+                syncing()
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -55,9 +55,9 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     made: list[bytes] = []
     real = pymm.statefile.atomic_write
 
-    def spy(path: Path, data: bytes) -> None:
+    def spy(path: Path, data: bytes, **options: Any) -> None:
         made.append(data)
-        real(path, data)
+        real(path, data, **options)
 
     monkeypatch.setattr(pymm.statefile, "atomic_write", spy)
     return made
