@@ -519,6 +519,7 @@ class Agent:
     async def _metrics(self) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST
 
+        self._after_all()  # every answered change counted
         return Response(await self._call(self._metrics_text), content_type=CONTENT_TYPE_LATEST)
 
     def _h_healthz(self, _request: Request) -> Response:
