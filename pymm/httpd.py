@@ -153,6 +153,7 @@ class _Connection(asyncio.Protocol):
         self.closing = False
         self.deadline = time.monotonic() + server.idle_timeout
         self.head_bytes = 0
+        self.head_size = 0
         self.url = b""
         self.content_type: str | None = None
         self.content_length: int | None = None
@@ -198,6 +199,7 @@ class _Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.state = _HEAD
         self.url = b""
+        self.head_size = 0
         self.content_type = None
         self.content_length = None
         self.expect_continue = False
@@ -208,8 +210,10 @@ class _Connection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        self._head_grew(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_grew(len(name) + len(value))
         lower = name.lower()
         if lower == b"content-type":
             self.content_type = value.decode("latin-1").split(";", 1)[0].strip().lower()
@@ -217,6 +221,13 @@ class _Connection(asyncio.Protocol):
             self.content_length = int(value)  # llhttp refuses a malformed or repeated one
         elif lower == b"expect" and value.lower() == b"100-continue":
             self.expect_continue = True
+
+    def _head_grew(self, size: int) -> None:
+        # A whole head may come in one read: counted as parsed, not only as received.
+        self.head_size += size
+        if self.head_size > MAX_HEAD_BYTES:
+            self._fail(_error("request head too large", 431))
+            raise _Stop
 
     def on_headers_complete(self) -> None:
         self.state = _BODY
