@@ -100,19 +100,13 @@ class _Unsupported(Exception):
 
 
 class _Mutation:
-    """One queued change: the call to make (on the worker), how its result is answered (on
-    the event loop, once the group is durable), and the future of that answer."""
+    """One queued change: the call to make (on the worker) and the future of its result,
+    set once the group is durable (its route renders the answer)."""
 
-    __slots__ = ("call", "future", "render")
+    __slots__ = ("call", "future")
 
-    def __init__(
-        self,
-        call: Callable[[], Any],
-        render: Callable[[Any], dict[str, Any]],
-        future: asyncio.Future[Response],
-    ) -> None:
+    def __init__(self, call: Callable[[], Any], future: asyncio.Future[Any]) -> None:
         self.call = call
-        self.render = render
         self.future = future
 
 
@@ -169,7 +163,7 @@ class Agent:
         self._committer: asyncio.Task[None] | None = None
         self._last_write = 0.0
         # Durable, answered groups whose metrics, log line and journal are still to do.
-        self._afters: list[tuple[_Written, list[Any]]] = []
+        self._afters: list[_Written] = []
         self._after_timer: asyncio.TimerHandle | None = None
 
     # -- the manager, on its worker thread ------------------------------------------------
@@ -182,17 +176,12 @@ class Agent:
         self._after_all()  # a read (of /metrics) sees every answered change counted
         return Response.json(await self._call(fn, *args))
 
-    def _mutate(
-        self,
-        fn: Callable[..., Any],
-        *args: Any,
-        render: Callable[[Any], dict[str, Any]] = lambda r: r,
-    ) -> asyncio.Future[Response]:
-        """A change of the manager: queued for the next group; its future is the answer,
-        set after the group's write."""
+    def _mutate(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """A change of the manager: queued for the next group; its future is the call's
+        result, set after the group's write."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Response] = loop.create_future()
-        self._pending.append(_Mutation(lambda: fn(*args), render, future))
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append(_Mutation(lambda: fn(*args), future))
         if len(self._pending) < self._wake_at:
             return future
         if self._committer is None:
@@ -230,23 +219,14 @@ class Agent:
                     if not isinstance(e, Exception):
                         raise
                     continue
-                self._afters.append((written, self._answer(group, written.results)))
+                for m, result in zip(group, written.results, strict=True):
+                    if isinstance(result, Exception):
+                        m.future.set_exception(result)
+                    else:
+                        m.future.set_result(result)
+                self._afters.append(written)
                 if self._after_timer is None:
                     self._after_timer = loop.call_later(AFTER_SECONDS, self._after_all)
-
-    @staticmethod
-    def _answer(group: list[_Mutation], results: list[Any]) -> list[Any]:
-        """Sets each request's answer from its call's result; returns the answers."""
-        answers: list[Any] = []
-        for m, result in zip(group, results, strict=True):
-            if isinstance(result, Exception):
-                answers.append(result)
-                m.future.set_exception(result)
-            else:
-                answer = m.render(result)
-                answers.append(answer)
-                m.future.set_result(Response.json(answer))
-        return answers
 
     def _after_all(self) -> None:
         """On the event loop, for each group durable and answered, in order: its metrics
@@ -261,10 +241,10 @@ class Agent:
             self._after_timer.cancel()
             self._after_timer = None
         afters, self._afters = self._afters, []
-        for written, answers in afters:
+        for written in afters:
             if written.metrics is not None:
                 written.metrics()
-            _log_group(answers, written.ms)
+            _log_group(written.results, written.ms)
             if written.renamed or written.rewrite is not None:
                 self._names.append(written.renamed, written.rewrite)
 
@@ -405,9 +385,9 @@ class Agent:
     def routes(self) -> dict[str, dict[str, Route]]:
         """The unix socket's API: path ↦ method ↦ route."""
         return {
-            "/v1/admit": {"POST": Route(self._h_admit, json_body=True)},
-            "/v1/remove": {"POST": Route(self._h_remove, json_body=True)},
-            "/v1/stop": {"POST": Route(self._h_stop, json_body=True)},
+            "/v1/admit": {"POST": Route(self._h_admit, json_body=True, render=_admission_answer)},
+            "/v1/remove": {"POST": Route(self._h_remove, json_body=True, render=Response.json)},
+            "/v1/stop": {"POST": Route(self._h_stop, json_body=True, render=Response.json)},
             "/v1/state": {"GET": Route(self._h_state)},
             "/v1/hints": {"POST": Route(self._h_hints, json_body=True)},
             "/v1/nrt": {"GET": Route(self._h_nrt)},
@@ -478,7 +458,7 @@ class Agent:
         return pods[0]
 
     def _h_admit(self, request: Request) -> asyncio.Future[Response]:
-        return self._mutate(self._admit, self._pod(request), render=_render_admission)
+        return self._mutate(self._admit, self._pod(request))
 
     def _pod_and_container(self, request: Request) -> tuple[str, str | None]:
         try:
@@ -709,11 +689,11 @@ def _name_line(uid: str, ref: PodRef | None) -> str:
     return json.dumps({"uid": uid, "namespace": ref.namespace, "name": ref.name}) + "\n"
 
 
-def _render_admission(result: Admission | dict[str, Any]) -> dict[str, Any]:
+def _admission_answer(result: Admission | dict[str, Any]) -> Response:
     """The JSON of ``pymm admit --json``, plus whether this answer repeats an earlier one."""
     if isinstance(result, dict):
-        return result  # already admitted: the worker read the earlier placement
-    return {**_admission_json(result), "alreadyAdmitted": False}
+        return Response.json(result)  # already admitted: the worker read the placement
+    return Response.json({**_admission_json(result), "alreadyAdmitted": False})
 
 
 def _log_group(results: list[Any], group_ms: float) -> None:
@@ -726,7 +706,14 @@ def _log_group(results: list[Any], group_ms: float) -> None:
     stopped: list[dict[str, Any]] = []
     failed = 0
     for r in results:
-        if not isinstance(r, dict):
+        if isinstance(r, Admission):
+            if r.admitted:
+                nodes = {c: list(p.numa_nodes) if p.numa_nodes else None
+                         for c, p in r.placements.items()}  # fmt: skip
+                admitted.append({"podUID": r.pod_uid, "numaNodes": nodes})
+            else:
+                rejected.append({"podUID": r.pod_uid, "reason": r.reason})
+        elif not isinstance(r, dict):
             failed += 1  # an error answer (a bad pod, ...): the request changed nothing
         elif "removed" in r:
             removed.append(

@@ -31,7 +31,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
@@ -97,19 +97,26 @@ class Response:
         return cls(text.encode(), status, "text/plain; charset=utf-8")
 
 
-#: What a handler gives: the answer, or a future or coroutine of it.
-Answer = Response | Awaitable[Response]
-Handler = Callable[[Request], Answer]
-
-
 class Route:
-    """A handler, and whether its body must be JSON."""
+    """A handler, and whether its body must be JSON.
 
-    __slots__ = ("handler", "json_body")
+    The handler returns a :class:`Response`, or a future or coroutine of one. With
+    ``render``, its future may hold any result, which ``render`` turns into the answer as it
+    is written: a hundred results set at once are each rendered and sent in turn, the first
+    without waiting for the others to be rendered."""
 
-    def __init__(self, handler: Handler, *, json_body: bool = False) -> None:
+    __slots__ = ("handler", "json_body", "render")
+
+    def __init__(
+        self,
+        handler: Callable[[Request], Any],
+        *,
+        json_body: bool = False,
+        render: Callable[[Any], Response] | None = None,
+    ) -> None:
         self.handler = handler
         self.json_body = json_body
+        self.render = render
 
 
 def _error(message: str, status: int) -> Response:
@@ -303,13 +310,20 @@ class _Connection(asyncio.Protocol):
             self._answer(answer, keep_alive)
             return
         future = answer if isinstance(answer, asyncio.Future) else asyncio.ensure_future(answer)
-        future.add_done_callback(lambda f: self._finished(f, item, keep_alive))
+        future.add_done_callback(lambda f: self._finished(f, item, route, keep_alive))
 
-    def _finished(self, future: asyncio.Future[Response], request: Request, keep: bool) -> None:
+    def _finished(
+        self, future: asyncio.Future[Any], request: Request, route: Route, keep: bool
+    ) -> None:
         if future.cancelled():
-            response, keep = _error("the agent is stopping", 503), False
+            response, keep = _error("the server is stopping", 503), False
         elif (e := future.exception()) is not None:
             response = self.server.on_error(e, request)
+        elif route.render is not None:
+            try:
+                response = route.render(future.result())
+            except Exception as failure:
+                response = self.server.on_error(failure, request)
         else:
             response = future.result()
         self._answer(response, keep)
