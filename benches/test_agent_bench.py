@@ -111,8 +111,8 @@ def test_healthz_latency(benchmark: Any, conn: UnixHTTPConnection) -> None:
 
 
 #: Requests each side of one throughput round makes (admit + remove pairs).
-ONE_CLIENT_PAIRS = 100
-SIXTEEN_CLIENT_PAIRS = 50
+ONE_CLIENT_PAIRS = 300
+SIXTEEN_CLIENT_PAIRS = 150
 THROUGHPUT_ROUNDS = 7
 
 

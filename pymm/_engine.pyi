@@ -38,6 +38,7 @@ __all__ = [
     "parse_size",
     "placements",
     "plan_input",
+    "pods_from_json",
     "pods_from_manifest",
     "recorded_kubelet_version",
 ]
@@ -293,6 +294,7 @@ class Inspection:
     ) -> dict[str, Any]: ...
 
 def pods_from_manifest(manifest: Mapping[str, Any], defaults: bool = True) -> list[Pod]: ...
+def pods_from_json(text: str, defaults: bool = True) -> list[Pod] | None: ...
 def decode_cpu_checkpoint(
     text: str,
 ) -> tuple[str, int, list[int], dict[str, dict[str, list[int]]]]: ...

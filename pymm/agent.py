@@ -440,6 +440,11 @@ class Agent:
         """The one Pod manifest of the body, decoded by the engine with the API server's
         defaulting (requests default to limits), as ``pymm admit`` reads a manifest."""
         text = self._text(request)
+        # The engine reads a well-formed manifest's text in one call; anything else takes
+        # the path below, which reads it the same way and says what is wrong.
+        pods = _engine.pods_from_json(text, True)
+        if pods is not None and len(pods) == 1:
+            return pods[0]
         if not text.strip():
             raise _BadRequest("expected one Pod manifest, got 0")
         try:

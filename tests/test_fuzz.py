@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from pymm import Container, Machine, MemoryManager, Pod, _engine, load_pods, merge_hints
+from pymm._text import json_loads
 from pymm.cli import main
 from pymm.errors import ConfigError, PymmError
 from pymm.replay import load_scenarios, replay
@@ -408,6 +409,53 @@ def test_pod_from_manifest(doc: Any, defaults: bool) -> None:
     if isinstance(pod, Pod):
         _admit(mm, pod)
     _admit(mm, doc)
+
+
+def _read_slowly(text: str) -> tuple[str, Any]:
+    """What the agent's careful path reads from ``text``: the pods, or the error's text."""
+    try:
+        doc = json_loads(text)
+        if not isinstance(doc, dict):
+            return "error", "not an object"
+        return "pods", [p.to_dict() for p in _engine.pods_from_manifest(doc, True)]
+    except (ValueError, RecursionError) as e:
+        return "error", str(e)
+
+
+@FUZZ
+@given(text=st.one_of(texts(MANIFEST), texts(POD_LIST), texts(POD_DICT)))
+def test_the_engine_reads_manifest_text_as_the_careful_path_does(text: str) -> None:
+    """The agent's one-call read of a manifest's text (``pods_from_json``) gives the pods the
+    careful path (Python's json, then the engine) gives, raises the error it raises, or
+    declines (None) and leaves the text to it."""
+    try:
+        fast = _engine.pods_from_json(text, True)
+    except ValueError as e:
+        event("read: an error")
+        assert _read_slowly(text) == ("error", str(e))
+        return
+    event("read: declined" if fast is None else "read: pods")
+    if fast is not None:
+        assert _read_slowly(text) == ("pods", [p.to_dict() for p in fast])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"kind": "Pod", "kind": "Pod"}',  # a key twice: Python's json would keep the last
+        '{"kind": "Pod", "spec": {"x": 1.5}}',
+        '{"kind": "Pod", "spec": {"x": 100000000000000000000000}}',  # wider than 64 bits
+        '{"kind": "Pod", "spec": {"x": NaN}}',
+        '{"kind": "Pod", "metadata": {"name": "\\ud800"}}',  # a lone surrogate
+        '{"kind": "Pod", "spec": ' + "[" * 70 + "]" * 70 + "}",  # deeper than the conversion
+        "[]",
+        '"Pod"',
+        "{",
+        "",
+    ],
+)
+def test_the_engine_declines_text_python_reads_differently(text: str) -> None:
+    assert _engine.pods_from_json(text, True) is None
 
 
 @FUZZ

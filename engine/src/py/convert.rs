@@ -17,6 +17,25 @@ pub fn to_value(obj: &Bound<'_, PyAny>, subject: Subject) -> PyResult<Value> {
     convert(obj, subject, "", 0)
 }
 
+/// Whether `v`, parsed from JSON text by serde, is the value [`to_value`] makes of what
+/// Python's `json` parses from the same text: integers only (serde reads an integer wider
+/// than 64 bits as a float, Python as an int that [`to_value`] refuses), and no deeper than
+/// [`to_value`] goes.
+pub fn reads_as_python(v: &Value) -> bool {
+    fn within(v: &Value, depth: usize) -> bool {
+        if depth > MAX_DEPTH {
+            return false;
+        }
+        match v {
+            Value::Number(n) => n.is_i64() || n.is_u64(),
+            Value::Array(items) => items.iter().all(|i| within(i, depth + 1)),
+            Value::Object(m) => m.values().all(|i| within(i, depth + 1)),
+            Value::Null | Value::Bool(_) | Value::String(_) => true,
+        }
+    }
+    within(v, 0)
+}
+
 fn fail(subject: Subject, path: &str, message: String) -> PyErr {
     to_py_err(subject.error(path, message))
 }

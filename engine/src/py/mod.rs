@@ -40,6 +40,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<simulate::PySimulation>()?;
     m.add_class::<checkpoint::PyInspection>()?;
     m.add_function(wrap_pyfunction!(pod::pods_from_manifest, m)?)?;
+    m.add_function(wrap_pyfunction!(pod::pods_from_json, m)?)?;
     m.add_function(wrap_pyfunction!(pod::check_unique_uids_of, m)?)?;
     m.add_function(wrap_pyfunction!(machine::decode_machine, m)?)?;
     m.add_function(wrap_pyfunction!(machine::hugepage_size_kib, m)?)?;

@@ -154,6 +154,33 @@ pub fn pods_from_manifest(manifest: &Bound<'_, PyAny>, defaults: bool) -> PyResu
         .collect())
 }
 
+/// The pods of a Kubernetes object given as JSON text, read in one call (the agent's hot
+/// path: no Python objects between the text and the pods). `None` when the text is anything
+/// but JSON that reads exactly as Python's `json` and [`pods_from_manifest`] would read it: a
+/// key given twice, a syntax error, a value that is not an object, a float or an integer
+/// wider than 64 bits, nesting deeper than the conversion allows. The caller then takes that
+/// slower path, which says what is wrong in its own words.
+#[pyfunction]
+#[pyo3(signature = (text, defaults=true))]
+pub fn pods_from_json(text: &str, defaults: bool) -> PyResult<Option<Vec<PyPod>>> {
+    if crate::decode::first_duplicate_key(text).is_some() {
+        return Ok(None);
+    }
+    let Ok(v) = serde_json::from_str::<Value>(text) else {
+        return Ok(None);
+    };
+    if !v.is_object() || !super::convert::reads_as_python(&v) {
+        return Ok(None);
+    }
+    Ok(Some(
+        Pod::from_manifest(&v, defaults)
+            .py()?
+            .into_iter()
+            .map(|p| PyPod { inner: Arc::new(p) })
+            .collect(),
+    ))
+}
+
 /// Refuses a pod uid given twice among `pods`; `labels` say where each pod was read
 /// (default: its position).
 #[pyfunction]
