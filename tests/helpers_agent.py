@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -346,11 +347,11 @@ async def run_pairs(socket_path: Path, *, clients: int, pairs: int) -> float:
         ]
         for c in range(clients)
     ]
-    futures = [loop.create_future() for _ in plans]
+    futures: list[asyncio.Future[int]] = [loop.create_future() for _ in plans]
     began = time.perf_counter()
     for plan, done in zip(plans, futures, strict=True):
         await loop.create_unix_connection(
-            lambda plan=plan, done=done: _PairsClient(plan, done), str(socket_path)
+            functools.partial(_PairsClient, plan, done), str(socket_path)
         )
     answered = await asyncio.gather(*futures)
     assert sum(answered) == 2 * pairs * clients

@@ -8,7 +8,7 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -112,7 +112,7 @@ def post(path: str, body: bytes, content_type: str = "application/json", **extra
     ).encode() + body
 
 
-def run(tmp_path: Path, scenario: Callable[[Path], Awaitable[Any]]) -> Any:
+def run(tmp_path: Path, scenario: Callable[[Path], Coroutine[Any, Any, Any]]) -> Any:
     return asyncio.run(scenario(tmp_path))
 
 
