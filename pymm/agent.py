@@ -10,17 +10,22 @@ Guarantees, and how they are kept:
   state file is being written wait together; the worker applies them in arrival order, each all
   or nothing, and makes the whole group durable with one write (fsync, rename, fsync of the
   directory) (:meth:`~pymm.manager.MemoryManager.durably_together`). Each is answered only
-  after that write; if it fails, none of the group happened and each is answered 503.
+  after that write; if it fails, none of the group happened and each is answered 503. The
+  worker does only that: answers are rendered on the event loop as they are written, and a
+  group's metrics, log line and journal wait for the next write's fsync (see
+  :meth:`Agent._after_all`), since whatever the worker does, every request of the next group
+  waits for.
 * **A disconnect loses nothing.** A request handed to the manager completes whether or not
   its client is still there. A client that retries an admission with the same pod
   uid gets ``alreadyAdmitted: true`` and the placement it was given; a rejected admission
   reserved nothing, so its retry is simply a new attempt.
-* **Graceful stop.** On SIGTERM or SIGINT the listeners close, in-flight requests finish (within
-  :data:`SHUTDOWN_SECONDS`), the worker drains, the state-directory lock is released and the
+* **Graceful stop.** On SIGTERM or SIGINT the listeners close, in-flight requests are answered
+  (within :data:`SHUTDOWN_SECONDS`), the worker drains, the state-directory lock is released and the
   socket and ready file removed.
 * **Bounded connections.** A request body must be ``application/json`` (415 otherwise); a
   connection idle or stuck in its headers for :data:`IDLE_SECONDS`, or in its body for
-  :data:`BODY_SECONDS`, is closed. A client that goes away is a warning in the log.
+  :data:`BODY_SECONDS`, is closed. A client that goes away is a warning in the log. The HTTP
+  server and its other limits are :mod:`pymm.httpd`'s.
 * **The pods' names survive a restart.** The state file holds pod uids only; the namespace and
   name that the NRT's pod set fingerprint needs are kept beside it in
   :data:`IDENTITIES_FILE`, a journal appended to (not fsynced) after each group that changes
