@@ -11,8 +11,10 @@ request).
 What it guarantees:
 
 * **One request at a time per connection**, answered in order: pipelined requests wait
-  their turn, and reading pauses once :data:`MAX_PIPELINED` are waiting. (It does not pause
-  for each request: that is two ``epoll_ctl`` calls a request, a sixth of the server's CPU.)
+  their turn, and reading pauses once :data:`MAX_PIPELINED` are waiting, or while the client
+  leaves its answers unread (asyncio's write-buffer high-water mark): a client that sends
+  without reading holds a bounded amount of memory. (Reading does not pause for each
+  request: that is two ``epoll_ctl`` calls a request, a sixth of the server's CPU.)
 * **Bounded.** A connection that sends no complete request head within ``idle_timeout``
   (idle keep-alive connections included) is closed; a body that has not arrived within
   ``body_timeout`` of its head is answered 408 and closed. A head over
@@ -31,6 +33,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from email.utils import formatdate
 from http import HTTPStatus
@@ -169,7 +172,9 @@ class _Connection(asyncio.Protocol):
         self.body_bytes = 0
         self.route: Route | None = None
         self.early: Response | None = None  # the answer the head decided (404, 405, 415)
-        self.waiting: list[tuple[Request | Response, Route | None, bool]] = []  # pipelined
+        self.waiting: deque[tuple[Request | Response, Route | None, bool]] = deque()  # pipelined
+        self.draining = False
+        self.unread = False  # the client is not reading its answers: stop reading its requests
 
     # -- asyncio ---------------------------------------------------------------------------
 
@@ -286,10 +291,10 @@ class _Connection(asyncio.Protocol):
             )
         self.body = []
         keep_alive = self.parser.should_keep_alive()
-        if self.busy:
+        if self.busy or self.unread or self.waiting:
             self.waiting.append((item, self.route, keep_alive))
-            if len(self.waiting) >= MAX_PIPELINED and self.transport is not None:
-                self.transport.pause_reading()
+            if len(self.waiting) == MAX_PIPELINED:
+                self._reading()
         else:
             self._handle(item, self.route, keep_alive)
 
@@ -352,10 +357,9 @@ class _Connection(asyncio.Protocol):
         if not keep_alive:
             self.closing = True
             transport.close()
-        elif self.waiting:
-            if len(self.waiting) == MAX_PIPELINED:
-                transport.resume_reading()
-            self._handle(*self.waiting.pop(0))
+            return
+        if self.waiting:
+            self._next()
         elif self.state == _IDLE:
             self.deadline = time.monotonic() + self.server.idle_timeout
 
@@ -366,6 +370,39 @@ class _Connection(asyncio.Protocol):
             return
         self.waiting.clear()
         self._answer(response, False)
+
+    def pause_writing(self) -> None:
+        self.unread = True
+        self._reading()
+
+    def resume_writing(self) -> None:
+        self.unread = False
+        self._next()
+
+    def _next(self) -> None:
+        """Hands the waiting requests to their handlers in order, one at a time, while the
+        client reads its answers; then reads on or pauses. A loop, not a recursion through
+        each answer: thousands may wait."""
+        if not self.draining:
+            self.draining = True
+            try:
+                while self.waiting and not (self.busy or self.unread or self.closing):
+                    self._handle(*self.waiting.popleft())
+            finally:
+                self.draining = False
+        self._reading()
+
+    def _reading(self) -> None:
+        """Reads from the client unless it has :data:`MAX_PIPELINED` requests waiting or
+        leaves its answers unread."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self.unread or len(self.waiting) >= MAX_PIPELINED:
+            if transport.is_reading():
+                transport.pause_reading()
+        elif not transport.is_reading():
+            transport.resume_reading()
 
     # -- deadlines and shutdown ------------------------------------------------------------
 

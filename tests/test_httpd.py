@@ -164,6 +164,59 @@ def test_pipelined_requests_are_answered_in_order(tmp_path: Path) -> None:
     run(tmp_path, scenario)
 
 
+def test_a_client_that_never_reads_its_answers_is_no_longer_read(tmp_path: Path) -> None:
+    """Requests sent without reading the answers: the server stops reading once the answers
+    back up, so its memory for them stays bounded (the client's sends then block); once the
+    client reads, every request it sent is answered, in order."""
+    request = b"GET /echo?n=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+
+    def flood() -> tuple[bool, int]:
+        """Sends until the server stops reading (True), or for 5 s (False); and how many
+        whole requests went."""
+        s.connect(str(tmp_path / "s.sock"))
+        s.setblocking(False)
+        sent = 0
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                sent += s.send(request * 100)
+            except BlockingIOError:
+                time.sleep(0.5)  # a server that merely lags catches up in this time
+                try:
+                    sent += s.send(request * 100)
+                except BlockingIOError:
+                    return True, sent // len(request)
+        return False, sent // len(request)
+
+    def read_answers(count: int) -> int:
+        s.settimeout(10)
+        got = b""
+        while got.count(b"HTTP/1.1 200 OK") < count:
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                break
+            got += chunk
+        return got.count(b"HTTP/1.1 200 OK")
+
+    async def scenario(tmp_path: Path) -> tuple[bool, list[int], int, int]:
+        async with serving(tmp_path) as server:
+            stopped, sent = await asyncio.to_thread(flood)
+            buffered = [
+                c.transport.get_write_buffer_size()
+                for c in server.connections
+                if c.transport is not None
+            ]
+            answered = await asyncio.to_thread(read_answers, sent)
+            s.close()
+            return stopped, buffered, sent, answered
+
+    stopped, buffered, sent, answered = run(tmp_path, scenario)
+    assert stopped, "the server kept reading a client that never read"
+    assert buffered and max(buffered) <= 256 << 10
+    assert answered == sent > 1000
+
+
 def test_a_chunked_body_is_reassembled(tmp_path: Path) -> None:
     async def scenario(tmp_path: Path) -> None:
         async with serving(tmp_path):
