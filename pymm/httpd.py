@@ -50,6 +50,10 @@ log = logging.getLogger("pymm.agent")
 MAX_HEAD_BYTES = 64 << 10
 #: Requests a client may send ahead of its answers before the server stops reading from it.
 MAX_PIPELINED = 8
+#: After a last answer, how long what the client still sends is read and dropped before the
+#: connection closes: closing with unread data resets the connection, and the client may then
+#: lose the answer (a 413 or 431 sent while its request was still arriving).
+LINGER_SECONDS = 0.5
 
 
 class Request:
@@ -355,8 +359,7 @@ class _Connection(asyncio.Protocol):
             head += b"Connection: close\r\n"
         transport.write(head + b"\r\n" + response.body)
         if not keep_alive:
-            self.closing = True
-            transport.close()
+            self._close_after_answer(transport)
             return
         if self.waiting:
             self._next()
@@ -406,8 +409,28 @@ class _Connection(asyncio.Protocol):
 
     # -- deadlines and shutdown ------------------------------------------------------------
 
+    def _close_after_answer(self, transport: asyncio.Transport) -> None:
+        """Sends what is buffered and the end of the stream, then reads and drops what the
+        client still sends, until it closes too or :data:`LINGER_SECONDS` pass."""
+        self.closing = True
+        self.waiting.clear()
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self.deadline = time.monotonic() + LINGER_SECONDS
+        if not transport.is_reading():
+            transport.resume_reading()
+
+    def eof_received(self) -> bool | None:
+        return None  # the client is done sending: close (after what is buffered is sent)
+
     def expire(self, now: float) -> None:
-        if self.closing or self.busy or now < self.deadline:
+        if self.closing:
+            if now >= self.deadline and self.transport is not None:
+                self.transport.close()  # lingered long enough
+            return
+        if self.busy or now < self.deadline:
             return
         if self.state == _BODY:
             log.warning("body timeout", extra={"path": self._path()})
@@ -493,8 +516,9 @@ class HTTPServer:
         deadline = time.monotonic() + timeout
         while self.connections and time.monotonic() < deadline:
             for connection in list(self.connections):
-                # Nothing in hand and no body on its way: nothing to finish.
-                if not connection.busy and connection.state != _BODY:
+                # Answered its last (lingering), or nothing in hand and no body on its way:
+                # nothing to finish.
+                if connection.closing or (not connection.busy and connection.state != _BODY):
                     connection.close()
             await asyncio.sleep(0.005)
         for connection in list(self.connections):

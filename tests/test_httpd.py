@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pymm.httpd import MAX_HEAD_BYTES, MAX_PIPELINED, HTTPServer, Request, Response, Route
 
@@ -422,3 +424,76 @@ def test_shutdown_gives_up_on_a_request_after_its_timeout(tmp_path: Path) -> Non
         await server_cm.__aexit__(None, None, None)
 
     run(tmp_path, scenario)
+
+
+#: Pieces a hostile or broken client strings together: request lines, headers (good, repeated,
+#: malformed), framing, bodies, and arbitrary bytes.
+_PIECES = st.one_of(
+    st.sampled_from(
+        [
+            b"GET /echo HTTP/1.1\r\n",
+            b"POST /echo HTTP/1.1\r\n",
+            b"POST /later HTTP/1.1\r\n",
+            b"GET /raises HTTP/1.0\r\n",
+            b"PUT /nowhere HTTP/1.1\r\n",
+            b"GET  HTTP/9.9\r\n",
+            b"Host: x\r\n",
+            b"Content-Type: application/json\r\n",
+            b"Content-Length: 2\r\n",
+            b"Content-Length: -1\r\n",
+            b"Content-Length: 99999999999999999999\r\n",
+            b"Transfer-Encoding: chunked\r\n",
+            b"Expect: 100-continue\r\n",
+            b"Connection: close\r\n",
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\n",
+            b"\r\n",
+            b"{}",
+            b"2\r\n{}\r\n0\r\n\r\n",
+            b"\x00",
+            b"\xff\xfe",
+            b" \t",
+        ]
+    ),
+    st.binary(max_size=40),
+)
+
+
+@pytest.mark.fuzz
+@settings(deadline=None)
+@given(chunks=st.lists(st.lists(_PIECES, max_size=12).map(b"".join), min_size=1, max_size=4))
+def test_any_bytes_get_an_answer_or_a_close_and_the_server_serves_on(
+    tmp_path_factory: pytest.TempPathFactory, chunks: list[bytes]
+) -> None:
+    """Whatever a client sends, in whatever pieces: each answer is well-formed HTTP, the
+    connection ends (the server closes it, or its idle timeout does), and the next client is
+    served."""
+    directory = tmp_path_factory.mktemp("fuzz")
+
+    async def scenario(tmp_path: Path) -> None:
+        async with serving(tmp_path, idle=0.3, body=0.3) as server:
+            reader, writer = await connect(tmp_path)
+            for chunk in chunks:
+                writer.write(chunk)
+                await asyncio.sleep(0)
+            later = server.later  # type: ignore[attr-defined]
+            for i in range(len(later.waiting)):
+                later.release(i)
+            got = await asyncio.wait_for(reader.read(), 5)  # to the close
+            while got:
+                assert got.startswith(b"HTTP/1.1 "), got[:80]
+                head, _, rest = got.partition(b"\r\n\r\n")
+                status = int(head.split(b" ")[1])
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b": ")
+                    if name.lower() == b"content-length":
+                        length = int(value)
+                assert status == 100 or len(rest) >= length
+                got = rest if status == 100 else rest[length:]
+            writer.close()
+            reader, writer = await connect(tmp_path)
+            writer.write(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await answer(reader))[0] == 200
+            writer.close()
+
+    run(directory, scenario)
