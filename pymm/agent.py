@@ -427,12 +427,12 @@ class Agent:
         if isinstance(e, (_BadRequest, PymmError, ValueError)):
             # Bad input (a malformed manifest, quantity or body): the client's to fix.
             message = str(e).splitlines()[0] if str(e) else "bad request"
-            return Response.json({"error": message}, 400)
+            return Response.error(message, 400)
         log.error(
             "request failed",
             extra={"path": request.path, "error": f"{type(e).__name__}: {e}"},
         )
-        return Response.json({"error": f"internal error: {type(e).__name__}"}, 500)
+        return Response.error(f"internal error: {type(e).__name__}", 500)
 
     @staticmethod
     def _text(request: Request) -> str:
@@ -503,7 +503,7 @@ class Agent:
 
     def _h_metrics(self, _request: Request) -> Response | Awaitable[Response]:
         if self.registry is None:
-            return Response.json({"error": "metrics are off"}, 404)
+            return Response.error("metrics are off", 404)
         return self._metrics()
 
     async def _metrics(self) -> Response:

@@ -100,6 +100,11 @@ class Response:
         return cls(json.dumps(obj).encode(), status, "application/json", headers)
 
     @classmethod
+    def error(cls, message: str, status: int, headers: Mapping[str, str] | None = None) -> Response:
+        """The one shape of an error answer: ``{"error": "<one line>"}``."""
+        return cls.json({"error": message}, status, headers)
+
+    @classmethod
     def text(cls, text: str, status: int = 200) -> Response:
         return cls(text.encode(), status, "text/plain; charset=utf-8")
 
@@ -124,10 +129,6 @@ class Route:
         self.handler = handler
         self.json_body = json_body
         self.render = render
-
-
-def _error(message: str, status: int) -> Response:
-    return Response.json({"error": message}, status)
 
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
@@ -169,6 +170,8 @@ class _Connection(asyncio.Protocol):
         self.head_bytes = 0
         self.head_size = 0
         self.url = b""
+        self.path = ""  # the URL's, once the head is complete
+        self.query = b""
         self.content_type: str | None = None
         self.content_length: int | None = None
         self.expect_continue = False
@@ -203,18 +206,20 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fail(_error("protocol upgrades are not served", 400))
+            self._fail(Response.error("protocol upgrades are not served", 400))
         except httptools.HttpParserError as e:
             if not isinstance(e.__context__, _Stop):
-                self._fail(_error(f"bad HTTP request: {e}", 400))
+                self._fail(Response.error(f"bad HTTP request: {e}", 400))
         if self.state == _HEAD and self.head_bytes > MAX_HEAD_BYTES:
-            self._fail(_error("request head too large", 431))
+            self._fail(Response.error("request head too large", 431))
 
     # -- httptools callbacks ---------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         self.state = _HEAD
         self.url = b""
+        self.path = ""
+        self.query = b""
         self.head_size = 0
         self.content_type = None
         self.content_length = None
@@ -242,27 +247,32 @@ class _Connection(asyncio.Protocol):
         # A whole head may come in one read: counted as parsed, not only as received.
         self.head_size += size
         if self.head_size > MAX_HEAD_BYTES:
-            self._fail(_error("request head too large", 431))
+            self._fail(Response.error("request head too large", 431))
             raise _Stop
 
     def on_headers_complete(self) -> None:
         self.state = _BODY
         self.head_bytes = 0
         self.deadline = time.monotonic() + self.server.body_timeout
-        methods = self.server.routes.get(self._path())
+        try:
+            url = httptools.parse_url(self.url)
+            self.path, self.query = url.path.decode("latin-1"), url.query or b""
+        except httptools.HttpParserInvalidURLError:
+            self.path, self.query = "", b""
+        methods = self.server.routes.get(self.path)
         method = self.parser.get_method().decode("latin-1")
         if methods is None:
-            self.early = _error("not found", 404)
+            self.early = Response.error("not found", 404)
         elif method not in methods:
             allow = {"Allow": ", ".join(sorted(methods))}
-            self.early = Response.json({"error": f"{method} is not allowed here"}, 405, allow)
+            self.early = Response.error(f"{method} is not allowed here", 405, allow)
         else:
             self.route = methods[method]
             if self.route.json_body and self.content_type != "application/json":
                 got = self.content_type or "missing"
-                self.early = _error(f"the body must be application/json, not {got}", 415)
+                self.early = Response.error(f"the body must be application/json, not {got}", 415)
         if self.content_length is not None and self.content_length > self.server.max_body:
-            self._fail(_error(f"the body is over {self.server.max_body} bytes", 413))
+            self._fail(Response.error(f"the body is over {self.server.max_body} bytes", 413))
             raise _Stop
         if self.expect_continue and self.transport is not None:
             if self.early is not None:
@@ -274,7 +284,7 @@ class _Connection(asyncio.Protocol):
     def on_body(self, data: bytes) -> None:
         self.body_bytes += len(data)
         if self.body_bytes > self.server.max_body:  # chunked: no length told in advance
-            self._fail(_error(f"the body is over {self.server.max_body} bytes", 413))
+            self._fail(Response.error(f"the body is over {self.server.max_body} bytes", 413))
             raise _Stop
         if self.early is None:
             self.body.append(data)  # an early answer's body is read and dropped
@@ -285,11 +295,10 @@ class _Connection(asyncio.Protocol):
         if self.early is not None:
             item = self.early
         else:
-            url = httptools.parse_url(self.url)
             item = Request(
                 self.parser.get_method().decode("latin-1"),
-                url.path.decode("latin-1"),
-                (url.query or b"").decode("latin-1"),
+                self.path,
+                self.query.decode("latin-1"),
                 self.content_type,
                 b"".join(self.body),
             )
@@ -325,7 +334,7 @@ class _Connection(asyncio.Protocol):
         self, future: asyncio.Future[Any], request: Request, route: Route, keep: bool
     ) -> None:
         if future.cancelled():
-            response, keep = _error("the server is stopping", 503), False
+            response, keep = Response.error("the server is stopping", 503), False
         elif (e := future.exception()) is not None:
             response = self.server.on_error(e, request)
         elif route.render is not None:
@@ -435,7 +444,7 @@ class _Connection(asyncio.Protocol):
         if self.state == _BODY:
             log.warning("body timeout", extra={"path": self._path()})
             seconds = self.server.body_timeout
-            self._fail(_error(f"the body did not arrive within {seconds:g} s", 408))
+            self._fail(Response.error(f"the body did not arrive within {seconds:g} s", 408))
         else:
             # Idle, or a head that never completed: nothing to answer, only to close.
             self.close()
@@ -451,8 +460,11 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
     def _path(self) -> str:
+        """The request's path, for the log (its head may be unfinished)."""
+        if self.path or not self.url:
+            return self.path
         try:
-            return httptools.parse_url(self.url).path.decode("latin-1") if self.url else ""
+            return httptools.parse_url(self.url).path.decode("latin-1")
         except httptools.HttpParserInvalidURLError:
             return ""
 
