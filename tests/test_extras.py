@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parent.parent
-EXTRA = ("kubernetes", "prometheus_client", "httptools", "watchfiles", "pythonjsonlogger")
+EXTRA = (
+    "kubernetes",
+    "prometheus_client",
+    "httptools",
+    "uvloop",
+    "watchfiles",
+    "pythonjsonlogger",
+)
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
@@ -48,6 +55,7 @@ def blocked(module: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
     ("module", "argv", "needs"),
     [
         ("httptools", ["agent", "--state-dir", "{tmp}/s", "--socket", "{tmp}/a.sock"], "httptools"),
+        ("uvloop", ["agent", "--state-dir", "{tmp}/s", "--socket", "{tmp}/a.sock"], "uvloop"),
         (
             "prometheus_client",
             ["agent", "--state-dir", "{tmp}/s", "--socket", "{tmp}/a.sock"],

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 
 from pymm.errors import ConfigError, PymmError
@@ -71,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         raise PymmError("agent needs --state-dir: it owns the state and keeps it durable")
     try:
         import prometheus_client
+        import uvloop
 
         from pymm.agent import Agent
         from pymm.logs import setup_json_logging
@@ -98,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
         raise
     # Only now: a start that fails above is one `pymm: error:` line, not a log record.
     setup_json_logging(args.log_level)
-    asyncio.run(
+    # uvloop: the event loop, transports and futures in C. Every request's CPU is on the
+    # serial path of group commit, and this is a measurable part of it.
+    uvloop.run(
         agent.serve(
             Path(args.socket),
             metrics_port=args.metrics_port,
